@@ -1,0 +1,21 @@
+"""editflow-hf: Edit Flows on BERT-family encoders, the Hugging Face way.
+
+Importing the package registers the Edit Flow config, model and pipeline with the transformers Auto
+classes; checkpoints saved from here carry the remote code in `editflow_hf.modeling` (the repo's
+top-level `modeling/` folder), so they also load without this package (`trust_remote_code=True`).
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .modeling.configuration_editflow import EditFlowConfig
+from .modeling.modeling_editflow import EditFlowForEditing, EditFlowOutput, EditFlowTokenHead
+from .modeling.scheduling_editflow import get_scheduler
+
+__version__ = "0.1.0"
+
+AutoConfig.register(EditFlowConfig.model_type, EditFlowConfig, exist_ok=True)
+AutoModel.register(EditFlowConfig, EditFlowForEditing, exist_ok=True)
+EditFlowConfig.register_for_auto_class()
+EditFlowForEditing.register_for_auto_class("AutoModel")
+
+__all__ = ["EditFlowConfig", "EditFlowForEditing", "EditFlowOutput", "EditFlowTokenHead", "get_scheduler"]

@@ -1,0 +1,89 @@
+"""Configuration of an Edit Flow model: an encoder backbone plus rate and token heads."""
+
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+
+class EditFlowConfig(PreTrainedConfig):
+    r"""
+    Configuration for [`EditFlowForEditing`]: any Hugging Face encoder (ModernBERT, BERT, RoBERTa,
+    DistilBERT, ...) turned into an Edit Flow model (Havasi et al. 2025, arXiv 2506.09018).
+
+    Args:
+        encoder_config (`dict` or `PreTrainedConfig`, *optional*):
+            Configuration of the backbone encoder, built with `AutoModel.from_config`. A dict must carry
+            its `model_type`. Defaults to a ModernBERT config.
+        mask_token_id (`int`, *optional*):
+            Id of the mask token that fills x0 (`BOS + N masks`) and the slots to infill.
+        bos_token_id (`int`, *optional*):
+            Id of the token that starts every sequence and is never edited ([CLS] for BERT-style tokenizers).
+        pad_token_id (`int`, *optional*):
+            Id used to pad rows of a batch.
+        eos_token_id (`int`, *optional*):
+            Id of the end-of-text token, if the tokenizer has one ([SEP] for BERT-style tokenizers).
+        head_activation (`str`, *optional*, defaults to `"gelu"`):
+            Activation of the token heads' transform, as in the source MLM head.
+        head_dense_bias (`bool`, *optional*, defaults to `True`):
+            Whether the token heads' dense transform has a bias.
+        head_norm_bias (`bool`, *optional*, defaults to `True`):
+            Whether the token heads' LayerNorm has a bias.
+        head_norm_eps (`float`, *optional*, defaults to 1e-12):
+            Epsilon of the token heads' LayerNorm.
+        head_decoder_bias (`bool`, *optional*, defaults to `True`):
+            Whether the token heads' vocabulary projection has a bias.
+        rate_head_bias_init (`float`, *optional*, defaults to -2.0):
+            Initial bias of the rate head, before the softplus: rates start small (softplus(-2) = 0.13)
+            so that a fresh model does not fire every edit at once.
+        scheduler (`str`, *optional*, defaults to `"linear"`):
+            Name of the kappa scheduler the model was trained with (`linear`, `cubic`, `cosine`); the
+            sampler uses the same one.
+        scheduler_kwargs (`dict`, *optional*):
+            Arguments of the scheduler, e.g. `{"a": 1.0, "b": 1.0}` for `cubic`.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialisation of fresh heads.
+    """
+
+    model_type = "editflow"
+    sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="modernbert")}
+
+    encoder_config: dict | PreTrainedConfig | None = None
+    mask_token_id: int | None = None
+    bos_token_id: int | None = None
+    pad_token_id: int | None = None
+    eos_token_id: int | None = None
+    head_activation: str = "gelu"
+    head_dense_bias: bool = True
+    head_norm_bias: bool = True
+    head_norm_eps: float = 1e-12
+    head_decoder_bias: bool = True
+    rate_head_bias_init: float = -2.0
+    scheduler: str = "linear"
+    scheduler_kwargs: dict | None = None
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.scheduler_kwargs is None:
+            self.scheduler_kwargs = {}
+        # Hub pipelines: `pipeline(model=repo, trust_remote_code=True)` finds its class here.
+        if not getattr(self, "custom_pipelines", None):
+            self.custom_pipelines = {
+                "editflow-generation": {
+                    "impl": "pipeline_editflow.EditFlowGenerationPipeline",
+                    "pt": ["AutoModel"],
+                    "tf": [],
+                    "type": "text",
+                }
+            }
+
+    @property
+    def hidden_size(self) -> int:
+        return self.encoder_config.hidden_size
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoder_config.vocab_size
+
+
+__all__ = ["EditFlowConfig"]

@@ -1,0 +1,196 @@
+"""Edit Flow model: an encoder that predicts, at every position of x_t, three edit rates and two
+token distributions (Havasi et al. 2025, "Flow Matching with Edit Operations", arXiv 2506.09018).
+
+At position i of x_t the model outputs
+    sub_rate[i], del_rate[i]  - rates of substituting / deleting token i (0 at BOS and padding),
+    ins_rate[i]               - rate of inserting a token in the gap right after token i,
+    sub_logits[i], ins_logits[i] - distributions of the substituted / inserted token.
+Rates are non-negative (softplus) and per unit of the scheduler weight w(t): the actual CTMC rate is
+w(t) * rate, so a time-independent network serves every t.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import ModelOutput
+
+from .configuration_editflow import EditFlowConfig
+
+
+@dataclass
+class EditFlowOutput(ModelOutput):
+    r"""
+    Output of [`EditFlowForEditing`].
+
+    Args:
+        sub_rate (`torch.FloatTensor` of shape `(batch_size, sequence_length)`):
+            Substitution rate per position (float32; 0 at BOS and padding).
+        del_rate (`torch.FloatTensor` of shape `(batch_size, sequence_length)`):
+            Deletion rate per position (float32; 0 at BOS and padding).
+        ins_rate (`torch.FloatTensor` of shape `(batch_size, sequence_length)`):
+            Rate of an insertion in the gap after each position (float32; 0 at padding).
+        sub_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)` or `(num_rows, vocab_size)`):
+            Logits of the substituted token; only the rows selected by `logits_at` / `sub_logits_at` when given.
+        ins_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)` or `(num_rows, vocab_size)`):
+            Logits of the inserted token; only the rows selected by `logits_at` / `ins_logits_at` when given.
+        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+            The encoder's last hidden states.
+    """
+
+    sub_rate: torch.FloatTensor | None = None
+    del_rate: torch.FloatTensor | None = None
+    ins_rate: torch.FloatTensor | None = None
+    sub_logits: torch.FloatTensor | None = None
+    ins_logits: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+class EditFlowTokenHead(nn.Module):
+    """dense -> activation -> LayerNorm -> vocabulary projection: the shape of BERT, RoBERTa, DistilBERT
+    and ModernBERT masked-LM heads, so a converted checkpoint starts as the source MLM head."""
+
+    def __init__(self, config: EditFlowConfig):
+        super().__init__()
+        hidden_size = config.hidden_size
+        self.dense = nn.Linear(hidden_size, hidden_size, bias=config.head_dense_bias)
+        self.act = ACT2FN[config.head_activation]
+        self.norm = nn.LayerNorm(hidden_size, eps=config.head_norm_eps, bias=config.head_norm_bias)
+        self.decoder = nn.Linear(hidden_size, config.vocab_size, bias=config.head_decoder_bias)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.act(self.dense(hidden_states))))
+
+
+class EditFlowRateHead(nn.Linear):
+    """Linear map to the three rates (sub, del, ins) of each position, made non-negative by a softplus."""
+
+    def __init__(self, config: EditFlowConfig):
+        super().__init__(config.hidden_size, 3)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.softplus(super().forward(hidden_states).float())
+
+
+class EditFlowPreTrainedModel(PreTrainedModel):
+    config: EditFlowConfig
+    config_class = EditFlowConfig
+    base_model_prefix = "editflow"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        # The encoder is a PreTrainedModel that initialises itself with its own scheme; this covers the heads.
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                bias = self.config.rate_head_bias_init if isinstance(module, EditFlowRateHead) else 0.0
+                init.constant_(module.bias, bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+
+class EditFlowForEditing(EditFlowPreTrainedModel):
+    """An encoder with a rate head (sub, del, ins per position) and two token heads (sub, ins)."""
+
+    def __init__(self, config: EditFlowConfig):
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config.encoder_config)
+        # A pooler (BERT, RoBERTa) is never used here: drop it so that DDP sees no unused parameters.
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None
+        self.rate_head = EditFlowRateHead(config)
+        self.sub_head = EditFlowTokenHead(config)
+        self.ins_head = EditFlowTokenHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        t: torch.Tensor | None = None,
+        logits_at: torch.BoolTensor | None = None,
+        sub_logits_at: torch.BoolTensor | None = None,
+        ins_logits_at: torch.BoolTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> EditFlowOutput | tuple:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+                x_t, each row starting with BOS, right-padded.
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                1 for tokens, 0 for padding.
+            t (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
+                Flow time of each row. Part of the interface; the default model is time-independent
+                because its rates are per unit of the scheduler weight w(t).
+            logits_at (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+                Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
+                `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on
+                those rows only. `None`: logits at every position, `(batch_size, sequence_length, vocab_size)`.
+            sub_logits_at, ins_logits_at (`torch.BoolTensor`, *optional*):
+                The same, for one head only (override `logits_at` for that head).
+            kwargs:
+                Passed to the encoder (e.g. `position_ids`, `output_hidden_states`).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if t is not None:
+            t = torch.as_tensor(t, device=input_ids.device).reshape(-1)
+            if t.numel() not in (1, input_ids.shape[0]):
+                raise ValueError(f"`t` must have shape [batch] or [batch, 1]; got {t.numel()} values for {input_ids.shape[0]} rows.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+
+        rates = self.rate_head(hidden)
+        valid = attention_mask.to(rates.dtype)
+        editable = valid.clone()
+        editable[:, 0] = 0.0  # BOS is never substituted or deleted
+        sub_rate = rates[..., 0] * editable
+        del_rate = rates[..., 1] * editable
+        ins_rate = rates[..., 2] * valid
+
+        sub_at = sub_logits_at if sub_logits_at is not None else logits_at
+        ins_at = ins_logits_at if ins_logits_at is not None else logits_at
+        sub_logits = self.sub_head(hidden if sub_at is None else hidden[sub_at])
+        ins_logits = self.ins_head(hidden if ins_at is None else hidden[ins_at])
+
+        output = EditFlowOutput(
+            sub_rate=sub_rate,
+            del_rate=del_rate,
+            ins_rate=ins_rate,
+            sub_logits=sub_logits,
+            ins_logits=ins_logits,
+            last_hidden_state=hidden,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as a complete Hub repo: weights, config with `auto_map` and `custom_pipelines`, and the remote
+        code, including the generation pipeline (which the model itself does not import)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            from .pipeline_editflow import EditFlowGenerationPipeline
+
+            custom_object_save(EditFlowGenerationPipeline, save_directory)
+
+
+__all__ = ["EditFlowOutput", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]

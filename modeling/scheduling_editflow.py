@@ -1,0 +1,94 @@
+"""Kappa schedulers: how fast the probability path moves from x0 to x1.
+
+Each column of the aligned pair (z0, z1) shows z1 at time t with probability kappa(t), else z0.
+The edit rates are scaled by the weight w(t) = kappa'(t) / (1 - kappa(t)): the model predicts
+rates per unit of w, so the same network serves every t (training loss and tau-leaping alike).
+"""
+
+import math
+
+import torch
+
+
+class KappaScheduler:
+    """Base class: subclasses define `kappa(t)` and `derivative(t)` on tensors of times in [0, 1]."""
+
+    name = ""
+
+    def kappa(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weight(self, t: torch.Tensor, max_w: float | None = None) -> torch.Tensor:
+        """w(t) = kappa'(t) / (1 - kappa(t)), clamped at `max_w` when given (it diverges as t -> 1)."""
+        w = self.derivative(t) / (1.0 - self.kappa(t)).clamp_min(1e-12)
+        return w if max_w is None else w.clamp(max=max_w)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class LinearScheduler(KappaScheduler):
+    """kappa(t) = t,  kappa'(t) = 1,  w(t) = 1 / (1 - t)."""
+
+    name = "linear"
+
+    def kappa(self, t):
+        return t
+
+    def derivative(self, t):
+        return torch.ones_like(t)
+
+
+class CubicScheduler(KappaScheduler):
+    """Cubic Hermite path with slope `a` at t=0 and `b` at t=1 (a = b = 1 is the linear path):
+
+    kappa(t)  = -2t^3 + 3t^2 + a (t^3 - 2t^2 + t) + b (t^3 - t^2)
+    kappa'(t) = -6t^2 + 6t + a (3t^2 - 4t + 1) + b (3t^2 - 2t)
+    """
+
+    name = "cubic"
+
+    def __init__(self, a: float = 2.0, b: float = 0.5):
+        self.a = float(a)
+        self.b = float(b)
+
+    def kappa(self, t):
+        a, b = self.a, self.b
+        return -2 * t**3 + 3 * t**2 + a * (t**3 - 2 * t**2 + t) + b * (t**3 - t**2)
+
+    def derivative(self, t):
+        a, b = self.a, self.b
+        return -6 * t**2 + 6 * t + a * (3 * t**2 - 4 * t + 1) + b * (3 * t**2 - 2 * t)
+
+
+class CosineScheduler(KappaScheduler):
+    """kappa(t) = 1 - cos(pi t / 2),  kappa'(t) = (pi / 2) sin(pi t / 2)."""
+
+    name = "cosine"
+
+    def kappa(self, t):
+        return 1.0 - torch.cos(0.5 * math.pi * t)
+
+    def derivative(self, t):
+        return 0.5 * math.pi * torch.sin(0.5 * math.pi * t)
+
+
+SCHEDULERS = {cls.name: cls for cls in (LinearScheduler, CubicScheduler, CosineScheduler)}
+
+
+def get_scheduler(name: str, **kwargs) -> KappaScheduler:
+    """Build a scheduler by name (`linear`, `cubic`, `cosine`), e.g. `get_scheduler("cubic", a=2, b=0.5)`."""
+    key = name.lower().removesuffix("scheduler").removesuffix("kappa").strip("_")
+    if key not in SCHEDULERS:
+        raise ValueError(f"Unknown kappa scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
+    try:
+        return SCHEDULERS[key](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"Bad arguments {kwargs} for the {key!r} scheduler: {err}") from None
+
+
+__all__ = ["KappaScheduler", "LinearScheduler", "CubicScheduler", "CosineScheduler", "SCHEDULERS", "get_scheduler"]
