@@ -1,0 +1,177 @@
+"""Edit Flow data collator: from token sequences x1 to a training batch (x_t, t and the remaining edits).
+
+For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = leading tokens kept fixed):
+
+    x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)
+    z0, z1 = closed-form minimum edit alignment of x0 and x1 (`alignment.align_masks`)
+    t  ~ U[0, 1 - time_epsilon),   z_t = column-wise z1 with probability kappa(t), else z0
+    x_t = z_t without blanks,      edits = every column with z_t != z1 (`alignment.remaining_edits`)
+
+The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
+1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
+
+The collator runs inside DataLoader workers: its numpy Generator is created lazily in the process that uses
+it, seeded from `torch.initial_seed()` (different in every worker, reproducible under `torch.manual_seed` /
+`transformers.set_seed`) or, with `seed`, from (seed, worker id). It pickles without its Generator.
+"""
+
+import os
+
+import numpy as np
+import torch
+
+from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
+from .modeling.scheduling_editflow import KappaScheduler, get_scheduler
+from .x0 import X0Sampler, parse_x0_sampler
+
+
+def _worker_id() -> int | None:
+    info = torch.utils.data.get_worker_info()
+    return None if info is None else info.id
+
+
+class EditFlowCollator:
+    """Collate `{"input_ids": x1, "prompt_len": p}` features into Edit Flow training batches.
+
+    Output (all tensors; B examples, L = longest x_t, E edits in the batch):
+        input_ids [B, L] long     x_t, right-padded with `pad_token_id`
+        attention_mask [B, L] long
+        t [B] float32             flow time
+        x1_len [B] float32        len(x1) including BOS (the loss normaliser)
+        prompt_len [B] long       protected leading tokens, BOS included (>= 1)
+        edit_batch, edit_pos, edit_kind, edit_token [E] long
+                                  row, position in x_t, kind (0 sub, 1 del, 2 ins after pos), target token
+                                  (-1 for deletions) of each remaining edit
+    """
+
+    def __init__(
+        self,
+        *,
+        mask_token_id: int,
+        bos_token_id: int,
+        pad_token_id: int,
+        x0_sampler: "str | X0Sampler" = "masks[length:64]",
+        scheduler: "str | KappaScheduler" = "linear",
+        scheduler_kwargs: dict | None = None,
+        time_epsilon: float = 1e-3,
+        tie_break: str = "spread",
+        pad_to_multiple_of: int | None = None,
+        seed: int | None = None,
+    ):
+        for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
+            if value is None or int(value) < 0:
+                raise ValueError(f"EditFlowCollator needs a non-negative {name}; got {value!r}.")
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAKS))}.")
+        if not 0.0 <= time_epsilon < 1.0:
+            raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
+        if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
+            raise ValueError(f"pad_to_multiple_of must be a positive integer or None; got {pad_to_multiple_of}.")
+        self.mask_token_id = int(mask_token_id)
+        self.bos_token_id = int(bos_token_id)
+        self.pad_token_id = int(pad_token_id)
+        self.x0_sampler = parse_x0_sampler(x0_sampler)
+        self.scheduler = scheduler if isinstance(scheduler, KappaScheduler) else get_scheduler(scheduler, **(scheduler_kwargs or {}))
+        self.time_epsilon = float(time_epsilon)
+        self.tie_break = tie_break
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.seed = seed
+        self._rng = None
+        self._rng_owner = None
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer, **kwargs) -> "EditFlowCollator":
+        """Take mask, BOS ([CLS] when the tokenizer has no BOS) and pad ids from a tokenizer; kwargs as `__init__`."""
+        if tokenizer.mask_token_id is None:
+            raise ValueError(
+                f"The tokenizer {type(tokenizer).__name__} has no mask token, which x0 needs. Add one with "
+                "tokenizer.add_special_tokens({'mask_token': '[MASK]'}) (and resize the embeddings), or convert the "
+                "model with `editflow-convert`, whose saved tokenizer has one."
+            )
+        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+        if bos is None:
+            raise ValueError("The tokenizer has neither a BOS nor a [CLS] token; set tokenizer.bos_token, or pass bos_token_id.")
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to its EOS), or pass pad_token_id.")
+        ids = dict(mask_token_id=tokenizer.mask_token_id, bos_token_id=bos, pad_token_id=pad)
+        ids.update(kwargs)
+        return cls(**ids)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The Generator of this process (and DataLoader worker); a forked copy of the parent's is replaced."""
+        owner = (os.getpid(), _worker_id())
+        if self._rng is None or self._rng_owner != owner:
+            if self.seed is None:
+                seed = [torch.initial_seed()]
+            else:
+                seed = [self.seed] if owner[1] is None else [self.seed, owner[1]]
+            self._rng = np.random.default_rng(seed)
+            self._rng_owner = owner
+        return self._rng
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_rng"] = state["_rng_owner"] = None
+        return state
+
+    def _x1_and_prompt_len(self, index: int, feature) -> tuple[np.ndarray, int]:
+        if not isinstance(feature, dict) or "input_ids" not in feature:
+            raise ValueError(f"Feature {index} must be a dict with 'input_ids' (x1 starting with BOS); got {feature!r:.200}.")
+        x1 = np.asarray(feature["input_ids"], dtype=np.int64).reshape(-1)
+        prompt_len = int(feature.get("prompt_len", 1))
+        if len(x1) == 0 or x1[0] != self.bos_token_id:
+            raise ValueError(
+                f"Feature {index}: input_ids must start with BOS (id {self.bos_token_id}); tokenize with "
+                "add_special_tokens=False and prepend the BOS id."
+            )
+        if not 1 <= prompt_len <= len(x1):
+            raise ValueError(f"Feature {index}: prompt_len must be in [1, len(input_ids)] = [1, {len(x1)}]; got {prompt_len}.")
+        return x1, prompt_len
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        if len(features) == 0:
+            raise ValueError("EditFlowCollator got an empty list of features.")
+        rng = self.rng
+        examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
+        t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
+
+        x_ts, edits = [], []
+        for b, (x1, prompt_len) in enumerate(examples):
+            n_masks = self.x0_sampler(len(x1) - prompt_len, rng)
+            z0, z1 = align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
+            x_t, pos, kind, token = remaining_edits(sample_zt(z0, z1, kappa[b], rng), z1)
+            x_ts.append(x_t)
+            edits.append((np.full(len(pos), b), pos, kind, token))
+
+        lengths = np.array([len(x) for x in x_ts])
+        width = int(lengths.max())
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        input_ids = np.full((len(x_ts), width), self.pad_token_id, dtype=np.int64)
+        attention_mask = np.arange(width)[None, :] < lengths[:, None]
+        input_ids[attention_mask] = np.concatenate(x_ts)
+        edit_batch, edit_pos, edit_kind, edit_token = (np.concatenate(column).astype(np.int64) for column in zip(*edits))
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask.astype(np.int64)),
+            "t": torch.from_numpy(t),
+            "x1_len": torch.tensor([len(x1) for x1, _ in examples], dtype=torch.float32),
+            "prompt_len": torch.tensor([p for _, p in examples], dtype=torch.long),
+            "edit_batch": torch.from_numpy(edit_batch),
+            "edit_pos": torch.from_numpy(edit_pos),
+            "edit_kind": torch.from_numpy(edit_kind),
+            "edit_token": torch.from_numpy(edit_token),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(mask_token_id={self.mask_token_id}, bos_token_id={self.bos_token_id}, "
+            f"pad_token_id={self.pad_token_id}, x0_sampler={self.x0_sampler.spec!r}, scheduler={self.scheduler!r}, "
+            f"time_epsilon={self.time_epsilon}, tie_break={self.tie_break!r})"
+        )
+
+
+__all__ = ["EditFlowCollator", "BLANK"]
