@@ -1,0 +1,419 @@
+"""Publish an Edit Flow checkpoint folder to the Hugging Face Hub, with a generated model card.
+
+    editflow-push .models/editflow/ModernBERT-large/alpaca/checkpoint-final --repo_id you/editflow-alpaca --dry-run
+    editflow-push .models/editflow/ModernBERT-large/alpaca/checkpoint-final --repo_id you/editflow-alpaca --gif decode_trace.gif
+
+The folder must be a complete Hub repo (config with `auto_map` + `custom_pipelines`, safetensors weights, the
+remote code, the tokenizer) so that `AutoModel.from_pretrained(repo, trust_remote_code=True)` and
+`pipeline("editflow-generation", model=repo, trust_remote_code=True)` work for anyone. The card (README.md) is
+written into the folder before the upload; `--dry-run` writes it too, lists the files and uploads nothing.
+"""
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import huggingface_hub
+from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
+from transformers.dynamic_module_utils import get_relative_imports
+
+logger = logging.getLogger(__name__)
+
+# huggingface_hub talks HTTP through httpx2 (httpx in older releases); their transport errors are not OSErrors.
+_HTTP_ERRORS = tuple(
+    importlib.import_module(name).HTTPError for name in ("httpx2", "httpx") if importlib.util.find_spec(name) is not None
+)
+
+PAPER_URL = "https://arxiv.org/abs/2506.09018"
+PIPELINE_TASK = "editflow-generation"
+EXAMPLE_PROMPT = "Could you please write a poem for me?"
+
+# Trainer resume state: useless for inference, large (optimizer.pt is twice the weights) and partly pickled.
+UPLOAD_IGNORE_PATTERNS = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*", "global_step*/**"]
+
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+# Training arguments shown in the card, in this order (the ones that decide what the model learned).
+CARD_TRAINING_KEYS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "global_step",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "train_batch_size",
+    "max_length",
+    "x0_sampler",
+    "scheduler",
+    "scheduler_kwargs",
+    "max_w",
+    "lr_scheduler_type",
+    "warmup_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "insert_eos",
+    "text_field",
+    "bf16",
+    "seed",
+    "final_train_loss",
+)
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+An **Edit Flow** model (Havasi et al. 2025, [Edit Flows: Flow Matching with Edit Operations]({{ paper_url }}))
+built on the {{ base_model_md }} encoder ({{ model_type }}){% if datasets_md %}, trained on {{ datasets_md }}{% endif %}.
+
+Edit Flows generate text with a continuous-time Markov chain over **edits**: starting from `BOS` followed by
+mask tokens (or `BOS` alone), every step may *insert*, *delete* or *substitute* tokens anywhere in the sequence,
+so the length is not fixed in advance and earlier choices can be revised. At every position of the current
+sequence x_t the encoder predicts three non-negative rates (substitute, delete, insert after) and two token
+distributions (substituted and inserted token); sampling advances time by `tau` and fires each edit with
+probability `tau * w(t) * rate`, where `w(t) = kappa'(t) / (1 - kappa(t))` comes from the `{{ scheduler }}` kappa scheduler.
+{% if gif_file %}
+![Decode trace of one sample: inserted tokens in green, substituted in orange, deleted in red]({{ gif_file }})
+{% endif %}
+## Usage
+
+The model and its generation pipeline are remote code that travels with this repository (`trust_remote_code=True`).
+
+```python
+from transformers import AutoModel, AutoTokenizer
+
+model = AutoModel.from_pretrained("{{ repo_id }}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}")
+```
+
+```python
+from transformers import pipeline
+
+pipe = pipeline("{{ task }}", model="{{ repo_id }}", trust_remote_code=True)
+# An empty prompt samples unconditionally; masks give the sampler room to grow the answer.
+out = pipe("{{ example_prompt }}", tau=0.01, mask_length=64, temperature=1.0, seed=42, return_trace=True)
+print(out[0]["generated_text"])
+```
+
+With the `editflow-hf` package installed, the same from the command line (writes `decode_trace.gif`):
+
+```shell
+editflow-sample --model_name_or_path "{{ repo_id }}" --prompt "{{ example_prompt }}" --tau 0.01 --mask_length 64 --seed 42 --make_gif
+```
+
+## Training
+{% if training_rows %}
+| argument | value |
+|---|---|
+{% for key, value in training_rows %}| `{{ key }}` | `{{ value }}` |
+{% endfor %}{% else %}
+No training arguments were recorded with this checkpoint.
+{% endif %}
+## Citation
+
+```bibtex
+@article{havasi2025editflows,
+  title   = {Edit Flows: Flow Matching with Edit Operations},
+  author  = {Havasi, Marton and Karrer, Brian and Gat, Itai and Chen, Ricky T. Q.},
+  journal = {arXiv preprint arXiv:2506.09018},
+  year    = {2025}
+}
+```
+"""
+
+
+class PushError(RuntimeError):
+    """A push that cannot happen; the message is one user-facing line naming the reason and the fix."""
+
+
+def _is_hub_id(name: str | None) -> bool:
+    """Whether `name` can be a Hub repo id (`name` or `namespace/name`) rather than a local path."""
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise PushError(f"cannot read {what} {path}: {err}") from None
+
+
+def _required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str]]:
+    """Remote-code files the config points to (auto_map, custom_pipelines) plus, recursively, their relative
+    imports (e.g. the pipeline's sampling module): (files present, files missing)."""
+    modules = {ref.split(".")[0] for ref in config.get("auto_map", {}).values() if isinstance(ref, str)}
+    modules |= {task["impl"].split(".")[0] for task in config.get("custom_pipelines", {}).values() if "impl" in task}
+    present, missing, pending = set(), [], sorted(modules)
+    while pending:
+        filename = pending.pop() + ".py"
+        if filename in present or filename in missing:
+            continue
+        if not (folder / filename).is_file():
+            missing.append(filename)
+            continue
+        present.add(filename)
+        pending.extend(name.split(".")[0] for name in get_relative_imports(folder / filename))
+    return present, sorted(missing)
+
+
+def check_checkpoint(checkpoint_dir) -> dict:
+    """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. PushError names what is missing."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        raise PushError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+    if not (folder / "config.json").is_file():
+        raise PushError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
+    config = _read_json(folder / "config.json", "config")
+    problems = []
+    auto_map = config.get("auto_map", {})
+    if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
+        problems.append("config.json has no auto_map for AutoConfig/AutoModel (save with editflow_hf's EditFlowForEditing.save_pretrained)")
+    if PIPELINE_TASK not in config.get("custom_pipelines", {}):
+        problems.append(f"config.json has no custom_pipelines entry for {PIPELINE_TASK!r}")
+
+    index_file = folder / "model.safetensors.index.json"
+    if index_file.is_file():
+        shards = set(_read_json(index_file, "weights index").get("weight_map", {}).values())
+        missing_shards = sorted(s for s in shards if not (folder / s).is_file())
+        if not shards or missing_shards:
+            problems.append(f"safetensors shards listed in model.safetensors.index.json are missing: {missing_shards or 'none listed'}")
+    elif not (folder / "model.safetensors").is_file():
+        found = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else "no weights"
+        problems.append(f"model.safetensors is missing ({found}; save with safe_serialization, the default)")
+
+    _, missing_code = _required_code_files(folder, config)
+    if missing_code:
+        problems.append(f"remote code files are missing: {', '.join(missing_code)}")
+
+    if not (folder / "tokenizer_config.json").is_file() or not any((folder / f).is_file() for f in TOKENIZER_VOCAB_FILES):
+        problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
+    if problems:
+        raise PushError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
+    return config
+
+
+def _training_summary(folder: Path, config: dict, training_args: dict | None) -> dict:
+    """The training arguments worth showing: `training_args.json` / trainer_state.json in the folder, overridden
+    by the `training_args` dict, plus the scheduler recorded in the config."""
+    summary: dict = {"scheduler": config.get("scheduler")}
+    if config.get("scheduler_kwargs"):
+        summary["scheduler_kwargs"] = config["scheduler_kwargs"]
+    state_file = folder / "trainer_state.json"
+    if state_file.is_file():
+        state = _read_json(state_file, "trainer state")
+        summary.update({k: state[k] for k in ("global_step", "num_train_epochs", "max_steps", "train_batch_size") if state.get(k)})
+        losses = [entry["loss"] for entry in state.get("log_history", []) if "loss" in entry]
+        if losses:
+            summary["final_train_loss"] = round(float(losses[-1]), 4)
+    args_file = folder / "training_args.json"
+    if args_file.is_file():
+        summary.update(_read_json(args_file, "training arguments"))
+    summary.update(training_args or {})
+    if isinstance(summary.get("max_steps"), int) and summary["max_steps"] <= 0:
+        del summary["max_steps"]  # -1 means "train for num_train_epochs"
+    return summary
+
+
+def _dataset_ids(dataset) -> list[str]:
+    """Dataset names from an argument: a string (`a|b`, `name[train:1000]` as in --dataset_args) or a list."""
+    if not dataset:
+        return []
+    names = dataset.split("|") if isinstance(dataset, str) else list(dataset)
+    return [re.sub(r"\[.*\]$", "", str(name)).strip() for name in names if str(name).strip()]
+
+
+def build_model_card(
+    checkpoint_dir,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    dataset=None,
+    training_args: dict | None = None,
+    gif_path=None,
+) -> ModelCard:
+    """The model card of an Edit Flow checkpoint: metadata (library_name, pipeline_tag, base_model, datasets, tags)
+    and a body with what the model is, usage snippets for `repo_id`, the training arguments and the decode GIF.
+
+    `base_model` defaults to the encoder's `_name_or_path` in config.json, `dataset` to the training arguments'
+    `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file there)."""
+    folder = Path(checkpoint_dir)
+    config = _read_json(folder / "config.json", "config")
+    encoder_config = config.get("encoder_config") or {}
+    model_type = encoder_config.get("model_type", "encoder")
+    summary = _training_summary(folder, config, training_args)
+    base_model = base_model or encoder_config.get("_name_or_path") or None
+    datasets = _dataset_ids(dataset or summary.get("dataset_args") or summary.get("dataset_name"))
+    hub_datasets = [d for d in datasets if _is_hub_id(d)]
+
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        base_model=base_model if _is_hub_id(base_model) else None,
+        datasets=hub_datasets or None,
+        tags=["edit-flows", "flow-matching", "editflow", model_type, "custom_code"],
+    )
+    if base_model and _is_hub_id(base_model):
+        base_model_md = f"[`{base_model}`](https://huggingface.co/{base_model})"
+    else:
+        base_model_md = f"`{base_model}`" if base_model else "a BERT-family"
+    datasets_md = ", ".join(f"[`{d}`](https://huggingface.co/datasets/{d})" if _is_hub_id(d) else f"`{d}`" for d in datasets)
+    training_rows = [(key, summary[key]) for key in CARD_TRAINING_KEYS if summary.get(key) not in (None, "", {})]
+    return ModelCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        paper_url=PAPER_URL,
+        task=PIPELINE_TASK,
+        model_type=model_type,
+        base_model_md=base_model_md,
+        datasets_md=datasets_md,
+        scheduler=config.get("scheduler", "linear"),
+        training_rows=training_rows,
+        example_prompt=EXAMPLE_PROMPT,
+        gif_file=Path(gif_path).name if gif_path else None,
+    )
+
+
+def upload_file_list(checkpoint_dir) -> list[str]:
+    """Files of the folder that upload_folder sends, relative POSIX paths, sorted (same ignore patterns)."""
+    folder = Path(checkpoint_dir)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return list(filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE_PATTERNS + DEFAULT_IGNORE_PATTERNS))
+
+
+def _hub_failure(err: Exception, repo_id: str) -> PushError:
+    """One line for what went wrong talking to the Hub."""
+    if isinstance(err, OfflineModeIsEnabled):
+        return PushError("no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)")
+    if isinstance(err, RepositoryNotFoundError):
+        return PushError(f"repo {repo_id} not found or not writable with this token (check the namespace and the token's write access)")
+    if isinstance(err, HfHubHTTPError):
+        status = err.response.status_code if err.response is not None else None
+        if status == 401:
+            return PushError("the Hugging Face token was rejected (401): run `hf auth login` again or pass a valid --token")
+        if status == 403:
+            return PushError(f"not allowed to write to {repo_id} (403): use a token with write access to that namespace")
+        return PushError(f"the Hub refused the push of {repo_id} ({status}): {str(err).splitlines()[0]}")
+    detail = str(err).splitlines()[0] if str(err) else "no details"
+    return PushError(f"no network: cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} ({type(err).__name__}: {detail})")
+
+
+def push_checkpoint(
+    checkpoint_dir,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    base_model: str | None = None,
+    dataset=None,
+    training_args: dict | None = None,
+    gif_path=None,
+    dry_run: bool = False,
+    commit_message: str | None = None,
+) -> str:
+    """Write the model card (README.md, and the decode GIF when given) into `checkpoint_dir`, check it is a
+    complete repo, then create `repo_id` (exist_ok) and upload the folder.
+
+    Returns the repo URL, or with `dry_run` the files that would be uploaded, one per line (nothing is sent).
+    Raises PushError (one line) for an incomplete folder, a bad repo id, no network, no token or a refused write."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PushError(f"invalid repo id {repo_id!r}: use `namespace/name` ({str(err).splitlines()[0]})") from None
+    folder = Path(checkpoint_dir)
+    check_checkpoint(folder)
+
+    gif_in_repo = None
+    if gif_path is not None:
+        gif_path = Path(gif_path)
+        if not gif_path.is_file():
+            raise PushError(f"GIF {gif_path} not found: make one with `editflow-sample ... --make_gif` or drop --gif.")
+        gif_in_repo = folder / gif_path.name
+        if gif_path.resolve() != gif_in_repo.resolve():
+            shutil.copyfile(gif_path, gif_in_repo)
+    card = build_model_card(
+        folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_in_repo
+    )
+    card.save(folder / "README.md")
+    files = upload_file_list(folder)
+    if dry_run:
+        return "\n".join(files)
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise PushError("no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)")
+    token = token or huggingface_hub.get_token()
+    if not token:
+        raise PushError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
+    api = HfApi(token=token)
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            commit_message=commit_message or f"Upload Edit Flow checkpoint ({folder.name})",
+            ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+        )
+    except (OSError, *_HTTP_ERRORS) as err:  # HfHubHTTPError and OfflineModeIsEnabled are OSErrors
+        raise _hub_failure(err, repo_id) from None
+    return str(repo_url)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="editflow-push", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="Checkpoint folder to publish (e.g. <output_dir>/checkpoint-final).")
+    parser.add_argument("--repo_id", "--repo-id", required=True, help="Target Hub repo, `namespace/name`.")
+    parser.add_argument("--private", action="store_true", help="Create the repo private.")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="Write the card, list the files and print the card; upload nothing.")
+    parser.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token).")
+    parser.add_argument("--gif", default=None, help="Decode-trace GIF of one sample to embed in the card (uploaded with it).")
+    parser.add_argument("--base_model", default=None, help="Base encoder for the card (default: the encoder's name in config.json).")
+    parser.add_argument("--dataset", default=None, help="Training dataset(s) for the card, `a|b` (default: from training_args.json).")
+    parser.add_argument("--commit_message", default=None, help="Commit message of the upload.")
+    args = parser.parse_args(argv)
+    try:
+        result = push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            private=args.private,
+            token=args.token,
+            base_model=args.base_model,
+            dataset=args.dataset,
+            gif_path=args.gif,
+            dry_run=args.dry_run,
+            commit_message=args.commit_message,
+        )
+    except PushError as err:
+        print(f"editflow-push: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(result)
+        print()
+        print((Path(args.checkpoint) / "README.md").read_text(encoding="utf-8"))
+        return 0
+    print(f"Pushed {args.checkpoint} to {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
