@@ -1,0 +1,90 @@
+"""Command-line arguments of the training scripts (`training/pt.py`, `training/sft.py`), for `HfArgumentParser`.
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, EditFlowTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+
+`EditFlowTrainingArguments` is `transformers.TrainingArguments` plus the Edit Flow options (x0 sampler, kappa
+scheduler, weight clamp), so every Trainer flag (`--max_steps`, `--logging_steps`, `--push_to_hub`, ...) works.
+"""
+
+import json
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .modeling.scheduling_editflow import get_scheduler
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={
+            "help": "An Edit Flow checkpoint (editflow-convert output) or a plain encoder (e.g. "
+            "answerdotai/ModernBERT-large), which is converted first into <output_dir>/converted."
+        }
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow remote code of a plain encoder that is converted on the fly."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_args: str = field(
+        metadata={
+            "help": "Hub dataset id (tatsu-lab/alpaca), local .txt/.json/.jsonl/.csv/.parquet file or folder, with an "
+            "optional split/size suffix `name[train:1000,test:100]`; several datasets joined with `|` are concatenated."
+        }
+    )
+    text_field: str = field(default="text", metadata={"help": "Column holding the raw text (pt). A local .txt gives `text`."})
+    insert_eos: bool = field(default=False, metadata={"help": "pt: put the EOS token after every document before grouping."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per training example, BOS included."})
+    streaming: bool = field(default=False, metadata={"help": "pt: stream the dataset (IterableDataset); needs --max_steps."})
+    num_proc: int | None = field(
+        default=None, metadata={"help": "Processes for datasets.map (default: several for large datasets, else one)."}
+    )
+    eval_split_size: float = field(
+        default=0.01,
+        metadata={
+            "help": "When a dataset has no test split, hold out this fraction (< 1) or number (>= 1) of rows for "
+            "evaluation, deterministically (seed=--data_seed or --seed); 0 holds out nothing."
+        },
+    )
+
+
+@dataclass
+class EditFlowTrainingArguments(TrainingArguments):
+    x0_sampler: str = field(
+        default="masks[length:64]",
+        metadata={"help": "Source sequence x0: `masks[length:N]` (BOS + N masks) or `empty` (BOS only)."},
+    )
+    scheduler_cls: str = field(
+        default="linear", metadata={"help": "Kappa scheduler: linear, cubic or cosine (LinearKappaScheduler also works)."}
+    )
+    scheduler_kwargs: dict | str | None = field(
+        default=None, metadata={"help": 'Scheduler arguments as JSON, e.g. \'{"a": 2.0, "b": 0.5}\' for cubic.'}
+    )
+    max_w: float = field(default=20.0, metadata={"help": "Clamp of the loss weight w(t) = kappa'(t) / (1 - kappa(t))."})
+    time_epsilon: float = field(default=1e-3, metadata={"help": "Training times are drawn from [0, 1 - time_epsilon)."})
+    tie_break: str = field(default="spread", metadata={"help": "How the x0/x1 alignment breaks ties between equal-cost edits."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.scheduler_kwargs, str):
+            try:
+                self.scheduler_kwargs = json.loads(self.scheduler_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"--scheduler_kwargs must be a JSON object such as '{{\"a\": 2.0, \"b\": 0.5}}'; got "
+                    f"{self.scheduler_kwargs!r} ({err})."
+                ) from None
+        self.scheduler_kwargs = dict(self.scheduler_kwargs or {})
+        # Fail at parse time on a bad name or bad arguments, not after the data has been prepared.
+        self.scheduler_cls = get_scheduler(self.scheduler_cls, **self.scheduler_kwargs).name
+        if self.max_w <= 0:
+            raise ValueError(f"--max_w must be positive; got {self.max_w}.")
+        if not 0 <= self.time_epsilon < 1:
+            raise ValueError(f"--time_epsilon must be in [0, 1); got {self.time_epsilon}.")
+
+
+__all__ = ["ModelArguments", "DataArguments", "EditFlowTrainingArguments"]
