@@ -1,0 +1,200 @@
+"""EditFlowLoss against a plain float64 reference (full-vocabulary log-softmax, a Python loop over edits),
+gradient flow to every head, and a short optimisation that lowers the loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import ModernBertConfig
+
+from editflow_hf import EditFlowConfig, EditFlowForEditing
+from editflow_hf.collator import EditFlowCollator
+from editflow_hf.loss import EditFlowLoss
+from editflow_hf.modeling.scheduling_editflow import get_scheduler
+
+PAD, BOS, MASK, VOCAB = 0, 1, 3, 48
+
+
+def tiny_model(seed=0) -> EditFlowForEditing:
+    torch.manual_seed(seed)
+    encoder = ModernBertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=2, cls_token_id=BOS, sep_token_id=2,
+        max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=16,
+    )  # fmt: skip
+    model = EditFlowForEditing(EditFlowConfig(encoder_config=encoder, mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD))
+    with torch.no_grad():  # spread the rates over a wide range so that every term matters
+        model.rate_head.weight.normal_(0.0, 0.5)
+        model.rate_head.bias.normal_(0.0, 1.0)
+    return model
+
+
+def random_batch(seed, x0_sampler="masks[min:0,max:8]", prompt=True, n=8, time_epsilon=1e-3):
+    rng = np.random.default_rng(seed)
+    features = []
+    for _ in range(n):
+        x1 = [BOS] + rng.integers(4, VOCAB, size=rng.integers(0, 16)).tolist()
+        features.append({"input_ids": x1, "prompt_len": int(rng.integers(1, min(len(x1), 4) + 1)) if prompt else 1})
+    collator = EditFlowCollator(
+        mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD, x0_sampler=x0_sampler, time_epsilon=time_epsilon, seed=seed
+    )
+    return collator(features)
+
+
+def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_len", eps=1e-8):
+    """Plain reference: the per-sequence loss formula, full logits everywhere, one loop iteration per edit."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    sub_logp = torch.log_softmax(out.sub_logits.double(), dim=-1)
+    ins_logp = torch.log_softmax(out.ins_logits.double(), dim=-1)
+    rates = [out.sub_rate.double(), out.del_rate.double(), out.ins_rate.double()]
+    schedule = get_scheduler(scheduler)
+    total = 0.0
+    for b in range(batch["input_ids"].shape[0]):
+        t = batch["t"][b].double()
+        w = float(schedule.derivative(t) / (1 - schedule.kappa(t)))
+        w = w if max_w is None else min(w, max_w)
+        length = int(batch["attention_mask"][b].sum())
+        prompt_len = int(batch["prompt_len"][b])
+        survival = 0.0
+        for i in range(length):
+            if i >= prompt_len:
+                survival = survival + rates[0][b, i] + rates[1][b, i]
+            if i >= prompt_len - 1:
+                survival = survival + rates[2][b, i]
+        log_lik = 0.0
+        for e in torch.nonzero(batch["edit_batch"] == b).flatten().tolist():
+            pos, kind, token = (int(batch[k][e]) for k in ("edit_pos", "edit_kind", "edit_token"))
+            log_lik = log_lik + torch.log(rates[kind][b, pos] + eps)
+            if kind == 0:
+                log_lik = log_lik + sub_logp[b, pos, token]
+            elif kind == 2:
+                log_lik = log_lik + ins_logp[b, pos, token]
+        norm = {"x1_len": float(batch["x1_len"][b]), "x_t_len": float(length), "none": 1.0}[normalize]
+        total = total + (w * survival - w * log_lik) / norm
+    return total / batch["input_ids"].shape[0]
+
+
+@pytest.mark.parametrize(
+    "seed, scheduler, max_w, normalize, time_epsilon",
+    [
+        (0, "linear", 20.0, "x1_len", 1e-3),
+        (1, "cosine", 3.0, "x_t_len", 1e-3),  # a low clamp: several rows hit it
+        (2, "cubic", None, "none", 0.05),
+        (3, "linear", 20.0, "x1_len", 1e-3),
+    ],
+)
+def test_matches_reference(seed, scheduler, max_w, normalize, time_epsilon):
+    model = tiny_model(seed).double().eval()
+    batch = random_batch(seed, time_epsilon=time_epsilon)
+    assert (batch["edit_kind"] == 0).any() and (batch["edit_kind"] == 1).any() and (batch["edit_kind"] == 2).any()
+    with torch.no_grad():
+        ours = EditFlowLoss(scheduler=scheduler, max_w=max_w, normalize=normalize)(model, batch)
+        expected = reference_loss(model, batch, scheduler=scheduler, max_w=max_w, normalize=normalize)
+    assert ours.loss.dtype == torch.float64
+    torch.testing.assert_close(ours.loss, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.survival + ours.edit_nll, ours.loss)
+    assert ours.n_edits == len(batch["edit_kind"]) == ours.n_sub + ours.n_del + ours.n_ins
+
+
+def test_shared_insertion_gaps_and_empty_x0():
+    """x0 = BOS: only insertions, many in one gap (they share one logits row); no substitution rows at all."""
+    model = tiny_model(4).double().eval()
+    batch = random_batch(4, x0_sampler="empty", prompt=False)
+    kinds = batch["edit_kind"]
+    assert (kinds == 2).all()
+    gaps = batch["edit_batch"] * 100 + batch["edit_pos"]
+    assert len(gaps.unique()) < len(gaps)
+    with torch.no_grad():
+        ours = EditFlowLoss()(model, batch)
+        torch.testing.assert_close(ours.loss, reference_loss(model, batch), rtol=1e-5, atol=1e-5)
+    assert ours.model_output.sub_logits.shape[0] == 0
+
+
+def test_protected_prompt_rates_do_not_count():
+    """Rates inside the prompt must not enter the loss: raising them leaves it unchanged."""
+    model = tiny_model(5).eval()
+    batch = random_batch(5)
+    batch["prompt_len"] = torch.full_like(batch["prompt_len"], 3)
+    keep = batch["edit_pos"] >= 3
+    for key in ("edit_batch", "edit_pos", "edit_kind", "edit_token"):
+        batch[key] = batch[key][keep]
+    loss_fn = EditFlowLoss()
+    with torch.no_grad():
+        base = loss_fn(model, batch).loss
+
+    class Boost(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            boost = torch.zeros_like(out.sub_rate)
+            boost[:, :3] = 100.0
+            out.sub_rate = out.sub_rate + boost
+            out.del_rate = out.del_rate + boost
+            boost[:, 2] = 0.0  # the gap after the last prompt token (position 2) stays open
+            out.ins_rate = out.ins_rate + boost
+            return out
+
+    with torch.no_grad():
+        torch.testing.assert_close(loss_fn(Boost(model), batch).loss, base)
+
+
+def test_gradients_reach_rate_and_token_heads():
+    model = tiny_model(6).train()
+    EditFlowLoss()(model, random_batch(6)).loss.backward()
+    for name in ("rate_head.weight", "sub_head.decoder.weight", "ins_head.decoder.weight", "sub_head.dense.weight"):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    encoder_grads = [p.grad for p in model.encoder.parameters() if p.requires_grad]
+    assert all(g is not None for g in encoder_grads) and sum(g.abs().sum() for g in encoder_grads) > 0
+
+
+@pytest.fixture
+def flush_denormals():
+    """Adam's moment estimates of a tiny model go subnormal within a few steps, which makes CPU math crawl."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)
+
+
+def test_a_few_optimizer_steps_reduce_the_loss(flush_denormals):
+    model = tiny_model(7).train()
+    batch = random_batch(7, prompt=False, n=8)
+    loss_fn = EditFlowLoss()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = loss_fn(model, batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_bf16_model_gives_float32_loss():
+    model = tiny_model(8).eval()
+    batch = random_batch(8)
+    with torch.no_grad():
+        full = EditFlowLoss()(model, batch).loss
+        half = EditFlowLoss()(model.to(torch.bfloat16), batch)
+    assert half.model_output.sub_logits.dtype == torch.bfloat16
+    assert half.loss.dtype == torch.float32
+    torch.testing.assert_close(half.loss, full, rtol=0.05, atol=0.05)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="valid values"):
+        EditFlowLoss(normalize="tokens")
+    with pytest.raises(ValueError, match="max_w"):
+        EditFlowLoss(max_w=0)
+    with pytest.raises(ValueError, match="valid names"):
+        EditFlowLoss(scheduler="quadratic")
+    batch = random_batch(0)
+    del batch["edit_pos"]
+    with pytest.raises(ValueError, match="EditFlowCollator"):
+        EditFlowLoss()(tiny_model(), batch)

@@ -1,0 +1,66 @@
+"""Kappa schedulers: endpoints, derivative against finite differences, the clamped weight, name errors."""
+
+import pytest
+import torch
+
+from editflow_hf.modeling.scheduling_editflow import SCHEDULERS, get_scheduler
+
+CASES = [("linear", {}), ("cosine", {}), ("cubic", {}), ("cubic", {"a": 1.0, "b": 1.0}), ("cubic", {"a": 0.5, "b": 3.0})]
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_endpoints_and_monotone(name, kwargs):
+    scheduler = get_scheduler(name, **kwargs)
+    t = torch.linspace(0, 1, 1001, dtype=torch.float64)
+    kappa = scheduler.kappa(t)
+    torch.testing.assert_close(kappa[0], torch.tensor(0.0, dtype=torch.float64))
+    torch.testing.assert_close(kappa[-1], torch.tensor(1.0, dtype=torch.float64))
+    assert (kappa.diff() >= -1e-12).all() and (scheduler.derivative(t) >= -1e-12).all()
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_derivative_matches_finite_differences(name, kwargs):
+    scheduler = get_scheduler(name, **kwargs)
+    t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    h = 1e-6
+    numeric = (scheduler.kappa(t + h) - scheduler.kappa(t - h)) / (2 * h)
+    torch.testing.assert_close(scheduler.derivative(t), numeric, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_weight_formula_and_clamp(name, kwargs):
+    scheduler = get_scheduler(name, **kwargs)
+    t = torch.linspace(0.0, 0.999, 500, dtype=torch.float64)
+    weight = scheduler.weight(t)
+    torch.testing.assert_close(weight, scheduler.derivative(t) / (1 - scheduler.kappa(t)))
+    clamped = scheduler.weight(t, max_w=5.0)
+    assert clamped.max() <= 5.0 and (weight > 5.0).any()
+    torch.testing.assert_close(clamped[weight <= 5.0], weight[weight <= 5.0])
+    assert torch.isfinite(scheduler.weight(torch.ones(1, dtype=torch.float64), max_w=5.0)).all()
+
+
+def test_linear_weight_is_one_over_one_minus_t():
+    t = torch.tensor([0.0, 0.5, 0.9])
+    torch.testing.assert_close(get_scheduler("linear").weight(t), 1 / (1 - t))
+
+
+def test_cubic_with_unit_slopes_is_linear():
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    torch.testing.assert_close(get_scheduler("cubic", a=1.0, b=1.0).kappa(t), t)
+
+
+def test_name_variants():
+    assert type(get_scheduler("LinearScheduler")) is SCHEDULERS["linear"]
+    assert type(get_scheduler("cosine")) is SCHEDULERS["cosine"]
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        get_scheduler("quadratic")
+    for name in ("linear", "cubic", "cosine"):
+        assert name in str(err.value)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Bad arguments"):
+        get_scheduler("linear", a=2.0)
