@@ -1,0 +1,146 @@
+"""Sample text from an Edit Flow checkpoint by tau-leaping.
+
+    editflow-sample --model_name_or_path .models/editflow/ModernBERT-large/tiny-shakespeare/checkpoint-final \\
+        --tau 0.01 --mask_length 64 --seed 42 --make_gif          # writes decode_trace.gif
+
+    editflow-sample --model_name_or_path CKPT --prompt "Could you please write a poem for me?" --chat
+    editflow-sample --model_name_or_path CKPT --prompt "To be or [MASK] [MASK] be" --mask_length 0   # infill
+
+Prints the generated text of each sample (one block per sample, separated by a blank line).
+"""
+
+import argparse
+import logging
+import os
+import re
+import sys
+
+from transformers.utils import logging as hf_logging
+
+
+class UsageError(ValueError):
+    """A bad command line or model folder; main() prints it on one line and exits with code 2."""
+
+
+def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
+    parser.add_argument("--tau", type=float, default=0.01, help="Tau-leaping step size in (0, 1] (default 0.01).")
+    parser.add_argument("--mask_length", type=int, default=64, help="Masks appended after the prompt (default 64).")
+    parser.add_argument("--seed", type=int, default=None, help="Random seed: same seed, same output.")
+    parser.add_argument("--temperature", type=float, default=1.0, help="Token temperature; 0 = greedy (default 1.0).")
+    parser.add_argument("--top_p", type=float, default=1.0, help="Nucleus sampling mass in (0, 1] (default 1.0).")
+    parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length (default: model max).")
+    parser.add_argument("--edit_prompt", action="store_true", help="Let the model edit the prompt too.")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
+    parser.add_argument("--no_progress", action="store_true", help="Hide the progress bar.")
+    return parser
+
+
+def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt", default="", help='Prompt text; "" (default) generates unconditionally.')
+    parser.add_argument("--chat", action="store_true", help="Wrap the prompt as a user message in the chat template.")
+    parser.add_argument("--num_samples", type=int, default=1, help="Number of samples of the prompt (default 1).")
+    parser.add_argument("--batch_size", type=int, default=32, help="Samples decoded together (default 32).")
+    parser.add_argument("--make_gif", action="store_true", help="Write the decode trace of the first sample as a GIF.")
+    parser.add_argument("--gif_path", default="decode_trace.gif", help="Where --make_gif writes (default decode_trace.gif).")
+    parser.add_argument("--show_trace", action="store_true", help="Print the decode trace with ANSI colours.")
+
+
+def check_common_args(args) -> None:
+    """Reject bad values before loading the model (the pipeline checks them again)."""
+    if not 0.0 < args.tau <= 1.0:
+        raise UsageError(f"--tau must be in (0, 1]; got {args.tau}.")
+    if args.mask_length < 0:
+        raise UsageError(f"--mask_length must be >= 0; got {args.mask_length}.")
+    if args.temperature < 0:
+        raise UsageError(f"--temperature must be >= 0; got {args.temperature}.")
+    if not 0.0 < args.top_p <= 1.0:
+        raise UsageError(f"--top_p must be in (0, 1]; got {args.top_p}.")
+    path = args.model_name_or_path
+    hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
+    if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
+        raise UsageError(f"model folder {path!r} does not exist; pass the folder of an Edit Flow checkpoint.")
+
+
+def load_pipeline(model_name_or_path: str, device: str | None = None):
+    """The editflow-generation pipeline for a checkpoint, with this package's classes (no remote code needed)."""
+    import editflow_hf  # noqa: F401  (registers the Edit Flow classes)
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from .modeling.pipeline_editflow import EditFlowGenerationPipeline
+
+    try:
+        config = AutoConfig.from_pretrained(os.path.expanduser(model_name_or_path))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load a model config from {model_name_or_path!r}: {str(err).splitlines()[0]}") from None
+    if config.model_type != "editflow":
+        raise UsageError(
+            f"{model_name_or_path!r} is a {config.model_type!r} checkpoint, not an Edit Flow one; "
+            "convert it first with editflow-convert."
+        )
+    model = AutoModel.from_pretrained(model_name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    kwargs = {"device": device} if device else {}
+    return EditFlowGenerationPipeline(model=model, tokenizer=tokenizer, task="editflow-generation", **kwargs)
+
+
+def quiet_transformers() -> None:
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def run(args) -> int:
+    check_common_args(args)
+    if args.num_samples < 1 or args.batch_size < 1:
+        raise UsageError("--num_samples and --batch_size must be >= 1.")
+    quiet_transformers()
+    generator = load_pipeline(args.model_name_or_path, args.device)
+    if not args.no_progress:
+        hf_logging.enable_progress_bar()
+    prompt = [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
+    want_trace = args.make_gif or args.show_trace
+    outputs = generator(
+        [prompt] * args.num_samples,
+        tau=args.tau,
+        mask_length=args.mask_length,
+        seed=args.seed,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        edit_prompt=args.edit_prompt,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        return_trace=want_trace,
+        progress_bar=not args.no_progress,
+    )
+    for index, output in enumerate(outputs):
+        if index > 0:
+            print()
+        print(output["generated_text"])
+    if args.show_trace:
+        from .trace import trace_to_ansi
+
+        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer), file=sys.stderr)
+    if args.make_gif:
+        from .trace import make_gif
+
+        frames = make_gif(outputs[0]["trace"], generator.tokenizer, args.gif_path)
+        print(f"decode trace ({frames} frames) written to {args.gif_path}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    add_sample_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except (UsageError, ValueError, OSError) as err:
+        message = " ".join(str(err).split())
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+"""Batched tau-leaping for Edit Flow models (Havasi et al. 2025, arXiv 2506.09018, Sec. on sampling).
+
+The generative process is a continuous-time Markov chain over sequences. At position i of x_t the model
+gives rates per unit of the scheduler weight w(t) = kappa'(t) / (1 - kappa(t)); the chain's rates are
+w(t) * rate. Tau-leaping advances t by h = min(tau, 1 - t) and fires every edit independently:
+
+    P(del or sub at i)     = min(1, h * w(t) * (sub_rate[i] + del_rate[i]))   one event per token,
+    P(sub | event at i)    = sub_rate[i] / (sub_rate[i] + del_rate[i])       its kind, proportional to the rates,
+    P(insert after i)      = min(1, h * w(t) * ins_rate[i])
+
+and applies all fired edits to x_t at once. Deletion and substitution of the same token are mutually
+exclusive (they are two outcomes of one event), an insertion can fire in the gap after any token, deleted
+or not. Token values come from the substitution / insertion heads, evaluated only at fired positions.
+t runs 0, tau, 2 tau, ... and the last step ends exactly at t = 1; w is read at the left end of each step,
+so it stays finite (for the linear scheduler h * w(1 - tau) = 1 on the last step).
+
+Everything per step is tensor ops on the padded batch [B, L]: no Python loop over positions. Rows whose
+sequence did not change since their last forward reuse its rates and hidden states (the model is
+time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers.utils.logging import tqdm
+
+from .scheduling_editflow import get_scheduler
+
+
+@dataclass
+class AppliedEdits:
+    """Result of [`apply_edits`] on a padded batch.
+
+    Attributes:
+        tokens: `[B, L']` new sequences, right-padded.
+        lengths: `[B]` new lengths.
+        protected: `[B, L']` protection carried along with the tokens (inserted tokens are unprotected).
+        inserted: `[B, L']` True at tokens inserted by this step (indices into the new tokens).
+        substituted: `[B, L']` True at tokens whose value a substitution changed (indices into the new tokens).
+        deleted: `[B, L]` True at deleted tokens (indices into the previous tokens).
+        changed: `[B]` True for rows whose sequence differs from before.
+    """
+
+    tokens: torch.LongTensor
+    lengths: torch.LongTensor
+    protected: torch.BoolTensor
+    inserted: torch.BoolTensor
+    substituted: torch.BoolTensor
+    deleted: torch.BoolTensor
+    changed: torch.BoolTensor
+
+
+def valid_positions(lengths: torch.Tensor, width: int) -> torch.BoolTensor:
+    """`[B, width]` mask of the real (non-padding) positions: valid[b, i] = i < lengths[b]."""
+    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def edit_permissions(
+    protected: torch.BoolTensor, lengths: torch.LongTensor, open_end: torch.BoolTensor
+) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+    """Where edits may fire, as `(can_edit, can_insert)`, both `[B, L]`.
+
+        can_edit[b, i]   = i < len_b  and  not protected[b, i]                      (substitute / delete token i)
+        can_insert[b, i] = i < len_b  and  (not protected[b, i]  or  not protected[b, i + 1])   for i + 1 < len_b
+        can_insert[b, i] = not protected[b, i]  or  open_end[b]                       for i = len_b - 1
+
+    A gap is open when one of its neighbours is editable: inside a protected prompt no gap is open, the gap
+    after the prompt's last token is (its right neighbour is a mask, or it is the open end of the sequence).
+    """
+    width = protected.shape[1]
+    valid = valid_positions(lengths, width)
+    positions = torch.arange(width, device=lengths.device)[None, :]
+    can_edit = valid & ~protected
+    next_protected = torch.cat([protected[:, 1:], protected.new_ones(protected.shape[0], 1)], dim=1)
+    next_editable = (positions + 1 < lengths[:, None]) & ~next_protected
+    is_last = positions == lengths[:, None] - 1
+    can_insert = valid & (~protected | next_editable | (is_last & open_end[:, None]))
+    return can_edit, can_insert
+
+
+def apply_edits(
+    tokens: torch.LongTensor,
+    lengths: torch.LongTensor,
+    protected: torch.BoolTensor,
+    del_fire: torch.BoolTensor,
+    sub_fire: torch.BoolTensor,
+    sub_tokens: torch.LongTensor,
+    ins_fire: torch.BoolTensor,
+    ins_tokens: torch.LongTensor,
+    pad_token_id: int,
+) -> AppliedEdits:
+    """Apply all fired edits of one step at once to a right-padded batch.
+
+    Position i emits keep_i + ins_i tokens: its own token (the substituted value if sub_fire[i]) unless
+    deleted, then the inserted token if ins_fire[i]. With emitted = keep + ins and
+    start_i = cumsum(emitted)_i - emitted_i, the kept token lands at new index start_i and the inserted
+    one at start_i + keep_i; a scatter writes both (sources that emit nothing go to a discarded column).
+    A deletion wins over a substitution fired at the same position.
+    """
+    batch, width = tokens.shape
+    valid = valid_positions(lengths, width)
+    keep = valid & ~del_fire
+    insert = valid & ins_fire
+    emitted = keep.long() + insert.long()
+    end = emitted.cumsum(dim=1)
+    start = end - emitted
+    new_lengths = end[:, -1] if width > 0 else lengths.clone()
+    new_width = int(new_lengths.max()) if batch > 0 else 0
+    discard = new_width  # one extra column collects the writes of sources that emit nothing
+
+    effective_sub = keep & sub_fire & (sub_tokens != tokens)
+    kept_values = torch.where(effective_sub, sub_tokens, tokens)
+    kept_target = torch.where(keep, start, discard)
+    insert_target = torch.where(insert, start + keep.long(), discard)
+
+    new_tokens = tokens.new_full((batch, new_width + 1), pad_token_id)
+    new_tokens.scatter_(1, kept_target, kept_values)
+    new_tokens.scatter_(1, insert_target, ins_tokens)
+    new_protected = protected.new_zeros((batch, new_width + 1))
+    new_protected.scatter_(1, kept_target, protected & keep)
+    inserted = protected.new_zeros((batch, new_width + 1))
+    inserted.scatter_(1, insert_target, insert)
+    substituted = protected.new_zeros((batch, new_width + 1))
+    substituted.scatter_(1, kept_target, effective_sub)
+
+    deleted = valid & del_fire
+    changed = deleted.any(dim=1) | insert.any(dim=1) | effective_sub.any(dim=1)
+    return AppliedEdits(
+        tokens=new_tokens[:, :new_width],
+        lengths=new_lengths,
+        protected=new_protected[:, :new_width],
+        inserted=inserted[:, :new_width],
+        substituted=substituted[:, :new_width],
+        deleted=deleted,
+        changed=changed,
+    )
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    suppress_token_ids: Sequence[int] = (),
+) -> torch.LongTensor:
+    """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
+    softmax(logits / temperature) restricted to the smallest top set whose mass reaches `top_p` (nucleus).
+    `suppress_token_ids` (mask, BOS, padding) get probability 0.
+
+    Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
+    one draw per row where `torch.multinomial` draws one exponential per vocabulary entry (several times
+    slower for a 30k-50k vocabulary, and token sampling is a large part of a batched step on CPU).
+    """
+    if logits.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=logits.device)
+    # A fresh float32 copy, modified in place from here on (fewer passes over the vocabulary).
+    scores = logits.float().clone() if temperature in (0, 1) else logits.float() / temperature
+    if len(suppress_token_ids) > 0:
+        suppress = torch.as_tensor(list(suppress_token_ids), device=scores.device)
+        scores.index_fill_(1, suppress, float("-inf"))
+    if temperature == 0:
+        return scores.argmax(dim=-1)
+    # Unnormalised probabilities exp(s - max s): the CDF's last entry is the normaliser.
+    weights = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
+    sorted_ids = None
+    if top_p < 1.0:
+        weights, sorted_ids = weights.sort(dim=-1, descending=True)
+        cdf = weights.cumsum(dim=-1)
+        # keep token k while the mass before it is below top_p (the top token is always kept)
+        weights = weights.masked_fill(cdf - weights >= top_p * cdf[:, -1:], 0.0)
+    cdf = weights.cumsum_(dim=-1)
+    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+    if sorted_ids is not None:
+        choice = sorted_ids.gather(1, choice)
+    return choice.squeeze(-1)
+
+
+def num_tau_steps(tau: float) -> int:
+    """Number of steps from t = 0 to t = 1: ceil(1 / tau), tolerant to float error (1 / 0.01 = 100 steps)."""
+    return max(1, math.ceil(1.0 / tau - 1e-6))
+
+
+@dataclass
+class SamplingResult:
+    """Output of [`TauLeapSampler.sample`]: the final token ids of each row and, when asked, its trace."""
+
+    sequences: list[list[int]]
+    traces: list[dict] | None = None
+
+
+class TauLeapSampler:
+    """Batched tau-leaping for an [`EditFlowForEditing`]-like model.
+
+    The model must return `sub_rate`, `del_rate`, `ins_rate` and `last_hidden_state`, and expose its token
+    heads as `sub_head` / `ins_head` (hidden -> logits): the sampler runs the encoder once per step with
+    empty `sub_logits_at` / `ins_logits_at` masks and applies the heads to the cached hidden states of the
+    fired positions only, so a step costs one encoder pass over the changed rows.
+
+    Args:
+        model: the Edit Flow model (eval mode is set by the caller).
+        tau: step size in (0, 1].
+        temperature: 0 = greedy tokens; 1 = the model's distributions.
+        top_p: nucleus mass in (0, 1].
+        max_length: cap on every sequence; insertions beyond it do not fire (leftmost ones win).
+        generator: source of all random draws (same seed -> same output).
+        suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
+        reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
+        progress_bar: show a tqdm bar over the steps.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        tau: float = 0.01,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_length: int | None = None,
+        generator: torch.Generator | None = None,
+        suppress_token_ids: Sequence[int] = (),
+        reuse_unchanged_rows: bool = True,
+        progress_bar: bool = False,
+    ):
+        if not 0.0 < tau <= 1.0:
+            raise ValueError(f"`tau` must be in (0, 1]; got {tau}. Typical values are 0.01 to 0.05.")
+        if temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0 (0 = greedy); got {temperature}.")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"`top_p` must be in (0, 1]; got {top_p}.")
+        config = model.config
+        self.model = model
+        self.tau = float(tau)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_length = max_length
+        self.generator = generator
+        self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
+        self.reuse_unchanged_rows = reuse_unchanged_rows
+        self.progress_bar = progress_bar
+        self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
+        self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Uniform draws in [0, 1) that decide which edits fire (override for deterministic firing)."""
+        return torch.rand(shape, generator=self.generator, device=self.device)
+
+    def step_weight(self, t: float, t_next: float) -> float:
+        """h * w(t) with h = t_next - t: multiplies the model's rates into firing intensities for this step."""
+        w = self.scheduler.weight(torch.tensor([t], dtype=torch.float64))
+        return float((t_next - t) * w)
+
+    def choose_edits(
+        self,
+        sub_rate: torch.Tensor,
+        del_rate: torch.Tensor,
+        ins_rate: torch.Tensor,
+        can_edit: torch.BoolTensor,
+        can_insert: torch.BoolTensor,
+        lengths: torch.LongTensor,
+        scale: float,
+    ) -> tuple[torch.BoolTensor, torch.BoolTensor, torch.BoolTensor]:
+        """Fire edits, returning `(del_fire, sub_fire, ins_fire)`, each `[B, L]`:
+
+            event = u0 < min(1, scale * (sub + del))      and can_edit
+            sub   = event and  u1 * (sub + del) < sub      (kind proportional to the rates)
+            del   = event and not sub
+            ins   = u2 < min(1, scale * ins)               and can_insert, and at most max_length - len per row
+        """
+        draws = self.uniform((3, *sub_rate.shape))
+        total = sub_rate + del_rate
+        event = (draws[0] < (scale * total).clamp(max=1.0)) & can_edit
+        sub_fire = event & (draws[1] * total < sub_rate)
+        del_fire = event & ~sub_fire
+        ins_fire = (draws[2] < (scale * ins_rate).clamp(max=1.0)) & can_insert
+        if self.max_length is not None:
+            room = (self.max_length - lengths).clamp_min(0)
+            ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
+        return del_fire, sub_fire, ins_fire
+
+    def _encode_rows(self, tokens, lengths, rows, t):
+        """One encoder pass over `rows` (trimmed to their longest); returns rates [n, w, 3] and hidden [n, w, H]."""
+        width = int(lengths[rows].max())
+        input_ids = tokens[rows, :width]
+        attention_mask = valid_positions(lengths[rows], width)
+        empty = torch.zeros_like(attention_mask)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask.long(),
+            t=torch.full((len(rows),), t, device=tokens.device),
+            sub_logits_at=empty,
+            ins_logits_at=empty,
+            return_dict=True,
+        )
+        rates = torch.stack([out.sub_rate, out.del_rate, out.ins_rate], dim=-1).float()
+        return rates, out.last_hidden_state
+
+    @staticmethod
+    def _fit_width(cache: torch.Tensor | None, width: int) -> torch.Tensor | None:
+        """Pad (zeros) or trim a `[B, L, ...]` cache to `width` columns."""
+        if cache is None or cache.shape[1] == width:
+            return cache
+        if cache.shape[1] > width:
+            return cache[:, :width]
+        pad = cache.new_zeros((cache.shape[0], width - cache.shape[1], *cache.shape[2:]))
+        return torch.cat([cache, pad], dim=1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        sequences: Sequence[Sequence[int]],
+        protected: Sequence[Sequence[bool]],
+        open_end: Sequence[bool],
+        prompt_lengths: Sequence[int] | None = None,
+        return_trace: bool = False,
+        step_callback: Callable[[int, float, list[dict | None]], None] | None = None,
+    ) -> SamplingResult:
+        """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
+
+        Args:
+            sequences: start token ids of each row, BOS first (e.g. BOS + prompt + masks).
+            protected: per token, True where no deletion / substitution may happen (BOS is always protected).
+            open_end: per row, whether insertions may extend the sequence after a protected last token.
+            prompt_lengths: per row, the length recorded as `prompt_len` in the trace.
+            return_trace: record every step that changed a row (trace format in the module docstring of
+                `pipeline_editflow`).
+            step_callback: called after each step as `(step, t, row_steps)` with the newest trace step of each
+                row, or None for rows that did not change.
+        """
+        device = self.device
+        batch = len(sequences)
+        if batch == 0:
+            return SamplingResult(sequences=[], traces=[] if return_trace else None)
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
+        width = int(lengths.max())
+        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long, device=device)
+        protection = torch.zeros((batch, width), dtype=torch.bool, device=device)
+        for row, (ids, flags) in enumerate(zip(sequences, protected)):
+            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
+            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool, device=device)
+        protection[:, 0] = True  # BOS never changes
+        open_end_t = torch.tensor(list(open_end), dtype=torch.bool, device=device)
+
+        record = return_trace or step_callback is not None
+        traces = None
+        if record:
+            prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * batch
+            traces = [
+                {"prompt_len": int(p), "initial": [int(x) for x in ids], "steps": []}
+                for p, ids in zip(prompt_lengths, sequences)
+            ]
+
+        rate_cache = hidden_cache = None
+        dirty = torch.ones(batch, dtype=torch.bool, device=device)
+        n_steps = num_tau_steps(self.tau)
+        for step in tqdm(range(n_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
+            t = step * self.tau
+            t_next = min((step + 1) * self.tau, 1.0)
+            width = tokens.shape[1]
+            rate_cache = self._fit_width(rate_cache, width)
+            hidden_cache = self._fit_width(hidden_cache, width)
+
+            rows = dirty.nonzero().flatten() if self.reuse_unchanged_rows else torch.arange(batch, device=device)
+            if rows.numel() > 0:
+                rates, hidden = self._encode_rows(tokens, lengths, rows, t)
+                if rate_cache is None:
+                    rate_cache = rates.new_zeros((batch, width, 3))
+                    hidden_cache = hidden.new_zeros((batch, width, hidden.shape[-1]))
+                rows_width = rates.shape[1]
+                rate_cache[rows] = 0.0
+                rate_cache[rows, :rows_width] = rates
+                hidden_cache[rows, :rows_width] = hidden
+
+            can_edit, can_insert = edit_permissions(protection, lengths, open_end_t)
+            del_fire, sub_fire, ins_fire = self.choose_edits(
+                rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
+                can_edit, can_insert, lengths, self.step_weight(t, t_next),
+            )  # fmt: skip
+            sub_tokens = torch.zeros_like(tokens)
+            ins_tokens = torch.zeros_like(tokens)
+            if sub_fire.any():
+                sub_logits = self.model.sub_head(hidden_cache[sub_fire])
+                sub_tokens[sub_fire] = self._sample(sub_logits)
+            if ins_fire.any():
+                ins_logits = self.model.ins_head(hidden_cache[ins_fire])
+                ins_tokens[ins_fire] = self._sample(ins_logits)
+
+            edits = apply_edits(
+                tokens, lengths, protection, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, self.pad_token_id
+            )
+            if record:
+                row_steps = self._record(traces, step + 1, t_next, edits)
+                if step_callback is not None:
+                    step_callback(step + 1, t_next, row_steps)
+            tokens, lengths, protection = edits.tokens, edits.lengths, edits.protected
+            dirty = edits.changed
+
+        final = [row[:n].tolist() for row, n in zip(tokens.cpu(), lengths.cpu().tolist())]
+        return SamplingResult(sequences=final, traces=traces if return_trace else None)
+
+    def _sample(self, logits: torch.Tensor) -> torch.LongTensor:
+        return sample_tokens(logits, self.temperature, self.top_p, self.generator, self.suppress_token_ids)
+
+    @staticmethod
+    def _record(traces: list[dict], step: int, t: float, edits: AppliedEdits) -> list[dict | None]:
+        """Append this step to the trace of every changed row; return the newest step per row (None if unchanged)."""
+        row_steps: list[dict | None] = [None] * len(traces)
+        changed_rows = edits.changed.nonzero().flatten().tolist()
+        if not changed_rows:
+            return row_steps
+        tokens, lengths = edits.tokens.cpu(), edits.lengths.cpu()
+        inserted, substituted, deleted = edits.inserted.cpu(), edits.substituted.cpu(), edits.deleted.cpu()
+        for row in changed_rows:
+            n = int(lengths[row])
+            entry = {
+                "step": step,
+                "t": float(t),
+                "tokens": tokens[row, :n].tolist(),
+                "inserted": inserted[row, :n].nonzero().flatten().tolist(),
+                "substituted": substituted[row, :n].nonzero().flatten().tolist(),
+                "deleted": deleted[row].nonzero().flatten().tolist(),
+            }
+            traces[row]["steps"].append(entry)
+            row_steps[row] = entry
+        return row_steps
+
+
+__all__ = [
+    "AppliedEdits",
+    "SamplingResult",
+    "TauLeapSampler",
+    "apply_edits",
+    "edit_permissions",
+    "num_tau_steps",
+    "sample_tokens",
+    "valid_positions",
+]
