@@ -160,10 +160,16 @@ def load_splits(
     return IterableDatasetDict(splits) if streaming else DatasetDict(splits)
 
 
+def _column_names(dataset) -> list[str]:
+    """The columns, read off the first row for a streamed dataset whose schema is only known once read."""
+    if dataset.column_names is not None:
+        return list(dataset.column_names)
+    first = next(iter(dataset), None)
+    return list(first) if first is not None else []
+
+
 def _require_columns(dataset, needed: list[str], source: str, hint: str) -> None:
-    columns = dataset.column_names
-    if columns is None:  # a streamed dataset whose schema is only known once read
-        return
+    columns = _column_names(dataset)
     missing = [c for c in needed if c not in columns]
     if missing:
         raise ValueError(f"{source}: no column {missing[0]!r}; available columns: {', '.join(columns)}. {hint}")
@@ -194,7 +200,8 @@ def group_texts(
         if text_field not in batch:
             raise ValueError(f"{source}: no column {text_field!r}; available columns: {', '.join(batch)}. Pass --text_field.")
         texts = [text for text in batch[text_field] if text]
-        docs = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        # verbose=False: documents longer than the model's limit are expected, they are cut into blocks below.
+        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
         if insert_eos:
             docs = [doc + [eos_id] for doc in docs]
         stream = np.fromiter((tok for doc in docs for tok in doc), dtype=np.int64)
@@ -203,7 +210,7 @@ def group_texts(
     kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing and grouping"}
     if isinstance(dataset, IterableDataset):
         kwargs = {}
-    return dataset.map(tokenize_and_group, batched=True, remove_columns=dataset.column_names, **kwargs)
+    return dataset.map(tokenize_and_group, batched=True, remove_columns=_column_names(dataset), **kwargs)
 
 
 def sft_messages(row: dict) -> list[dict]:
@@ -233,8 +240,9 @@ def tokenize_conversation(messages: list[dict], tokenizer) -> tuple[list[int], l
             "of the full conversation, so the prompt cannot be kept fixed; use a template whose generation prompt is "
             "a prefix of the assistant turn (editflow-convert sets one when the tokenizer has none)."
         )
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    response_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False)["input_ids"]
+    # verbose=False: a long conversation is truncated to max_length afterwards, the length warning is noise.
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False, verbose=False)["input_ids"]
+    response_ids = tokenizer(full_text[len(prompt_text) :], add_special_tokens=False, verbose=False)["input_ids"]
     return prompt_ids, response_ids
 
 
@@ -251,8 +259,8 @@ def format_sft(
     end with an assistant turn, are dropped (counted in the log)."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("The tokenizer has no chat template; convert the model with editflow-convert, which adds one.")
-    columns = dataset.column_names
-    if columns is not None and "messages" not in columns and not {"instruction", "output"} <= set(columns):
+    columns = _column_names(dataset)
+    if "messages" not in columns and not {"instruction", "output"} <= set(columns):
         raise ValueError(
             f"{source}: SFT needs a `messages` column (list of {{role, content}}) or alpaca columns `instruction`, "
             f"`output` (optional `input`); available columns: {', '.join(columns)}."
@@ -262,7 +270,7 @@ def format_sft(
     map_kwargs = {"num_proc": _default_num_proc(dataset, num_proc)} if is_dataset else {}
     n_rows = len(dataset) if is_dataset else None
 
-    if columns is None or "messages" in columns:
+    if "messages" in columns:
         dataset = dataset.filter(
             lambda row: bool(row["messages"]) and row["messages"][-1]["role"] == "assistant", **map_kwargs
         )
@@ -284,7 +292,7 @@ def format_sft(
     n_before = len(dataset) if is_dataset else None
     if is_dataset:
         map_kwargs["desc"] = "Formatting conversations"
-    formatted = dataset.map(format_batch, batched=True, remove_columns=dataset.column_names, **map_kwargs)
+    formatted = dataset.map(format_batch, batched=True, remove_columns=columns, **map_kwargs)
     if is_dataset and len(formatted) < n_before:
         logger.warning(
             "%s: dropped %d of %d rows whose prompt alone fills --max_length %d.", source, n_before - len(formatted), n_before, max_length

@@ -83,6 +83,10 @@ class EditFlowTrainer(Trainer):
         if args.remove_unused_columns:
             logger.info("EditFlowTrainer: setting remove_unused_columns=False (the collator needs prompt_len).")
             args.remove_unused_columns = False
+        # Every parameter gets a gradient at every step (the pooler is dropped, empty logit selections still
+        # reach the heads), so DDP can skip its extra search for unused parameters.
+        if getattr(args, "ddp_find_unused_parameters", None) is None:
+            args.ddp_find_unused_parameters = False
         if model is not None and hasattr(model, "config"):
             # Sampling reads the scheduler from the config: it must be the one the model is trained with.
             model.config.scheduler = self.kappa_scheduler.name
@@ -267,7 +271,8 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     trainer.save_model(str(final_dir))
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
-    recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values}
+    pt_only = ("text_field", "insert_eos") if task == "sft" else ()
+    recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
         (final_dir / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
