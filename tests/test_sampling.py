@@ -1,0 +1,314 @@
+"""The tau-leaping sampler: vectorised step vs a plain Python reference, protection, caps, determinism, padding."""
+
+import math
+
+import pytest
+import torch
+
+from editflow_hf.modeling.configuration_editflow import EditFlowConfig
+from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+from editflow_hf.modeling.sampling_editflow import (
+    TauLeapSampler,
+    apply_edits,
+    edit_permissions,
+    num_tau_steps,
+    sample_tokens,
+)
+
+PAD, BOS, EOS, MASK = 0, 1, 2, 3
+VOCAB = 48
+
+
+def tiny_model(rate_bias: float = -2.0, seed: int = 0) -> EditFlowForEditing:
+    """A very small random Edit Flow model; `rate_bias` sets how often edits fire (softplus(bias) per unit w)."""
+    encoder = dict(model_type="modernbert", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=128, pad_token_id=PAD, bos_token_id=BOS,
+                   eos_token_id=EOS, cls_token_id=BOS, sep_token_id=EOS, global_attn_every_n_layers=1,
+                   local_attention=16)  # fmt: skip
+    config = EditFlowConfig(encoder_config=encoder, mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD, eos_token_id=EOS)
+    torch.manual_seed(seed)
+    model = EditFlowForEditing(config).eval()
+    with torch.no_grad():
+        model.rate_head.bias.fill_(rate_bias)
+    return model
+
+
+def reference_apply(tokens, n, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, protected):
+    """Plain loop: token i is kept (substituted if fired) unless deleted, then the insertion after it."""
+    out, out_protected, inserted, substituted, deleted = [], [], [], [], []
+    for i in range(n):
+        if del_fire[i]:
+            deleted.append(i)
+        else:
+            value = sub_tokens[i] if sub_fire[i] else tokens[i]
+            if value != tokens[i]:
+                substituted.append(len(out))
+            out.append(value)
+            out_protected.append(protected[i])
+        if ins_fire[i]:
+            inserted.append(len(out))
+            out.append(ins_tokens[i])
+            out_protected.append(False)
+    return out, out_protected, inserted, substituted, deleted
+
+
+def reference_permissions(protected, n, open_end):
+    can_edit = [not protected[i] for i in range(n)]
+    can_insert = []
+    for i in range(n):
+        if i + 1 < n:
+            can_insert.append(not protected[i] or not protected[i + 1])
+        else:
+            can_insert.append(not protected[i] or open_end)
+    return can_edit, can_insert
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_apply_edits_matches_python_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    batch, width = 6, 12
+    lengths = torch.randint(1, width + 1, (batch,), generator=g)
+    tokens = torch.randint(4, VOCAB, (batch, width), generator=g)
+    protected = torch.rand(batch, width, generator=g) < 0.3
+    del_fire = torch.rand(batch, width, generator=g) < 0.3
+    sub_fire = torch.rand(batch, width, generator=g) < 0.3
+    ins_fire = torch.rand(batch, width, generator=g) < 0.3
+    sub_tokens = torch.randint(4, VOCAB, (batch, width), generator=g)
+    sub_tokens[0] = tokens[0]  # substitutions to the same token are no change
+    ins_tokens = torch.randint(4, VOCAB, (batch, width), generator=g)
+
+    result = apply_edits(tokens, lengths, protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, PAD)
+    for b in range(batch):
+        n = int(lengths[b])
+        args = [x[b].tolist() for x in (tokens, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, protected)]
+        out, out_protected, inserted, substituted, deleted = reference_apply(args[0], n, *args[1:])
+        new_n = int(result.lengths[b])
+        assert new_n == len(out)
+        assert result.tokens[b, :new_n].tolist() == out
+        assert (result.tokens[b, new_n:] == PAD).all()
+        assert result.protected[b, :new_n].tolist() == out_protected
+        assert result.inserted[b].nonzero().flatten().tolist() == inserted
+        assert result.substituted[b].nonzero().flatten().tolist() == substituted
+        assert result.deleted[b].nonzero().flatten().tolist() == deleted
+        assert bool(result.changed[b]) == bool(inserted or substituted or deleted)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_edit_permissions_match_reference(seed):
+    g = torch.Generator().manual_seed(seed)
+    batch, width = 8, 10
+    lengths = torch.randint(1, width + 1, (batch,), generator=g)
+    protected = torch.rand(batch, width, generator=g) < 0.5
+    open_end = torch.rand(batch, generator=g) < 0.5
+    can_edit, can_insert = edit_permissions(protected, lengths, open_end)
+    for b in range(batch):
+        n = int(lengths[b])
+        ref_edit, ref_insert = reference_permissions(protected[b].tolist(), n, bool(open_end[b]))
+        assert can_edit[b, :n].tolist() == ref_edit
+        assert can_insert[b, :n].tolist() == ref_insert
+        assert not can_edit[b, n:].any() and not can_insert[b, n:].any()
+
+
+def test_prompt_gaps_closed_and_gap_after_prompt_open():
+    protected = torch.tensor([[True, True, True, False, False]])
+    can_edit, can_insert = edit_permissions(protected, torch.tensor([5]), torch.tensor([True]))
+    assert can_edit.tolist() == [[False, False, False, True, True]]
+    assert can_insert.tolist() == [[False, False, True, True, True]]
+    # prompt with every mask deleted: the end of the prompt stays open only with an open end
+    _, closed = edit_permissions(protected[:, :3], torch.tensor([3]), torch.tensor([False]))
+    _, opened = edit_permissions(protected[:, :3], torch.tensor([3]), torch.tensor([True]))
+    assert closed.tolist() == [[False, False, False]] and opened.tolist() == [[False, False, True]]
+
+
+def test_num_tau_steps_reaches_one():
+    assert num_tau_steps(0.01) == 100
+    assert num_tau_steps(0.1) == 10
+    assert num_tau_steps(0.3) == 4
+    assert num_tau_steps(1.0) == 1
+
+
+def test_sample_tokens_greedy_suppression_and_distribution():
+    logits = torch.tensor([[5.0, 1.0, 0.0, 0.0], [0.0, 0.0, 3.0, 2.0]])
+    assert sample_tokens(logits, temperature=0).tolist() == [0, 2]
+    assert sample_tokens(logits, temperature=0, suppress_token_ids=[0, 2]).tolist() == [1, 3]
+    # top_p tiny keeps only the top token
+    g = torch.Generator().manual_seed(0)
+    assert (sample_tokens(logits.repeat(50, 1), temperature=1.0, top_p=1e-3, generator=g) == torch.tensor([0, 2] * 50)).all()
+    # frequencies follow softmax(logits / T)
+    row = torch.tensor([[0.0, 1.0, 2.0, -1.0]])
+    draws = sample_tokens(row.repeat(40000, 1), temperature=2.0, generator=g)
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    assert torch.allclose(freq, torch.softmax(row[0] / 2.0, -1), atol=0.01)
+    # nucleus: top_p=0.7 over probs [0.5, 0.3, 0.15, 0.05] keeps the first two, renormalised
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    draws = sample_tokens(probs.log().repeat(40000, 1), top_p=0.7, generator=g)
+    freq = torch.bincount(draws, minlength=4).float() / draws.numel()
+    assert torch.allclose(freq, torch.tensor([0.625, 0.375, 0.0, 0.0]), atol=0.01)
+    assert sample_tokens(torch.zeros(0, 4)).shape == (0,)
+
+
+def test_choose_edits_probabilities_and_kind_split():
+    model = tiny_model()
+    sampler = TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(0))
+    n = 200000
+    sub = torch.full((1, n), 3.0)
+    dele = torch.full((1, n), 1.0)
+    ins = torch.full((1, n), 2.0)
+    everywhere = torch.ones((1, n), dtype=torch.bool)
+    del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 0.1)
+    # P(event) = min(1, 0.1 * 4) = 0.4, split 3:1; P(ins) = 0.2
+    assert abs(sub_fire.float().mean().item() - 0.3) < 0.005
+    assert abs(del_fire.float().mean().item() - 0.1) < 0.005
+    assert abs(ins_fire.float().mean().item() - 0.2) < 0.005
+    assert not (sub_fire & del_fire).any()
+    # clamped at 1 when the scaled rate exceeds it
+    del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 10.0)
+    assert (sub_fire | del_fire).all() and ins_fire.all()
+
+
+def test_step_weight_linear_last_step_is_finite():
+    sampler = TauLeapSampler(tiny_model(), tau=0.01)
+    assert sampler.step_weight(0.0, 0.01) == pytest.approx(0.01)
+    assert sampler.step_weight(0.99, 1.0) == pytest.approx(1.0)
+    assert math.isfinite(sampler.step_weight(0.999, 1.0))
+
+
+def start_rows(prompts, mask_length):
+    sequences = [[BOS, *p] + [MASK] * mask_length for p in prompts]
+    protected = [[True] * (1 + len(p)) + [False] * mask_length for p in prompts]
+    return sequences, protected
+
+
+def test_prompt_is_protected_and_bos_kept():
+    model = tiny_model(rate_bias=1.0)
+    prompts = [[10, 11, 12], [20, 21], [30, 31, 32, 33, 34]]
+    sequences, protected = start_rows(prompts, 6)
+    sampler = TauLeapSampler(model, tau=0.05, generator=torch.Generator().manual_seed(0), suppress_token_ids=[PAD, BOS, MASK])
+    result = sampler.sample(sequences, protected, [True] * 3, prompt_lengths=[4, 3, 6], return_trace=True)
+    for prompt, final, trace in zip(prompts, result.sequences, result.traces):
+        assert final[: 1 + len(prompt)] == [BOS, *prompt]
+        assert len(trace["steps"]) > 3  # plenty happened
+        for step in trace["steps"]:
+            assert step["tokens"][: 1 + len(prompt)] == [BOS, *prompt]
+            assert all(i > len(prompt) for i in step["inserted"] + step["substituted"])
+            assert all(i > len(prompt) for i in step["deleted"])
+        assert BOS not in final[1:]  # suppressed: never inserted or substituted in
+
+
+def test_bos_never_edited_even_when_everything_else_is_editable():
+    model = tiny_model(rate_bias=2.0)
+    sequences = [[BOS, 10, 11, 12, 13], [BOS, MASK, MASK]]
+    protected = [[True, False, False, False, False], [True, False, False]]
+    sampler = TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(1), suppress_token_ids=[PAD, BOS, MASK])
+    result = sampler.sample(sequences, protected, [True, True], return_trace=True)
+    for final, trace in zip(result.sequences, result.traces):
+        assert final[0] == BOS
+        assert all(step["tokens"][0] == BOS and 0 not in step["deleted"] + step["substituted"] for step in trace["steps"])
+        assert any(step["deleted"] or step["substituted"] for step in trace["steps"])
+
+
+def test_max_length_caps_insertions():
+    model = tiny_model()
+    with torch.no_grad():
+        model.rate_head.bias.copy_(torch.tensor([-4.0, -4.0, 3.0]))  # mostly insertions
+    sequences, protected = start_rows([[10], [11, 12, 13]], 4)
+    sampler = TauLeapSampler(model, tau=0.1, max_length=12, generator=torch.Generator().manual_seed(0))
+    result = sampler.sample(sequences, protected, [True, True], return_trace=True)
+    for trace in result.traces:
+        assert all(len(step["tokens"]) <= 12 for step in trace["steps"])
+    assert [len(s) for s in result.sequences] == [12, 12]  # strong insertion rates fill up to the cap
+
+
+def test_same_seed_same_output_different_seed_differs():
+    model = tiny_model(rate_bias=0.0)
+    sequences, protected = start_rows([[10, 11], [12]], 8)
+
+    def run(seed):
+        sampler = TauLeapSampler(model, tau=0.05, generator=torch.Generator().manual_seed(seed))
+        return sampler.sample(sequences, protected, [True, True]).sequences
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+def test_reusing_unchanged_rows_matches_recomputing_all():
+    model = tiny_model(rate_bias=-1.0)
+    sequences, protected = start_rows([[10, 11], [12], [13, 14, 15]], 5)
+
+    def run(reuse):
+        sampler = TauLeapSampler(model, tau=0.02, generator=torch.Generator().manual_seed(7), reuse_unchanged_rows=reuse)
+        return sampler.sample(sequences, protected, [True] * 3, return_trace=True)
+
+    cached, full = run(True), run(False)
+    assert cached.sequences == full.sequences
+    assert cached.traces == full.traces
+    assert len(cached.traces[0]["steps"]) < num_tau_steps(0.02)  # some steps changed nothing, so reuse happened
+
+
+class FixedDrawSampler(TauLeapSampler):
+    """Deterministic firing: every draw is the same constant, so an edit fires iff its probability exceeds it."""
+
+    def uniform(self, shape):
+        return torch.full(shape, 0.08, device=self.device)
+
+
+def test_row_result_does_not_depend_on_batch_padding():
+    model = tiny_model(rate_bias=-1.0)
+    prompts = [[10, 11, 12, 13, 14, 15], [20], [30, 31, 32]]
+    sequences, protected = start_rows(prompts, 5)
+
+    def run(rows):
+        sampler = FixedDrawSampler(model, tau=0.05, temperature=0.0, suppress_token_ids=[PAD, BOS, MASK])
+        return sampler.sample([sequences[i] for i in rows], [protected[i] for i in rows], [True] * len(rows), return_trace=True)
+
+    together = run([0, 1, 2])
+    for i in range(3):
+        alone = run([i])
+        assert alone.sequences[0] == together.sequences[i]
+        assert alone.traces[0]["steps"] == together.traces[i]["steps"]
+    assert any(len(t["steps"]) > 0 for t in together.traces)
+
+
+def test_trace_steps_replay_the_edits():
+    model = tiny_model(rate_bias=0.5)
+    sequences, protected = start_rows([[10, 11], [12]], 6)
+    sampler = TauLeapSampler(model, tau=0.05, generator=torch.Generator().manual_seed(5))
+    result = sampler.sample(sequences, protected, [True, True], prompt_lengths=[3, 2], return_trace=True)
+    for initial, final, trace in zip(sequences, result.sequences, result.traces):
+        assert trace["initial"] == initial
+        previous = initial
+        last_t = 0.0
+        for step in trace["steps"]:
+            assert 0 < step["t"] <= 1.0 and step["t"] > last_t
+            last_t = step["t"]
+            assert step["inserted"] or step["substituted"] or step["deleted"]
+            kept_before = [tok for i, tok in enumerate(previous) if i not in step["deleted"]]
+            kept_after_idx = [i for i in range(len(step["tokens"])) if i not in step["inserted"]]
+            assert len(kept_before) == len(kept_after_idx)
+            for before, after_index in zip(kept_before, kept_after_idx):
+                changed = step["tokens"][after_index] != before
+                assert changed == (after_index in step["substituted"])
+            previous = step["tokens"]
+        assert previous == final
+
+
+def test_step_callback_sees_every_step():
+    model = tiny_model(rate_bias=0.0)
+    sequences, protected = start_rows([[10], [11, 12]], 4)
+    calls = []
+    sampler = TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(0))
+    result = sampler.sample(
+        sequences, protected, [True, True], return_trace=True, step_callback=lambda s, t, rows: calls.append((s, t, rows))
+    )
+    assert [c[0] for c in calls] == list(range(1, 11))
+    assert calls[-1][1] == pytest.approx(1.0)
+    for row in range(2):
+        from_callback = [c[2][row] for c in calls if c[2][row] is not None]
+        assert from_callback == result.traces[row]["steps"]
+
+
+def test_bad_sampler_arguments_raise_value_error():
+    model = tiny_model()
+    for kwargs in (dict(tau=0.0), dict(tau=1.5), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.2)):
+        with pytest.raises(ValueError):
+            TauLeapSampler(model, **kwargs)
