@@ -87,7 +87,7 @@ sequence x_t the encoder predicts three non-negative rates (substitute, delete, 
 distributions (substituted and inserted token); sampling advances time by `tau` and fires each edit with
 probability `tau * w(t) * rate`, where `w(t) = kappa'(t) / (1 - kappa(t))` comes from the `{{ scheduler }}` kappa scheduler.
 {% if gif_file %}
-![Decode trace of one sample: inserted tokens in green, substituted in orange, deleted in red]({{ gif_file }})
+![Decode trace of one sample: every frame is one sampling step that changed the text]({{ gif_file }})
 {% endif %}
 ## Usage
 
@@ -254,25 +254,30 @@ def build_model_card(
     """The model card of an Edit Flow checkpoint: metadata (library_name, pipeline_tag, base_model, datasets, tags)
     and a body with what the model is, usage snippets for `repo_id`, the training arguments and the decode GIF.
 
-    `base_model` defaults to the encoder's `_name_or_path` in config.json, `dataset` to the training arguments'
+    `base_model` defaults to the encoder's `_name_or_path` in config.json (also used when `base_model` is a local
+    path and that name is a Hub id), `dataset` to the training arguments'
     `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file there)."""
     folder = Path(checkpoint_dir)
     config = _read_json(folder / "config.json", "config")
     encoder_config = config.get("encoder_config") or {}
     model_type = encoder_config.get("model_type", "encoder")
     summary = _training_summary(folder, config, training_args)
-    base_model = base_model or encoder_config.get("_name_or_path") or None
+    # A training script passes its --model_name_or_path, often a local converted folder: the encoder's own
+    # name (a Hub id when it was converted from the Hub) is then the better base model for the metadata.
+    base_candidates = [name for name in (base_model, encoder_config.get("_name_or_path")) if name]
+    hub_base = next((name for name in base_candidates if _is_hub_id(name)), None)
+    base_model = hub_base or (base_candidates[0] if base_candidates else None)
     datasets = _dataset_ids(dataset or summary.get("dataset_args") or summary.get("dataset_name"))
     hub_datasets = [d for d in datasets if _is_hub_id(d)]
 
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="text-generation",
-        base_model=base_model if _is_hub_id(base_model) else None,
+        base_model=hub_base,
         datasets=hub_datasets or None,
         tags=["edit-flows", "flow-matching", "editflow", model_type, "custom_code"],
     )
-    if base_model and _is_hub_id(base_model):
+    if hub_base:
         base_model_md = f"[`{base_model}`](https://huggingface.co/{base_model})"
     else:
         base_model_md = f"`{base_model}`" if base_model else "a BERT-family"

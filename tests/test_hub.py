@@ -290,7 +290,7 @@ def test_card_base_model_comes_from_the_encoder_config(checkpoint):
     config["encoder_config"]["_name_or_path"] = "answerdotai/ModernBERT-base"
     (checkpoint / "config.json").write_text(json.dumps(config))
     (checkpoint / "training_args.json").write_text(json.dumps({"learning_rate": 1e-4, "dataset_args": "tatsu-lab/alpaca[train:1000]"}))
-    card = build_model_card(checkpoint, "someone/x")
+    card = build_model_card(checkpoint, "someone/x", base_model=str(checkpoint))  # as training scripts pass it
     assert card.data.base_model == "answerdotai/ModernBERT-base"
     assert card.data.datasets == ["tatsu-lab/alpaca"]
     assert "| `learning_rate` | `0.0001` |" in card.text
