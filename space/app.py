@@ -224,7 +224,7 @@ class EditFlowSpace:
                         0, self.max_mask_length, value=min(64, self.max_mask_length), step=1, label="mask length"
                     )
                     temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="temperature (0 = greedy)")
-                    seed = gr.Number(value=42, precision=0, minimum=0, maximum=MAX_SEED, label="seed (empty = random)")
+                    seed = gr.Number(value=42, precision=0, label="seed (empty = random)")
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):
                     gr.HTML(LEGEND)
@@ -236,8 +236,11 @@ class EditFlowSpace:
             inputs = [prompt, tau, mask_length, temperature, seed]
             run.click(self.stream, inputs, [live, final_text, gif, gif_file], api_name="stream")
             prompt.submit(self.stream, inputs, [live, final_text, gif, gif_file], api_visibility="private")
+            # /generate reads unbounded hidden fields, not the sliders, so that an API caller's out-of-range value
+            # reaches check_request and gets a message naming the field instead of Gradio's nameless bound check.
+            api_inputs = [gr.Textbox(visible=False)] + [gr.Number(visible=False) for _ in range(4)]
             api_button = gr.Button(visible=False)
-            api_button.click(self.generate, inputs, [final_text, gif_file], api_name="generate")
+            api_button.click(self.generate, api_inputs, [final_text, gif_file], api_name="generate")
         return demo
 
 
