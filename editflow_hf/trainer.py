@@ -211,7 +211,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     from .modeling.modeling_editflow import EditFlowForEditing
 
     prog = f"{task}.py"
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     parser = HfArgumentParser((ModelArguments, DataArguments, EditFlowTrainingArguments))
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
@@ -219,8 +219,9 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     log_level = training_args.get_process_log_level()
-    logging.getLogger().setLevel(log_level)
     transformers.utils.logging.set_verbosity(log_level)
+    # Our own progress lines (conversion, data preparation) on the logging process; warnings only elsewhere.
+    logging.getLogger("editflow_hf").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     # Keep the Trainer away from the Hub (it would create the repo at init and push at every save): the
     # checkpoint is saved locally first and pushed once at the end.
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False
