@@ -90,7 +90,13 @@ def _load_source(source: str, streaming: bool) -> DatasetDict | IterableDatasetD
         return datasets.load_dataset(str(path), streaming=streaming)
     if source.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_BUILDERS:
         raise ValueError(f"--dataset_args: no such file or folder: {source}.")
-    return datasets.load_dataset(source, streaming=streaming)
+    try:
+        return datasets.load_dataset(source, streaming=streaming)
+    except ConnectionError as err:  # offline, or the Hub unreachable
+        raise ValueError(
+            f"--dataset_args: cannot load {source} from the Hub ({str(err).splitlines()[0]}); check your network and "
+            "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or pass a local file."
+        ) from None
 
 
 def _take(dataset, rows: int | None):

@@ -141,6 +141,23 @@ def test_group_texts_streaming_equals_in_memory(tokenizer):
     assert [row["input_ids"] for row in streamed] == in_memory
 
 
+def test_prepare_pt_streaming_matches_in_memory(tokenizer, shared_data):
+    source = f"{shared_data / 'tiny-shakespeare.txt'}[train:40]"
+    streamed = prepare_datasets("pt", source, tokenizer, max_length=24, streaming=True)
+    in_memory = prepare_datasets("pt", source, tokenizer, max_length=24)
+    assert set(streamed) == {"train"} and isinstance(streamed["train"], IterableDataset)
+    assert [row["input_ids"] for row in streamed["train"]] == list(in_memory["train"]["input_ids"])
+
+
+def test_hub_id_offline_is_one_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'a/b' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(ValueError, match="cannot load a/b from the Hub .*HF_HUB_OFFLINE"):
+        load_splits(DatasetSpec("a/b"))
+
+
 def test_prepare_pt_on_shakespeare(tokenizer, shared_data):
     splits = prepare_datasets(
         "pt", f"{shared_data / 'tiny-shakespeare.txt'}[train:300,test:30]", tokenizer, max_length=32, insert_eos=True

@@ -33,7 +33,7 @@ def _run(cmd, env=None) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
 def test_torchrun_two_processes_train_and_save(tiny_editflow_dir, shared_data, tmp_path):
     out = tmp_path / "ddp"
-    cmd = ["torchrun", "--nproc_per_node", "2", "--master_port", "29517", str(REPO_ROOT / "training" / "pt.py")]
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "training" / "pt.py")]
     proc = _run(cmd + _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", out))
     assert "pt.py: rank 0 of world size 2" in proc.stdout and "pt.py: rank 1 of world size 2" in proc.stdout
     final = out / "checkpoint-final"
