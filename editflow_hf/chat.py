@@ -14,7 +14,9 @@ from .sample import UsageError, build_parser, check_common_args, load_pipeline, 
 EXIT_WORDS = {"exit", "quit"}
 
 
-def run(args, stdin=sys.stdin, stdout=sys.stdout) -> int:
+def run(args, stdin=None, stdout=None) -> int:
+    stdin = stdin if stdin is not None else sys.stdin
+    stdout = stdout if stdout is not None else sys.stdout
     check_common_args(args)
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)

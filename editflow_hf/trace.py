@@ -252,7 +252,8 @@ def make_gif(
                     strike_y = y + font_size * 0.55
                     draw.line((margin + x, strike_y, margin + x + text_width, strike_y), fill=colour, width=1)
         images.append(np.asarray(image))
-    durations = [frame_ms] * (len(images) - 1) + [hold_ms]
+    # Pillow wants a plain number for a single frame
+    durations = [frame_ms] * (len(images) - 1) + [hold_ms] if len(images) > 1 else hold_ms
     iio.imwrite(str(path), np.stack(images), duration=durations, loop=0, plugin="pillow")
     return len(images)
 

@@ -1,0 +1,147 @@
+"""editflow-sample / editflow-chat command lines and the trace views (GIF, ANSI, HTML)."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from transformers import AutoModel, AutoTokenizer, pipeline
+
+import editflow_hf  # noqa: F401
+from editflow_hf import chat as chat_cli
+from editflow_hf import sample as sample_cli
+from editflow_hf.trace import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_editflow_dir):
+    return pipeline("editflow-generation", model=AutoModel.from_pretrained(tiny_editflow_dir),
+                    tokenizer=AutoTokenizer.from_pretrained(tiny_editflow_dir))  # fmt: skip
+
+
+def test_make_gif_has_one_frame_per_changing_step_plus_the_hold(tiny_editflow_dir, pipe, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.1", "--mask_length", "8", "--seed", "42"]
+    assert sample_cli.main(args + ["--make_gif", "--no_progress"]) == 0
+    printed = capsys.readouterr().out.strip()
+    expected = pipe("", tau=0.1, mask_length=8, seed=42, return_trace=True, progress_bar=False)
+    assert printed == expected["generated_text"]
+    gif = tmp_path / "decode_trace.gif"
+    with Image.open(gif) as image:
+        assert image.n_frames == len(expected["trace"]["steps"]) + 1
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            durations.append(image.info["duration"])
+    assert durations[-1] > 5 * durations[0]  # the final text is held longer
+
+
+def test_gif_path_prompt_and_colours_in_gif(tiny_editflow_dir, tmp_path, capsys):
+    gif = tmp_path / "sub" / "trace.gif"
+    gif.parent.mkdir()
+    args = ["--model_name_or_path", str(tiny_editflow_dir), "--prompt", "hello there", "--tau", "0.2",
+            "--mask_length", "6", "--seed", "1", "--make_gif", "--gif_path", str(gif), "--show_trace", "--no_progress"]  # fmt: skip
+    assert sample_cli.main(args) == 0
+    err = capsys.readouterr().err
+    assert "\x1b[" in err and "[final]" in err  # ANSI trace
+    with Image.open(gif) as image:
+        colours = set()
+        for index in range(image.n_frames):
+            image.seek(index)
+            colours |= {c for _, c in image.convert("RGB").getcolors(1 << 16)}
+    assert any(b > 150 and r < 100 for r, g, b in colours)  # blue insertions somewhere
+
+
+def test_num_samples_prints_each(tiny_editflow_dir, capsys):
+    args = ["--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.25", "--mask_length", "4", "--seed", "3",
+            "--num_samples", "3", "--batch_size", "2", "--temperature", "0.5", "--top_p", "0.9", "--no_progress"]  # fmt: skip
+    assert sample_cli.main(args) == 0
+    assert capsys.readouterr().out.count("\n\n") == 2
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--tau", "0"], "--tau"),
+        (["--tau", "1.5"], "--tau"),
+        (["--mask_length", "-3"], "--mask_length"),
+        (["--top_p", "2"], "--top_p"),
+        (["--temperature", "-1"], "--temperature"),
+        (["--mask_length", "0"], "mask_length"),
+        (["--max_length", "4", "--prompt", "a b c d e"], "max_length"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tiny_editflow_dir, capsys, extra, match):
+    assert sample_cli.main(["--model_name_or_path", str(tiny_editflow_dir), "--no_progress", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err and "Traceback" not in err
+
+
+def test_missing_or_wrong_model_folder_exits_2(tmp_path, tiny_mlm_dir, capsys):
+    assert sample_cli.main(["--model_name_or_path", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert sample_cli.main(["--model_name_or_path", str(tiny_mlm_dir)]) == 2
+    assert "editflow-convert" in capsys.readouterr().err
+
+
+def test_console_script_runs_the_seed_command(tiny_editflow_dir, tmp_path):
+    """The seed's `sample.py --model_name_or_path ... --tau --mask_length --seed --make_gif`, as editflow-sample."""
+    script = "editflow-sample"
+    command = [script] if any(os.access(os.path.join(p, script), os.X_OK) for p in os.environ["PATH"].split(os.pathsep)) \
+        else [sys.executable, "-m", "editflow_hf.sample"]  # fmt: skip
+    proc = subprocess.run(
+        [*command, "--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.1", "--mask_length", "8", "--seed", "42", "--make_gif"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "decode_trace.gif").exists()
+    bad = subprocess.run([*command, "--model_name_or_path", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_chat_loop_answers_each_line_until_exit(tiny_editflow_dir, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\n\nhow are you\nexit\nnever read\n"))
+    args = ["--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.25", "--mask_length", "4", "--seed", "0", "--temperature", "0"]
+    assert chat_cli.main(args) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert len(first) == 2
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\nhow are you\n"))
+    assert chat_cli.main(args) == 0
+    assert capsys.readouterr().out.splitlines() == first  # same seed, same conversation
+    monkeypatch.setattr(sys, "stdin", io.StringIO("raw text\n"))
+    assert chat_cli.main(args + ["--plain"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    assert chat_cli.main(["--model_name_or_path", "/definitely/not/here"]) == 2
+
+
+def test_views_place_every_edit(pipe):
+    out = pipe("the cat", tau=0.1, mask_length=6, seed=5, return_trace=True, progress_bar=False)
+    trace, tokenizer = out["trace"], pipe.tokenizer
+    display = TokenDisplay(tokenizer)
+    previous = trace["initial"]
+    for step in trace["steps"]:
+        segments = step_segments(display, previous, step, trace["prompt_len"])
+        kinds = [s.kind for s in segments]
+        assert kinds.count("inserted") == len(step["inserted"])
+        assert kinds.count("substituted") == len(step["substituted"])
+        assert kinds.count("deleted") == len(step["deleted"])
+        assert len(segments) == len(step["tokens"]) - 1 + len(step["deleted"])  # BOS hidden
+        previous = step["tokens"]
+    html_text = trace_to_html(trace, tokenizer, step_index=len(trace["steps"]) - 1)
+    assert html_text.startswith('<div class="editflow-step"') and "<span" in html_text
+    assert step_to_html(tokenizer, trace["initial"], trace["steps"][0], trace["prompt_len"]).count("ef-") >= 1
+    less_than = tokenizer.convert_tokens_to_ids("<")
+    bos = pipe.model.config.bos_token_id
+    escaped = step_to_html(tokenizer, [bos], {"tokens": [bos, less_than], "inserted": [1], "substituted": [], "deleted": []})
+    assert "&lt;" in escaped and "ef-inserted" in escaped
+    ansi = trace_to_ansi(trace, tokenizer)
+    assert len(ansi.splitlines()) == len(trace["steps"]) + 1
+
+
+def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):
+    trace = {"prompt_len": 1, "initial": [101, 7592], "steps": []}
+    assert make_gif(trace, pipe.tokenizer, tmp_path / "still.gif") == 1
+    with Image.open(tmp_path / "still.gif") as image:
+        assert image.n_frames == 1
