@@ -13,15 +13,21 @@ edits; the loss (`EditFlowLoss`) is, per sequence divided by len(x1),
 Both use the same kappa scheduler, which is also written into `model.config` so that sampling uses it too.
 """
 
+import json
 import logging
+import sys
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+import transformers
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, Trainer, set_seed
 
-from .args import EditFlowTrainingArguments
+from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .collator import EditFlowCollator
+from .convert import convert
+from .data import prepare_datasets
+from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.scheduling_editflow import get_scheduler
 
 logger = logging.getLogger(__name__)
@@ -153,10 +159,6 @@ class _CliError(Exception):
 def _resolve_model_path(model_args, training_args) -> str:
     """An Edit Flow checkpoint as is; a plain encoder converted (on the first process of each node) into
     <output_dir>/converted, so `--model_name_or_path answerdotai/ModernBERT-large` works directly."""
-    from transformers import AutoConfig
-
-    from .convert import convert
-
     source = model_args.model_name_or_path
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
@@ -200,16 +202,6 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     alpaca / chat rows with a fixed prompt). Trains, saves <output_dir>/checkpoint-final (weights, tokenizer,
     remote code, trainer_state.json, training_args.json) before anything else, then pushes it if asked.
     Returns the exit status: 0, 2 for bad input, 3 for a failed push (the model is saved)."""
-    import json
-    import sys
-
-    import transformers
-    from transformers import AutoTokenizer, HfArgumentParser, set_seed
-
-    from .args import DataArguments, ModelArguments
-    from .data import prepare_datasets
-    from .modeling.modeling_editflow import EditFlowForEditing
-
     prog = f"{task}.py"
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     parser = HfArgumentParser((ModelArguments, DataArguments, EditFlowTrainingArguments))
