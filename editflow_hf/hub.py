@@ -48,6 +48,8 @@ TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer
 
 # Training arguments shown in the card, in this order (the ones that decide what the model learned).
 CARD_TRAINING_KEYS = (
+    "model_name_or_path",
+    "dataset_args",
     "learning_rate",
     "num_train_epochs",
     "max_steps",
@@ -58,8 +60,10 @@ CARD_TRAINING_KEYS = (
     "max_length",
     "x0_sampler",
     "scheduler",
+    "scheduler_cls",
     "scheduler_kwargs",
     "max_w",
+    "time_epsilon",
     "lr_scheduler_type",
     "warmup_ratio",
     "warmup_steps",

@@ -152,13 +152,14 @@ def _pipeline_imports_a_missing_module(folder):
         (_drop("model.safetensors"), "model.safetensors"),
         (_drop("pipeline_editflow.py"), "pipeline_editflow.py"),
         (_drop("modeling_editflow.py"), "modeling_editflow.py"),
+        (_drop("sampling_editflow.py"), "sampling_editflow.py"),
         (_drop("tokenizer.json"), "tokenizer"),
         (_drop("config.json"), "config.json"),
         (_edit_config(lambda c: c.pop("auto_map")), "auto_map"),
         (_edit_config(lambda c: c.pop("custom_pipelines")), "custom_pipelines"),
         (_pipeline_imports_a_missing_module, "decoding_helpers_editflow.py"),
     ],
-    ids=["weights", "pipeline", "modeling", "tokenizer", "config", "auto_map", "custom_pipelines", "relative-import"],
+    ids=["weights", "pipeline", "modeling", "sampling", "tokenizer", "config", "auto_map", "custom_pipelines", "relative-import"],
 )
 def test_incomplete_folder_is_refused_naming_what_is_missing(checkpoint, break_folder, named, fake_api):
     break_folder(checkpoint)
@@ -254,6 +255,7 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
         "x0_sampler": "masks[length:64]",
         "max_w": 20.0,
         "dataset_args": "Trelis/tiny-shakespeare",
+        "scheduler_cls": "cubic",
         "output_dir": "ignored",
     }
     card = build_model_card(
@@ -271,7 +273,7 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
     assert 'pipeline("editflow-generation", model="someone/tiny-editflow", trust_remote_code=True)' in text
     for row in ("| `learning_rate` | `0.0003` |", "| `x0_sampler` | `masks[length:64]` |", "| `max_w` | `20.0` |",
                 "| `max_length` | `128` |", "| `num_train_epochs` | `10` |", "| `scheduler` | `linear` |",
-                "| `final_train_loss` | `2.25` |", "| `global_step` | `1200` |"):
+                "| `final_train_loss` | `2.25` |", "| `global_step` | `1200` |", "| `scheduler_cls` | `cubic` |"):
         assert row in text, row
     assert "output_dir" not in text
     assert "![Decode trace" in text and "](decode_trace.gif)" in text
