@@ -44,6 +44,9 @@ EXAMPLE_PROMPT = "Could you please write a poem for me?"
 # Trainer resume state: useless for inference, large (optimizer.pt is twice the weights) and partly pickled.
 UPLOAD_IGNORE_PATTERNS = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*", "global_step*/**"]
 
+# Names ending like a data file are local files (e.g. --dataset_args data/qa.jsonl), never Hub repo ids.
+DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".arrow"}
+
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 
 # Training arguments shown in the card, in this order (the ones that decide what the model learned).
@@ -146,7 +149,9 @@ class PushError(RuntimeError):
 
 def _is_hub_id(name: str | None) -> bool:
     """Whether `name` can be a Hub repo id (`name` or `namespace/name`) rather than a local path."""
-    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
+        return False
+    if Path(name).suffix.lower() in DATA_FILE_SUFFIXES:
         return False
     try:
         validate_repo_id(name)
@@ -238,6 +243,12 @@ def _training_summary(folder: Path, config: dict, training_args: dict | None) ->
     return summary
 
 
+def _table_cell(value) -> str:
+    """A value for the card's markdown table: JSON for dicts and lists, `|` escaped so `a|b` stays one cell."""
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return text.replace("|", "\\|")
+
+
 def _dataset_ids(dataset) -> list[str]:
     """Dataset names from an argument: a string (`a|b`, `name[train:1000]` as in --dataset_args) or a list."""
     if not dataset:
@@ -286,7 +297,9 @@ def build_model_card(
     else:
         base_model_md = f"`{base_model}`" if base_model else "a BERT-family"
     datasets_md = ", ".join(f"[`{d}`](https://huggingface.co/datasets/{d})" if _is_hub_id(d) else f"`{d}`" for d in datasets)
-    training_rows = [(key, summary[key]) for key in CARD_TRAINING_KEYS if summary.get(key) not in (None, "", {})]
+    training_rows = [
+        (key, _table_cell(summary[key])) for key in CARD_TRAINING_KEYS if summary.get(key) not in (None, "", {})
+    ]
     return ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,

@@ -254,8 +254,9 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
         "max_length": 128,
         "x0_sampler": "masks[length:64]",
         "max_w": 20.0,
-        "dataset_args": "Trelis/tiny-shakespeare",
+        "dataset_args": "Trelis/tiny-shakespeare|local/extra.jsonl",
         "scheduler_cls": "cubic",
+        "scheduler_kwargs": {"a": 2.0, "b": 0.5},
         "output_dir": "ignored",
     }
     card = build_model_card(
@@ -265,7 +266,7 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
     assert metadata["library_name"] == "transformers"
     assert metadata["pipeline_tag"] == "text-generation"
     assert metadata["base_model"] == "answerdotai/ModernBERT-large"
-    assert metadata["datasets"] == ["Trelis/tiny-shakespeare"]
+    assert metadata["datasets"] == ["Trelis/tiny-shakespeare"]  # the local file is named in the text only
     assert {"edit-flows", "flow-matching", "modernbert"} <= set(metadata["tags"])
     text = card.text
     assert "arxiv.org/abs/2506.09018" in text
@@ -273,7 +274,8 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
     assert 'pipeline("editflow-generation", model="someone/tiny-editflow", trust_remote_code=True)' in text
     for row in ("| `learning_rate` | `0.0003` |", "| `x0_sampler` | `masks[length:64]` |", "| `max_w` | `20.0` |",
                 "| `max_length` | `128` |", "| `num_train_epochs` | `10` |", "| `scheduler` | `linear` |",
-                "| `final_train_loss` | `2.25` |", "| `global_step` | `1200` |", "| `scheduler_cls` | `cubic` |"):
+                "| `final_train_loss` | `2.25` |", "| `global_step` | `1200` |", "| `scheduler_cls` | `cubic` |",
+                '| `scheduler_kwargs` | `{"a": 2.0, "b": 0.5}` |', "| `dataset_args` | `Trelis/tiny-shakespeare\\|local/extra.jsonl` |"):
         assert row in text, row
     assert "output_dir" not in text
     assert "![Decode trace" in text and "](decode_trace.gif)" in text
