@@ -13,7 +13,6 @@ import argparse
 import importlib
 import importlib.util
 import json
-import logging
 import re
 import shutil
 import sys
@@ -29,8 +28,6 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
-
-logger = logging.getLogger(__name__)
 
 # huggingface_hub talks HTTP through httpx2 (httpx in older releases); their transport errors are not OSErrors.
 _HTTP_ERRORS = tuple(
