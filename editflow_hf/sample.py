@@ -3,8 +3,13 @@
     editflow-sample --model_name_or_path .models/editflow/ModernBERT-large/tiny-shakespeare/checkpoint-final \\
         --tau 0.01 --mask_length 64 --seed 42 --make_gif          # writes decode_trace.gif
 
-    editflow-sample --model_name_or_path CKPT --prompt "Could you please write a poem for me?" --chat
+    editflow-sample --model_name_or_path CKPT --prompt "Could you please write a poem for me?"      # chat turn
     editflow-sample --model_name_or_path CKPT --prompt "To be or [MASK] [MASK] be" --mask_length 0   # infill
+    editflow-sample --model_name_or_path CKPT --prompt "Once upon a time" --chat_template off        # continue text
+
+A plain prompt is sent as a user message through the checkpoint's chat template (`--chat_template auto`, the
+default; as the seed's SFT sampling command expects); prompts with mask tokens (infill) and --edit_prompt texts
+are used as they are, and so is every prompt with `--chat_template off`.
 
 Prints the generated text of each sample (one block per sample, separated by a blank line).
 """
@@ -39,7 +44,13 @@ def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> a
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help='Prompt text; "" (default) generates unconditionally.')
-    parser.add_argument("--chat", action="store_true", help="Wrap the prompt as a user message in the chat template.")
+    parser.add_argument(
+        "--chat_template",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Send the prompt as a user message through the chat template: auto (default) = for a non-empty prompt "
+        "without mask tokens and without --edit_prompt; on; off = raw text.",
+    )
     parser.add_argument("--num_samples", type=int, default=1, help="Number of samples of the prompt (default 1).")
     parser.add_argument("--batch_size", type=int, default=32, help="Samples decoded together (default 32).")
     parser.add_argument("--make_gif", action="store_true", help="Write the decode trace of the first sample as a GIF.")
@@ -91,6 +102,14 @@ def quiet_transformers() -> None:
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
+def use_chat_template(args, tokenizer) -> bool:
+    """Whether --prompt goes through the chat template (see --chat_template)."""
+    if args.chat_template != "auto":
+        return args.chat_template == "on"
+    has_masks = tokenizer.mask_token is not None and tokenizer.mask_token in args.prompt
+    return bool(args.prompt) and not has_masks and not args.edit_prompt and bool(getattr(tokenizer, "chat_template", None))
+
+
 def run(args) -> int:
     check_common_args(args)
     if args.num_samples < 1 or args.batch_size < 1:
@@ -99,7 +118,7 @@ def run(args) -> int:
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
         hf_logging.enable_progress_bar()
-    prompt = [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
+    prompt = [{"role": "user", "content": args.prompt}] if use_chat_template(args, generator.tokenizer) else args.prompt
     want_trace = args.make_gif or args.show_trace
     outputs = generator(
         [prompt] * args.num_samples,

@@ -1,5 +1,6 @@
 """editflow-sample / editflow-chat command lines and the trace views (GIF, ANSI, HTML)."""
 
+import argparse
 import io
 import os
 import subprocess
@@ -99,6 +100,21 @@ def test_console_script_runs_the_seed_command(tiny_editflow_dir, tmp_path):
     assert (tmp_path / "decode_trace.gif").exists()
     bad = subprocess.run([*command, "--model_name_or_path", str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_chat_template_auto_wraps_plain_prompts_only(pipe):
+    tokenizer = pipe.tokenizer
+
+    def wraps(**kwargs):
+        args = argparse.Namespace(**{"prompt": "", "chat_template": "auto", "edit_prompt": False, **kwargs})
+        return sample_cli.use_chat_template(args, tokenizer)
+
+    assert wraps(prompt="Could you please write a poem for me?")  # the seed's SFT sampling command
+    assert not wraps(prompt="")  # unconditional (the seed's pretraining sampling command)
+    assert not wraps(prompt=f"to be or {tokenizer.mask_token} be")  # infill
+    assert not wraps(prompt="fix this text", edit_prompt=True)
+    assert not wraps(prompt="once upon a time", chat_template="off")
+    assert wraps(prompt="", chat_template="on")
 
 
 def test_chat_loop_answers_each_line_until_exit(tiny_editflow_dir, monkeypatch, capsys):
