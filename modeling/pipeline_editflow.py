@@ -299,18 +299,21 @@ class EditFlowGenerationPipeline(Pipeline):
             return_trace=return_trace,
             step_callback=step_callback,
         )
-        return {"rows": rows, "sequences": result.sequences, "traces": result.traces}
+        # The SamplingResult object passes through Pipeline.forward untouched (it only walks dicts, lists and
+        # tensors), so long traces are not copied element by element.
+        return {"rows": rows, "result": result}
 
     def postprocess(self, model_outputs, return_trace=False):
         eos = self.model.config.eos_token_id
         results = []
-        for index, (row, sequence) in enumerate(zip(model_outputs["rows"], model_outputs["sequences"])):
+        result = model_outputs["result"]
+        for index, (row, sequence) in enumerate(zip(model_outputs["rows"], result.sequences)):
             generated = sequence[row["prompt_len"] :]
             if eos is not None and eos in generated:
                 generated = generated[: generated.index(eos)]
             output = {"generated_text": self.tokenizer.decode(generated, skip_special_tokens=True).strip()}
             if return_trace:
-                output["trace"] = model_outputs["traces"][index]
+                output["trace"] = result.traces[index]
             results.append(output)
         return results
 

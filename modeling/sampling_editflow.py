@@ -333,6 +333,10 @@ class TauLeapSampler:
             step_callback: called after each step as `(step, t, row_steps)` with the newest trace step of each
                 row, or None for rows that did not change.
         """
+        if len(protected) != len(sequences) or len(open_end) != len(sequences):
+            raise ValueError("`sequences`, `protected` and `open_end` must have one entry per row.")
+        if any(len(ids) == 0 or len(ids) != len(flags) for ids, flags in zip(sequences, protected)):
+            raise ValueError("Every row needs at least BOS, and one protection flag per token.")
         device = self.device
         batch = len(sequences)
         if batch == 0:

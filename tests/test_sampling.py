@@ -312,3 +312,8 @@ def test_bad_sampler_arguments_raise_value_error():
     for kwargs in (dict(tau=0.0), dict(tau=1.5), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.2)):
         with pytest.raises(ValueError):
             TauLeapSampler(model, **kwargs)
+    sampler = TauLeapSampler(model)
+    with pytest.raises(ValueError, match="protection flag"):
+        sampler.sample([[BOS, MASK]], [[True]], [True])
+    with pytest.raises(ValueError, match="one entry per row"):
+        sampler.sample([[BOS, MASK]], [[True, False]], [True, True])
