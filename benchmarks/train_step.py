@@ -55,6 +55,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--collator-batch", type=int, default=64)
+    parser.add_argument("--collator-seconds", type=float, default=2.0, help="how long to time the collator")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--interleave", action=argparse.BooleanOptionalAction, default=None,
@@ -151,7 +152,7 @@ def collator_speed(args, rng) -> float:
     features = random_x1(args, args.collator_batch, rng)
     collator(features)
     n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < 2.0:
+    while time.perf_counter() - start < args.collator_seconds:
         collator(features)
         n += 1
     return n / (time.perf_counter() - start)

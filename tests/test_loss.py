@@ -198,3 +198,25 @@ def test_errors():
     del batch["edit_pos"]
     with pytest.raises(ValueError, match="EditFlowCollator"):
         EditFlowLoss()(tiny_model(), batch)
+
+
+def test_train_step_benchmark_smoke(capsys):
+    """The benchmark runs end to end on a small shape and ends with its JSON line (no timing asserted here)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("train_step_benchmark", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    args = ["--batch", "2", "--seq-len", "24", "--warmup", "1", "--steps", "2", "--x0", "masks[length:8]"]
+    try:
+        benchmark.main(args + ["--collator-batch", "4", "--collator-seconds", "0.2"])
+    finally:
+        torch.set_flush_denormal(False)  # the benchmark turns it on for its process
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("ours_s", "mlm_s", "mlm_sparse_s", "encoder_s", "ratio", "collator_batches_per_s"):
+        assert result[key] > 0, key
+    assert result["ratio"] == pytest.approx(result["ours_s"] / result["mlm_s"])
+    assert (result["batch"], result["seq_len"], result["x0"], result["device"][:3]) == (2, 24, "masks[length:8]", "cpu")
