@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 
-import editflow_hf
+import editflow_hf  # noqa: F401  (registers the editflow-generation task)
 from editflow_hf.modeling.configuration_editflow import EditFlowConfig
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 from editflow_hf.modeling.pipeline_editflow import EditFlowGenerationPipeline
@@ -37,6 +37,14 @@ def test_registered_pipeline_from_model_object_finds_its_tokenizer(tiny_editflow
     generator = pipeline("editflow-generation", model=model)
     assert isinstance(generator, EditFlowGenerationPipeline)
     assert generator.tokenizer is not None
+    assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)["generated_text"], str)
+
+
+def test_checkpoint_folder_with_installed_classes(tiny_editflow_dir):
+    """A folder's config names its custom pipeline, which transformers only runs with trust_remote_code; with
+    editflow_hf installed, `pipeline_class=` uses the installed classes instead of the checkpoint's copy."""
+    generator = pipeline("editflow-generation", model=str(tiny_editflow_dir), pipeline_class=EditFlowGenerationPipeline)
+    assert type(generator.model) is EditFlowForEditing
     assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)["generated_text"], str)
 
 
