@@ -189,15 +189,26 @@ def _load_font(size: int):
 
 
 def _layout(segments: list[Segment], font, width: int, space: float) -> list[list[tuple[float, Segment, float]]]:
-    """Greedy line wrapping: lines of (x, segment, text width)."""
+    """Greedy line wrapping: lines of (x, segment, text width). A word (a segment and the subword pieces attached to
+    it) moves to the next line as a whole when it overflows, unless it alone fills a line."""
     lines: list[list[tuple[float, Segment, float]]] = [[]]
     x = 0.0
+    word_start = 0  # index in the current line where the current word begins
     for segment in segments:
         text_width = font.getlength(segment.text)
         gap = 0.0 if (segment.attach or not lines[-1]) else space
-        if lines[-1] and x + gap + text_width > width and not segment.attach:
+        if not segment.attach:
+            word_start = len(lines[-1])
+        if lines[-1] and x + gap + text_width > width and word_start > 0:
+            word = [(seg, w) for _, seg, w in lines[-1][word_start:]]
+            del lines[-1][word_start:]
             lines.append([])
-            x, gap = 0.0, 0.0
+            x = 0.0
+            for seg, w in word:
+                lines[-1].append((x, seg, w))
+                x += w
+            gap = 0.0 if (segment.attach or not lines[-1]) else space
+            word_start = 0 if segment.attach else len(lines[-1])
         lines[-1].append((x + gap, segment, text_width))
         x += gap + text_width
     return lines

@@ -161,3 +161,22 @@ def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):
     assert make_gif(trace, pipe.tokenizer, tmp_path / "still.gif") == 1
     with Image.open(tmp_path / "still.gif") as image:
         assert image.n_frames == 1
+
+
+def test_gif_lines_wrap_whole_words_within_the_width():
+    from editflow_hf.trace import Segment, _layout, _load_font
+
+    font = _load_font(16)
+    # Long words made of many subword pieces: a word must move to the next line whole, never run past the edge.
+    segments = []
+    for word in range(12):
+        segments.append(Segment(f"w{word}", "plain"))
+        segments += [Segment("##ab".removeprefix("##"), "inserted", attach=True) for _ in range(6)]
+    width = 200
+    lines = _layout(segments, font, width, font.getlength(" "))
+    assert len(lines) > 1
+    assert sum(len(line) for line in lines) == len(segments)
+    for line in lines:
+        x, segment, text_width = line[-1]
+        assert x + text_width <= width, "a line overflows the frame"
+        assert not line[0][1].attach, "a line starts in the middle of a word"
