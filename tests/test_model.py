@@ -185,3 +185,22 @@ def test_save_roundtrip_keeps_outputs(tiny_editflow_dir, tmp_path):
     torch.testing.assert_close(a.sub_rate, b.sub_rate)
     torch.testing.assert_close(a.ins_logits, b.ins_logits)
     assert (tmp_path / "m" / "pipeline_editflow.py").exists()
+
+
+def test_source_checkout_imports_without_install(tmp_path):
+    """`PYTHONPATH=. python training/pt.py` from a checkout that was never pip-installed finds modeling/."""
+    import os
+    import transformers
+    from conftest import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "editflow_hf", tmp_path / "editflow_hf")
+    shutil.copytree(REPO_ROOT / "modeling", tmp_path / "modeling")
+    site_packages = os.path.dirname(os.path.dirname(transformers.__file__))
+    # -S: no site processing, so the editable install's import hook is absent, as on a machine without it.
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", "import editflow_hf.modeling.modeling_editflow as m; print(m.__file__)"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{site_packages}"},
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "modeling" / "modeling_editflow.py")
