@@ -9,7 +9,7 @@ send each message alone; "/reset" clears it). With `--plain` each line is a raw 
 
 import sys
 
-from .sample import UsageError, build_parser, check_common_args, load_pipeline, quiet_transformers
+from .sample import build_parser, check_common_args, load_pipeline, quiet_transformers, run_cli
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -70,13 +70,8 @@ def main(argv=None) -> int:
     parser = build_parser(prog="editflow-chat", description=__doc__)
     parser.add_argument("--plain", action="store_true", help="Treat each line as a raw text prompt (no chat template).")
     parser.add_argument("--no_history", action="store_true", help="Send each message without the earlier turns.")
-    args = parser.parse_args(argv)
     try:
-        return run(args)
-    except (UsageError, ValueError, OSError) as err:
-        message = " ".join(str(err).split())
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 2
+        return run_cli(parser, run, argv)
     except KeyboardInterrupt:
         return 0
 

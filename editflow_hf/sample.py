@@ -149,16 +149,21 @@ def run(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    add_sample_arguments(parser)
+def run_cli(parser: argparse.ArgumentParser, run_args, argv=None) -> int:
+    """Parse `argv` and call `run_args(args)`; bad input ends as one line on stderr and exit code 2."""
     args = parser.parse_args(argv)
     try:
-        return run(args)
+        return run_args(args)
     except (UsageError, ValueError, OSError) as err:
         message = " ".join(str(err).split())
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 2
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    add_sample_arguments(parser)
+    return run_cli(parser, run, argv)
 
 
 if __name__ == "__main__":
