@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 from transformers import pipeline
 
-from editflow_hf.trace import TokenDisplay, make_gif, segments_to_html, sequence_segments, step_to_html
+from editflow_hf.trace import Segment, TokenDisplay, make_gif, segments_to_html, sequence_segments, step_segments
 
 MODEL_ENV = "EDITFLOW_MODEL"
 MAX_PROMPT_CHARS = 500
@@ -38,14 +38,10 @@ CSS = """
 .legend span { margin-right: 1em; }
 """
 
-LEGEND = (
-    '<div class="legend" style="font-family:monospace">'
-    '<span class="ef-inserted" style="color:#1f6feb;font-weight:600">inserted</span>'
-    '<span class="ef-substituted" style="color:#d1242f;font-weight:600">substituted</span>'
-    '<span class="ef-deleted" style="color:#969696;text-decoration:line-through">deleted</span>'
-    '<span class="ef-mask" style="color:#aaaaaa">[MASK]</span>'
-    "</div>"
-)
+# The legend is rendered by the same code as the trace, so its colours cannot drift from the steps'.
+LEGEND = '<div class="legend">' + segments_to_html(
+    [Segment("inserted", "inserted"), Segment("substituted", "substituted"), Segment("deleted", "deleted"), Segment("[MASK]", "mask")]
+) + "</div>"
 
 
 class GenerationCancelled(Exception):
@@ -102,6 +98,7 @@ class EditFlowSpace:
     def __init__(self, generator, model_name: str):
         self.generator = generator
         self.tokenizer = generator.tokenizer
+        self.display = TokenDisplay(self.tokenizer)  # built once: it probes the tokenizer's word-piece style
         self.model_name = model_name
         self.max_mask_length = max(0, min(MAX_MASK_LENGTH, generator.max_positions - 2))
         self.gif_dir = Path(tempfile.mkdtemp(prefix="editflow-space-"))
@@ -137,7 +134,7 @@ class EditFlowSpace:
             raise gr.Error(html.escape(str(err))) from None
 
     def _sequence_html(self, tokens: list[int], prompt_len: int) -> str:
-        return segments_to_html(sequence_segments(TokenDisplay(self.tokenizer), tokens, prompt_len))
+        return segments_to_html(sequence_segments(self.display, tokens, prompt_len))
 
     def generate(self, prompt, tau, mask_length, temperature, seed):
         """Non-streaming API: (final text, path of the decode GIF)."""
@@ -181,7 +178,7 @@ class EditFlowSpace:
                 kind, payload = events.get(timeout=STEP_UPDATE_TIMEOUT_S)
                 if kind == "step":
                     while kind == "step":
-                        shown_html = step_to_html(self.tokenizer, previous, payload, prompt_len)
+                        shown_html = segments_to_html(step_segments(self.display, previous, payload, prompt_len))
                         previous = payload["tokens"]
                         try:
                             kind, payload = events.get_nowait()
