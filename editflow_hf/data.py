@@ -203,8 +203,6 @@ def group_texts(
     bos_id, eos_id, block = tokenizer.bos_token_id, tokenizer.eos_token_id, max_length - 1
 
     def tokenize_and_group(batch):
-        if text_field not in batch:
-            raise ValueError(f"{source}: no column {text_field!r}; available columns: {', '.join(batch)}. Pass --text_field.")
         texts = [text for text in batch[text_field] if text]
         # verbose=False: documents longer than the model's limit are expected, they are cut into blocks below.
         docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
