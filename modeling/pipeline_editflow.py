@@ -30,7 +30,7 @@ with only the steps that changed the sequence.
 import torch
 from transformers import AutoTokenizer, Pipeline
 
-from .sampling_editflow import TauLeapSampler
+from .sampling_editflow import TauLeapSampler, check_sampling_params
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_MASK_LENGTH = 64
@@ -191,12 +191,7 @@ class EditFlowGenerationPipeline(Pipeline):
 
     @staticmethod
     def _check_sampling_params(tau=0.01, temperature=1.0, top_p=1.0, seed=None, step_callback=None, **_):
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0:
-            raise ValueError(f"`tau` must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy); got {temperature!r}.")
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-            raise ValueError(f"`top_p` must be a number in (0, 1]; got {top_p!r}.")
+        check_sampling_params(tau, temperature, top_p)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
         if step_callback is not None and not callable(step_callback):

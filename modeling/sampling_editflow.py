@@ -178,6 +178,16 @@ def sample_tokens(
     return choice.squeeze(-1)
 
 
+def check_sampling_params(tau: float, temperature: float, top_p: float) -> None:
+    """ValueError naming the fix for a tau outside (0, 1], a negative temperature or a top_p outside (0, 1]."""
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0:
+        raise ValueError(f"`tau` must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy); got {temperature!r}.")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"`top_p` must be a number in (0, 1]; got {top_p!r}.")
+
+
 def num_tau_steps(tau: float) -> int:
     """Number of steps from t = 0 to t = 1: ceil(1 / tau), tolerant to float error (1 / 0.01 = 100 steps)."""
     return max(1, math.ceil(1.0 / tau - 1e-6))
@@ -224,12 +234,7 @@ class TauLeapSampler:
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
     ):
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"`tau` must be in (0, 1]; got {tau}. Typical values are 0.01 to 0.05.")
-        if temperature < 0:
-            raise ValueError(f"`temperature` must be >= 0 (0 = greedy); got {temperature}.")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"`top_p` must be in (0, 1]; got {top_p}.")
+        check_sampling_params(tau, temperature, top_p)
         config = model.config
         self.model = model
         self.tau = float(tau)
@@ -440,6 +445,7 @@ __all__ = [
     "SamplingResult",
     "TauLeapSampler",
     "apply_edits",
+    "check_sampling_params",
     "edit_permissions",
     "num_tau_steps",
     "sample_tokens",
