@@ -35,6 +35,7 @@ _HTTP_ERRORS = tuple(
 )
 
 PAPER_URL = "https://arxiv.org/abs/2506.09018"
+OFFLINE_MESSAGE = "no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)"
 PIPELINE_TASK = "editflow-generation"
 EXAMPLE_PROMPT = "Could you please write a poem for me?"
 
@@ -324,7 +325,7 @@ def upload_file_list(checkpoint_dir) -> list[str]:
 def _hub_failure(err: Exception, repo_id: str) -> PushError:
     """One line for what went wrong talking to the Hub."""
     if isinstance(err, OfflineModeIsEnabled):
-        return PushError("no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)")
+        return PushError(OFFLINE_MESSAGE)
     if isinstance(err, RepositoryNotFoundError):
         return PushError(f"repo {repo_id} not found or not writable with this token (check the namespace and the token's write access)")
     if isinstance(err, HfHubHTTPError):
@@ -380,7 +381,7 @@ def push_checkpoint(
         return "\n".join(files)
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise PushError("no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)")
+        raise PushError(OFFLINE_MESSAGE)
     token = token or huggingface_hub.get_token()
     if not token:
         raise PushError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
