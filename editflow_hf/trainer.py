@@ -27,6 +27,7 @@ from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .collator import EditFlowCollator
 from .convert import convert
 from .data import prepare_datasets
+from .hub import PushError, push_checkpoint
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.scheduling_editflow import get_scheduler
 
@@ -174,14 +175,11 @@ def _resolve_model_path(model_args, training_args) -> str:
     return str(converted)
 
 
-def _push(final_dir, model_args, data_args, training_args, recorded: dict, prog: str) -> None:
-    """Publish the saved checkpoint; a failure raises _CliError naming where the model is saved."""
+def _push(final_dir, model_args, training_args, prog: str) -> None:
+    """Publish the saved checkpoint (its card reads the dataset and arguments from training_args.json beside it);
+    a failure raises _CliError naming where the model is saved."""
     repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
     later = f"push it later with `editflow-push {final_dir} --repo_id {repo_id}`"
-    try:
-        from .hub import PushError, push_checkpoint
-    except ImportError as err:
-        raise _CliError(f"cannot push to the Hub ({err}); the trained model is saved at {final_dir}.", code=3) from None
     try:
         url = push_checkpoint(
             final_dir,
@@ -189,8 +187,6 @@ def _push(final_dir, model_args, data_args, training_args, recorded: dict, prog:
             private=bool(training_args.hub_private_repo),
             token=training_args.hub_token,
             base_model=model_args.model_name_or_path,
-            dataset=data_args.dataset_args,
-            training_args=recorded,
         )
     except PushError as err:
         raise _CliError(f"push to the Hub failed: {err}. The trained model is saved at {final_dir}; {later}.", code=3) from None
@@ -272,7 +268,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
         if push_requested:
             try:
-                _push(final_dir, model_args, data_args, training_args, recorded, prog)
+                _push(final_dir, model_args, training_args, prog)
             except _CliError as err:
                 print(f"{prog}: error: {err}", file=sys.stderr)
                 return err.code
