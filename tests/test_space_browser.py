@@ -20,17 +20,17 @@ CHROMIUM_ARGS = [
 COLOURED_SPANS = "span.ef-inserted, span.ef-substituted, span.ef-deleted"
 
 # Records every distinct sequence shown in the live panel, and whether it held a coloured edit, as the page streams.
+# It watches the whole document because Gradio may re-create the panel's node after the page has loaded.
 WATCH_LIVE_PANEL = """() => {
     window.liveStates = [];
-    const panel = document.querySelector('#live-trace');
     new MutationObserver(() => {
-        const step = panel.querySelector('.editflow-step');  // the rendered sequence, not Gradio's progress overlay
+        const step = document.querySelector('#live-trace .editflow-step');  // the sequence, not Gradio's progress overlay
         if (!step) return;
         const html = step.outerHTML;
         if (window.liveStates.length === 0 || window.liveStates[window.liveStates.length - 1].html !== html) {
             window.liveStates.push({html, coloured: step.querySelectorAll('%s').length > 0});
         }
-    }).observe(panel, {subtree: true, childList: true, characterData: true});
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
 }""" % COLOURED_SPANS
 
 
@@ -55,6 +55,7 @@ def test_one_generation_streams_coloured_steps_then_text_and_gif(browser, runnin
     try:
         page.goto(running_space, wait_until="domcontentloaded")
         page.locator("#prompt textarea").fill("hello there")
+        page.locator("#live-trace").wait_for(state="attached", timeout=30_000)
         page.evaluate(WATCH_LIVE_PANEL)
         page.locator("#generate").click()
 
