@@ -33,7 +33,8 @@ class DataArguments:
     dataset_args: str = field(
         metadata={
             "help": "Hub dataset id (tatsu-lab/alpaca), local .txt/.json/.jsonl/.csv/.parquet file or folder, with an "
-            "optional split/size suffix `name[train:1000,test:100]`; several datasets joined with `|` are concatenated."
+            "optional configuration `org/name:config` and split/size suffix `name[train:1000,test:100]`; several "
+            "datasets joined with `|` are concatenated."
         }
     )
     text_field: str = field(default="text", metadata={"help": "Column holding the raw text (pt). A local .txt gives `text`."})

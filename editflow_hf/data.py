@@ -5,9 +5,13 @@ BOS, and its first p tokens (BOS included) are a prompt that stays fixed (pt exa
 
 `--dataset_args` grammar (several datasets joined with `|` are concatenated split by split):
 
-    spec      := source [ "[" split ":" rows { "," split ":" rows } "]" ]
+    spec      := source [ ":" config ] [ "[" split ":" rows { "," split ":" rows } "]" ]
     source    := Hub id (tatsu-lab/alpaca) | local .txt/.json/.jsonl/.csv/.parquet file | local folder
+    config    := the dataset's configuration (subset) name, e.g. HuggingFaceTB/smoltalk:all
     rows      := number of rows to keep (the first ones); `split` alone keeps all
+
+A dataset with several configurations and none named is loaded with its `all` configuration when it has one
+(smoltalk's layout); otherwise the error lists the configurations to pick from.
 
 A requested evaluation split (test/validation/eval/dev) that the source lacks is held out of its train split,
 deterministically. Local .txt files are read one paragraph (blank-line separated block) per row, column `text`.
@@ -28,6 +32,8 @@ logger = logging.getLogger(__name__)
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
 LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 _SPEC_RE = re.compile(r"^(?P<source>[^\[\]]+?)\s*(?:\[(?P<splits>[^\[\]]*)\])?$")
+_CONFIG_RE = re.compile(r"^(?P<source>.+?):(?P<config>[\w.-]+)$")
+FALLBACK_CONFIG = "all"
 # Datasets smaller than this are mapped in one process: worker start-up would cost more than it saves.
 MIN_ROWS_PER_EXTRA_PROCESS = 10_000
 
@@ -39,11 +45,13 @@ class DatasetSpec:
 
     source: str
     splits: dict[str, int | None] = field(default_factory=dict)
+    config: str | None = None
 
 
 def parse_dataset_args(dataset_args: str) -> list[DatasetSpec]:
-    """`"a/b[train:1000,test:100]|c.jsonl"` -> [DatasetSpec("a/b", {"train": 1000, "test": 100}), DatasetSpec("c.jsonl")]."""
-    example = "e.g. 'tatsu-lab/alpaca[train:1000,test:100]' or 'data.jsonl|org/other'"
+    """`"a/b[train:1000,test:100]|c.jsonl"` -> [DatasetSpec("a/b", {"train": 1000, "test": 100}), DatasetSpec("c.jsonl")];
+    `"org/name:config"` names a configuration (a path that exists as written is never split at its colon)."""
+    example = "e.g. 'tatsu-lab/alpaca[train:1000,test:100]', 'HuggingFaceTB/smoltalk:all' or 'data.jsonl|org/other'"
     specs = []
     for part in dataset_args.split("|"):
         part = part.strip()
@@ -56,7 +64,11 @@ def parse_dataset_args(dataset_args: str) -> list[DatasetSpec]:
             if not name or (rows and not rows.isdigit()):
                 raise ValueError(f"--dataset_args: bad split {item!r} in {part!r}; write split:rows, {example}.")
             splits[name] = int(rows) if rows else None
-        specs.append(DatasetSpec(match["source"].strip(), splits))
+        source, config = match["source"].strip(), None
+        with_config = _CONFIG_RE.match(source)
+        if with_config and not Path(source).expanduser().exists():
+            source, config = with_config["source"], with_config["config"]
+        specs.append(DatasetSpec(source, splits, config))
     return specs
 
 
@@ -70,9 +82,11 @@ def _default_num_proc(dataset, num_proc: int | None) -> int | None:
     return auto if auto > 1 else None
 
 
-def _load_source(source: str, streaming: bool) -> DatasetDict | IterableDatasetDict:
+def _load_source(source: str, streaming: bool, config: str | None = None) -> DatasetDict | IterableDatasetDict:
     """The source as a dict of splits: a local file (by extension), a local folder, or a Hub dataset id."""
     path = Path(source).expanduser()
+    if config is not None and (path.is_file() or (path / "dataset_dict.json").exists()):
+        raise ValueError(f"--dataset_args: {source} is a single dataset; drop ':{config}'.")
     if path.is_file():
         builder = LOCAL_BUILDERS.get(path.suffix.lower())
         if builder is None:
@@ -87,16 +101,34 @@ def _load_source(source: str, streaming: bool) -> DatasetDict | IterableDatasetD
             loaded = datasets.load_from_disk(str(path))
             loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
             return loaded.to_iterable_dataset() if streaming else loaded
-        return datasets.load_dataset(str(path), streaming=streaming)
+        return _load_with_config(str(path), source, config, streaming)
     if source.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_BUILDERS:
         raise ValueError(f"--dataset_args: no such file or folder: {source}.")
     try:
-        return datasets.load_dataset(source, streaming=streaming)
+        return _load_with_config(source, source, config, streaming)
     except ConnectionError as err:  # offline, or the Hub unreachable
         raise ValueError(
             f"--dataset_args: cannot load {source} from the Hub ({str(err).splitlines()[0]}); check your network and "
             "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, or pass a local file."
         ) from None
+
+
+def _load_with_config(path: str, source: str, config: str | None, streaming: bool):
+    """`load_dataset(path, config)`; without a config, a dataset of several falls back to `all`, else a clear error."""
+    try:
+        return datasets.load_dataset(path, config, streaming=streaming)
+    except ValueError as err:
+        missing = "Config name is missing" in str(err)
+        unknown = config is not None and "BuilderConfig" in str(err) and "not found" in str(err)
+        if not (missing or unknown):
+            raise
+    names = datasets.get_dataset_config_names(path)
+    if config is None and FALLBACK_CONFIG in names:
+        logger.warning("%s has several configurations (%s); using %r. Name another with %s:<config>.",
+                       source, ", ".join(names), FALLBACK_CONFIG, source)
+        return datasets.load_dataset(path, FALLBACK_CONFIG, streaming=streaming)
+    wanted = "needs a configuration" if config is None else f"has no configuration {config!r}"
+    raise ValueError(f"--dataset_args: {source} {wanted}; pick one of {', '.join(names)}, e.g. {source}:{names[0]}.") from None
 
 
 def _take(dataset, rows: int | None):
@@ -124,7 +156,7 @@ def load_splits(
 
     Row limits keep the first rows; an evaluation split the source lacks is held out of train (seeded shuffle)
     before the train limit applies, so the two never overlap."""
-    loaded = _load_source(spec.source, streaming)
+    loaded = _load_source(spec.source, streaming, spec.config)
     available = list(loaded.keys())
     requested = dict(spec.splits)
     train_name = "train" if "train" in requested or not requested else None

@@ -99,11 +99,57 @@ def test_hub_id_builds_the_load_dataset_call(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     splits = load_splits(parse_dataset_args("Trelis/tiny-shakespeare[train:7,test:3]")[0])
-    assert calls == [("Trelis/tiny-shakespeare", (), {"streaming": False})]
+    assert calls == [("Trelis/tiny-shakespeare", (None,), {"streaming": False})]
     assert list(splits["train"]["Text"]) == [f"train {i}" for i in range(7)]
     assert list(splits["test"]["Text"]) == ["test 0", "test 1", "test 2"]
     # No suffix: the Hub test split is the evaluation split, untouched.
     assert len(load_splits(DatasetSpec("Trelis/tiny-shakespeare"))["test"]) == 10
+    load_splits(parse_dataset_args("HuggingFaceTB/smoltalk:all[train:2]")[0])
+    assert calls[-1] == ("HuggingFaceTB/smoltalk", ("all",), {"streaming": False})
+
+
+@pytest.fixture
+def dataset_with_configs(tmp_path):
+    """A dataset folder in the Hub layout of several configurations (README `configs:`), smoltalk-like."""
+
+    def make(config_names):
+        root = tmp_path / "-".join(config_names)
+        for name in config_names:
+            (root / name).mkdir(parents=True)
+            (root / name / "rows.jsonl").write_text("".join(json.dumps({"text": f"{name} {i}"}) + "\n" for i in range(4)))
+        header = "".join(f"- config_name: {name}\n  data_files: {name}/*.jsonl\n" for name in config_names)
+        (root / "README.md").write_text(f"---\nconfigs:\n{header}---\n")
+        return str(root)
+
+    return make
+
+
+def test_dataset_config_is_named_after_a_colon(dataset_with_configs):
+    root = dataset_with_configs(["all", "short"])
+    spec = parse_dataset_args(f"{root}:short[train:3]|other/ds")[0]
+    assert spec == DatasetSpec(root, {"train": 3}, "short")
+    assert list(load_splits(spec)["train"]["text"]) == ["short 0", "short 1", "short 2"]
+    assert parse_dataset_args("org/name:v1.0")[0] == DatasetSpec("org/name", {}, "v1.0")
+
+
+def test_dataset_of_several_configs_falls_back_to_all_or_says_which(dataset_with_configs, caplog):
+    with caplog.at_level("WARNING", logger="editflow_hf.data"):
+        splits = load_splits(DatasetSpec(dataset_with_configs(["all", "short"]), {"train": None}))
+    assert list(splits["train"]["text"]) == [f"all {i}" for i in range(4)]
+    assert "using 'all'" in caplog.text
+    no_all = dataset_with_configs(["first", "second"])
+    with pytest.raises(ValueError, match=rf"{no_all} needs a configuration; pick one of first, second, e\.g\. {no_all}:first"):
+        load_splits(DatasetSpec(no_all))
+    with pytest.raises(ValueError, match="has no configuration 'third'; pick one of first, second"):
+        load_splits(DatasetSpec(no_all, config="third"))
+
+
+def test_a_file_with_a_colon_in_its_name_is_not_split(tmp_path, alpaca_file):
+    odd = tmp_path / "alpaca:v2.jsonl"
+    odd.write_text(alpaca_file.read_text())
+    assert parse_dataset_args(str(odd)) == [DatasetSpec(str(odd))]
+    with pytest.raises(ValueError, match="is a single dataset; drop ':all'"):
+        load_splits(DatasetSpec(str(alpaca_file), config="all"))
 
 
 # --- pt: blocks -------------------------------------------------------------------------------------------------
