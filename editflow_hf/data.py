@@ -85,7 +85,8 @@ def _default_num_proc(dataset, num_proc: int | None) -> int | None:
 def _load_source(source: str, streaming: bool, config: str | None = None) -> DatasetDict | IterableDatasetDict:
     """The source as a dict of splits: a local file (by extension), a local folder, or a Hub dataset id."""
     path = Path(source).expanduser()
-    if config is not None and (path.is_file() or (path / "dataset_dict.json").exists()):
+    saved_to_disk = path.is_dir() and any((path / name).exists() for name in ("dataset_dict.json", "dataset_info.json"))
+    if config is not None and (path.is_file() or saved_to_disk):
         raise ValueError(f"--dataset_args: {source} is a single dataset; drop ':{config}'.")
     if path.is_file():
         builder = LOCAL_BUILDERS.get(path.suffix.lower())
@@ -96,11 +97,13 @@ def _load_source(source: str, streaming: bool, config: str | None = None) -> Dat
             )
         kwargs = {"sample_by": "paragraph"} if builder == "text" else {}
         return datasets.load_dataset(builder, data_files=str(path), streaming=streaming, **kwargs)
+    if saved_to_disk:
+        loaded = datasets.load_from_disk(str(path))
+        loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
+        if streaming:
+            return IterableDatasetDict({name: split.to_iterable_dataset() for name, split in loaded.items()})
+        return loaded
     if path.is_dir():
-        if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-            loaded = datasets.load_from_disk(str(path))
-            loaded = loaded if isinstance(loaded, DatasetDict) else DatasetDict(train=loaded)
-            return loaded.to_iterable_dataset() if streaming else loaded
         return _load_with_config(str(path), source, config, streaming)
     if source.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_BUILDERS:
         raise ValueError(f"--dataset_args: no such file or folder: {source}.")

@@ -144,6 +144,22 @@ def test_dataset_of_several_configs_falls_back_to_all_or_says_which(dataset_with
         load_splits(DatasetSpec(no_all, config="third"))
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_folder_saved_with_save_to_disk(tmp_path, streaming):
+    whole = tmp_path / "dict"
+    DatasetDict(train=Dataset.from_dict({"text": ["a", "b", "c"]}), test=Dataset.from_dict({"text": ["z"]})).save_to_disk(whole)
+    single = tmp_path / "single"
+    Dataset.from_dict({"text": ["only"]}).save_to_disk(single)
+    splits = load_splits(DatasetSpec(str(whole)), streaming=streaming)
+    assert [row["text"] for row in splits["train"]] == ["a", "b", "c"]
+    assert [row["text"] for row in splits["test"]] == ["z"]
+    assert isinstance(splits["train"], IterableDataset) == streaming
+    assert [row["text"] for row in load_splits(DatasetSpec(str(single), {"train": None}), streaming=streaming)["train"]] == ["only"]
+    for folder in (whole, single):
+        with pytest.raises(ValueError, match="is a single dataset; drop ':all'"):
+            load_splits(DatasetSpec(str(folder), config="all"))
+
+
 def test_a_file_with_a_colon_in_its_name_is_not_split(tmp_path, alpaca_file):
     odd = tmp_path / "alpaca:v2.jsonl"
     odd.write_text(alpaca_file.read_text())
