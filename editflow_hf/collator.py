@@ -71,7 +71,7 @@ class EditFlowCollator:
         self.bos_token_id = int(bos_token_id)
         self.pad_token_id = int(pad_token_id)
         self.x0_sampler = parse_x0_sampler(x0_sampler)
-        self.scheduler = scheduler if isinstance(scheduler, KappaScheduler) else get_scheduler(scheduler, **(scheduler_kwargs or {}))
+        self.scheduler = get_scheduler(scheduler, **(scheduler_kwargs or {}))
         self.time_epsilon = float(time_epsilon)
         self.tie_break = tie_break
         self.pad_to_multiple_of = pad_to_multiple_of

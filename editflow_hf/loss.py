@@ -92,7 +92,7 @@ class EditFlowLoss:
             raise ValueError(f"Unknown normalize {normalize!r}; valid values: {', '.join(map(repr, NORMALIZATIONS))}.")
         if max_w is not None and max_w <= 0:
             raise ValueError(f"max_w must be positive (or None for no clamp); got {max_w}.")
-        self.scheduler = scheduler if isinstance(scheduler, KappaScheduler) else get_scheduler(scheduler, **(scheduler_kwargs or {}))
+        self.scheduler = get_scheduler(scheduler, **(scheduler_kwargs or {}))
         self.max_w = max_w
         self.normalize = normalize
         self.rate_eps = float(rate_eps)

@@ -76,15 +76,14 @@ class EditFlowTrainer(Trainer):
             data_collator = EditFlowCollator.from_tokenizer(
                 processing_class,
                 x0_sampler=options["x0_sampler"],
-                scheduler=self.kappa_scheduler.name,
-                scheduler_kwargs=scheduler_kwargs,
+                scheduler=self.kappa_scheduler,
                 time_epsilon=options["time_epsilon"],
                 tie_break=options["tie_break"],
             )
         if loss_fn is None:
             from .loss import EditFlowLoss
 
-            loss_fn = EditFlowLoss(scheduler=self.kappa_scheduler.name, scheduler_kwargs=scheduler_kwargs, max_w=options["max_w"])
+            loss_fn = EditFlowLoss(scheduler=self.kappa_scheduler, max_w=options["max_w"])
         self.loss_fn = loss_fn
         # The collator's columns (t, edits, prompt_len) are not forward() arguments; the Trainer would drop them.
         if args.remove_unused_columns:

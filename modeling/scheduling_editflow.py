@@ -80,8 +80,13 @@ class CosineScheduler(KappaScheduler):
 SCHEDULERS = {cls.name: cls for cls in (LinearScheduler, CubicScheduler, CosineScheduler)}
 
 
-def get_scheduler(name: str, **kwargs) -> KappaScheduler:
-    """Build a scheduler by name (`linear`, `cubic`, `cosine`), e.g. `get_scheduler("cubic", a=2, b=0.5)`."""
+def get_scheduler(name: "str | KappaScheduler", **kwargs) -> KappaScheduler:
+    """Build a scheduler by name (`linear`, `cubic`, `cosine`), e.g. `get_scheduler("cubic", a=2, b=0.5)`.
+    A `KappaScheduler` instance is returned as it is (its arguments are already set; kwargs are not allowed)."""
+    if isinstance(name, KappaScheduler):
+        if kwargs:
+            raise ValueError(f"Scheduler arguments {kwargs} apply to a scheduler given by name, not to {name!r}.")
+        return name
     key = name.lower().removesuffix("scheduler").removesuffix("kappa").strip("_")
     if key not in SCHEDULERS:
         raise ValueError(f"Unknown kappa scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")

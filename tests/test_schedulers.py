@@ -64,3 +64,10 @@ def test_unknown_name_lists_valid_names():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Bad arguments"):
         get_scheduler("linear", a=2.0)
+
+
+def test_an_instance_is_used_as_it_is():
+    cubic = get_scheduler("cubic", a=2.0, b=0.5)
+    assert get_scheduler(cubic) is cubic
+    with pytest.raises(ValueError, match="apply to a scheduler given by name"):
+        get_scheduler(cubic, a=1.0)

@@ -85,6 +85,8 @@ def test_trainer_logs_component_means_sets_scheduler_and_saves(tiny_editflow_dir
     assert args.remove_unused_columns is False
     collator_scheduler = trainer.data_collator.scheduler
     assert (collator_scheduler.name, collator_scheduler.a, collator_scheduler.b) == ("cubic", 2.0, 0.5)
+    default_loss = EditFlowTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer).loss_fn
+    assert (default_loss.scheduler.name, default_loss.scheduler.a, default_loss.scheduler.b, default_loss.max_w) == ("cubic", 2.0, 0.5, 7.0)
     trainer.train()
 
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
