@@ -31,8 +31,8 @@ from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from editflow_hf import EditFlowConfig, EditFlowForEditing  # noqa: E402
-from editflow_hf.collator import EditFlowCollator  # noqa: E402
-from editflow_hf.loss import EditFlowLoss  # noqa: E402
+from editflow_hf.path.collator import EditFlowCollator  # noqa: E402
+from editflow_hf.objective.loss import EditFlowLoss  # noqa: E402
 
 PAD, MASK, BOS, EOS = 0, 103, 101, 102  # the BERT WordPiece special ids (also valid ids in a 50368 vocabulary)
 FIRST_WORD_ID = 1000

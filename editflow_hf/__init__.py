@@ -1,21 +1,12 @@
 """editflow-hf: Edit Flows on BERT-family encoders, the Hugging Face way.
 
 Importing the package registers the Edit Flow config, model and pipeline with the transformers Auto
-classes; checkpoints saved from here carry the remote code in `editflow_hf.modeling` (the repo's
-top-level `modeling/` folder), so they also load without this package (`trust_remote_code=True`).
+classes; checkpoints saved from here carry the remote code of `editflow_hf.modeling`, so they also load
+without this package (`trust_remote_code=True`).
 """
-
-import importlib.util
-from pathlib import Path
 
 from transformers import AutoConfig, AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
-
-# Installed, `modeling/` is the subpackage editflow_hf.modeling (pyproject's package-dir). Run from a source
-# checkout without installing (`PYTHONPATH=. python training/pt.py ...`), it sits beside this folder instead.
-_source_root = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec(f"{__name__}.modeling") is None and (_source_root / "modeling" / "modeling_editflow.py").is_file():
-    __path__.append(str(_source_root))
 
 from .modeling.configuration_editflow import EditFlowConfig
 from .modeling.modeling_editflow import EditFlowForEditing, EditFlowOutput, EditFlowTokenHead

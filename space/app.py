@@ -22,7 +22,7 @@ from pathlib import Path
 import gradio as gr
 from transformers import pipeline
 
-from editflow_hf.trace import Segment, TokenDisplay, make_gif, segments_to_html, sequence_segments, step_segments
+from editflow_hf.apps.trace import Segment, TokenDisplay, make_gif, segments_to_html, sequence_segments, step_segments
 
 MODEL_ENV = "EDITFLOW_MODEL"
 MAX_PROMPT_CHARS = 500

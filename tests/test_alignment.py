@@ -5,7 +5,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from editflow_hf.alignment import BLANK, align, align_masks, remaining_edits, sample_zt
+from editflow_hf.path.alignment import BLANK, align, align_masks, remaining_edits, sample_zt
 
 BOS, MASK = 1, 3
 TIE_BREAKS = ("spread", "left", "random")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from editflow_hf.collator import EditFlowCollator
+from editflow_hf.path.collator import EditFlowCollator
 from test_alignment import apply_edits
 
 BOS, MASK, PAD = 101, 103, 0

@@ -17,8 +17,8 @@ from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
-from editflow_hf import hub
-from editflow_hf.hub import PushError, build_model_card, push_checkpoint
+from editflow_hf.apps import push as hub
+from editflow_hf.apps.push import EditFlowError, build_model_card, push_checkpoint
 
 EXPECTED_FILES = {
     "README.md",
@@ -54,7 +54,7 @@ def run_push_cli(*args, env_overrides: dict | None = None) -> subprocess.Complet
         else:
             env[key] = value
     return subprocess.run(
-        [sys.executable, "-m", "editflow_hf.hub", *map(str, args)], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "editflow_hf.apps.push", *map(str, args)], env=env, capture_output=True, text=True, timeout=120
     )
 
 
@@ -97,7 +97,7 @@ def fake_api(monkeypatch):
 
 def test_console_script_is_registered():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-    assert scripts.get("editflow-push") == "editflow_hf.hub:main"
+    assert scripts.get("editflow-push") == "editflow_hf.apps.push:main"
 
 
 def test_dry_run_cli_lists_the_repo_files_and_prints_the_card(checkpoint, gif):
@@ -163,9 +163,9 @@ def _pipeline_imports_a_missing_module(folder):
 )
 def test_incomplete_folder_is_refused_naming_what_is_missing(checkpoint, break_folder, named, fake_api):
     break_folder(checkpoint)
-    with pytest.raises(PushError, match=named.replace(".", r"\.")):
+    with pytest.raises(EditFlowError, match=named.replace(".", r"\.")):
         push_checkpoint(checkpoint, "someone/tiny-editflow", dry_run=True)
-    with pytest.raises(PushError):
+    with pytest.raises(EditFlowError):
         push_checkpoint(checkpoint, "someone/tiny-editflow", token="hf_fake")
     assert fake_api.calls == []
 
@@ -178,7 +178,7 @@ def test_sharded_weights_need_every_shard(checkpoint):
     listed = push_checkpoint(checkpoint, "someone/tiny-editflow", dry_run=True).splitlines()
     assert {"model.safetensors.index.json", *weight_map.values()} <= set(listed)
     (checkpoint / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(PushError, match="model-00002-of-00002"):
+    with pytest.raises(EditFlowError, match="model-00002-of-00002"):
         push_checkpoint(checkpoint, "someone/tiny-editflow", dry_run=True)
 
 
@@ -210,9 +210,9 @@ def test_unreachable_hub_fails_cleanly(checkpoint, tmp_path):
 
 
 def test_bad_repo_id_and_missing_gif_are_one_line_errors(checkpoint, tmp_path):
-    with pytest.raises(PushError, match="invalid repo id"):
+    with pytest.raises(EditFlowError, match="invalid repo id"):
         push_checkpoint(checkpoint, "not a repo//id", dry_run=True)
-    with pytest.raises(PushError, match="GIF .* not found"):
+    with pytest.raises(EditFlowError, match="GIF .* not found"):
         push_checkpoint(checkpoint, "someone/x", dry_run=True, gif_path=tmp_path / "nope.gif")
 
 
@@ -234,7 +234,7 @@ def test_push_creates_the_repo_and_uploads_the_folder(checkpoint, gif, fake_api)
 def test_hub_http_errors_become_one_line(checkpoint, fake_api, status, needle):
     request = httpx2.Request("POST", "https://huggingface.co/api/repos/create")
     fake_api.fail_with = HfHubHTTPError(f"{status} error\nlong server body", response=httpx2.Response(status, request=request))
-    with pytest.raises(PushError, match=needle) as caught:
+    with pytest.raises(EditFlowError, match=needle) as caught:
         push_checkpoint(checkpoint, "someone/tiny-editflow", token="hf_fake")
     assert "\n" not in str(caught.value)
 

@@ -9,8 +9,8 @@ import torch
 from transformers import ModernBertConfig
 
 from editflow_hf import EditFlowConfig, EditFlowForEditing
-from editflow_hf.collator import EditFlowCollator
-from editflow_hf.loss import EditFlowLoss
+from editflow_hf.path.collator import EditFlowCollator
+from editflow_hf.objective.loss import EditFlowLoss
 from editflow_hf.modeling.scheduling_editflow import get_scheduler
 
 PAD, BOS, MASK, VOCAB = 0, 1, 3, 48

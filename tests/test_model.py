@@ -11,7 +11,7 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 import editflow_hf
 from editflow_hf import EditFlowConfig, EditFlowForEditing
-from editflow_hf.convert import ConversionError, convert, prepare_tokenizer
+from editflow_hf.apps.convert import EditFlowError, convert, prepare_tokenizer
 
 from conftest import build_tiny_mlm, run_without_editflow_hf
 
@@ -152,23 +152,23 @@ def test_bad_time_shape_is_a_clear_error(tiny_editflow_dir):
 def test_tokenizer_without_mask_token_is_refused(minilm_path):
     tok = AutoTokenizer.from_pretrained(minilm_path)
     tok.mask_token = None
-    with pytest.raises(ConversionError, match="no mask token"):
+    with pytest.raises(EditFlowError, match="no mask token"):
         prepare_tokenizer(tok)
 
 
 def test_convert_cli(tiny_mlm_dir, tiny_editflow_dir, tmp_path):
     out = tmp_path / "cli-out"
-    ok = subprocess.run([sys.executable, "-m", "editflow_hf.convert", "--model_name_or_path", str(tiny_mlm_dir),
+    ok = subprocess.run([sys.executable, "-m", "editflow_hf.apps.convert", "--model_name_or_path", str(tiny_mlm_dir),
                          "--output_dir", str(out)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert (out / "model.safetensors").exists() and (out / "modeling_editflow.py").exists()
 
-    again = subprocess.run([sys.executable, "-m", "editflow_hf.convert", "--model_name_or_path", str(tiny_editflow_dir),
+    again = subprocess.run([sys.executable, "-m", "editflow_hf.apps.convert", "--model_name_or_path", str(tiny_editflow_dir),
                             "--output_dir", str(tmp_path / "again")], capture_output=True, text=True)
     assert again.returncode == 2 and "already an Edit Flow checkpoint" in again.stderr
     assert "Traceback" not in again.stderr
 
-    missing = subprocess.run([sys.executable, "-m", "editflow_hf.convert", "--model_name_or_path",
+    missing = subprocess.run([sys.executable, "-m", "editflow_hf.apps.convert", "--model_name_or_path",
                               str(tmp_path / "nope"), "--output_dir", str(tmp_path / "x")], capture_output=True, text=True)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
 
@@ -188,13 +188,12 @@ def test_save_roundtrip_keeps_outputs(tiny_editflow_dir, tmp_path):
 
 
 def test_source_checkout_imports_without_install(tmp_path):
-    """`PYTHONPATH=. python training/pt.py` from a checkout that was never pip-installed finds modeling/."""
+    """`PYTHONPATH=. python training/pt.py` from a checkout that was never pip-installed finds editflow_hf.modeling."""
     import os
     import transformers
     from conftest import REPO_ROOT
 
     shutil.copytree(REPO_ROOT / "editflow_hf", tmp_path / "editflow_hf")
-    shutil.copytree(REPO_ROOT / "modeling", tmp_path / "modeling")
     site_packages = os.path.dirname(os.path.dirname(transformers.__file__))
     # -S: no site processing, so the editable install's import hook is absent, as on a machine without it.
     proc = subprocess.run(
@@ -203,4 +202,4 @@ def test_source_checkout_imports_without_install(tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(tmp_path / "modeling" / "modeling_editflow.py")
+    assert proc.stdout.strip() == str(tmp_path / "editflow_hf" / "modeling" / "modeling_editflow.py")

@@ -11,9 +11,9 @@ from PIL import Image
 from transformers import AutoModel, AutoTokenizer, pipeline
 
 import editflow_hf  # noqa: F401
-from editflow_hf import chat as chat_cli
-from editflow_hf import sample as sample_cli
-from editflow_hf.trace import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
+from editflow_hf.apps import chat as chat_cli
+from editflow_hf.apps import sample as sample_cli
+from editflow_hf.apps.trace import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_console_script_runs_the_seed_command(tiny_editflow_dir, tmp_path):
     """The seed's `sample.py --model_name_or_path ... --tau --mask_length --seed --make_gif`, as editflow-sample."""
     script = "editflow-sample"
     command = [script] if any(os.access(os.path.join(p, script), os.X_OK) for p in os.environ["PATH"].split(os.pathsep)) \
-        else [sys.executable, "-m", "editflow_hf.sample"]  # fmt: skip
+        else [sys.executable, "-m", "editflow_hf.apps.sample"]  # fmt: skip
     proc = subprocess.run(
         [*command, "--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.1", "--mask_length", "8", "--seed", "42", "--make_gif"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -164,7 +164,7 @@ def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):
 
 
 def test_gif_lines_wrap_whole_words_within_the_width():
-    from editflow_hf.trace import Segment, _layout, _load_font
+    from editflow_hf.apps.trace import Segment, _layout, _load_font
 
     font = _load_font(16)
     # Long words made of many subword pieces: a word must move to the next line whole, never run past the edge.

@@ -13,9 +13,9 @@ from transformers import AutoTokenizer
 
 from conftest import REPO_ROOT, run_without_editflow_hf
 from editflow_hf import EditFlowForEditing
-from editflow_hf.args import EditFlowTrainingArguments
-from editflow_hf.loss import EditFlowLoss
-from editflow_hf.trainer import EditFlowTrainer
+from editflow_hf.training.args import EditFlowTrainingArguments
+from editflow_hf.objective.loss import EditFlowLoss
+from editflow_hf.training.trainer import EditFlowTrainer
 
 COMMON_FLAGS = ["--report_to", "none", "--disable_tqdm", "True", "--save_strategy", "no", "--use_cpu", "True"]
 
@@ -205,7 +205,7 @@ def test_missing_text_field_is_one_clear_error(tiny_editflow_dir, shared_data, t
 
 
 def test_push_offline_fails_cleanly_and_keeps_the_model(tiny_editflow_dir, shared_data, tmp_path):
-    pytest.importorskip("editflow_hf.hub")
+    pytest.importorskip("editflow_hf.apps.push")
     out = tmp_path / "push"
     proc = run_script(
         "pt.py",

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from editflow_hf.x0 import EmptyX0, FixedMasks, UniformMasks, X0Sampler, parse_x0_sampler
+from editflow_hf.path.couplings import EmptyX0, FixedMasks, UniformMasks, X0Sampler, parse_x0_sampler
 
 
 def test_fixed_masks():

@@ -14,7 +14,7 @@ transformers TrainingArguments flag works, plus --scheduler_cls, --scheduler_kwa
 
 import sys
 
-from editflow_hf.trainer import train_from_cli
+from editflow_hf.training.cli import train_from_cli
 
 if __name__ == "__main__":
     sys.exit(train_from_cli("pt"))

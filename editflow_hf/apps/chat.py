@@ -9,7 +9,8 @@ send each message alone; "/reset" clears it). With `--plain` each line is a raw 
 
 import sys
 
-from .sample import build_parser, check_common_args, load_pipeline, quiet_transformers, run_cli
+from ..errors import run_cli
+from .sample import build_parser, check_common_args, load_pipeline, quiet_transformers
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -70,8 +71,9 @@ def main(argv=None) -> int:
     parser = build_parser(prog="editflow-chat", description=__doc__)
     parser.add_argument("--plain", action="store_true", help="Treat each line as a raw text prompt (no chat template).")
     parser.add_argument("--no_history", action="store_true", help="Send each message without the earlier turns.")
+    args = parser.parse_args(argv)
     try:
-        return run_cli(parser, run, argv)
+        return run_cli(parser.prog, lambda: run(args))
     except KeyboardInterrupt:
         return 0
 

@@ -29,6 +29,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
+from ..errors import EditFlowError, run_cli
+
 # huggingface_hub talks HTTP through httpx2 (httpx in older releases); their transport errors are not OSErrors.
 _HTTP_ERRORS = tuple(
     importlib.import_module(name).HTTPError for name in ("httpx2", "httpx") if importlib.util.find_spec(name) is not None
@@ -141,10 +143,6 @@ No training arguments were recorded with this checkpoint.
 """
 
 
-class PushError(RuntimeError):
-    """A push that cannot happen; the message is one user-facing line naming the reason and the fix."""
-
-
 def _is_hub_id(name: str | None) -> bool:
     """Whether `name` can be a Hub repo id (`name` or `namespace/name`) rather than a local path."""
     if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
@@ -162,7 +160,7 @@ def _read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
-        raise PushError(f"cannot read {what} {path}: {err}") from None
+        raise EditFlowError(f"cannot read {what} {path}: {err}") from None
 
 
 def _required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str]]:
@@ -184,12 +182,12 @@ def _required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str
 
 
 def check_checkpoint(checkpoint_dir) -> dict:
-    """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. PushError names what is missing."""
+    """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. EditFlowError names what is missing."""
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
-        raise PushError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+        raise EditFlowError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
     if not (folder / "config.json").is_file():
-        raise PushError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
+        raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
     config = _read_json(folder / "config.json", "config")
     problems = []
     auto_map = config.get("auto_map", {})
@@ -215,7 +213,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if not (folder / "tokenizer_config.json").is_file() or not any((folder / f).is_file() for f in TOKENIZER_VOCAB_FILES):
         problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
     if problems:
-        raise PushError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
+        raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
     return config
 
 
@@ -322,21 +320,21 @@ def upload_file_list(checkpoint_dir) -> list[str]:
     return list(filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE_PATTERNS + DEFAULT_IGNORE_PATTERNS))
 
 
-def _hub_failure(err: Exception, repo_id: str) -> PushError:
+def _hub_failure(err: Exception, repo_id: str) -> EditFlowError:
     """One line for what went wrong talking to the Hub."""
     if isinstance(err, OfflineModeIsEnabled):
-        return PushError(OFFLINE_MESSAGE)
+        return EditFlowError(OFFLINE_MESSAGE)
     if isinstance(err, RepositoryNotFoundError):
-        return PushError(f"repo {repo_id} not found or not writable with this token (check the namespace and the token's write access)")
+        return EditFlowError(f"repo {repo_id} not found or not writable with this token (check the namespace and the token's write access)")
     if isinstance(err, HfHubHTTPError):
         status = err.response.status_code if err.response is not None else None
         if status == 401:
-            return PushError("the Hugging Face token was rejected (401): run `hf auth login` again or pass a valid --token")
+            return EditFlowError("the Hugging Face token was rejected (401): run `hf auth login` again or pass a valid --token")
         if status == 403:
-            return PushError(f"not allowed to write to {repo_id} (403): use a token with write access to that namespace")
-        return PushError(f"the Hub refused the push of {repo_id} ({status}): {str(err).splitlines()[0]}")
+            return EditFlowError(f"not allowed to write to {repo_id} (403): use a token with write access to that namespace")
+        return EditFlowError(f"the Hub refused the push of {repo_id} ({status}): {str(err).splitlines()[0]}")
     detail = str(err).splitlines()[0] if str(err) else "no details"
-    return PushError(f"no network: cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} ({type(err).__name__}: {detail})")
+    return EditFlowError(f"no network: cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} ({type(err).__name__}: {detail})")
 
 
 def push_checkpoint(
@@ -356,11 +354,11 @@ def push_checkpoint(
     complete repo, then create `repo_id` (exist_ok) and upload the folder.
 
     Returns the repo URL, or with `dry_run` the files that would be uploaded, one per line (nothing is sent).
-    Raises PushError (one line) for an incomplete folder, a bad repo id, no network, no token or a refused write."""
+    Raises EditFlowError (one line) for an incomplete folder, a bad repo id, no network, no token or a refused write."""
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise PushError(f"invalid repo id {repo_id!r}: use `namespace/name` ({str(err).splitlines()[0]})") from None
+        raise EditFlowError(f"invalid repo id {repo_id!r}: use `namespace/name` ({str(err).splitlines()[0]})") from None
     folder = Path(checkpoint_dir)
     check_checkpoint(folder)
 
@@ -368,7 +366,7 @@ def push_checkpoint(
     if gif_path is not None:
         gif_path = Path(gif_path)
         if not gif_path.is_file():
-            raise PushError(f"GIF {gif_path} not found: make one with `editflow-sample ... --make_gif` or drop --gif.")
+            raise EditFlowError(f"GIF {gif_path} not found: make one with `editflow-sample ... --make_gif` or drop --gif.")
         gif_in_repo = folder / gif_path.name
         if gif_path.resolve() != gif_in_repo.resolve():
             shutil.copyfile(gif_path, gif_in_repo)
@@ -381,10 +379,10 @@ def push_checkpoint(
         return "\n".join(files)
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
-        raise PushError(OFFLINE_MESSAGE)
+        raise EditFlowError(OFFLINE_MESSAGE)
     token = token or huggingface_hub.get_token()
     if not token:
-        raise PushError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
+        raise EditFlowError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
     api = HfApi(token=token)
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -411,21 +409,21 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="Training dataset(s) for the card, `a|b` (default: from training_args.json).")
     parser.add_argument("--commit_message", default=None, help="Commit message of the upload.")
     args = parser.parse_args(argv)
-    try:
-        result = push_checkpoint(
-            args.checkpoint,
-            args.repo_id,
-            private=args.private,
-            token=args.token,
-            base_model=args.base_model,
-            dataset=args.dataset,
-            gif_path=args.gif,
-            dry_run=args.dry_run,
-            commit_message=args.commit_message,
-        )
-    except PushError as err:
-        print(f"editflow-push: {err}", file=sys.stderr)
-        return 2
+    return run_cli(parser.prog, lambda: _push_from_args(args))
+
+
+def _push_from_args(args) -> int:
+    result = push_checkpoint(
+        args.checkpoint,
+        args.repo_id,
+        private=args.private,
+        token=args.token,
+        base_model=args.base_model,
+        dataset=args.dataset,
+        gif_path=args.gif,
+        dry_run=args.dry_run,
+        commit_message=args.commit_message,
+    )
     if args.dry_run:
         print(result)
         print()

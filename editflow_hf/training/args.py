@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .modeling.scheduling_editflow import get_scheduler
+from ..modeling.scheduling_editflow import get_scheduler
 
 
 @dataclass

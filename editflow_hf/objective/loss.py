@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from .modeling.scheduling_editflow import KappaScheduler, get_scheduler
+from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 
 SUB, DEL, INS = 0, 1, 2
 NORMALIZATIONS = ("x1_len", "x_t_len", "none")
@@ -100,7 +100,7 @@ class EditFlowLoss:
     def __call__(self, model, batch: dict) -> EditFlowLossOutput:
         missing = [key for key in BATCH_KEYS if key not in batch]
         if missing:
-            raise ValueError(f"The batch lacks {', '.join(missing)}: build batches with editflow_hf.collator.EditFlowCollator.")
+            raise ValueError(f"The batch lacks {', '.join(missing)}: build batches with editflow_hf.path.collator.EditFlowCollator.")
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         edit_batch, edit_pos, edit_kind, edit_token = (batch[k] for k in ("edit_batch", "edit_pos", "edit_kind", "edit_token"))
         n_rows, width = input_ids.shape

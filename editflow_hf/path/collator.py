@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
-from .modeling.scheduling_editflow import KappaScheduler, get_scheduler
-from .x0 import X0Sampler, parse_x0_sampler
+from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
+from .couplings import X0Sampler, parse_x0_sampler
 
 
 def _worker_id() -> int | None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from .modeling.configuration_editflow import EditFlowConfig
-from .modeling.modeling_editflow import EditFlowForEditing
+from ..errors import EditFlowError, run_cli
+from ..modeling.configuration_editflow import EditFlowConfig
+from ..modeling.modeling_editflow import EditFlowForEditing
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,6 @@ DEFAULT_CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-
-
-class ConversionError(ValueError):
-    """The source checkpoint cannot become an Edit Flow model as it is; the message names the fix."""
 
 
 def _mlm_head_parts(mlm) -> tuple | None:
@@ -57,7 +54,7 @@ def _load_source(model_name_or_path: str, trust_remote_code: bool):
     """The source as (encoder, MLM head parts or None). A checkpoint whose MLM head weights are missing is headless."""
     config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if config.model_type == EditFlowConfig.model_type:
-        raise ConversionError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
+        raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
     try:
         mlm, info = AutoModelForMaskedLM.from_pretrained(
             model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code
@@ -82,14 +79,14 @@ def prepare_tokenizer(tokenizer):
     """Give the tokenizer what Edit Flows need: a mask token (required), a BOS ([CLS] where there is no BOS),
     an EOS ([SEP] where there is none), a pad token, and a chat template where it has none."""
     if tokenizer.mask_token is None:
-        raise ConversionError(
+        raise EditFlowError(
             f"The tokenizer {type(tokenizer).__name__} has no mask token: Edit Flows start from mask tokens. "
             "Use an encoder tokenizer with one (BERT, RoBERTa, ModernBERT) or add one first "
             "(tokenizer.add_special_tokens({'mask_token': '[MASK]'}) and resize the embeddings)."
         )
     if tokenizer.bos_token is None:
         if tokenizer.cls_token is None:
-            raise ConversionError("The tokenizer has neither a BOS nor a CLS token to start sequences with; add a bos_token.")
+            raise EditFlowError("The tokenizer has neither a BOS nor a CLS token to start sequences with; add a bos_token.")
         tokenizer.bos_token = tokenizer.cls_token
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
@@ -133,13 +130,13 @@ def convert(
         **head_options,
     )
     if len(tokenizer) > config.vocab_size:
-        raise ConversionError(f"The tokenizer has {len(tokenizer)} tokens but the encoder only {config.vocab_size} embeddings.")
+        raise EditFlowError(f"The tokenizer has {len(tokenizer)} tokens but the encoder only {config.vocab_size} embeddings.")
     model = EditFlowForEditing(config)
 
     missing, unexpected = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
     unexpected = [k for k in unexpected if not k.startswith("pooler.")]
     if missing or unexpected:
-        raise ConversionError(f"Encoder weights do not match the rebuilt encoder (missing {missing}, unexpected {unexpected}).")
+        raise EditFlowError(f"Encoder weights do not match the rebuilt encoder (missing {missing}, unexpected {unexpected}).")
     if head_parts is not None:
         dense, norm, decoder, _ = head_parts
         with torch.no_grad():
@@ -163,13 +160,13 @@ def main(argv=None) -> int:
     parser.add_argument("--trust_remote_code", action="store_true", help="Allow remote code of the source checkpoint.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def body() -> int:
         out = convert(args.model_name_or_path, args.output_dir, scheduler=args.scheduler, trust_remote_code=args.trust_remote_code)
-    except (ConversionError, OSError) as err:
-        print(f"editflow-convert: {err}", file=sys.stderr)
-        return 2
-    print(f"Edit Flow checkpoint written to {out}")
-    return 0
+        print(f"Edit Flow checkpoint written to {out}")
+        return 0
+
+    return run_cli(parser.prog, body)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,7 @@ import sys
 
 from transformers.utils import logging as hf_logging
 
-
-class UsageError(ValueError):
-    """A bad command line or model folder; main() prints it on one line and exits with code 2."""
+from ..errors import EditFlowError, run_cli
 
 
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
@@ -61,17 +59,17 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 def check_common_args(args) -> None:
     """Reject bad values before loading the model (the pipeline checks them again)."""
     if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau must be in (0, 1]; got {args.tau}.")
+        raise EditFlowError(f"--tau must be in (0, 1]; got {args.tau}.")
     if args.mask_length < 0:
-        raise UsageError(f"--mask_length must be >= 0; got {args.mask_length}.")
+        raise EditFlowError(f"--mask_length must be >= 0; got {args.mask_length}.")
     if args.temperature < 0:
-        raise UsageError(f"--temperature must be >= 0; got {args.temperature}.")
+        raise EditFlowError(f"--temperature must be >= 0; got {args.temperature}.")
     if not 0.0 < args.top_p <= 1.0:
-        raise UsageError(f"--top_p must be in (0, 1]; got {args.top_p}.")
+        raise EditFlowError(f"--top_p must be in (0, 1]; got {args.top_p}.")
     path = args.model_name_or_path
     hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
     if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
-        raise UsageError(f"model folder {path!r} does not exist; pass the folder of an Edit Flow checkpoint.")
+        raise EditFlowError(f"model folder {path!r} does not exist; pass the folder of an Edit Flow checkpoint.")
 
 
 def load_pipeline(model_name_or_path: str, device: str | None = None):
@@ -79,14 +77,14 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
     import editflow_hf  # noqa: F401  (registers the Edit Flow classes)
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from .modeling.pipeline_editflow import EditFlowGenerationPipeline
+    from ..modeling.pipeline_editflow import EditFlowGenerationPipeline
 
     try:
         config = AutoConfig.from_pretrained(os.path.expanduser(model_name_or_path))
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load a model config from {model_name_or_path!r}: {str(err).splitlines()[0]}") from None
+        raise EditFlowError(f"cannot load a model config from {model_name_or_path!r}: {str(err).splitlines()[0]}") from None
     if config.model_type != "editflow":
-        raise UsageError(
+        raise EditFlowError(
             f"{model_name_or_path!r} is a {config.model_type!r} checkpoint, not an Edit Flow one; "
             "convert it first with editflow-convert."
         )
@@ -113,7 +111,7 @@ def use_chat_template(args, tokenizer) -> bool:
 def run(args) -> int:
     check_common_args(args)
     if args.num_samples < 1 or args.batch_size < 1:
-        raise UsageError("--num_samples and --batch_size must be >= 1.")
+        raise EditFlowError("--num_samples and --batch_size must be >= 1.")
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
@@ -149,21 +147,11 @@ def run(args) -> int:
     return 0
 
 
-def run_cli(parser: argparse.ArgumentParser, run_args, argv=None) -> int:
-    """Parse `argv` and call `run_args(args)`; bad input ends as one line on stderr and exit code 2."""
-    args = parser.parse_args(argv)
-    try:
-        return run_args(args)
-    except (UsageError, ValueError, OSError) as err:
-        message = " ".join(str(err).split())
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        return 2
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     add_sample_arguments(parser)
-    return run_cli(parser, run, argv)
+    args = parser.parse_args(argv)
+    return run_cli(parser.prog, lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,149 @@
+"""The body of `training/pt.py` and `training/sft.py`: parse the flags, prepare model and data, train, save
+<output_dir>/checkpoint-final, push it when asked."""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
+
+from ..apps.convert import convert
+from ..apps.push import push_checkpoint
+from ..errors import EditFlowError
+from ..modeling.modeling_editflow import EditFlowForEditing
+from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
+from .data import prepare_datasets
+from .trainer import EditFlowTrainer
+
+logger = logging.getLogger(__name__)
+
+# The arguments worth recording next to the checkpoint (training_args.json, shown on the model card).
+_RECORDED_ARGS = (
+    "model_name_or_path", "dataset_args", "text_field", "insert_eos", "max_length", "num_train_epochs", "max_steps",
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "x0_sampler", "scheduler_cls",
+    "scheduler_kwargs", "max_w", "time_epsilon", "seed",
+)
+
+
+def _resolve_model_path(model_args, training_args) -> str:
+    """An Edit Flow checkpoint as is; a plain encoder converted (on the first process of each node) into
+    <output_dir>/converted, so `--model_name_or_path answerdotai/ModernBERT-large` works directly."""
+    source = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise EditFlowError(f"--model_name_or_path {source}: cannot load a config ({str(err).splitlines()[0]}).") from None
+    if config.model_type == "editflow":
+        return source
+    converted = Path(training_args.output_dir) / "converted"
+    with training_args.main_process_first(desc="Edit Flow conversion"):
+        if training_args.local_process_index == 0:
+            logger.info("%s is a plain %s encoder: converting it to an Edit Flow model in %s.", source, config.model_type, converted)
+            convert(source, converted, scheduler=training_args.scheduler_cls, trust_remote_code=model_args.trust_remote_code)
+    return str(converted)
+
+
+def _push(final_dir, model_args, training_args, prog: str) -> None:
+    """Publish the saved checkpoint (its card reads the dataset and arguments from training_args.json beside it);
+    a failure raises EditFlowError naming where the model is saved."""
+    repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+    later = f"push it later with `editflow-push {final_dir} --repo_id {repo_id}`"
+    try:
+        url = push_checkpoint(
+            final_dir,
+            repo_id,
+            private=bool(training_args.hub_private_repo),
+            token=training_args.hub_token,
+            base_model=model_args.model_name_or_path,
+        )
+    except EditFlowError as err:
+        raise EditFlowError(f"push to the Hub failed: {err}. The trained model is saved at {final_dir}; {later}.", code=3) from None
+    print(f"{prog}: pushed {final_dir} to {url}", flush=True)
+
+
+def train_from_cli(task: str, argv: list[str] | None = None) -> int:
+    """The body of `training/pt.py` (task "pt": raw text grouped into blocks) and `training/sft.py` (task "sft":
+    alpaca / chat rows with a fixed prompt). Trains, saves <output_dir>/checkpoint-final (weights, tokenizer,
+    remote code, trainer_state.json, training_args.json) before anything else, then pushes it if asked.
+    Returns the exit status: 0, 2 for bad input, 3 for a failed push (the model is saved)."""
+    prog = f"{task}.py"
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    parser = HfArgumentParser((ModelArguments, DataArguments, EditFlowTrainingArguments))
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    log_level = training_args.get_process_log_level()
+    transformers.utils.logging.set_verbosity(log_level)
+    # Our own progress lines (conversion, data preparation) on the logging process; warnings only elsewhere.
+    logging.getLogger("editflow_hf").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    # Keep the Trainer away from the Hub (it would create the repo at init and push at every save): the
+    # checkpoint is saved locally first and pushed once at the end.
+    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
+    print(
+        f"{prog}: rank {training_args.process_index} of world size {training_args.world_size} "
+        f"(device {training_args.device})",
+        flush=True,
+    )
+
+    try:
+        if data_args.streaming and training_args.max_steps <= 0:
+            raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
+        set_seed(training_args.seed)
+        model_path = _resolve_model_path(model_args, training_args)
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = EditFlowForEditing.from_pretrained(model_path, dtype=torch.float32)
+        with training_args.main_process_first(desc="dataset preparation"):
+            splits = prepare_datasets(
+                task,
+                data_args.dataset_args,
+                tokenizer,
+                text_field=data_args.text_field,
+                max_length=data_args.max_length,
+                insert_eos=data_args.insert_eos,
+                streaming=data_args.streaming,
+                num_proc=data_args.num_proc,
+                eval_split_size=data_args.eval_split_size,
+                seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+            )
+        if training_args.eval_strategy != "no" and "test" not in splits:
+            raise EditFlowError(
+                f"--eval_strategy {training_args.eval_strategy} but {data_args.dataset_args} gives no evaluation data; "
+                "add a split such as [train,test:100] or set --eval_split_size > 0."
+            )
+        trainer = EditFlowTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=splits["train"],
+            eval_dataset=splits.get("test"),
+            processing_class=tokenizer,
+        )
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return getattr(err, "code", 2)
+
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+    final_dir = Path(training_args.output_dir) / "checkpoint-final"
+    trainer.save_model(str(final_dir))
+    argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
+    pt_only = ("text_field", "insert_eos") if task == "sft" else ()
+    recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
+    if trainer.is_world_process_zero():
+        trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
+        (final_dir / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
+        print(f"{prog}: saved the trained model to {final_dir}", flush=True)
+        if push_requested:
+            try:
+                _push(final_dir, model_args, training_args, prog)
+            except EditFlowError as err:
+                print(f"{prog}: error: {err}", file=sys.stderr)
+                return err.code
+    return 0
+
+
+__all__ = ["train_from_cli"]

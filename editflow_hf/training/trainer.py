@@ -1,0 +1,134 @@
+"""`EditFlowTrainer`: `transformers.Trainer` with the Edit Flow collator and loss.
+
+    trainer = EditFlowTrainer(model=model, args=training_args, train_dataset=train, eval_dataset=test,
+                              processing_class=tokenizer)
+    trainer.train()
+    trainer.save_model("out/checkpoint-final")   # weights, config, remote code, pipeline file, tokenizer
+
+The collator (`EditFlowCollator`, run inside the DataLoader workers) draws t, x0 and x_t and lists the remaining
+edits; the loss (`EditFlowLoss`) is, per sequence divided by len(x1),
+
+    w(t) * sum_positions (sub_rate + del_rate + ins_rate)  -  w(t) * sum_edits [log rate + log p(token)].
+
+Both use the same kappa scheduler, which is also written into `model.config` so that sampling uses it too.
+"""
+
+import logging
+from dataclasses import fields, is_dataclass
+
+import torch
+from transformers import Trainer
+
+from ..modeling.scheduling_editflow import get_scheduler
+from ..objective.loss import EditFlowLoss
+from ..path.collator import EditFlowCollator
+from .args import EditFlowTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+_EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArguments) if f.name in (
+    "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w", "time_epsilon", "tie_break"
+)}
+
+
+def _scalar_components(output) -> dict[str, torch.Tensor]:
+    """The scalar tensors of a loss output other than `loss` (e.g. the survival and edit terms), detached."""
+    if is_dataclass(output):
+        items = ((f.name, getattr(output, f.name)) for f in fields(output))
+    elif isinstance(output, dict):
+        items = output.items()
+    else:
+        return {}
+    return {
+        name: value.detach().float()
+        for name, value in items
+        if name != "loss" and isinstance(value, torch.Tensor) and value.numel() == 1
+    }
+
+
+class EditFlowTrainer(Trainer):
+    """Trainer for `EditFlowForEditing` on features `{"input_ids": x1, "prompt_len": p}`.
+
+    The Edit Flow options (`x0_sampler`, `scheduler_cls`, `scheduler_kwargs`, `max_w`, `time_epsilon`,
+    `tie_break`) come from `args` when it is an `EditFlowTrainingArguments`, else their defaults. A custom
+    `data_collator` or `loss_fn` (callable `(model, batch) -> output with .loss`) replaces the default one.
+
+    The loss output's other scalar fields are summed on the device at every step (no sync) and logged as their
+    mean over the logging window, averaged over processes in one reduction at logging time (`eval_` prefix in
+    evaluation)."""
+
+    def __init__(self, model=None, args=None, data_collator=None, *, loss_fn=None, processing_class=None, **kwargs):
+        if args is None:
+            raise ValueError("EditFlowTrainer needs `args` (EditFlowTrainingArguments with at least output_dir).")
+        options = {name: getattr(args, name, default) for name, default in _EDIT_FLOW_DEFAULTS.items()}
+        scheduler_kwargs = dict(options["scheduler_kwargs"] or {})
+        self.kappa_scheduler = get_scheduler(options["scheduler_cls"], **scheduler_kwargs)
+        if data_collator is None:
+            if processing_class is None:
+                raise ValueError("EditFlowTrainer needs the tokenizer as `processing_class` (or a `data_collator`).")
+            data_collator = EditFlowCollator.from_tokenizer(
+                processing_class,
+                x0_sampler=options["x0_sampler"],
+                scheduler=self.kappa_scheduler,
+                time_epsilon=options["time_epsilon"],
+                tie_break=options["tie_break"],
+            )
+        if loss_fn is None:
+            loss_fn = EditFlowLoss(scheduler=self.kappa_scheduler, max_w=options["max_w"])
+        self.loss_fn = loss_fn
+        # The collator's columns (t, edits, prompt_len) are not forward() arguments; the Trainer would drop them.
+        if args.remove_unused_columns:
+            logger.info("EditFlowTrainer: setting remove_unused_columns=False (the collator needs prompt_len).")
+            args.remove_unused_columns = False
+        # Every parameter gets a gradient at every step (the pooler is dropped, empty logit selections still
+        # reach the heads), so DDP can skip its extra search for unused parameters.
+        if getattr(args, "ddp_find_unused_parameters", None) is None:
+            args.ddp_find_unused_parameters = False
+        if model is not None and hasattr(model, "config"):
+            # Sampling reads the scheduler from the config: it must be the one the model is trained with.
+            model.config.scheduler = self.kappa_scheduler.name
+            model.config.scheduler_kwargs = scheduler_kwargs
+        self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
+        self._component_counts = {"train": 0, "eval": 0}
+        super().__init__(model=model, args=args, data_collator=data_collator, processing_class=processing_class, **kwargs)
+        # compute_loss returns a per-batch mean: the Trainer divides it by the gradient accumulation steps.
+        self.loss_is_scaled_for_ga = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        output = self.loss_fn(model, inputs)
+        phase = "train" if model.training else "eval"
+        sums = self._component_sums[phase]
+        for name, value in _scalar_components(output).items():
+            sums[name] = sums[name] + value if name in sums else value
+        self._component_counts[phase] += 1
+        return (output.loss, output) if return_outputs else output.loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation: the Edit Flow loss of the batch (at the collator's random t); no predictions."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def _pop_component_means(self, phase: str) -> dict[str, float]:
+        """Mean of each loss component since the last log, averaged over processes (one reduction for all)."""
+        sums, count = self._component_sums[phase], self._component_counts[phase]
+        if not sums or count == 0:
+            return {}
+        names = sorted(sums)
+        means = torch.stack([sums[name] for name in names]).to(self.args.device) / count
+        if self.accelerator.num_processes > 1:
+            means = self.accelerator.reduce(means, reduction="mean")
+        self._component_sums[phase], self._component_counts[phase] = {}, 0
+        prefix = "" if phase == "train" else "eval_"
+        return {prefix + name: round(value, 6) for name, value in zip(names, means.tolist())}
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            logs.update(self._pop_component_means("train"))
+        if "eval_loss" in logs:
+            logs.update(self._pop_component_means("eval"))
+        super().log(logs, start_time)
+
+
+__all__ = ["EditFlowTrainer"]
