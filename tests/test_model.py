@@ -47,7 +47,7 @@ def test_converted_mlm_starts_as_the_source(kind, tmp_path):
     assert model.sub_head.decoder.weight.data_ptr() != model.ins_head.decoder.weight.data_ptr()
 
 
-def test_headless_minilm_converts_with_fresh_heads(minilm_path, minilm_editflow_dir):
+def test_headless_minilm_converts_with_heads_from_its_embeddings(minilm_path, minilm_editflow_dir):
     tok = AutoTokenizer.from_pretrained(minilm_editflow_dir)
     assert tok.mask_token == "[MASK]" and tok.bos_token == "[CLS]"
     assert tok.mask_token_id is not None and tok.bos_token_id == tok.cls_token_id
@@ -66,8 +66,21 @@ def test_headless_minilm_converts_with_fresh_heads(minilm_path, minilm_editflow_
     valid = enc["attention_mask"].bool()
     torch.testing.assert_close(got.last_hidden_state[valid], ref[valid], rtol=1e-5, atol=1e-5)
     assert model.encoder.pooler is None
-    assert abs(model.sub_head.decoder.weight.std().item() - model.config.initializer_range) < 0.005
+    # The vocabulary projections start as the input embeddings (as a tied MLM head does), the transform fresh.
+    embeddings = encoder.get_input_embeddings().weight
+    for head in (model.sub_head, model.ins_head):
+        torch.testing.assert_close(head.decoder.weight, embeddings)
+        assert not head.decoder.bias.any()
+        assert abs(head.dense.weight.std().item() - model.config.initializer_range) < 0.005
     torch.testing.assert_close(model.rate_head.bias.data, torch.full((3,), model.config.rate_head_bias_init))
+
+
+def test_headless_random_head_init_on_request(minilm_path, tmp_path):
+    out = convert(str(minilm_path), tmp_path / "model", headless_head_init="random")
+    model = EditFlowForEditing.from_pretrained(out)
+    assert abs(model.sub_head.decoder.weight.std().item() - model.config.initializer_range) < 0.005
+    with pytest.raises(EditFlowError, match="headless_head_init"):
+        convert(str(minilm_path), tmp_path / "other", headless_head_init="zeros")
 
 
 def test_checkpoint_is_a_complete_hub_repo(tiny_editflow_dir):

@@ -5,7 +5,11 @@ import torch
 
 from editflow_hf.modeling.scheduling_editflow import SCHEDULERS, get_scheduler
 
-CASES = [("linear", {}), ("cosine", {}), ("cubic", {}), ("cubic", {"a": 1.0, "b": 1.0}), ("cubic", {"a": 0.5, "b": 3.0})]
+CASES = [
+    ("linear", {}), ("cosine", {}), ("cubic", {}), ("cubic", {"a": 1.0, "b": 1.0}), ("cubic", {"a": 0.5, "b": 3.0}),
+    ("LinearKappaScheduler", {}), ("CubicKappaScheduler", {}), ("CubicKappaScheduler", {"a": 2.0, "b": 0.5}),
+    ("CosineKappaScheduler", {}),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name, kwargs", CASES)
@@ -47,6 +51,43 @@ def test_linear_weight_is_one_over_one_minus_t():
 def test_cubic_with_unit_slopes_is_linear():
     t = torch.linspace(0, 1, 11, dtype=torch.float64)
     torch.testing.assert_close(get_scheduler("cubic", a=1.0, b=1.0).kappa(t), t)
+
+
+def test_dllm_cubic_is_dllms_formula():
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    torch.testing.assert_close(get_scheduler("CubicKappaScheduler", a=1, b=1).kappa(t), 2 * t**3 - 3 * t**2 + 2 * t)
+    torch.testing.assert_close(get_scheduler("CubicKappaScheduler", a=1, b=1).derivative(t), 6 * t**2 - 6 * t + 2)
+    a, b = 2.0, 0.5
+    dllm = get_scheduler("CubicKappaScheduler", a=a, b=b)
+    torch.testing.assert_close(dllm.kappa(t), (a + 1) * t**3 - (a + b + 1) * t**2 + (b + 1) * t)
+    torch.testing.assert_close(dllm.derivative(t), 3 * (a + 1) * t**2 - 2 * (a + b + 1) * t + (b + 1))
+    # dLLM's defaults are a = b = 1, and its cubic is not this project's `cubic` with the same arguments.
+    torch.testing.assert_close(get_scheduler("CubicKappaScheduler").kappa(t), 2 * t**3 - 3 * t**2 + 2 * t)
+    assert (get_scheduler("cubic", a=a, b=b).kappa(t) - dllm.kappa(t)).abs().max() > 0.05
+
+
+def test_dllm_linear_and_cosine():
+    t = torch.linspace(0, 1, 101, dtype=torch.float64)
+    linear = get_scheduler("LinearKappaScheduler")
+    torch.testing.assert_close(linear.kappa(t), t)
+    torch.testing.assert_close(linear.derivative(t), torch.ones_like(t))
+    # As in dLLM, LinearKappaScheduler is its cubic with defaults a=-1, b=0: other arguments give that cubic.
+    torch.testing.assert_close(get_scheduler("LinearKappaScheduler", a=1, b=1).kappa(t), 2 * t**3 - 3 * t**2 + 2 * t)
+    cosine = get_scheduler("CosineKappaScheduler")
+    torch.testing.assert_close(cosine.kappa(t), 1 - torch.cos(torch.pi / 2 * t))
+    torch.testing.assert_close(cosine.derivative(t), torch.pi / 2 * torch.sin(torch.pi / 2 * t))
+    with pytest.raises(ValueError, match="Bad arguments"):
+        get_scheduler("CosineKappaScheduler", a=1.0)
+
+
+@pytest.mark.parametrize("name", ["LinearKappaScheduler", "CubicKappaScheduler", "CosineKappaScheduler", "cubickappascheduler"])
+def test_dllm_names_round_trip(name):
+    """The name a scheduler records (model.config.scheduler) rebuilds the same schedule."""
+    scheduler = get_scheduler(name, **({"a": 0.5, "b": 2.0} if "cubic" in name.lower() else {}))
+    assert scheduler.name.lower() == name.lower()
+    rebuilt = get_scheduler(scheduler.name, **{k: v for k, v in vars(scheduler).items()})
+    t = torch.linspace(0, 1, 11)
+    torch.testing.assert_close(rebuilt.kappa(t), scheduler.kappa(t))
 
 
 def test_name_variants():

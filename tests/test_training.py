@@ -70,7 +70,7 @@ def test_trainer_logs_component_means_sets_scheduler_and_saves(tiny_editflow_dir
     args = EditFlowTrainingArguments(
         output_dir=str(tmp_path / "out"), max_steps=4, logging_steps=2, per_device_train_batch_size=2,
         learning_rate=1e-3, report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True,
-        scheduler_cls="CubicKappaScheduler", scheduler_kwargs='{"a": 2.0, "b": 0.5}', max_w=7.0,
+        scheduler_cls="cubic", scheduler_kwargs='{"a": 2.0, "b": 0.5}', max_w=7.0,
     )
     loss = EditFlowLoss(scheduler="cubic", scheduler_kwargs={"a": 2.0, "b": 0.5}, max_w=7.0)
     seen = []

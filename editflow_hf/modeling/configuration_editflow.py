@@ -4,15 +4,31 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 
+HEAD_TYPES = ("mlm", "linear")
+
+
 class EditFlowConfig(PreTrainedConfig):
     r"""
     Configuration for [`EditFlowForEditing`]: any Hugging Face encoder (ModernBERT, BERT, RoBERTa,
-    DistilBERT, ...) turned into an Edit Flow model (Havasi et al. 2025, arXiv 2506.09018).
+    DistilBERT, ...) or decoder LM made bidirectional (Llama, Qwen2, Qwen3, ...) turned into an Edit Flow
+    model (Havasi et al. 2025, arXiv 2506.09018).
 
     Args:
         encoder_config (`dict` or `PreTrainedConfig`, *optional*):
-            Configuration of the backbone encoder, built with `AutoModel.from_config`. A dict must carry
-            its `model_type`. Defaults to a ModernBERT config.
+            Configuration of the backbone, built with `AutoModel.from_config`. A dict must carry its
+            `model_type`. Defaults to a ModernBERT config.
+        bidirectional (`bool`, *optional*, defaults to `False`):
+            Whether the backbone is a causal (decoder) model switched to full attention: the model then sets
+            `is_causal = False` on the backbone's config (transformers' mask functions build a bidirectional
+            padding mask) and on its attention modules (the flag sdpa and flash attention read), so that every
+            position sees the tokens after it. Encoders attend bidirectionally already and leave it `False`.
+        added_special_tokens (`dict`, *optional*):
+            Special tokens the converter added to the source tokenizer (e.g. `{"mask_token": "<|mask|>"}`),
+            whose embeddings were appended to the source's; recorded for the model card and reproducibility.
+        head_type (`str`, *optional*, defaults to `"mlm"`):
+            Shape of the two token heads: `"mlm"` is dense -> activation -> LayerNorm -> vocabulary projection
+            (the masked-LM heads of BERT, RoBERTa, DistilBERT, ModernBERT); `"linear"` is the vocabulary
+            projection alone (the LM head of a decoder, whose backbone ends with its own final norm).
         mask_token_id (`int`, *optional*):
             Id of the mask token that fills x0 (`BOS + N masks`) and the slots to infill.
         bos_token_id (`int`, *optional*):
@@ -22,7 +38,7 @@ class EditFlowConfig(PreTrainedConfig):
         eos_token_id (`int`, *optional*):
             Id of the end-of-text token, if the tokenizer has one ([SEP] for BERT-style tokenizers).
         head_activation (`str`, *optional*, defaults to `"gelu"`):
-            Activation of the token heads' transform, as in the source MLM head.
+            Activation of the token heads' transform (`head_type="mlm"`), as in the source MLM head.
         head_dense_bias (`bool`, *optional*, defaults to `True`):
             Whether the token heads' dense transform has a bias.
         head_norm_bias (`bool`, *optional*, defaults to `True`):
@@ -35,10 +51,10 @@ class EditFlowConfig(PreTrainedConfig):
             Initial bias of the rate head, before the softplus: rates start small (softplus(-2) = 0.13)
             so that a fresh model does not fire every edit at once.
         scheduler (`str`, *optional*, defaults to `"linear"`):
-            Name of the kappa scheduler the model was trained with (`linear`, `cubic`, `cosine`); the
-            sampler uses the same one.
+            Name of the kappa scheduler the model was trained with (`linear`, `cubic`, `cosine`, or dLLM's
+            `LinearKappaScheduler`, `CubicKappaScheduler`, `CosineKappaScheduler`); the sampler uses the same one.
         scheduler_kwargs (`dict`, *optional*):
-            Arguments of the scheduler, e.g. `{"a": 1.0, "b": 1.0}` for `cubic`.
+            Arguments of the scheduler, e.g. `{"a": 2.0, "b": 0.5}` for `cubic`.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of fresh heads.
     """
@@ -47,6 +63,9 @@ class EditFlowConfig(PreTrainedConfig):
     sub_configs_defaults = {"encoder_config": SubConfigSpec(config_class=AutoConfig, model_type="modernbert")}
 
     encoder_config: dict | PreTrainedConfig | None = None
+    bidirectional: bool = False
+    added_special_tokens: dict | None = None
+    head_type: str = "mlm"
     mask_token_id: int | None = None
     bos_token_id: int | None = None
     pad_token_id: int | None = None
@@ -66,6 +85,8 @@ class EditFlowConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.scheduler_kwargs is None:
             self.scheduler_kwargs = {}
+        if self.head_type not in HEAD_TYPES:
+            raise ValueError(f"head_type must be one of {', '.join(HEAD_TYPES)}; got {self.head_type!r}.")
         # Hub pipelines: `pipeline(model=repo, trust_remote_code=True)` finds its class here.
         if not getattr(self, "custom_pipelines", None):
             self.custom_pipelines = {

@@ -52,19 +52,24 @@ class EditFlowOutput(ModelOutput):
 
 
 class EditFlowTokenHead(nn.Module):
-    """dense -> activation -> LayerNorm -> vocabulary projection: the shape of BERT, RoBERTa, DistilBERT
-    and ModernBERT masked-LM heads, so a converted checkpoint starts as the source MLM head."""
+    """A token distribution per position. `config.head_type == "mlm"`: dense -> activation -> LayerNorm ->
+    vocabulary projection, the shape of BERT, RoBERTa, DistilBERT and ModernBERT masked-LM heads, so a converted
+    checkpoint starts as the source MLM head. `"linear"`: the vocabulary projection alone, the shape of a
+    decoder's LM head (its backbone ends with the final norm), so a converted decoder starts as the source LM."""
 
     def __init__(self, config: EditFlowConfig):
         super().__init__()
         hidden_size = config.hidden_size
-        self.dense = nn.Linear(hidden_size, hidden_size, bias=config.head_dense_bias)
-        self.act = ACT2FN[config.head_activation]
-        self.norm = nn.LayerNorm(hidden_size, eps=config.head_norm_eps, bias=config.head_norm_bias)
+        if config.head_type == "mlm":
+            self.dense = nn.Linear(hidden_size, hidden_size, bias=config.head_dense_bias)
+            self.act = ACT2FN[config.head_activation]
+            self.norm = nn.LayerNorm(hidden_size, eps=config.head_norm_eps, bias=config.head_norm_bias)
         self.decoder = nn.Linear(hidden_size, config.vocab_size, bias=config.head_decoder_bias)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(self.act(self.dense(hidden_states))))
+        if hasattr(self, "dense"):
+            hidden_states = self.norm(self.act(self.dense(hidden_states)))
+        return self.decoder(hidden_states)
 
 
 class EditFlowRateHead(nn.Linear):
@@ -75,6 +80,18 @@ class EditFlowRateHead(nn.Linear):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return F.softplus(super().forward(hidden_states).float())
+
+
+def make_bidirectional(backbone: nn.Module) -> None:
+    """Switch a causal (decoder) backbone to full attention, in place. transformers' `create_causal_mask` builds a
+    bidirectional padding mask when `config.is_causal` is False (eager and sdpa read the mask); sdpa without a mask
+    and flash attention read each attention module's `is_causal` instead. No KV cache: every pass sees the whole
+    sequence. Whether it worked is checked by the converter (a later token must change earlier hidden states)."""
+    backbone.config.is_causal = False
+    backbone.config.use_cache = False
+    for module in backbone.modules():
+        if hasattr(module, "is_causal"):
+            module.is_causal = False
 
 
 class EditFlowPreTrainedModel(PreTrainedModel):
@@ -107,6 +124,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
     def __init__(self, config: EditFlowConfig):
         super().__init__(config)
         self.encoder = AutoModel.from_config(config.encoder_config)
+        if config.bidirectional:
+            make_bidirectional(self.encoder)
         # A pooler (BERT, RoBERTa) is never used here: drop it so that DDP sees no unused parameters.
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None
@@ -193,4 +212,4 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
             custom_object_save(EditFlowGenerationPipeline, save_directory)
 
 
-__all__ = ["EditFlowOutput", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]
+__all__ = ["make_bidirectional", "EditFlowOutput", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]

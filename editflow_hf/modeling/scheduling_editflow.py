@@ -3,6 +3,12 @@
 Each column of the aligned pair (z0, z1) shows z1 at time t with probability kappa(t), else z0.
 The edit rates are scaled by the weight w(t) = kappa'(t) / (1 - kappa(t)): the model predicts
 rates per unit of w, so the same network serves every t (training loss and tau-leaping alike).
+
+Two families of names: this project's short names (`linear`, `cubic`, `cosine`; `cubic`'s a and b are the end
+slopes of a Hermite cubic) and dLLM's class names (`LinearKappaScheduler`, `CubicKappaScheduler`,
+`CosineKappaScheduler`), which give exactly dLLM's schedules with dLLM's arguments and defaults (its cubic's a
+and b are other coefficients: `CubicKappaScheduler(a=1, b=1)` is 2t^3 - 3t^2 + 2t). A model's config records
+the name it was trained with, so sampling uses the same schedule.
 """
 
 import math
@@ -77,23 +83,73 @@ class CosineScheduler(KappaScheduler):
         return 0.5 * math.pi * torch.sin(0.5 * math.pi * t)
 
 
+class CubicKappaScheduler(KappaScheduler):
+    """dLLM's `CubicKappaScheduler(a=1.0, b=1.0)`:
+
+    kappa(t)  = (a+1) t^3 - (a+b+1) t^2 + (b+1) t
+    kappa'(t) = 3 (a+1) t^2 - 2 (a+b+1) t + (b+1)
+    """
+
+    name = "CubicKappaScheduler"
+
+    def __init__(self, a: float = 1.0, b: float = 1.0):
+        self.a = float(a)
+        self.b = float(b)
+
+    def kappa(self, t):
+        a, b = self.a, self.b
+        return (a + 1) * t**3 - (a + b + 1) * t**2 + (b + 1) * t
+
+    def derivative(self, t):
+        a, b = self.a, self.b
+        return 3 * (a + 1) * t**2 - 2 * (a + b + 1) * t + (b + 1)
+
+
+class LinearKappaScheduler(CubicKappaScheduler):
+    """dLLM's `LinearKappaScheduler`: its cubic with defaults a=-1, b=0, i.e. kappa(t) = t (and, as in dLLM, other
+    a and b give that cubic)."""
+
+    name = "LinearKappaScheduler"
+
+    def __init__(self, a: float = -1.0, b: float = 0.0):
+        super().__init__(a=a, b=b)
+
+
+class CosineKappaScheduler(CosineScheduler):
+    """dLLM's `CosineKappaScheduler`: kappa(t) = 1 - cos(pi t / 2), as `cosine`."""
+
+    name = "CosineKappaScheduler"
+
+
 SCHEDULERS = {cls.name: cls for cls in (LinearScheduler, CubicScheduler, CosineScheduler)}
+DLLM_SCHEDULERS = {cls.name: cls for cls in (LinearKappaScheduler, CubicKappaScheduler, CosineKappaScheduler)}
 
 
 def get_scheduler(name: "str | KappaScheduler", **kwargs) -> KappaScheduler:
-    """Build a scheduler by name (`linear`, `cubic`, `cosine`), e.g. `get_scheduler("cubic", a=2, b=0.5)`.
-    A `KappaScheduler` instance is returned as it is (its arguments are already set; kwargs are not allowed)."""
+    """Build a scheduler by name, e.g. `get_scheduler("cubic", a=2, b=0.5)` (this project's meaning) or
+    `get_scheduler("CubicKappaScheduler", a=1, b=1)` (dLLM's; its class names match in any case). `LinearScheduler`
+    and the like name the short ones. A `KappaScheduler` instance is returned as it is (its arguments are already
+    set; kwargs are not allowed)."""
     if isinstance(name, KappaScheduler):
         if kwargs:
             raise ValueError(f"Scheduler arguments {kwargs} apply to a scheduler given by name, not to {name!r}.")
         return name
-    key = name.lower().removesuffix("scheduler").removesuffix("kappa").strip("_")
-    if key not in SCHEDULERS:
-        raise ValueError(f"Unknown kappa scheduler {name!r}; valid names: {', '.join(SCHEDULERS)}.")
+    dllm_names = {key.lower(): key for key in DLLM_SCHEDULERS}
+    if name.lower() in dllm_names:
+        cls = DLLM_SCHEDULERS[dllm_names[name.lower()]]
+    else:
+        key = name.lower().removesuffix("scheduler").strip("_")
+        if key not in SCHEDULERS:
+            valid = ", ".join([*SCHEDULERS, *DLLM_SCHEDULERS])
+            raise ValueError(f"Unknown kappa scheduler {name!r}; valid names: {valid}.")
+        cls = SCHEDULERS[key]
     try:
-        return SCHEDULERS[key](**kwargs)
+        return cls(**kwargs)
     except TypeError as err:
-        raise ValueError(f"Bad arguments {kwargs} for the {key!r} scheduler: {err}") from None
+        raise ValueError(f"Bad arguments {kwargs} for the {cls.name!r} scheduler: {err}") from None
 
 
-__all__ = ["KappaScheduler", "LinearScheduler", "CubicScheduler", "CosineScheduler", "SCHEDULERS", "get_scheduler"]
+__all__ = [
+    "KappaScheduler", "LinearScheduler", "CubicScheduler", "CosineScheduler", "LinearKappaScheduler",
+    "CubicKappaScheduler", "CosineKappaScheduler", "SCHEDULERS", "DLLM_SCHEDULERS", "get_scheduler",
+]  # fmt: skip
