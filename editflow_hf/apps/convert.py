@@ -216,7 +216,13 @@ def convert(
     if headless_head_init == "random":
         source.projection = None
 
-    head_options = dict(head_type=source.head_type)
+    if source.mlm_head is not None:
+        token_head_init = "mlm_head"
+    elif source.projection is None:
+        token_head_init = "random"
+    else:
+        token_head_init = "lm_head" if source.causal else "input_embeddings"
+    head_options = dict(head_type=source.head_type, token_head_init=token_head_init)
     if source.mlm_head is not None:
         dense, norm, decoder, activation = source.mlm_head
         head_options.update(

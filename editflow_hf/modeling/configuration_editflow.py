@@ -37,6 +37,11 @@ class EditFlowConfig(PreTrainedConfig):
             Id used to pad rows of a batch.
         eos_token_id (`int`, *optional*):
             Id of the end-of-text token, if the tokenizer has one ([SEP] for BERT-style tokenizers).
+        token_head_init (`str`, *optional*):
+            Where the token heads started at conversion: `"mlm_head"` (cloned from the source's masked-LM head),
+            `"lm_head"` (a decoder's LM head or tied embeddings), `"input_embeddings"` (a headless encoder: vocabulary
+            projection from its input embeddings, transform fresh) or `"random"`. LoRA training fully trains the
+            heads that are not pretrained copies.
         head_activation (`str`, *optional*, defaults to `"gelu"`):
             Activation of the token heads' transform (`head_type="mlm"`), as in the source MLM head.
         head_dense_bias (`bool`, *optional*, defaults to `True`):
@@ -66,6 +71,7 @@ class EditFlowConfig(PreTrainedConfig):
     bidirectional: bool = False
     added_special_tokens: dict | None = None
     head_type: str = "mlm"
+    token_head_init: str | None = None
     mask_token_id: int | None = None
     bos_token_id: int | None = None
     pad_token_id: int | None = None

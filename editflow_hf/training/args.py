@@ -26,6 +26,35 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow remote code of a plain encoder that is converted on the fly."}
     )
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "Weights' dtype at load (float32, bfloat16, float16, auto). float32 with --bf16 True (mixed "
+            "precision) is the safe choice; dLLM loads bfloat16 weights."
+        },
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Attention kernel of the backbone (eager, sdpa, flash_attention_2, ...)."}
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "Quantise the backbone to 4 bits (bitsandbytes, CUDA only); use with --lora True."}
+    )
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of every weight."})
+    target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "LoRA targets: all-linear (every Linear but the fully trained heads) or comma-separated names."},
+    )
+    lora_r: int = field(default=32, metadata={"aliases": ["--r"], "help": "LoRA rank (dLLM: --r)."})
+    lora_alpha: int = field(default=64, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    bias: str = field(default="none", metadata={"help": "LoRA bias: none, all or lora_only."})
+    modules_to_save: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated modules trained fully beside the adapters, in addition to the heads that start "
+            "fresh (always: the rate head, and token heads that are not copies of a pretrained head)."
+        },
+    )
 
 
 @dataclass

@@ -6,16 +6,15 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
 from ..errors import EditFlowError
-from ..modeling.modeling_editflow import EditFlowForEditing
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .data import prepare_datasets
+from .lora import load_model_for_training, save_final_checkpoint
 from .trainer import EditFlowTrainer
 
 logger = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         set_seed(training_args.seed)
         model_path = _resolve_model_path(model_args, training_args)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = EditFlowForEditing.from_pretrained(model_path, dtype=torch.float32)
+        model = load_model_for_training(model_path, model_args)
         with training_args.main_process_first(desc="dataset preparation"):
             splits = prepare_datasets(
                 task,
@@ -129,7 +128,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
-    trainer.save_model(str(final_dir))
+    save_final_checkpoint(trainer, final_dir, model_path, model_args)
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
     pt_only = ("text_field", "insert_eos") if task == "sft" else ()
     recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
