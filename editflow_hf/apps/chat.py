@@ -10,7 +10,7 @@ send each message alone; "/reset" clears it). With `--plain` each line is a raw 
 import sys
 
 from ..errors import run_cli
-from .sample import build_parser, check_common_args, load_pipeline, quiet_transformers
+from .sample import add_bool_flag, build_parser, check_common_args, load_pipeline, quiet_transformers, str_to_bool
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -69,9 +69,21 @@ def run(args, stdin=None, stdout=None) -> int:
 
 def main(argv=None) -> int:
     parser = build_parser(prog="editflow-chat", description=__doc__)
-    parser.add_argument("--plain", action="store_true", help="Treat each line as a raw text prompt (no chat template).")
-    parser.add_argument("--no_history", action="store_true", help="Send each message without the earlier turns.")
+    add_bool_flag(parser, "--plain", help="Treat each line as a raw text prompt (no chat template).")
+    parser.add_argument(
+        "--chat_template", type=str_to_bool, default=True, help="dLLM's spelling: --chat_template False is --plain."
+    )
+    add_bool_flag(parser, "--no_history", help="Send each message without the earlier turns.")
+    parser.add_argument("--visualize", type=str_to_bool, default=False, help="dLLM's option; refused (replies only).")
     args = parser.parse_args(argv)
+    args.plain = args.plain or not args.chat_template
+    if args.visualize:
+        print(
+            "editflow-chat: error: --visualize is not supported in the chat (it prints replies); watch a decode with "
+            "editflow-sample --show_trace or --make_gif.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         return run_cli(parser.prog, lambda: run(args))
     except KeyboardInterrupt:

@@ -25,6 +25,42 @@ from transformers.utils import logging as hf_logging
 from ..errors import EditFlowError, run_cli
 
 
+def str_to_bool(value: str) -> bool:
+    """`True`/`False` (any case), `yes`/`no`, `1`/`0`: dLLM passes booleans as values (`--make_gif True`)."""
+    lowered = str(value).lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def chat_template_mode(value: str) -> str:
+    """`auto`, `on` or `off`; dLLM's `True` / `False` mean on / off."""
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        return "on" if str_to_bool(value) else "off"
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, on or off (or True/False), got {value!r}") from None
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest: str | None = None) -> None:
+    """A switch that also takes a value, as HfArgumentParser's booleans do: `--x`, `--x True`, `--x False`."""
+    kwargs = {"dest": dest} if dest else {}
+    parser.add_argument(*names, type=str_to_bool, nargs="?", const=True, default=False, help=help, **kwargs)
+
+
+def refuse_dllm_sampling_flags(args) -> None:
+    """dLLM sampler options that have no counterpart here: refused with what to do instead."""
+    if args.time_epsilon is not None:
+        raise EditFlowError("--time_epsilon is not needed: tau-leaping here steps to t = 1 exactly (the last step's rate "
+                            "stays finite); drop it and set the step with --tau.")  # fmt: skip
+    if not args.time_independent:
+        raise EditFlowError("--time_independent False is not supported: the model predicts rates per unit of the "
+                            "scheduler weight w(t), the same network at every t.")  # fmt: skip
+
+
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
@@ -34,9 +70,11 @@ def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> a
     parser.add_argument("--temperature", type=float, default=1.0, help="Token temperature; 0 = greedy (default 1.0).")
     parser.add_argument("--top_p", type=float, default=1.0, help="Nucleus sampling mass in (0, 1] (default 1.0).")
     parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length (default: model max).")
-    parser.add_argument("--edit_prompt", action="store_true", help="Let the model edit the prompt too.")
+    add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
-    parser.add_argument("--no_progress", action="store_true", help="Hide the progress bar.")
+    add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
+    parser.add_argument("--time_epsilon", type=float, default=None, help="dLLM's sampler option; refused (not needed here).")
+    parser.add_argument("--time_independent", type=str_to_bool, default=True, help="dLLM's sampler option; only True.")
     return parser
 
 
@@ -44,20 +82,21 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help='Prompt text; "" (default) generates unconditionally.')
     parser.add_argument(
         "--chat_template",
-        choices=("auto", "on", "off"),
+        type=chat_template_mode,
         default="auto",
         help="Send the prompt as a user message through the chat template: auto (default) = for a non-empty prompt "
-        "without mask tokens and without --edit_prompt; on; off = raw text.",
+        "without mask tokens and without --edit_prompt; on (or True); off (or False, dLLM's spelling) = raw text.",
     )
     parser.add_argument("--num_samples", type=int, default=1, help="Number of samples of the prompt (default 1).")
     parser.add_argument("--batch_size", type=int, default=32, help="Samples decoded together (default 32).")
-    parser.add_argument("--make_gif", action="store_true", help="Write the decode trace of the first sample as a GIF.")
+    add_bool_flag(parser, "--make_gif", help="Write the decode trace of the first sample as a GIF.")
+    add_bool_flag(parser, "--show_trace", "--visualize", dest="show_trace", help="Print the decode trace with ANSI colours (dLLM: --visualize).")
     parser.add_argument("--gif_path", default="decode_trace.gif", help="Where --make_gif writes (default decode_trace.gif).")
-    parser.add_argument("--show_trace", action="store_true", help="Print the decode trace with ANSI colours.")
 
 
 def check_common_args(args) -> None:
     """Reject bad values before loading the model (the pipeline checks them again)."""
+    refuse_dllm_sampling_flags(args)
     if not 0.0 < args.tau <= 1.0:
         raise EditFlowError(f"--tau must be in (0, 1]; got {args.tau}.")
     if args.mask_length < 0:

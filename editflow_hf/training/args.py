@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..modeling.scheduling_editflow import get_scheduler
+from .dllm_compat import check_dllm_values
 
 
 @dataclass
@@ -73,6 +74,17 @@ class DataArguments:
     num_proc: int | None = field(
         default=None, metadata={"help": "Processes for datasets.map (default: several for large datasets, else one)."}
     )
+    disable_caching: bool = field(default=False, metadata={"help": "Do not cache the results of datasets.map on disk."})
+    truncation: str = field(
+        default="right", metadata={"help": "sft: rows longer than --max_length are cut at the right (dLLM's `right`)."}
+    )
+    drop_tail: bool = field(
+        default=False, metadata={"help": "pt: the stream's last, shorter block is kept (Edit Flows take any length)."}
+    )
+    mask_prompt_loss: bool = field(default=True, metadata={"help": "sft: the prompt is never edited (kept fixed in x0 and x_t)."})
+    load_preprocessed_data: bool = field(
+        default=False, metadata={"help": "Not needed: pass a saved-to-disk dataset folder to --dataset_args."}
+    )
     eval_split_size: float = field(
         default=0.01,
         metadata={
@@ -80,6 +92,10 @@ class DataArguments:
             "evaluation, deterministically (seed=--data_seed or --seed); 0 holds out nothing."
         },
     )
+
+
+    def __post_init__(self):
+        check_dllm_values(self)
 
 
 @dataclass
@@ -97,9 +113,23 @@ class EditFlowTrainingArguments(TrainingArguments):
     max_w: float = field(default=20.0, metadata={"help": "Clamp of the loss weight w(t) = kappa'(t) / (1 - kappa(t))."})
     time_epsilon: float = field(default=1e-3, metadata={"help": "Training times are drawn from [0, 1 - time_epsilon)."})
     tie_break: str = field(default="spread", metadata={"help": "How the x0/x1 alignment breaks ties between equal-cost edits."})
+    warmup_ratio: float | None = field(
+        default=None,
+        metadata={"help": "Warm-up as a fraction of the total steps (dLLM's flag; transformers 5 spells it --warmup_steps 0.1)."},
+    )
+    normalize_per_position: bool = field(
+        default=True, metadata={"help": "Each sequence's loss is divided by len(x1) (dLLM's default; False is refused)."}
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        check_dllm_values(self)
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"--warmup_ratio must be in [0, 1); got {self.warmup_ratio}.")
+            if self.warmup_steps:
+                raise ValueError("Give either --warmup_ratio or --warmup_steps, not both.")
+            self.warmup_steps = self.warmup_ratio
         if isinstance(self.scheduler_kwargs, str):
             try:
                 self.scheduler_kwargs = json.loads(self.scheduler_kwargs)

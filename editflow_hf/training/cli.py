@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+import datasets
 import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
@@ -93,6 +94,8 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         if data_args.streaming and training_args.max_steps <= 0:
             raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
         set_seed(training_args.seed)
+        if data_args.disable_caching:
+            datasets.disable_caching()
         model_path = _resolve_model_path(model_args, training_args)
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         model = load_model_for_training(model_path, model_args)
