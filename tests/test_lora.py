@@ -14,7 +14,8 @@ from conftest import REPO_ROOT, run_without_editflow_hf
 from editflow_hf import EditFlowForEditing
 from editflow_hf.errors import EditFlowError
 from editflow_hf.training.args import ModelArguments
-from editflow_hf.training.lora import apply_lora, fully_trained_modules, load_model_for_training, lora_target_modules
+from editflow_hf.training.checkpoint_io import load_model_for_training
+from editflow_hf.training.lora import apply_lora, fully_trained_modules, lora_target_modules
 
 
 def model_args(*flags: str) -> ModelArguments:

@@ -15,7 +15,7 @@ from ..apps.push import push_checkpoint
 from ..errors import EditFlowError
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .data import prepare_datasets
-from .lora import load_model_for_training, save_final_checkpoint
+from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .trainer import EditFlowTrainer
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
             eval_dataset=splits.get("test"),
             processing_class=tokenizer,
         )
+        check_final_save_possible(trainer)
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return getattr(err, "code", 2)
@@ -131,7 +132,11 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
-    save_final_checkpoint(trainer, final_dir, model_path, model_args)
+    try:
+        save_final_checkpoint(trainer, final_dir, model_path, model_args)
+    except EditFlowError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.code
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
     pt_only = ("text_field", "insert_eos") if task == "sft" else ()
     recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
