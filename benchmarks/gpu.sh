@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every GPU figure in one call (for the device machine; ~5 minutes on an H100/H200):
+# Every GPU figure in one call (for the device machine; ~6 minutes on an H100/H200):
 #   the training step (ModernBERT-large config, bf16, batch 64 x 128, x0 = masks[length:64]) and
-#   sampling throughput (tau 0.01, 64 masks, batch 1 and 64). JSON lines go to $OUT (or ./gpu-results).
+#   sampling throughput (tau 0.01, 64 masks, batch 1 and 64), and a few pt.py steps under ddp/fsdp/zero2.yaml.
+#   JSON lines go to $OUT (or ./gpu-results).
 # The device image has torch/transformers/accelerate but not rapidfuzz: prepare wheels here first with
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -19,3 +20,19 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" | tee -a "$OUT/gpu.txt"
 python3 benchmarks/train_step.py --device cuda 2>&1 | tee "$OUT/train_step.log"
 python3 benchmarks/sample.py --device cuda 2>&1 | tee "$OUT/sample.log"
+
+# Scale-out smoke: a few pt.py steps of a tiny Qwen3 Edit Flow model under each accelerate config (one process),
+# then check that checkpoint-final is a complete standalone folder. zero2 needs deepspeed on the machine.
+python3 benchmarks/scaleout_smoke.py prepare "$OUT/scaleout" 2>&1 | tail -1
+for config in ddp fsdp zero2; do
+    if [ "$config" = zero2 ] && ! python3 -c "import deepspeed" 2>/dev/null; then
+        echo "{\"config\": \"zero2\", \"skipped\": \"deepspeed is not installed\"}" | tee "$OUT/scaleout_zero2.log"
+        continue
+    fi
+    accelerate launch --config_file "training/accelerate_configs/$config.yaml" --num_processes 1 training/pt.py \
+        --model_name_or_path "$OUT/scaleout/model" --dataset_args "$OUT/scaleout/text.txt" --max_length 64 \
+        --max_steps 10 --logging_steps 2 --per_device_train_batch_size 8 --x0_sampler "masks[length:16]" \
+        --eval_split_size 0 --save_strategy no --report_to none --output_dir "$OUT/scaleout/$config" \
+        > "$OUT/scaleout_$config.log" 2>&1
+    python3 benchmarks/scaleout_smoke.py check "$OUT/scaleout/$config/checkpoint-final" 2>&1 | tail -1 | tee -a "$OUT/scaleout_$config.log"
+done

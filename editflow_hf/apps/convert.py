@@ -274,7 +274,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="editflow-convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Local folder or Hub id of the source encoder or decoder LM.")
     parser.add_argument("--output_dir", required=True, help="Where to write the Edit Flow checkpoint.")
-    parser.add_argument("--scheduler", default="linear", help="Kappa scheduler recorded in the config (linear, cubic, cosine).")
+    parser.add_argument("--scheduler", default="linear", help="Kappa scheduler recorded in the config (linear, cubic, cosine, or dLLM's *KappaScheduler names).")
     parser.add_argument("--trust_remote_code", action="store_true", help="Allow remote code of the source checkpoint.")
     parser.add_argument(
         "--headless_head_init",

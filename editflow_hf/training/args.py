@@ -105,7 +105,11 @@ class EditFlowTrainingArguments(TrainingArguments):
         metadata={"help": "Source sequence x0: `masks[length:N]` (BOS + N masks) or `empty` (BOS only)."},
     )
     scheduler_cls: str = field(
-        default="linear", metadata={"help": "Kappa scheduler: linear, cubic or cosine (LinearKappaScheduler also works)."}
+        default="linear",
+        metadata={
+            "help": "Kappa scheduler: linear, cubic or cosine (this project's), or dLLM's LinearKappaScheduler, "
+            "CubicKappaScheduler, CosineKappaScheduler (dLLM's formulas and arguments)."
+        },
     )
     scheduler_kwargs: dict | str | None = field(
         default=None, metadata={"help": 'Scheduler arguments as JSON, e.g. \'{"a": 2.0, "b": 0.5}\' for cubic.'}
