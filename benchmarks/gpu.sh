@@ -24,6 +24,7 @@ python3 benchmarks/sample.py --device cuda 2>&1 | tee "$OUT/sample.log"
 # Scale-out smoke: a few pt.py steps of a tiny Qwen3 Edit Flow model under each accelerate config (one process),
 # then check that checkpoint-final is a complete standalone folder. zero2 needs deepspeed on the machine.
 python3 benchmarks/scaleout_smoke.py prepare "$OUT/scaleout" 2>&1 | tail -1
+python3 benchmarks/scaleout_smoke.py bidirectional "$OUT/scaleout/model" 2>&1 | tail -1 | tee "$OUT/bidirectional.log"
 for config in ddp fsdp zero2; do
     if [ "$config" = zero2 ] && ! python3 -c "import deepspeed" 2>/dev/null; then
         echo "{\"config\": \"zero2\", \"skipped\": \"deepspeed is not installed\"}" | tee "$OUT/scaleout_zero2.log"
