@@ -33,10 +33,12 @@ def test_config_records_bidirectional_added_tokens_and_linear_heads(converted):
     kind, source, folder = converted
     config = json.loads((folder / "config.json").read_text())
     assert config["bidirectional"] is True and config["head_type"] == "linear"
-    expected = {"mask_token": ADDED_MASK_TOKEN} if kind == "llama" else {"mask_token": ADDED_MASK_TOKEN, "bos_token": ADDED_BOS_TOKEN}
+    expected = {"mask_token": ADDED_MASK_TOKEN, "pad_token": ADDED_PAD_TOKEN}
+    if kind == "qwen3":
+        expected["bos_token"] = ADDED_BOS_TOKEN
     assert config["added_special_tokens"] == expected
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    assert tokenizer.mask_token == ADDED_MASK_TOKEN and tokenizer.bos_token is not None and tokenizer.pad_token is not None
+    assert tokenizer.mask_token == ADDED_MASK_TOKEN and tokenizer.pad_token == ADDED_PAD_TOKEN != tokenizer.eos_token
     assert config["mask_token_id"] == tokenizer.mask_token_id and config["bos_token_id"] == tokenizer.bos_token_id
     assert config["encoder_config"]["vocab_size"] == len(tokenizer) == len(AutoTokenizer.from_pretrained(source)) + len(expected)
     if kind == "llama":

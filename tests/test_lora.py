@@ -43,9 +43,12 @@ def test_pt_with_lora_trains_and_saves_a_merged_standalone_checkpoint(tiny_editf
         "--logging_steps", "4", "--learning_rate", "1e-2", "--per_device_train_batch_size", "4",
         "--x0_sampler", "masks[length:8]", "--eval_split_size", "0", "--output_dir", out,
         "--lora", "True", "--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0.0",
+        "--scheduler_cls", "CubicKappaScheduler", "--scheduler_kwargs", '{"a": 0.5, "b": 2}',
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     final = out / "checkpoint-final"
+    config = json.loads((final / "config.json").read_text())
+    assert (config["scheduler"], config["scheduler_kwargs"]) == ("CubicKappaScheduler", {"a": 0.5, "b": 2})
     assert json.loads((final / "adapter" / "adapter_config.json").read_text())["r"] == 4
     with safe_open(final / "model.safetensors", "pt") as weights:
         keys = list(weights.keys())

@@ -45,7 +45,7 @@ def bpe_tokenizer(special: dict[str, str]) -> PreTrainedTokenizerFast:
 
 
 DECODERS = {
-    # Llama's tokenizer has BOS and EOS but no mask token; Qwen's has neither mask nor BOS (EOS doubles as pad).
+    # Llama's tokenizer has BOS and EOS but no mask or pad token; this Qwen-like one has EOS only (no mask, BOS, pad).
     "llama": (LlamaConfig, LlamaForCausalLM, {"bos_token": "<s>", "eos_token": "</s>"}),
     "qwen3": (Qwen3Config, Qwen3ForCausalLM, {"eos_token": "<|endoftext|>"}),
     "qwen2": (Qwen2Config, Qwen2ForCausalLM, {"eos_token": "<|endoftext|>"}),

@@ -28,7 +28,7 @@ from ..modeling.modeling_editflow import EditFlowForEditing
 
 logger = logging.getLogger(__name__)
 
-# Special tokens given to a decoder tokenizer that lacks them (dLLM's mask token for Llama/Qwen models).
+# Special tokens given to a decoder tokenizer that lacks them (the mask token is dLLM's for Llama/Qwen models).
 ADDED_MASK_TOKEN = "<|mask|>"
 ADDED_BOS_TOKEN = "<|bos|>"
 ADDED_PAD_TOKEN = "<|pad|>"
@@ -140,11 +140,11 @@ def _check_bidirectional(model: EditFlowForEditing, name: str) -> None:
 
 def prepare_tokenizer(tokenizer, *, add_missing: bool = False) -> dict:
     """Give the tokenizer what Edit Flows need: a mask token, a BOS ([CLS] where there is no BOS), an EOS ([SEP]
-    where there is none), a pad token (the EOS, else added), and a chat template where it has none.
+    where there is none), a pad token (the EOS for an encoder), and a chat template where it has none.
 
     An encoder's tokenizer without a mask token is refused (its MLM never learnt one). With `add_missing` (decoder
-    LMs, which have neither mask nor BOS as a rule) the missing mask / BOS / pad tokens are added as new special
-    tokens; the caller resizes the embeddings. Returns the added tokens, e.g. `{"mask_token": "<|mask|>"}`."""
+    LMs, which have neither mask nor BOS as a rule, and often no pad) the missing mask / BOS / pad tokens are added
+    as new special tokens; the caller resizes the embeddings. Returns the added tokens, e.g. `{"mask_token": "<|mask|>"}`."""
     added = {}
     if tokenizer.mask_token is None:
         if not add_missing:
@@ -164,10 +164,11 @@ def prepare_tokenizer(tokenizer, *, add_missing: bool = False) -> dict:
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
     if tokenizer.pad_token is None:
-        if tokenizer.eos_token is not None:
-            tokenizer.pad_token = tokenizer.eos_token
-        elif add_missing:
+        if add_missing:
+            # Its own token, not the EOS: generation suppresses the pad id, and the EOS must stay available.
             added["pad_token"] = ADDED_PAD_TOKEN
+        else:
+            tokenizer.pad_token = tokenizer.eos_token
     if added:
         tokenizer.add_special_tokens(added)
     if not getattr(tokenizer, "chat_template", None):
