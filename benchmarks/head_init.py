@@ -9,7 +9,8 @@ seed 42) for `--steps` steps. Variants of the two token heads (dense -> gelu -> 
   embeddings           vocabulary projection = the encoder's input embeddings (the default of editflow-convert)
   embeddings_identity  the same, with the dense transform starting as the identity
 Reported per variant: the mean over the last `--tail` logging windows of the loss and its token NLL (nats, the
--log p(token) of the substituted/inserted tokens), and the first logged values. The last line is a JSON object.
+-log p(token) of the substituted/inserted tokens), the first logged values and the token NLL of every logging
+window. The last line is a JSON object.
 """
 
 import argparse
@@ -85,6 +86,7 @@ def main(argv=None) -> dict:
                 "first_token_nll": logs[0].get("token_nll"),
                 "final_loss": round(sum(e["loss"] for e in tail) / len(tail), 4),
                 "final_token_nll": round(sum(e["token_nll"] for e in tail) / len(tail), 4),
+                "token_nll_curve": [round(e["token_nll"], 3) for e in logs],
                 "seconds": round(time.perf_counter() - start, 1),
             }
             print(variant, json.dumps(results[variant]), flush=True)
