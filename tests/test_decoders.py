@@ -211,3 +211,15 @@ def test_a_backbone_that_stays_causal_is_refused(tmp_path):
         convert(str(source), tmp_path / "editflow")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "editflow").exists()
+
+
+def test_the_space_serves_a_converted_decoder(converted):
+    import importlib.util
+
+    _, _, folder = converted
+    spec = importlib.util.spec_from_file_location("editflow_space_app_decoder", REPO_ROOT / "space" / "app.py")
+    space_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(space_app)
+    space = space_app.EditFlowSpace(space_app.load_generator(str(folder)), str(folder))
+    text, gif_path = space.generate("to be or", 0.1, 8, 1.0, 0)
+    assert isinstance(text, str) and Path(gif_path).suffix == ".gif"
