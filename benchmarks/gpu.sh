@@ -7,13 +7,21 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl rapidfuzz==3.14.6
-# and carry `.whl` with the run.
+# and carry `.whl` with the run. For the zero2 run also put DeepSpeed there (an sdist, 2 MB, builds without CUDA;
+# its ops compile just in time) and the wheels of its requirements the image may lack:
+#   python3 -m pip download --no-deps -d .whl deepspeed==0.19.8
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl hjson py-cpuinfo ninja msgpack einops
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+if compgen -G ".whl/deepspeed-*.tar.gz" >/dev/null; then
+    DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/deepspeed-*.tar.gz \
+        || echo "deepspeed did not install: the zero2 run is skipped"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
