@@ -21,7 +21,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 if compgen -G ".whl/deepspeed-*.tar.gz" >/dev/null; then
     DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/deepspeed-*.tar.gz \
-        || echo "deepspeed did not install: the zero2 run is skipped"
+        && export PYTHONPATH=/tmp/site || echo "deepspeed did not install: the zero2 run is skipped"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
