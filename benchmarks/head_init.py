@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
                 "first_token_nll": logs[0].get("token_nll"),
                 "final_loss": round(sum(e["loss"] for e in tail) / len(tail), 4),
                 "final_token_nll": round(sum(e["token_nll"] for e in tail) / len(tail), 4),
-                "token_nll_curve": [round(e["token_nll"], 3) for e in logs],
+                "token_nll_curve": [round(e["token_nll"], 4) for e in logs],
                 "seconds": round(time.perf_counter() - start, 1),
             }
             print(variant, json.dumps(results[variant]), flush=True)
