@@ -121,3 +121,19 @@ def test_dtype_and_attn_implementation_reach_from_pretrained(tiny_editflow_dir):
         load_model_for_training(str(tiny_editflow_dir), model_args("--dtype", "fp8"))
     with pytest.raises(EditFlowError, match="--lora True"):
         load_model_for_training(str(tiny_editflow_dir), SimpleNamespace(**{**vars(model_args()), "load_in_4bit": True}))
+
+
+def test_added_special_tokens_rows_are_trained_under_lora(tmp_path):
+    from editflow_hf.apps.convert import convert
+    from tiny_decoders import build_tiny_causal_lm
+
+    folder = convert(str(build_tiny_causal_lm("qwen3", tmp_path / "source")), tmp_path / "editflow")
+    model = EditFlowForEditing.from_pretrained(folder)
+    assert model.config.token_head_init == "lm_head" and fully_trained_modules(model) == ["rate_head"]
+    peft_model = apply_lora(model, model_args("--lora", "True", "--r", "2"))
+    config = peft_model.peft_config["default"]
+    added_ids = {model.config.mask_token_id, model.config.bos_token_id, model.config.pad_token_id}
+    assert config.trainable_token_indices == {"encoder.embed_tokens": sorted(added_ids)}
+    trainable = [name for name, p in peft_model.named_parameters() if p.requires_grad]
+    assert any("trainable_tokens" in name for name in trainable)
+    assert not any(name.endswith("embed_tokens.weight") for name in trainable)  # the rest of the embeddings stay frozen
