@@ -63,6 +63,14 @@ def test_token_heads_are_the_lm_head_and_the_backbone_is_copied(converted):
             torch.testing.assert_close(tensor, source_state[name])
 
 
+def test_convert_records_a_valid_scheduler_name(tmp_path):
+    source = build_tiny_causal_lm("qwen2", tmp_path / "source")
+    folder = convert(str(source), tmp_path / "editflow", scheduler="cubickappascheduler")
+    assert json.loads((folder / "config.json").read_text())["scheduler"] == "CubicKappaScheduler"
+    with pytest.raises(ValueError, match="Unknown kappa scheduler"):
+        convert(str(source), tmp_path / "other", scheduler="quadratic")
+
+
 def test_tied_embeddings_start_the_heads_too(tmp_path):
     source = build_tiny_causal_lm("qwen2", tmp_path / "source", tie_word_embeddings=True)
     model = EditFlowForEditing.from_pretrained(convert(str(source), tmp_path / "editflow"))

@@ -25,6 +25,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from ..errors import EditFlowError, run_cli
 from ..modeling.configuration_editflow import EditFlowConfig
 from ..modeling.modeling_editflow import EditFlowForEditing
+from ..modeling.scheduling_editflow import get_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ def convert(
     embeddings (`"embeddings"`) or at random (`"random"`). Returns the folder."""
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
+    scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
     source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if source_config.model_type == EditFlowConfig.model_type:
         raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
