@@ -3,29 +3,41 @@
 Importing the package registers the Edit Flow config, model and pipeline with the transformers Auto
 classes; checkpoints saved from here carry the remote code of `editflow_hf.modeling`, so they also load
 without this package (`trust_remote_code=True`).
+
+The import itself is light: the classes below load on first access (module `__getattr__`), and the
+registration waits until transformers' Auto classes or pipelines are imported (see `_auto_registration`),
+so `import editflow_hf` and every `editflow-* --help` start without torch.
 """
 
-from transformers import AutoConfig, AutoModel
-from transformers.pipelines import PIPELINE_REGISTRY
+import importlib
 
-from .modeling.configuration_editflow import EditFlowConfig
-from .modeling.modeling_editflow import EditFlowForEditing, EditFlowOutput, EditFlowTokenHead
-from .modeling.pipeline_editflow import EditFlowGenerationPipeline
-from .modeling.scheduling_editflow import get_scheduler
+from . import _auto_registration
 
 __version__ = "0.1.0"
 
-AutoConfig.register(EditFlowConfig.model_type, EditFlowConfig, exist_ok=True)
-AutoModel.register(EditFlowConfig, EditFlowForEditing, exist_ok=True)
-EditFlowConfig.register_for_auto_class()
-EditFlowForEditing.register_for_auto_class("AutoModel")
-PIPELINE_REGISTRY.register_pipeline("editflow-generation", pipeline_class=EditFlowGenerationPipeline, pt_model=AutoModel)
+_LAZY_ATTRIBUTES = {
+    "EditFlowConfig": ".modeling.configuration_editflow",
+    "EditFlowForEditing": ".modeling.modeling_editflow",
+    "EditFlowGenerationPipeline": ".modeling.pipeline_editflow",
+    "EditFlowOutput": ".modeling.modeling_editflow",
+    "EditFlowTokenHead": ".modeling.modeling_editflow",
+    "get_scheduler": ".modeling.scheduling_editflow",
+}
 
-__all__ = [
-    "EditFlowConfig",
-    "EditFlowForEditing",
-    "EditFlowGenerationPipeline",
-    "EditFlowOutput",
-    "EditFlowTokenHead",
-    "get_scheduler",
-]
+__all__ = sorted(_LAZY_ATTRIBUTES)
+
+
+def __getattr__(name: str):
+    module = _LAZY_ATTRIBUTES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_ATTRIBUTES})
+
+
+_auto_registration.install()

@@ -265,6 +265,7 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
     metadata = card.data.to_dict()
     assert metadata["library_name"] == "transformers"
     assert metadata["pipeline_tag"] == "text-generation"
+    assert metadata["license"] == "apache-2.0"
     assert metadata["base_model"] == "answerdotai/ModernBERT-large"
     assert metadata["datasets"] == ["Trelis/tiny-shakespeare"]  # the local file is named in the text only
     assert {"edit-flows", "flow-matching", "modernbert"} <= set(metadata["tags"])
@@ -275,7 +276,7 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
     for row in ("| `learning_rate` | `0.0003` |", "| `x0_sampler` | `masks[length:64]` |", "| `max_w` | `20.0` |",
                 "| `max_length` | `128` |", "| `num_train_epochs` | `10` |", "| `scheduler` | `linear` |",
                 "| `final_train_loss` | `2.25` |", "| `global_step` | `1200` |", "| `scheduler_cls` | `cubic` |",
-                '| `scheduler_kwargs` | `{"a": 2.0, "b": 0.5}` |', "| `dataset_args` | `Trelis/tiny-shakespeare\\|local/extra.jsonl` |"):
+                '| `scheduler_kwargs` | `{"a": 2.0, "b": 0.5}` |', "| `dataset_args` | `Trelis/tiny-shakespeare\\|extra.jsonl` |"):
         assert row in text, row
     assert "output_dir" not in text
     assert "![Decode trace" in text and "](decode_trace.gif)" in text
@@ -285,10 +286,11 @@ def test_card_metadata_usage_and_training_arguments(checkpoint, gif):
 
 def test_card_base_model_comes_from_the_encoder_config(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
-    # A local conversion source is named in the text but kept out of the metadata (the Hub wants a repo id there).
+    # A local conversion source stays out of the metadata (the Hub wants a repo id there) and out of the text.
     local_card = build_model_card(checkpoint, "someone/x")
     assert local_card.data.base_model is None
-    assert f"`{config['encoder_config']['_name_or_path']}`" in local_card.text
+    assert config["encoder_config"]["_name_or_path"] not in str(local_card)
+    assert "built on a local encoder (modernbert)" in local_card.text
     assert "No training arguments" not in local_card.text  # the scheduler is always known from the config
 
     config["encoder_config"]["_name_or_path"] = "answerdotai/ModernBERT-base"

@@ -37,7 +37,7 @@ def test_registered_pipeline_from_model_object_finds_its_tokenizer(tiny_editflow
     generator = pipeline("editflow-generation", model=model)
     assert isinstance(generator, EditFlowGenerationPipeline)
     assert generator.tokenizer is not None
-    assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)["generated_text"], str)
+    assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)[0]["generated_text"], str)
 
 
 def test_checkpoint_folder_with_installed_classes(tiny_editflow_dir):
@@ -45,13 +45,13 @@ def test_checkpoint_folder_with_installed_classes(tiny_editflow_dir):
     editflow_hf installed, `pipeline_class=` uses the installed classes instead of the checkpoint's copy."""
     generator = pipeline("editflow-generation", model=str(tiny_editflow_dir), pipeline_class=EditFlowGenerationPipeline)
     assert type(generator.model) is EditFlowForEditing
-    assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)["generated_text"], str)
+    assert isinstance(generator("hello", tau=0.5, mask_length=2, **QUIET)[0]["generated_text"], str)
 
 
 def test_string_prompt_output_and_trace_format(pipe):
     tokenizer = pipe.tokenizer
     prompt_ids = tokenizer("the cat sat", add_special_tokens=False)["input_ids"]
-    out = pipe("the cat sat", tau=0.1, mask_length=8, seed=0, return_trace=True, **QUIET)
+    [out] = pipe("the cat sat", tau=0.1, mask_length=8, seed=0, return_trace=True, **QUIET)
     assert set(out) == {"generated_text", "trace"}
     trace = out["trace"]
     assert trace["prompt_len"] == 1 + len(prompt_ids)
@@ -75,14 +75,15 @@ def test_same_seed_same_output_and_list_inputs(pipe):
     first = pipe(["one", "", [{"role": "user", "content": "hi"}]], batch_size=3, **kwargs)
     again = pipe(["one", "", [{"role": "user", "content": "hi"}]], batch_size=3, **kwargs)
     assert first == again
-    assert isinstance(first, list) and len(first) == 3 and all(set(o) == {"generated_text"} for o in first)
+    assert isinstance(first, list) and len(first) == 3
+    assert all(isinstance(o, list) and len(o) == 1 and set(o[0]) == {"generated_text"} for o in first)
     other = pipe(["one", "", [{"role": "user", "content": "hi"}]], batch_size=3, tau=0.1, mask_length=6, seed=12, **QUIET)
     assert other != first
 
 
 def test_chat_messages_use_the_chat_template(pipe):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
-    out = pipe(messages, tau=0.2, mask_length=4, return_trace=True, **QUIET)
+    [out] = pipe(messages, tau=0.2, mask_length=4, return_trace=True, **QUIET)
     text = pipe.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = pipe.tokenizer(text, add_special_tokens=False)["input_ids"]
     assert out["trace"]["initial"][: 1 + len(ids)] == [pipe.model.config.bos_token_id, *ids]
@@ -90,7 +91,7 @@ def test_chat_messages_use_the_chat_template(pipe):
 
 
 def test_unconditional_generation_starts_from_bos_and_masks(pipe):
-    out = pipe("", tau=0.2, mask_length=5, return_trace=True, **QUIET)
+    [out] = pipe("", tau=0.2, mask_length=5, return_trace=True, **QUIET)
     assert out["trace"]["initial"] == [pipe.model.config.bos_token_id] + [pipe.tokenizer.mask_token_id] * 5
     assert out["trace"]["prompt_len"] == 1
 
@@ -98,12 +99,12 @@ def test_unconditional_generation_starts_from_bos_and_masks(pipe):
 def test_prompt_protected_under_strong_rates(tiny_editflow_dir):
     busy = make_pipe(tiny_editflow_dir, rate_bias=[1.0, 1.0, 1.0])
     ids = busy.tokenizer("to be or not", add_special_tokens=False)["input_ids"]
-    out = busy("to be or not", tau=0.1, mask_length=4, seed=0, return_trace=True, **QUIET)
+    [out] = busy("to be or not", tau=0.1, mask_length=4, seed=0, return_trace=True, **QUIET)
     steps = out["trace"]["steps"]
     assert len(steps) > 3
     assert all(s["tokens"][: 1 + len(ids)] == [busy.model.config.bos_token_id, *ids] for s in steps)
     # edit mode: the same rates rewrite the prompt, BOS stays
-    edited = busy("to be or not", tau=0.1, mask_length=0, edit_prompt=True, seed=0, return_trace=True, **QUIET)
+    [edited] = busy("to be or not", tau=0.1, mask_length=0, edit_prompt=True, seed=0, return_trace=True, **QUIET)
     final = edited["trace"]["steps"][-1]["tokens"]
     assert final[0] == busy.model.config.bos_token_id
     assert final[1 : 1 + len(ids)] != ids
@@ -114,7 +115,7 @@ def test_infill_edits_only_the_masks(tiny_editflow_dir):
     busy = make_pipe(tiny_editflow_dir, rate_bias=[1.0, 1.0, 1.0])
     tok = busy.tokenizer
     text = f"to be or {tok.mask_token} {tok.mask_token} be"
-    out = busy(text, tau=0.1, mask_length=0, seed=3, return_trace=True, **QUIET)
+    [out] = busy(text, tau=0.1, mask_length=0, seed=3, return_trace=True, **QUIET)
     head = tok("to be or", add_special_tokens=False)["input_ids"]
     tail = tok("be", add_special_tokens=False)["input_ids"]
     bos = busy.model.config.bos_token_id
@@ -132,7 +133,7 @@ def test_infill_edits_only_the_masks(tiny_editflow_dir):
 
 def test_max_length_caps_the_sequence(tiny_editflow_dir):
     growing = make_pipe(tiny_editflow_dir, rate_bias=[-4.0, -4.0, 3.0])
-    out = growing("hello", tau=0.1, mask_length=2, max_length=10, seed=0, return_trace=True, **QUIET)
+    [out] = growing("hello", tau=0.1, mask_length=2, max_length=10, seed=0, return_trace=True, **QUIET)
     assert max(len(s["tokens"]) for s in out["trace"]["steps"]) == 10
 
 
@@ -143,7 +144,7 @@ def test_step_callback_streams_each_row(pipe):
     assert [c[0] for c in calls] == [1, 2, 3, 4]
     assert calls[-1][1] == pytest.approx(1.0)
     assert all(len(c[2]) == 2 for c in calls)
-    for row, out in enumerate(outs):
+    for row, [out] in enumerate(outs):
         assert [c[2][row] for c in calls if c[2][row] is not None] == out["trace"]["steps"]
 
 
@@ -182,7 +183,7 @@ def test_pipeline_runs_standalone_with_remote_code(tiny_editflow_dir):
             assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
             out = pipe(["hello", [{{"role": "user", "content": "hi"}}]], tau=0.25, mask_length=4, seed=0,
                        return_trace=True, progress_bar=False)
-            assert len(out) == 2 and all(isinstance(o["generated_text"], str) and o["trace"]["steps"] for o in out)
+            assert len(out) == 2 and all(isinstance(o["generated_text"], str) and o["trace"]["steps"] for [o] in out)
         print("STANDALONE-OK")
         """
     )
@@ -234,3 +235,129 @@ def test_one_batched_call_is_at_least_5x_faster_than_one_call_per_prompt():
         torch.set_num_threads(threads)
     assert len(batched) == 16 and len(singles) == 16
     assert best_single / best_batched >= 5.0, f"batched {best_batched:.3f}s vs single {best_single:.3f}s"
+
+
+# --- text-generation conventions (issue 9) ---------------------------------------------------------------------
+
+
+def test_one_prompt_gives_a_list_with_one_dict_per_returned_sequence(pipe):
+    out = pipe("To be", tau=0.2, mask_length=4, seed=0, **QUIET)
+    assert isinstance(out, list) and len(out) == 1 and isinstance(out[0]["generated_text"], str)
+    three = pipe("To be", num_return_sequences=3, tau=0.2, mask_length=4, seed=0, return_trace=True, **QUIET)
+    assert len(three) == 3 and all(set(o) == {"generated_text", "trace"} for o in three)
+    assert len({tuple(o["trace"]["steps"][-1]["tokens"]) for o in three if o["trace"]["steps"]}) > 1  # 3 samples
+    nested = pipe(["To be", "or not"], num_return_sequences=2, tau=0.2, mask_length=4, seed=0, **QUIET)
+    assert [len(group) for group in nested] == [2, 2]
+
+
+def test_return_full_text_starts_with_the_prompt(pipe):
+    kwargs = dict(tau=0.2, mask_length=4, seed=1, **QUIET)
+    [new] = pipe("To be", **kwargs)
+    [full] = pipe("To be", return_full_text=True, **kwargs)
+    assert full["generated_text"].startswith("To be")
+    assert full["generated_text"].replace(" ", "").lower().endswith(new["generated_text"].replace(" ", "").lower())
+    chat = [{"role": "user", "content": "hi"}]
+    [reply] = pipe(chat, return_full_text=True, **kwargs)
+    assert reply["generated_text"][:-1] == chat and reply["generated_text"][-1]["role"] == "assistant"
+
+
+def test_do_sample_false_equals_temperature_zero(pipe):
+    kwargs = dict(tau=0.2, mask_length=6, seed=4, return_trace=True, **QUIET)
+    assert pipe("the cat", do_sample=False, **kwargs) == pipe("the cat", temperature=0, **kwargs)
+    assert pipe("the cat", do_sample=False, temperature=0.9, **kwargs) == pipe("the cat", temperature=0, **kwargs)
+
+
+def test_top_k_reaches_the_token_sampler(pipe, monkeypatch):
+    from editflow_hf.modeling import sampling_editflow
+
+    seen = []
+    original = sampling_editflow.sample_tokens
+    monkeypatch.setattr(sampling_editflow, "sample_tokens", lambda *a, **k: seen.append(a[5]) or original(*a, **k))
+    pipe("the cat", top_k=3, tau=0.2, mask_length=6, seed=0, **QUIET)
+    assert seen and set(seen) == {3}
+
+
+def test_generator_and_key_dataset_inputs_stream_one_sampler_run_per_batch(pipe, monkeypatch):
+    from datasets import Dataset
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    from editflow_hf.modeling.sampling_editflow import TauLeapSampler
+
+    runs = []
+    original = TauLeapSampler.sample
+    monkeypatch.setattr(TauLeapSampler, "sample", lambda self, seqs, *a, **k: runs.append(len(seqs)) or original(self, seqs, *a, **k))
+    kwargs = dict(tau=0.25, mask_length=3, seed=0, batch_size=2, **QUIET)
+    prompts = ["a", "b c", "d"]
+    streamed = pipe((p for p in prompts), **kwargs)
+    assert not isinstance(streamed, list) and runs == []  # lazy
+    streamed = list(streamed)
+    assert runs == [2, 1]
+    assert streamed == pipe(prompts, **kwargs)
+    dataset = KeyDataset(Dataset.from_dict({"text": prompts}), "text")
+    assert list(pipe(dataset, **kwargs)) == streamed
+
+
+def test_max_new_tokens_caps_the_tokens_after_the_prompt(tiny_editflow_dir):
+    growing = make_pipe(tiny_editflow_dir, rate_bias=[-4.0, -4.0, 3.0])
+    prompt_len = 1 + len(growing.tokenizer("hello there", add_special_tokens=False)["input_ids"])
+    [out] = growing("hello there", tau=0.1, max_new_tokens=5, seed=0, return_trace=True, **QUIET)
+    assert out["trace"]["initial"][prompt_len:] == [growing.tokenizer.mask_token_id] * 5  # min(64, 5) masks
+    assert max((len(s["tokens"]) for s in out["trace"]["steps"]), default=prompt_len + 5) == prompt_len + 5
+    [out] = growing("hello there", tau=0.1, max_new_tokens=6, mask_length=2, seed=0, return_trace=True, **QUIET)
+    assert max(len(s["tokens"]) for s in out["trace"]["steps"]) == prompt_len + 6
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        growing("hello", max_new_tokens=2, mask_length=4, **QUIET)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        growing("hello", max_new_tokens=0, **QUIET)
+
+
+@pytest.fixture
+def chat_checkpoint(tiny_editflow_dir, tmp_path):
+    """A copy of the tiny checkpoint whose generation_config.json says: fine-tuned on chats, 5 masks, tau 0.5."""
+    import shutil
+
+    from editflow_hf.modeling.configuration_editflow import editflow_generation_config
+
+    folder = tmp_path / "chat-model"
+    shutil.copytree(tiny_editflow_dir, folder)
+    editflow_generation_config(tau=0.5, mask_length=5, chat_template=True, temperature=0).save_pretrained(folder)
+    return folder
+
+
+def test_checkpoint_generation_config_gives_the_defaults(tiny_editflow_dir, chat_checkpoint):
+    assert (tiny_editflow_dir / "generation_config.json").is_file()
+    assert make_pipe(tiny_editflow_dir).generation_defaults == {
+        "tau": 0.01, "mask_length": 64, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "chat_template": False
+    }  # fmt: skip
+    chat_pipe = make_pipe(chat_checkpoint)
+    tokenizer = chat_pipe.tokenizer
+    [out] = chat_pipe("", return_trace=True, **QUIET)
+    assert out["trace"]["initial"] == [chat_pipe.model.config.bos_token_id] + [tokenizer.mask_token_id] * 5
+    assert all(step["step"] <= 2 for step in out["trace"]["steps"])  # tau 0.5: two steps
+    assert chat_pipe("hi", seed=0, **QUIET) == chat_pipe("hi", seed=0, do_sample=False, **QUIET)  # greedy default
+    [out] = chat_pipe("", mask_length=2, tau=0.25, return_trace=True, **QUIET)  # explicit arguments win
+    assert len(out["trace"]["initial"]) == 3 and max(s["step"] for s in out["trace"]["steps"] or [{"step": 4}]) <= 4
+
+
+def test_prompt_rule_chat_template_for_plain_prompts_only(tiny_editflow_dir, chat_checkpoint):
+    chat_pipe, raw_pipe = make_pipe(chat_checkpoint), make_pipe(tiny_editflow_dir)
+    tokenizer = chat_pipe.tokenizer
+    bos = chat_pipe.model.config.bos_token_id
+
+    def start(generator, prompt, **kwargs):
+        [out] = generator(prompt, mask_length=0 if prompt else 2, tau=1.0, return_trace=True, **kwargs, **QUIET)
+        return out["trace"]["initial"]
+
+    def ids(text):
+        return [bos, *tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    question = "Could you please write a poem for me?"
+    templated = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    assert start(chat_pipe, question) == ids(templated)  # sft checkpoint: a plain prompt is a user turn
+    assert start(raw_pipe, question) == ids(question)  # pretrained / converted: raw text
+    assert start(chat_pipe, question, chat_template=False) == ids(question)  # the argument wins
+    assert start(raw_pipe, question, chat_template=True) == ids(templated)
+    infill = f"to be or {tokenizer.mask_token} be"
+    assert start(chat_pipe, infill) == ids(infill)  # infill texts, edits and "" stay raw
+    assert start(chat_pipe, "fix this text", edit_prompt=True) == ids("fix this text")
+    assert start(chat_pipe, "") == [bos] + [tokenizer.mask_token_id] * 2

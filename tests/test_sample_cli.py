@@ -1,6 +1,5 @@
 """editflow-sample / editflow-chat command lines and the trace views (GIF, ANSI, HTML)."""
 
-import argparse
 import io
 import os
 import subprocess
@@ -27,7 +26,7 @@ def test_make_gif_has_one_frame_per_changing_step_plus_the_hold(tiny_editflow_di
     args = ["--model_name_or_path", str(tiny_editflow_dir), "--tau", "0.1", "--mask_length", "8", "--seed", "42"]
     assert sample_cli.main(args + ["--make_gif", "--no_progress"]) == 0
     printed = capsys.readouterr().out.strip()
-    expected = pipe("", tau=0.1, mask_length=8, seed=42, return_trace=True, progress_bar=False)
+    [expected] = pipe("", tau=0.1, mask_length=8, seed=42, return_trace=True, progress_bar=False)
     assert printed == expected["generated_text"]
     gif = tmp_path / "decode_trace.gif"
     with Image.open(gif) as image:
@@ -102,19 +101,25 @@ def test_console_script_runs_the_seed_command(tiny_editflow_dir, tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
-def test_chat_template_auto_wraps_plain_prompts_only(pipe):
-    tokenizer = pipe.tokenizer
-
-    def wraps(**kwargs):
-        args = argparse.Namespace(**{"prompt": "", "chat_template": "auto", "edit_prompt": False, **kwargs})
-        return sample_cli.use_chat_template(args, tokenizer)
-
-    assert wraps(prompt="Could you please write a poem for me?")  # the seed's SFT sampling command
-    assert not wraps(prompt="")  # unconditional (the seed's pretraining sampling command)
-    assert not wraps(prompt=f"to be or {tokenizer.mask_token} be")  # infill
-    assert not wraps(prompt="fix this text", edit_prompt=True)
-    assert not wraps(prompt="once upon a time", chat_template="off")
-    assert wraps(prompt="", chat_template="on")
+def test_chat_template_flag_takes_dllm_spelling_and_reaches_the_pipeline(tiny_editflow_dir, pipe, capsys):
+    parser = sample_cli.build_parser()
+    sample_cli.add_sample_arguments(parser)
+    for value, expected in (("auto", None), ("True", True), ("true", True), ("on", True), ("False", False), ("off", False)):
+        assert parser.parse_args(["--model_name_or_path", "m", "--chat_template", value]).chat_template is expected
+    assert parser.parse_args(["--model_name_or_path", "m"]).chat_template is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--model_name_or_path", "m", "--chat_template", "maybe"])
+    question = "Could you please write a poem for me?"
+    common = ["--model_name_or_path", str(tiny_editflow_dir), "--prompt", question, "--tau", "0.25", "--mask_length", "4",
+              "--seed", "7", "--no_progress"]  # fmt: skip
+    kwargs = dict(tau=0.25, mask_length=4, seed=7, progress_bar=False)
+    printed = {}
+    for flag, chat_template in (("True", True), ("False", False), ("auto", None)):
+        assert sample_cli.main([*common, "--chat_template", flag]) == 0
+        [expected] = pipe(question, chat_template=chat_template, **kwargs)
+        printed[flag] = capsys.readouterr().out.strip()
+        assert printed[flag] == expected["generated_text"]
+    assert printed["True"] != printed["False"] and printed["auto"] == printed["False"]  # a converted model: raw text
 
 
 def test_chat_loop_answers_each_line_until_exit(tiny_editflow_dir, monkeypatch, capsys):
@@ -133,7 +138,7 @@ def test_chat_loop_answers_each_line_until_exit(tiny_editflow_dir, monkeypatch, 
 
 
 def test_views_place_every_edit(pipe):
-    out = pipe("the cat", tau=0.1, mask_length=6, seed=5, return_trace=True, progress_bar=False)
+    [out] = pipe("the cat", tau=0.1, mask_length=6, seed=5, return_trace=True, progress_bar=False)
     trace, tokenizer = out["trace"], pipe.tokenizer
     display = TokenDisplay(tokenizer)
     previous = trace["initial"]

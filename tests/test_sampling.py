@@ -147,6 +147,47 @@ def test_sample_tokens_greedy_suppression_and_distribution():
     assert sample_tokens(torch.zeros(0, 4)).shape == (0,)
 
 
+def reference_token_distribution(scores: list[float], temperature: float, top_k: int, top_p: float) -> list[float]:
+    """Plain Python: softmax(scores / T), keep the top_k best (ties with the k-th stay), then the smallest
+    most-likely set whose mass reaches top_p, renormalised."""
+    weights = [math.exp(s / temperature) for s in scores]
+    if 0 < top_k <= len(scores):
+        kth = sorted(scores, reverse=True)[top_k - 1]
+        weights = [w if s >= kth else 0.0 for w, s in zip(weights, scores)]
+    total = sum(weights)
+    probs = [w / total for w in weights]
+    kept, mass = set(), 0.0
+    for index in sorted(range(len(probs)), key=lambda i: -probs[i]):
+        if probs[index] == 0.0 or mass >= top_p:
+            break
+        kept.add(index)
+        mass += probs[index]
+    probs = [p if i in kept else 0.0 for i, p in enumerate(probs)]
+    return [p / sum(probs) for p in probs]
+
+
+@pytest.mark.parametrize(
+    "temperature, top_k, top_p",
+    [(1.0, 2, 1.0), (0.7, 3, 1.0), (1.0, 4, 0.6), (2.0, 1, 1.0), (1.0, 0, 1.0), (1.3, 10, 1.0)],
+)
+def test_sample_tokens_top_k_matches_a_plain_reference(temperature, top_k, top_p):
+    scores = [0.3, 2.0, -1.0, 1.2, 0.9, -0.4]
+    expected = torch.tensor(reference_token_distribution(scores, temperature, top_k, top_p))
+    g = torch.Generator().manual_seed(1)
+    draws = sample_tokens(torch.tensor([scores]).repeat(60000, 1), temperature, top_p, g, top_k=top_k)
+    freq = torch.bincount(draws, minlength=len(scores)).float() / draws.numel()
+    assert torch.all(freq[expected == 0] == 0), "a token outside the top-k / nucleus set was drawn"
+    assert torch.allclose(freq, expected, atol=0.01)
+
+
+def test_top_k_keeps_ties_and_sampler_validates_it():
+    g = torch.Generator().manual_seed(0)
+    draws = sample_tokens(torch.tensor([[1.0, 1.0, 0.0]]).repeat(4000, 1), top_k=1, generator=g)
+    assert set(draws.tolist()) == {0, 1}
+    with pytest.raises(ValueError, match="top_k"):
+        TauLeapSampler(tiny_model(), top_k=-1)
+
+
 def test_choose_edits_probabilities_and_kind_split():
     model = tiny_model()
     sampler = TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(0))

@@ -38,7 +38,7 @@ def test_sft_model_reproduces_the_answers_through_the_pipeline(tiny_editflow_dir
         from transformers import pipeline
         pipe = pipeline(model={str(checkpoint)!r}, trust_remote_code=True)
         chats = [[{{"role": "user", "content": q}}] for q in {questions!r}]
-        answers = [[o["generated_text"] for o in pipe(chats, tau=0.02, mask_length=4, temperature=0, seed=seed,
+        answers = [[o["generated_text"] for [o] in pipe(chats, tau=0.02, mask_length=4, temperature=0, seed=seed,
                                                       progress_bar=False)]
                    for seed in (0, 1)]
         print("ANSWERS", json.dumps(answers))

@@ -144,6 +144,8 @@ def test_pt_acceptance_loss_falls_and_checkpoint_is_standalone(tiny_editflow_dir
     assert "survival" in log_history(final)[0]
     recorded = json.loads((final / "training_args.json").read_text())
     assert recorded["x0_sampler"] == "masks[length:32]" and recorded["max_length"] == 64
+    generation = json.loads((final / "generation_config.json").read_text())
+    assert generation["mask_length"] == 32 and generation["chat_template"] is False  # pretrained: raw text
     assert_loads_standalone(final)
 
 
@@ -171,6 +173,8 @@ def test_sft_runs_with_eval_and_checkpoint_is_standalone(tiny_editflow_dir, shar
     assert [e["step"] for e in history if "eval_loss" in e] == [2, 4]
     assert all(torch.isfinite(torch.tensor(e["eval_loss"])) and "eval_survival" in e for e in history if "eval_loss" in e)
     assert "text_field" not in json.loads((final / "training_args.json").read_text())
+    generation = json.loads((final / "generation_config.json").read_text())
+    assert generation["mask_length"] == 32 and generation["chat_template"] is True  # fine-tuned on chats
     assert_loads_standalone(final, scheduler="cosine")
 
 
@@ -222,3 +226,20 @@ def test_push_offline_fails_cleanly_and_keeps_the_model(tiny_editflow_dir, share
     assert len(errors) == 1 and "push to the Hub failed" in errors[0] and f"saved at {final}" in errors[0]
     assert (final / "model.safetensors").is_file() and (final / "trainer_state.json").is_file()
     assert_loads_standalone(final)
+
+
+@pytest.mark.parametrize(
+    "task, x0_sampler, mask_length", [("pt", "masks[length:24]", 24), ("sft", "masks[min:8,max:48]", 48), ("sft", "empty", 0)]
+)
+def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow_dir, tmp_path, task, x0_sampler, mask_length):
+    from transformers import GenerationConfig
+
+    from editflow_hf.modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
+    from editflow_hf.training.cli import save_generation_config
+
+    start = shutil.copytree(tiny_editflow_dir, tmp_path / "start")
+    editflow_generation_config(tau=0.05, top_p=0.9).save_pretrained(start)  # the starting checkpoint's own settings
+    save_generation_config(tmp_path, str(start), task, x0_sampler)
+    defaults = editflow_generation_defaults(GenerationConfig.from_pretrained(tmp_path))
+    assert defaults["mask_length"] == mask_length and defaults["chat_template"] is (task == "sft")
+    assert defaults["tau"] == 0.05 and defaults["top_p"] == 0.9  # carried over

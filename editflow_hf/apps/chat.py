@@ -2,15 +2,17 @@
 
     editflow-chat --model_name_or_path .models/editflow/ModernBERT-large/alpaca/checkpoint-final --tau 0.01
 
-Reads one message per line from stdin until EOF or "exit" / "quit". In chat mode (default) each line is a user
-message formatted with the checkpoint's chat template, and the conversation so far is kept (`--no_history` to
-send each message alone; "/reset" clears it). With `--plain` each line is a raw text prompt.
+Reads one message per line from stdin until EOF or "exit" / "quit". The prompt rule of editflow-sample and the
+pipeline decides the mode: for a checkpoint fine-tuned on chats (`chat_template: true` in its generation_config.json)
+or with `--chat_template True`, each line is a user message formatted with the chat template and the conversation
+so far is kept (`--no_history` to send each message alone; "/reset" clears it); for a pretrained or freshly
+converted checkpoint, with `--chat_template False` or `--plain`, each line is a raw text prompt.
 """
 
 import sys
 
 from ..errors import run_cli
-from .sample import add_bool_flag, build_parser, check_common_args, load_pipeline, quiet_transformers, str_to_bool
+from .sample import add_bool_flag, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs, str_to_bool
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -21,6 +23,9 @@ def run(args, stdin=None, stdout=None) -> int:
     check_common_args(args)
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
+    chat_mode = not args.plain and (
+        generator.generation_defaults["chat_template"] if args.chat_template is None else args.chat_template
+    )
     interactive = stdin.isatty()
     history: list[dict] = []
     turn = 0
@@ -38,20 +43,13 @@ def run(args, stdin=None, stdout=None) -> int:
         if message == "/reset":
             history = []
             continue
-        if args.plain:
-            prompt = message
-        else:
-            prompt = [*history, {"role": "user", "content": message}]
+        prompt = [*history, {"role": "user", "content": message}] if chat_mode else message
         try:
             output = generator(
                 prompt,
-                tau=args.tau,
-                mask_length=args.mask_length,
-                seed=None if args.seed is None else args.seed + turn,
-                temperature=args.temperature,
-                top_p=args.top_p,
+                # one seed per turn: the same seed replays the same conversation
+                **{**sampling_kwargs(args), "chat_template": chat_mode, "seed": None if args.seed is None else args.seed + turn},
                 edit_prompt=args.edit_prompt,
-                max_length=args.max_length,
                 progress_bar=interactive and not args.no_progress,
             )
         except ValueError as err:
@@ -59,24 +57,20 @@ def run(args, stdin=None, stdout=None) -> int:
             print(f"editflow-chat: {' '.join(str(err).split())} (history cleared)", file=sys.stderr)
             history = []
             continue
-        reply = output["generated_text"]
+        reply = output[0]["generated_text"]
         print(reply, file=stdout, flush=True)
         turn += 1
-        if not args.plain and not args.no_history:
+        if chat_mode and not args.no_history:
             history = [*prompt, {"role": "assistant", "content": reply}]
     return 0
 
 
 def main(argv=None) -> int:
     parser = build_parser(prog="editflow-chat", description=__doc__)
-    add_bool_flag(parser, "--plain", help="Treat each line as a raw text prompt (no chat template).")
-    parser.add_argument(
-        "--chat_template", type=str_to_bool, default=True, help="dLLM's spelling: --chat_template False is --plain."
-    )
+    add_bool_flag(parser, "--plain", help="Treat each line as a raw text prompt (= --chat_template False).")
     add_bool_flag(parser, "--no_history", help="Send each message without the earlier turns.")
     parser.add_argument("--visualize", type=str_to_bool, default=False, help="dLLM's option; refused (replies only).")
     args = parser.parse_args(argv)
-    args.plain = args.plain or not args.chat_template
     if args.visualize:
         print(
             "editflow-chat: error: --visualize is not supported in the chat (it prints replies); watch a decode with "

@@ -13,6 +13,7 @@ its tokenizer has none (embeddings resized), and its LM head is cloned into both
 """
 
 import argparse
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ..errors import EditFlowError, run_cli
-from ..modeling.configuration_editflow import EditFlowConfig
+from ..modeling.configuration_editflow import EditFlowConfig, editflow_generation_config
 from ..modeling.modeling_editflow import EditFlowForEditing
 from ..modeling.scheduling_editflow import get_scheduler
 
@@ -83,12 +84,27 @@ class _Source:
     causal: bool = False
 
 
+@contextlib.contextmanager
+def _quiet_load_report():
+    """Silence transformers' warnings (its MISSING/UNEXPECTED load report, tied-weight notes) while we try the
+    masked-LM load of an encoder that may be headless: missing head weights are expected and handled here."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
 def _load_encoder(model_name_or_path: str, trust_remote_code: bool, config) -> _Source:
     """An encoder with its MLM head, or headless (a checkpoint whose MLM head weights are missing is headless)."""
     try:
-        mlm, info = AutoModelForMaskedLM.from_pretrained(
-            model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code
-        )
+        with _quiet_load_report():
+            mlm, info = AutoModelForMaskedLM.from_pretrained(
+                model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code
+            )
     except ValueError:
         mlm, info = None, None
     if mlm is not None:
@@ -270,6 +286,7 @@ def convert(
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    editflow_generation_config().save_pretrained(output_dir)  # default sampling settings, raw-text prompts
     return output_dir
 
 

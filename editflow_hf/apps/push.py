@@ -27,7 +27,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
-from transformers.dynamic_module_utils import get_relative_imports
 
 from ..errors import EditFlowError, run_cli
 
@@ -40,6 +39,8 @@ PAPER_URL = "https://arxiv.org/abs/2506.09018"
 OFFLINE_MESSAGE = "no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; unset it to push)"
 PIPELINE_TASK = "editflow-generation"
 EXAMPLE_PROMPT = "Could you please write a poem for me?"
+# The license of the remote code and of the default backbones (ModernBERT, BERT); --license sets the base model's.
+DEFAULT_LICENSE = "apache-2.0"
 
 # Trainer resume state: useless for inference, large (optimizer.pt is twice the weights) and partly pickled.
 UPLOAD_IGNORE_PATTERNS = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*", "global_step*/**"]
@@ -85,7 +86,7 @@ CARD_TEMPLATE = """---
 # {{ model_name }}
 
 An **Edit Flow** model (Havasi et al. 2025, [Edit Flows: Flow Matching with Edit Operations]({{ paper_url }}))
-built on the {{ base_model_md }} encoder ({{ model_type }}){% if datasets_md %}, trained on {{ datasets_md }}{% endif %}.
+built on {{ base_model_md }} encoder ({{ model_type }}){% if datasets_md %}, trained on {{ datasets_md }}{% endif %}.
 
 Edit Flows generate text with a continuous-time Markov chain over **edits**: starting from `BOS` followed by
 mask tokens (or `BOS` alone), every step may *insert*, *delete* or *substitute* tokens anywhere in the sequence,
@@ -98,28 +99,53 @@ probability `tau * w(t) * rate`, where `w(t) = kappa'(t) / (1 - kappa(t))` comes
 {% endif %}
 ## Usage
 
-The model and its generation pipeline are remote code that travels with this repository (`trust_remote_code=True`).
+The model and its generation pipeline are remote code that travels with this repository (`trust_remote_code=True`);
+only `transformers` and `torch` are needed. The pipeline follows the conventions of `text-generation` (a list of
+`{"generated_text": ...}` per input, `num_return_sequences`, `max_new_tokens`, `do_sample`, `top_k`, `top_p`,
+`return_full_text`, generators and datasets as input) and adds the Edit Flow parameters `tau` (step size),
+`mask_length` (masks after the prompt), `edit_prompt` and `return_trace`.
 
 ```python
-from transformers import AutoModel, AutoTokenizer
+from transformers import pipeline
 
-model = AutoModel.from_pretrained("{{ repo_id }}", trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}")
+pipe = pipeline("{{ task }}", model="{{ repo_id }}", trust_remote_code=True)
+out = pipe("{{ example_prompt }}", seed=42, return_trace=True)  # this checkpoint's sampling defaults (below)
+print(out[0]["generated_text"])
+print(len(out[0]["trace"]["steps"]), "sampling steps changed the text")
 ```
 
 ```python
 from transformers import pipeline
 
 pipe = pipeline("{{ task }}", model="{{ repo_id }}", trust_remote_code=True)
-# An empty prompt samples unconditionally; masks give the sampler room to grow the answer.
-out = pipe("{{ example_prompt }}", tau=0.01, mask_length=64, temperature=1.0, seed=42, return_trace=True)
-print(out[0]["generated_text"])
+samples = pipe("{{ example_prompt }}", num_return_sequences=2, max_new_tokens=32, top_k=50, tau=0.02, seed=0)
+for sample in samples:
+    print(sample["generated_text"])
 ```
+
+The model itself: at every position of the current sequence x_t, three edit rates and two token distributions.
+
+```python
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+model = AutoModel.from_pretrained("{{ repo_id }}", trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained("{{ repo_id }}", trust_remote_code=True)
+x_t = torch.tensor([[tokenizer.bos_token_id] + [tokenizer.mask_token_id] * 8])  # BOS + 8 masks
+out = model(x_t)
+print(tuple(out.ins_rate.shape), tuple(out.ins_logits.shape))  # (1, 9) rates, (1, 9, vocab) logits
+```
+
+Sampling defaults of this checkpoint (its `generation_config.json`; the arguments of a call override them):
+
+| `tau` | `mask_length` | `temperature` | `top_p` | `top_k` | a plain text prompt |
+|---|---|---|---|---|---|
+| `{{ defaults.tau }}` | `{{ defaults.mask_length }}` | `{{ defaults.temperature }}` | `{{ defaults.top_p }}` | `{{ defaults.top_k }}` | {% if defaults.chat_template %}goes through the chat template as a user message (fine-tuned on chats){% else %}is continued as raw text (pass chat messages for a chat turn){% endif %} |
 
 With the `editflow-hf` package installed, the same from the command line (writes `decode_trace.gif`):
 
 ```shell
-editflow-sample --model_name_or_path "{{ repo_id }}" --prompt "{{ example_prompt }}" --tau 0.01 --mask_length 64 --seed 42 --make_gif
+editflow-sample --model_name_or_path "{{ repo_id }}" --prompt "{{ example_prompt }}" --seed 42 --make_gif
 ```
 
 ## Training
@@ -166,6 +192,8 @@ def _read_json(path: Path, what: str) -> dict:
 def _required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str]]:
     """Remote-code files the config points to (auto_map, custom_pipelines) plus, recursively, their relative
     imports (e.g. the pipeline's sampling module): (files present, files missing)."""
+    from transformers.dynamic_module_utils import get_relative_imports  # here: `editflow-push --help` stays fast
+
     modules = {ref.split(".")[0] for ref in config.get("auto_map", {}).values() if isinstance(ref, str)}
     modules |= {task["impl"].split(".")[0] for task in config.get("custom_pipelines", {}).values() if "impl" in task}
     present, missing, pending = set(), [], sorted(modules)
@@ -245,6 +273,34 @@ def _table_cell(value) -> str:
     return text.replace("|", "\\|")
 
 
+def _public_name(value) -> str:
+    """A name fit for a public card: Hub ids (and anything not a path) as they are, a local path by its last
+    component only (`/home/me/data/qa.jsonl` -> `qa.jsonl`), so no local file system layout is published."""
+    text = str(value)
+    if _is_hub_id(text) or not ("/" in text or "\\" in text or text.startswith(("~", "."))):
+        return text
+    return Path(text.rstrip("/\\")).name or text
+
+
+def _public_value(key: str, value):
+    """A training argument as the card shows it: local paths in path-like arguments reduced by `_public_name`."""
+    if key == "dataset_args" and isinstance(value, str):
+        return "|".join(_public_name(part) for part in value.split("|"))
+    if key == "model_name_or_path" and isinstance(value, str):
+        return _public_name(value)
+    return value
+
+
+def _generation_defaults(folder: Path) -> dict:
+    """The sampling defaults the pipeline takes from the folder (its generation_config.json, else the fallbacks)."""
+    from transformers import GenerationConfig  # here: `editflow-push --help` stays fast
+
+    from ..modeling.configuration_editflow import editflow_generation_defaults
+
+    path = folder / "generation_config.json"
+    return editflow_generation_defaults(GenerationConfig.from_pretrained(folder) if path.is_file() else None)
+
+
 def _dataset_ids(dataset) -> list[str]:
     """Dataset names from an argument: a string (`a|b`, `name[train:1000]` as in --dataset_args) or a list."""
     if not dataset:
@@ -261,13 +317,19 @@ def build_model_card(
     dataset=None,
     training_args: dict | None = None,
     gif_path=None,
+    license: str | None = DEFAULT_LICENSE,
+    eval_results: list | None = None,
 ) -> ModelCard:
-    """The model card of an Edit Flow checkpoint: metadata (library_name, pipeline_tag, base_model, datasets, tags)
-    and a body with what the model is, usage snippets for `repo_id`, the training arguments and the decode GIF.
+    """The model card of an Edit Flow checkpoint: metadata (library_name, pipeline_tag, license, base_model,
+    datasets, tags, and `model-index` from `eval_results`, a list of `huggingface_hub.EvalResult`) and a body with
+    what the model is, usage snippets for `repo_id` (each runs as written), the checkpoint's sampling defaults,
+    the training arguments and the decode GIF.
 
     `base_model` defaults to the encoder's `_name_or_path` in config.json (also used when `base_model` is a local
-    path and that name is a Hub id), `dataset` to the training arguments'
-    `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file there)."""
+    path and that name is a Hub id); only a Hub id goes into the metadata and the text, local paths never do
+    (a local base is named by its model type, local files by their name). `dataset` defaults to the training
+    arguments' `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file
+    there)."""
     folder = Path(checkpoint_dir)
     config = _read_json(folder / "config.json", "config")
     encoder_config = config.get("encoder_config") or {}
@@ -277,24 +339,30 @@ def build_model_card(
     # name (a Hub id when it was converted from the Hub) is then the better base model for the metadata.
     base_candidates = [name for name in (base_model, encoder_config.get("_name_or_path")) if name]
     hub_base = next((name for name in base_candidates if _is_hub_id(name)), None)
-    base_model = hub_base or (base_candidates[0] if base_candidates else None)
     datasets = _dataset_ids(dataset or summary.get("dataset_args") or summary.get("dataset_name"))
     hub_datasets = [d for d in datasets if _is_hub_id(d)]
 
     card_data = ModelCardData(
         library_name="transformers",
         pipeline_tag="text-generation",
+        license=license,
         base_model=hub_base,
         datasets=hub_datasets or None,
         tags=["edit-flows", "flow-matching", "editflow", model_type, "custom_code"],
+        model_name=repo_id.split("/")[-1] if eval_results else None,
+        eval_results=eval_results or None,
     )
     if hub_base:
-        base_model_md = f"[`{base_model}`](https://huggingface.co/{base_model})"
+        base_model_md = f"the [`{hub_base}`](https://huggingface.co/{hub_base})"
     else:
-        base_model_md = f"`{base_model}`" if base_model else "a BERT-family"
-    datasets_md = ", ".join(f"[`{d}`](https://huggingface.co/datasets/{d})" if _is_hub_id(d) else f"`{d}`" for d in datasets)
+        base_model_md = "a local" if base_candidates else "a BERT-family"
+    datasets_md = ", ".join(
+        f"[`{d}`](https://huggingface.co/datasets/{d})" if _is_hub_id(d) else f"`{_public_name(d)}`" for d in datasets
+    )
     training_rows = [
-        (key, _table_cell(summary[key])) for key in CARD_TRAINING_KEYS if summary.get(key) not in (None, "", {})
+        (key, _table_cell(_public_value(key, summary[key])))
+        for key in CARD_TRAINING_KEYS
+        if summary.get(key) not in (None, "", {})
     ]
     return ModelCard.from_template(
         card_data,
@@ -309,6 +377,7 @@ def build_model_card(
         scheduler=config.get("scheduler", "linear"),
         training_rows=training_rows,
         example_prompt=EXAMPLE_PROMPT,
+        defaults=_generation_defaults(folder),
         gif_file=Path(gif_path).name if gif_path else None,
     )
 
@@ -349,6 +418,7 @@ def push_checkpoint(
     gif_path=None,
     dry_run: bool = False,
     commit_message: str | None = None,
+    license: str | None = DEFAULT_LICENSE,
 ) -> str:
     """Write the model card (README.md, and the decode GIF when given) into `checkpoint_dir`, check it is a
     complete repo, then create `repo_id` (exist_ok) and upload the folder.
@@ -371,8 +441,9 @@ def push_checkpoint(
         if gif_path.resolve() != gif_in_repo.resolve():
             shutil.copyfile(gif_path, gif_in_repo)
     card = build_model_card(
-        folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_in_repo
-    )
+        folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_in_repo,
+        license=license,
+    )  # fmt: skip
     card.save(folder / "README.md")
     files = upload_file_list(folder)
     if dry_run:
@@ -408,6 +479,9 @@ def main(argv=None) -> int:
     parser.add_argument("--base_model", default=None, help="Base encoder for the card (default: the encoder's name in config.json).")
     parser.add_argument("--dataset", default=None, help="Training dataset(s) for the card, `a|b` (default: from training_args.json).")
     parser.add_argument("--commit_message", default=None, help="Commit message of the upload.")
+    parser.add_argument(
+        "--license", default=DEFAULT_LICENSE, help=f"License in the card's metadata, the base model's (default {DEFAULT_LICENSE}; e.g. mit for RoBERTa)."
+    )
     args = parser.parse_args(argv)
     return run_cli(parser.prog, lambda: _push_from_args(args))
 
@@ -423,6 +497,7 @@ def _push_from_args(args) -> int:
         gif_path=args.gif,
         dry_run=args.dry_run,
         commit_message=args.commit_message,
+        license=args.license,
     )
     if args.dry_run:
         print(result)

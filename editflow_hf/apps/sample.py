@@ -5,11 +5,14 @@
 
     editflow-sample --model_name_or_path CKPT --prompt "Could you please write a poem for me?"      # chat turn
     editflow-sample --model_name_or_path CKPT --prompt "To be or [MASK] [MASK] be" --mask_length 0   # infill
-    editflow-sample --model_name_or_path CKPT --prompt "Once upon a time" --chat_template off        # continue text
+    editflow-sample --model_name_or_path CKPT --prompt "Once upon a time" --chat_template False      # continue text
 
-A plain prompt is sent as a user message through the checkpoint's chat template (`--chat_template auto`, the
-default; as the seed's SFT sampling command expects); prompts with mask tokens (infill) and --edit_prompt texts
-are used as they are, and so is every prompt with `--chat_template off`.
+Sampling defaults (tau, mask_length, temperature, top_p, top_k) come from the checkpoint's generation_config.json;
+flags override them. The prompt follows the pipeline's prompt rule: with `--chat_template auto` (the default) a
+plain prompt is sent as a user message through the chat template when the checkpoint was fine-tuned on chats
+(sft; `chat_template: true` in its generation_config.json) and as raw text when it was pretrained or only
+converted; `--chat_template True`/`on` or `False`/`off` decide instead. Prompts with mask tokens (infill) and
+--edit_prompt texts are always raw.
 
 Prints the generated text of each sample (one block per sample, separated by a blank line).
 """
@@ -20,9 +23,9 @@ import os
 import re
 import sys
 
-from transformers.utils import logging as hf_logging
-
 from ..errors import EditFlowError, run_cli
+
+# transformers (and torch) are imported where they are used, so that `--help` starts fast.
 
 
 def str_to_bool(value: str) -> bool:
@@ -33,16 +36,6 @@ def str_to_bool(value: str) -> bool:
     if lowered in ("false", "no", "0", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-
-
-def chat_template_mode(value: str) -> str:
-    """`auto`, `on` or `off`; dLLM's `True` / `False` mean on / off."""
-    if str(value).lower() == "auto":
-        return "auto"
-    try:
-        return "on" if str_to_bool(value) else "off"
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected auto, on or off (or True/False), got {value!r}") from None
 
 
 def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, dest: str | None = None) -> None:
@@ -64,11 +57,20 @@ def refuse_dllm_sampling_flags(args) -> None:
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
-    parser.add_argument("--tau", type=float, default=0.01, help="Tau-leaping step size in (0, 1] (default 0.01).")
-    parser.add_argument("--mask_length", type=int, default=64, help="Masks appended after the prompt (default 64).")
+    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step size in (0, 1] (default: the checkpoint's, else 0.01).")
+    parser.add_argument("--mask_length", type=int, default=None, help="Masks appended after the prompt (default: the checkpoint's x0 length, else 64).")
     parser.add_argument("--seed", type=int, default=None, help="Random seed: same seed, same output.")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Token temperature; 0 = greedy (default 1.0).")
-    parser.add_argument("--top_p", type=float, default=1.0, help="Nucleus sampling mass in (0, 1] (default 1.0).")
+    parser.add_argument("--temperature", type=float, default=None, help="Token temperature; 0 = greedy (default: the checkpoint's, else 1.0).")
+    parser.add_argument("--top_p", type=float, default=None, help="Nucleus sampling mass in (0, 1] (default: the checkpoint's, else 1.0).")
+    parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens; 0 = all (default: the checkpoint's, else 0).")
+    parser.add_argument(
+        "--chat_template",
+        type=parse_chat_template,
+        default=None,
+        metavar="{auto,True,False}",
+        help="Send a plain prompt as a user message through the chat template: auto (default) = as the checkpoint "
+        "says (fine-tuned on chats or not); True / on; False / off = raw text.",
+    )
     parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length (default: model max).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
@@ -80,13 +82,6 @@ def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> a
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", default="", help='Prompt text; "" (default) generates unconditionally.')
-    parser.add_argument(
-        "--chat_template",
-        type=chat_template_mode,
-        default="auto",
-        help="Send the prompt as a user message through the chat template: auto (default) = for a non-empty prompt "
-        "without mask tokens and without --edit_prompt; on (or True); off (or False, dLLM's spelling) = raw text.",
-    )
     parser.add_argument("--num_samples", type=int, default=1, help="Number of samples of the prompt (default 1).")
     parser.add_argument("--batch_size", type=int, default=32, help="Samples decoded together (default 32).")
     add_bool_flag(parser, "--make_gif", help="Write the decode trace of the first sample as a GIF.")
@@ -94,17 +89,30 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gif_path", default="decode_trace.gif", help="Where --make_gif writes (default decode_trace.gif).")
 
 
+def parse_chat_template(value: str) -> bool | None:
+    """--chat_template: auto -> None (the checkpoint decides), True/on -> True, False/off -> False (dLLM spells
+    it True/False)."""
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        return str_to_bool(value.strip())
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto, True or False (or on/off), got {value!r}") from None
+
+
 def check_common_args(args) -> None:
     """Reject bad values before loading the model (the pipeline checks them again)."""
     refuse_dllm_sampling_flags(args)
-    if not 0.0 < args.tau <= 1.0:
+    if args.tau is not None and not 0.0 < args.tau <= 1.0:
         raise EditFlowError(f"--tau must be in (0, 1]; got {args.tau}.")
-    if args.mask_length < 0:
+    if args.mask_length is not None and args.mask_length < 0:
         raise EditFlowError(f"--mask_length must be >= 0; got {args.mask_length}.")
-    if args.temperature < 0:
+    if args.temperature is not None and args.temperature < 0:
         raise EditFlowError(f"--temperature must be >= 0; got {args.temperature}.")
-    if not 0.0 < args.top_p <= 1.0:
+    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
         raise EditFlowError(f"--top_p must be in (0, 1]; got {args.top_p}.")
+    if args.top_k is not None and args.top_k < 0:
+        raise EditFlowError(f"--top_k must be >= 0; got {args.top_k}.")
     path = args.model_name_or_path
     hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
     if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
@@ -134,17 +142,20 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
 
 
 def quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
-def use_chat_template(args, tokenizer) -> bool:
-    """Whether --prompt goes through the chat template (see --chat_template)."""
-    if args.chat_template != "auto":
-        return args.chat_template == "on"
-    has_masks = tokenizer.mask_token is not None and tokenizer.mask_token in args.prompt
-    return bool(args.prompt) and not has_masks and not args.edit_prompt and bool(getattr(tokenizer, "chat_template", None))
+def sampling_kwargs(args) -> dict:
+    """The pipeline arguments the flags give; unset flags are left out, so the checkpoint's defaults apply."""
+    values = dict(
+        tau=args.tau, mask_length=args.mask_length, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+        chat_template=args.chat_template, max_length=args.max_length, seed=args.seed,
+    )  # fmt: skip
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def run(args) -> int:
@@ -154,22 +165,22 @@ def run(args) -> int:
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
+        from transformers.utils import logging as hf_logging
+
         hf_logging.enable_progress_bar()
-    prompt = [{"role": "user", "content": args.prompt}] if use_chat_template(args, generator.tokenizer) else args.prompt
     want_trace = args.make_gif or args.show_trace
-    outputs = generator(
-        [prompt] * args.num_samples,
-        tau=args.tau,
-        mask_length=args.mask_length,
-        seed=args.seed,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        edit_prompt=args.edit_prompt,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        return_trace=want_trace,
-        progress_bar=not args.no_progress,
-    )
+    outputs = [
+        output
+        for outputs_of_prompt in generator(
+            [args.prompt] * args.num_samples,
+            **sampling_kwargs(args),
+            edit_prompt=args.edit_prompt,
+            batch_size=args.batch_size,
+            return_trace=want_trace,
+            progress_bar=not args.no_progress,
+        )
+        for output in outputs_of_prompt
+    ]
     for index, output in enumerate(outputs):
         if index > 0:
             print()

@@ -140,6 +140,18 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
     def set_input_embeddings(self, value):
         self.encoder.set_input_embeddings(value)
 
+    def resize_token_embeddings(
+        self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None, mean_resizing: bool = True
+    ) -> nn.Embedding:
+        """Resize the encoder's input embeddings (as `PreTrainedModel.resize_token_embeddings`) and the vocabulary
+        projections of both token heads to match; `config.vocab_size` follows."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        vocab_size = embeddings.weight.shape[0]
+        for head in (self.sub_head, self.ins_head):
+            if head.decoder.out_features != vocab_size:
+                head.decoder = self._get_resized_lm_head(head.decoder, vocab_size, mean_resizing=mean_resizing)
+        return embeddings
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -211,5 +223,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
 
             custom_object_save(EditFlowGenerationPipeline, save_directory)
 
+
+# save_pretrained writes `auto_map` for the classes registered for an Auto class: checkpoints then load anywhere.
+EditFlowForEditing.register_for_auto_class("AutoModel")
 
 __all__ = ["make_bidirectional", "EditFlowOutput", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]

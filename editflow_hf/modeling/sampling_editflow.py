@@ -144,9 +144,11 @@ def sample_tokens(
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
     suppress_token_ids: Sequence[int] = (),
+    top_k: int | None = None,
 ) -> torch.LongTensor:
     """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
-    softmax(logits / temperature) restricted to the smallest top set whose mass reaches `top_p` (nucleus).
+    softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
+    smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
     `suppress_token_ids` (mask, BOS, padding) get probability 0.
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
@@ -162,6 +164,10 @@ def sample_tokens(
         scores.index_fill_(1, suppress, float("-inf"))
     if temperature == 0:
         return scores.argmax(dim=-1)
+    if top_k and top_k < scores.shape[-1]:
+        # ties with the k-th score stay in, as in transformers' TopKLogitsWarper
+        kth_best = scores.topk(top_k, dim=-1).values[:, -1:]
+        scores.masked_fill_(scores < kth_best, float("-inf"))
     # Unnormalised probabilities exp(s - max s): the CDF's last entry is the normaliser.
     weights = scores.sub_(scores.amax(dim=-1, keepdim=True)).exp_()
     sorted_ids = None
@@ -178,14 +184,17 @@ def sample_tokens(
     return choice.squeeze(-1)
 
 
-def check_sampling_params(tau: float, temperature: float, top_p: float) -> None:
-    """ValueError naming the fix for a tau outside (0, 1], a negative temperature or a top_p outside (0, 1]."""
+def check_sampling_params(tau: float, temperature: float, top_p: float, top_k: int | None = None) -> None:
+    """ValueError naming the fix for a tau outside (0, 1], a negative temperature, a top_p outside (0, 1] or a
+    negative top_k."""
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0:
         raise ValueError(f"`tau` must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
         raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy); got {temperature!r}.")
     if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
         raise ValueError(f"`top_p` must be a number in (0, 1]; got {top_p!r}.")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise ValueError(f"`top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
 def num_tau_steps(tau: float) -> int:
@@ -214,7 +223,8 @@ class TauLeapSampler:
         tau: step size in (0, 1].
         temperature: 0 = greedy tokens; 1 = the model's distributions.
         top_p: nucleus mass in (0, 1].
-        max_length: cap on every sequence; insertions beyond it do not fire (leftmost ones win).
+        top_k: keep the k most likely tokens before top_p (None or 0: all).
+        max_length: cap on every sequence, or one cap per row; insertions beyond it do not fire (leftmost ones win).
         generator: source of all random draws (same seed -> same output).
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
@@ -228,18 +238,20 @@ class TauLeapSampler:
         tau: float = 0.01,
         temperature: float = 1.0,
         top_p: float = 1.0,
-        max_length: int | None = None,
+        top_k: int | None = None,
+        max_length: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
         suppress_token_ids: Sequence[int] = (),
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
     ):
-        check_sampling_params(tau, temperature, top_p)
+        check_sampling_params(tau, temperature, top_p, top_k)
         config = model.config
         self.model = model
         self.tau = float(tau)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
+        self.top_k = top_k
         self.max_length = max_length
         self.generator = generator
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
@@ -285,7 +297,7 @@ class TauLeapSampler:
         del_fire = event & ~sub_fire
         ins_fire = (draws[2] < (scale * ins_rate).clamp(max=1.0)) & can_insert
         if self.max_length is not None:
-            room = (self.max_length - lengths).clamp_min(0)
+            room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
         return del_fire, sub_fire, ins_fire
 
@@ -414,7 +426,7 @@ class TauLeapSampler:
         return SamplingResult(sequences=final, traces=traces if return_trace else None)
 
     def _sample(self, logits: torch.Tensor) -> torch.LongTensor:
-        return sample_tokens(logits, self.temperature, self.top_p, self.generator, self.suppress_token_ids)
+        return sample_tokens(logits, self.temperature, self.top_p, self.generator, self.suppress_token_ids, self.top_k)
 
     @staticmethod
     def _record(traces: list[dict], step: int, t: float, edits: AppliedEdits) -> list[dict | None]:

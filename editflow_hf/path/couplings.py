@@ -26,6 +26,12 @@ class X0Sampler:
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         raise NotImplementedError
 
+    @property
+    def sampling_mask_length(self) -> int:
+        """The mask count sampling starts from by default with a model trained on this sampler (saved as
+        `mask_length` in the checkpoint's generation_config.json)."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
 
@@ -46,6 +52,10 @@ class FixedMasks(X0Sampler):
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         return self.length
 
+    @property
+    def sampling_mask_length(self) -> int:
+        return self.length
+
 
 class UniformMasks(X0Sampler):
     """A uniformly random number of masks in [min_length, max_length], both included (`masks[min:A,max:B]`)."""
@@ -58,6 +68,12 @@ class UniformMasks(X0Sampler):
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         return int(rng.integers(self.min_length, self.max_length + 1))
 
+    @property
+    def sampling_mask_length(self) -> int:
+        # The largest x0 it trained on: the model learned to delete the masks an answer does not need, so
+        # starting from the most masks keeps the longest answers reachable in few insertions.
+        return self.max_length
+
 
 class EmptyX0(X0Sampler):
     """No masks: x0 is BOS (+ prompt) alone (`empty`)."""
@@ -65,6 +81,10 @@ class EmptyX0(X0Sampler):
     spec = "empty"
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
+        return 0
+
+    @property
+    def sampling_mask_length(self) -> int:
         return 0
 
 

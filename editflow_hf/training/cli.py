@@ -8,11 +8,13 @@ from pathlib import Path
 
 import datasets
 import transformers
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig, HfArgumentParser, set_seed
 
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
 from ..errors import EditFlowError
+from ..modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
+from ..path.couplings import parse_x0_sampler
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .data import prepare_datasets
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
@@ -44,6 +46,19 @@ def _resolve_model_path(model_args, training_args) -> str:
             logger.info("%s is a plain %s encoder: converting it to an Edit Flow model in %s.", source, config.model_type, converted)
             convert(source, converted, scheduler=training_args.scheduler_cls, trust_remote_code=model_args.trust_remote_code)
     return str(converted)
+
+
+def save_generation_config(final_dir, source, task: str, x0_sampler) -> None:
+    """Write the trained checkpoint's sampling defaults (generation_config.json): those of the checkpoint it
+    started from, with `mask_length` = the x0 length it trained with (see `X0Sampler.sampling_mask_length`) and
+    `chat_template` = whether it was fine-tuned on chats (sft) or pretrained on raw text (pt)."""
+    try:
+        start = GenerationConfig.from_pretrained(source)
+    except OSError:
+        start = None
+    defaults = editflow_generation_defaults(start)
+    defaults.update(mask_length=parse_x0_sampler(x0_sampler).sampling_mask_length, chat_template=task == "sft")
+    editflow_generation_config(**defaults).save_pretrained(final_dir)
 
 
 def _push(final_dir, model_args, training_args, prog: str) -> None:
@@ -143,6 +158,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     if trainer.is_world_process_zero():
         trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
         (final_dir / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
+        save_generation_config(final_dir, model_path, task, training_args.x0_sampler)
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
         if push_requested:
             try:
