@@ -111,7 +111,6 @@ def test_convert_of_a_headless_encoder_prints_no_missing_keys_report(tmp_path):
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "no masked-LM head weights: the token heads start fresh" in proc.stderr
     assert_quiet(proc)
     assert (tmp_path / "out" / "generation_config.json").is_file()
 

@@ -12,6 +12,8 @@ later token must change an earlier position's hidden state, else it is refused),
 its tokenizer has none (embeddings resized), and its LM head is cloned into both token heads.
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import logging
@@ -19,16 +21,26 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
 from ..errors import EditFlowError, run_cli
-from ..modeling.configuration_editflow import EditFlowConfig, editflow_generation_config
-from ..modeling.modeling_editflow import EditFlowForEditing
-from ..modeling.scheduling_editflow import get_scheduler
+
+# torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
+# `editflow-convert --help` starts without torch.
 
 logger = logging.getLogger(__name__)
+
+
+def _heavy() -> None:
+    """Import torch, transformers and the model classes into this module's namespace (once)."""
+    global torch, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    global MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    global EditFlowConfig, editflow_generation_config, EditFlowForEditing, get_scheduler
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    from ..modeling.configuration_editflow import EditFlowConfig, editflow_generation_config
+    from ..modeling.modeling_editflow import EditFlowForEditing
+    from ..modeling.scheduling_editflow import get_scheduler
 
 # Special tokens given to a decoder tokenizer that lacks them (the mask token is dLLM's for Llama/Qwen models).
 ADDED_MASK_TOKEN = "<|mask|>"
@@ -216,9 +228,11 @@ def convert(
     headless_head_init: str = "embeddings",
 ) -> Path:
     """Convert `model_name_or_path` (local folder or Hub id of an encoder or a decoder LM) into an Edit Flow
-    checkpoint folder at `output_dir` (weights in safetensors, config with `auto_map`, remote code, tokenizer).
+    checkpoint folder at `output_dir` (weights in safetensors, config with `auto_map`, remote code, tokenizer,
+    generation_config.json with the default sampling settings and raw-text prompts).
     `headless_head_init`: the vocabulary projection of a headless encoder's token heads starts from its input
     embeddings (`"embeddings"`) or at random (`"random"`). Returns the folder."""
+    _heavy()
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
     scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
