@@ -140,7 +140,7 @@ def test_trains_with_pt_samples_and_passes_the_push_check(converted, tmp_path):
         model = AutoModel.from_pretrained({str(final)!r}, trust_remote_code=True)
         assert model.config.bidirectional and not model.encoder.config.is_causal
         generate = pipeline("editflow-generation", model={str(final)!r}, trust_remote_code=True)
-        out = generate("to be or", tau=0.05, mask_length=8, seed=0)
+        [out] = generate("to be or", tau=0.05, mask_length=8, seed=0)
         assert isinstance(out["generated_text"], str)
         print("sampled:", repr(out["generated_text"]))
         """
