@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA=${DATA:-../shared/data/tiny-shakespeare.txt}
+DATA=${DATA:-data/tiny-shakespeare.txt}
 OUT=${OUT:-.models/quickstart}
 STEPS=${STEPS:-300}
 BATCH=${BATCH:-16}
