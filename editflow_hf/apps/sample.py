@@ -22,7 +22,9 @@ import sys
 
 from transformers.utils import logging as hf_logging
 
+from ..checkpoints import check_model_folder, loading_errors
 from ..errors import EditFlowError, run_cli
+from ..modeling.sampling_editflow import MAX_TAU_STEPS, MIN_TAU, check_sampling_params
 
 
 def str_to_bool(value: str) -> bool:
@@ -64,7 +66,12 @@ def refuse_dllm_sampling_flags(args) -> None:
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
-    parser.add_argument("--tau", type=float, default=0.01, help="Tau-leaping step size in (0, 1] (default 0.01).")
+    parser.add_argument(
+        "--tau",
+        type=float,
+        default=0.01,
+        help=f"Tau-leaping step size in [{MIN_TAU:g}, 1], i.e. at most {MAX_TAU_STEPS:,} steps (default 0.01).",
+    )
     parser.add_argument("--mask_length", type=int, default=64, help="Masks appended after the prompt (default 64).")
     parser.add_argument("--seed", type=int, default=None, help="Random seed: same seed, same output.")
     parser.add_argument("--temperature", type=float, default=1.0, help="Token temperature; 0 = greedy (default 1.0).")
@@ -94,17 +101,29 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gif_path", default="decode_trace.gif", help="Where --make_gif writes (default decode_trace.gif).")
 
 
+def check_text(text: str, what: str) -> None:
+    """EditFlowError for text the tokenizer cannot encode: a lone surrogate (e.g. an undecodable byte of the
+    command line or of stdin, which Python keeps as \\udcXX)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise EditFlowError(
+            f"{what} is not valid UTF-8 text (character {err.start}: {text[err.start]!r}, a lone surrogate, e.g. an "
+            "undecodable byte); pass UTF-8 text."
+        ) from None
+
+
 def check_common_args(args) -> None:
     """Reject bad values before loading the model (the pipeline checks them again)."""
     refuse_dllm_sampling_flags(args)
-    if not 0.0 < args.tau <= 1.0:
-        raise EditFlowError(f"--tau must be in (0, 1]; got {args.tau}.")
+    try:
+        check_sampling_params(args.tau, args.temperature, args.top_p, flag_prefix="--")
+    except ValueError as err:
+        raise EditFlowError(str(err)) from None
     if args.mask_length < 0:
         raise EditFlowError(f"--mask_length must be >= 0; got {args.mask_length}.")
-    if args.temperature < 0:
-        raise EditFlowError(f"--temperature must be >= 0; got {args.temperature}.")
-    if not 0.0 < args.top_p <= 1.0:
-        raise EditFlowError(f"--top_p must be in (0, 1]; got {args.top_p}.")
+    if getattr(args, "prompt", None):
+        check_text(args.prompt, "--prompt")
     path = args.model_name_or_path
     hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
     if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
@@ -118,6 +137,7 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
 
     from ..modeling.pipeline_editflow import EditFlowGenerationPipeline
 
+    check_model_folder(model_name_or_path)
     try:
         config = AutoConfig.from_pretrained(os.path.expanduser(model_name_or_path))
     except (OSError, ValueError) as err:
@@ -127,8 +147,9 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
             f"{model_name_or_path!r} is a {config.model_type!r} checkpoint, not an Edit Flow one; "
             "convert it first with editflow-convert."
         )
-    model = AutoModel.from_pretrained(model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    with loading_errors(model_name_or_path):
+        model = AutoModel.from_pretrained(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     kwargs = {"device": device} if device else {}
     return EditFlowGenerationPipeline(model=model, tokenizer=tokenizer, task="editflow-generation", **kwargs)
 
