@@ -131,14 +131,18 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
         return None
     text = str(resume).strip()
     if resume is True or text.lower() in _TRUE_WORDS:
+        skipped = []
         for candidate in numbered_checkpoints(output_dir):
             problem = checkpoint_problem(candidate)
             if problem is None:
+                for name, why in skipped:
+                    logger.warning("Skipping incomplete checkpoint %s (%s).", name, why)
                 return str(candidate)
-            logger.warning("Skipping incomplete checkpoint %s (%s).", candidate, problem)
+            skipped.append((candidate, problem))
+        incomplete = "; incomplete: " + ", ".join(f"{p.name} ({why})" for p, why in skipped) if skipped else ""
         raise EditFlowError(
-            f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N to resume from "
-            "(save them with --save_steps); drop the flag to start from scratch."
+            f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N to resume from{incomplete}; "
+            "save them with --save_steps, or drop the flag to start from scratch."
         )
     if text.lower() in _FALSE_WORDS:
         return None
