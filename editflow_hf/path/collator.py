@@ -10,14 +10,14 @@ For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = le
 The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
 1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
 
-Randomness. A feature that carries a draw key (`DRAW_KEY`: a tuple of non-negative ints, e.g. (seed, epoch,
-row index), which `EditFlowTrainer` adds to every training row) gets its own Generator seeded with that key:
-its t, x0 and x_t are then a pure function of the key, whatever the batch, the process or the DataLoader worker
-that collates it, so a run resumed from a checkpoint draws exactly what the uninterrupted run drew and no
-random state needs saving. Features without a key (evaluation, direct use) share the collator's numpy
-Generator, created lazily in the process that uses it, seeded from `torch.initial_seed()` (different in every
-worker, reproducible under `torch.manual_seed` / `transformers.set_seed`) or, with `seed`, from (seed, worker
-id). The collator pickles without its Generator.
+Randomness. When every feature carries a draw key (`DRAW_KEY`: a tuple of non-negative ints, e.g. (seed,
+epoch, row index), which `EditFlowTrainer` adds to every training row), the batch's Generator is seeded with
+the keys of its rows: its t, x0 and x_t are then a pure function of (seed, epoch, row indices), whatever the
+process or the DataLoader worker that collates it, so a run resumed from a checkpoint (same batches, in the
+same order) draws exactly what the uninterrupted run drew and no random state needs saving. Otherwise
+(evaluation, direct use) batches draw from the collator's numpy Generator, created lazily in the process that
+uses it, seeded from `torch.initial_seed()` (different in every worker, reproducible under `torch.manual_seed`
+/ `transformers.set_seed`) or, with `seed`, from (seed, worker id). The collator pickles without its Generator.
 """
 
 import os
@@ -124,13 +124,13 @@ class EditFlowCollator:
         state["_rng"] = state["_rng_owner"] = None
         return state
 
-    def _generators(self, features: list) -> list[np.random.Generator]:
-        """One Generator per feature: seeded with its draw key when every feature has one, else the shared one
-        (drawing from it example after example is the same stream as drawing the batch's t at once)."""
+    def _batch_generator(self, features: list) -> np.random.Generator:
+        """The Generator of this batch: seeded with the draw keys of its rows when every row has one (one
+        SeedSequence over all of them: a pure function of the batch, tens of microseconds), else the shared one."""
         keys = [feature.get(DRAW_KEY) if isinstance(feature, dict) else None for feature in features]
         if all(key is not None for key in keys):
-            return [np.random.default_rng([int(part) for part in key]) for key in keys]
-        return [self.rng] * len(features)
+            return np.random.default_rng([int(part) for key in keys for part in key])
+        return self.rng
 
     def _x1_and_prompt_len(self, index: int, feature) -> tuple[np.ndarray, int]:
         if not isinstance(feature, dict) or "input_ids" not in feature:
@@ -150,12 +150,12 @@ class EditFlowCollator:
         if len(features) == 0:
             raise ValueError("EditFlowCollator got an empty list of features.")
         examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
-        rngs = self._generators(features)
-        t = (np.array([rng.random() for rng in rngs]) * (1.0 - self.time_epsilon)).astype(np.float32)
+        rng = self._batch_generator(features)
+        t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
 
         x_ts, edits = [], []
-        for b, ((x1, prompt_len), rng) in enumerate(zip(examples, rngs)):
+        for b, (x1, prompt_len) in enumerate(examples):
             n_masks = self.x0_sampler(len(x1) - prompt_len, rng)
             z0, z1 = align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
             x_t, pos, kind, token = remaining_edits(sample_zt(z0, z1, kappa[b], rng), z1)

@@ -12,9 +12,9 @@ edits; the loss (`EditFlowLoss`) is, per sequence divided by len(x1),
 
 Both use the same kappa scheduler, which is also written into `model.config` so that sampling uses it too.
 
-Exact resume. Every training row reaches the collator with a draw key (seed, epoch, row index) (`KeyedDraws`):
-the collator seeds that row's t, x0 and x_t from it, so the draws are a pure function of the data order,
-which the Trainer already restores on resume. A run resumed from checkpoint-N therefore ends with the same
+Exact resume. Every training row reaches the collator with a draw key (seed, epoch, row index) (`KeyedDraws`)
+and the collator seeds each batch's t, x0 and x_t from its rows' keys: the draws are a pure function of the
+data order, which the Trainer restores on resume. A run resumed from checkpoint-N therefore ends with the same
 weights as the run that was never interrupted, with nothing extra saved in the checkpoint and whatever the
 number of DataLoader workers. The epoch lives in shared memory, set at every epoch start, so persistent
 workers read the current one.
