@@ -155,8 +155,8 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
         raise EditFlowError(f"{config} is unreadable ({err}).") from None
     except json.JSONDecodeError as err:
         raise EditFlowError(f"{config} is not valid JSON (line {err.lineno}: {err.msg}); restore it from the original model.") from None
-    if not isinstance(parsed, dict) or "model_type" not in parsed:
-        raise EditFlowError(f"{config} is not a model config (no model_type); restore it from the original model.")
+    if not isinstance(parsed, dict):
+        raise EditFlowError(f"{config} is not a model config (a JSON object); restore it from the original model.")
     if (path / WEIGHTS_NAME).is_file() or (path / WEIGHTS_INDEX_NAME).is_file():
         check_weights(path)
     elif not any((path / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):

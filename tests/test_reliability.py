@@ -211,6 +211,23 @@ def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, ta
     assert not (out / "checkpoint-final").exists()
 
 
+def test_json_files_name_the_line_of_the_error(tmp_path):
+    from editflow_hf.errors import EditFlowError
+    from editflow_hf.training.checks import scan_local_file
+
+    cases = {
+        "array.json": ('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c" "output": "d"}\n]\n', "line 3"),
+        "lines.json": (_rows({"text": "a"}, "{oops}"), "line 2"),
+        "empty-list.json": ("[]", "empty list"),
+    }
+    for name, (content, needle) in cases.items():
+        (tmp_path / name).write_text(content)
+        with pytest.raises(EditFlowError, match=needle):
+            scan_local_file(tmp_path / name)
+    (tmp_path / "fine.json").write_text(_rows({"text": "a"}, {"text": "b"}))
+    scan_local_file(tmp_path / "fine.json")  # JSON lines in a .json file, as datasets reads them
+
+
 def test_drop_incomplete_rows_trains_on_the_rest_with_a_warning(call, model_dir, tmp_path, caplog):
     data = tmp_path / "qa.jsonl"
     data.write_text(_rows(*[{"instruction": f"question {i}?", "output": f"answer {i}"} for i in range(6)], {"instruction": "q", "output": None}))
