@@ -340,6 +340,25 @@ def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no staging folder left behind
 
 
+def test_training_full_disk_keeps_the_earlier_checkpoint_final(call, six_step_run, model_dir, tmp_path, monkeypatch):
+    """The final save runs out of disk half-way: the earlier run's checkpoint-final stays as it was."""
+    from editflow_hf.training.trainer import EditFlowTrainer
+
+    def full_disk(self, output_dir=None, _internal_call=False):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "model.safetensors").write_bytes(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = Path(shutil.copytree(six_step_run, tmp_path / "run"))
+    before = snapshot(out / "checkpoint-final")
+    monkeypatch.setattr(EditFlowTrainer, "save_model", full_disk)
+    proc = call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 1, "--save_strategy", "no",
+                "--overwrite_output_dir", "True", "--output_dir", out)  # fmt: skip
+    assert_refused(proc, "could not save", "No space left on device", "the earlier checkpoint-final is kept")
+    assert snapshot(out / "checkpoint-final") == before
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-final"]  # no staging folder left behind
+
+
 def test_atomic_folder_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
     final = tmp_path / "model"
     final.mkdir()

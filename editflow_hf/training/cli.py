@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
-from ..checkpoints import check_model_folder, commit_folder, loading_errors, staging_path, weights_problem
+from ..checkpoints import check_model_folder, commit_folder, discard_staging, loading_errors, staging_path, weights_problem
 from ..errors import EditFlowError
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .checks import preflight
@@ -66,12 +66,17 @@ def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model
     """Save the trained model (`save_final_checkpoint`), its trainer state and recorded arguments into a staging
     sibling of `final_dir`, renamed into place once complete (an existing checkpoint-final is replaced only then)."""
     staging = staging_path(final_dir)
-    save_final_checkpoint(trainer, staging, model_path, model_args)  # every process (sharded models gather)
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(staging / "trainer_state.json"))
-        (staging / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
-        commit_folder(staging, final_dir)
+    try:
+        save_final_checkpoint(trainer, staging, model_path, model_args)  # every process (sharded models gather)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            trainer.state.save_to_json(str(staging / "trainer_state.json"))
+            (staging / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
+            commit_folder(staging, final_dir)
+    except (OSError, EditFlowError):
+        if trainer.is_world_process_zero():
+            discard_staging(final_dir)
+        raise
 
 
 def _push(final_dir, model_args, training_args, prog: str) -> None:
@@ -173,7 +178,8 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.code
     except OSError as err:
-        print(f"{prog}: error: could not save {final_dir}: {' '.join(str(err).split())}", file=sys.stderr)
+        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
+        print(f"{prog}: error: could not save {final_dir}: {' '.join(str(err).split())}; {kept}.", file=sys.stderr)
         return 2
     if trainer.is_world_process_zero():
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
