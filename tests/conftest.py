@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real checkpoints built offline, the shared data files, a standalone runner."""
+"""Shared fixtures: tiny real checkpoints built offline, the repository's data files, a standalone runner."""
 
 import os
 import subprocess
@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+DATA_DIR = REPO_ROOT / "data"  # shipped with the repository: tiny-shakespeare.txt, qa-tiny.jsonl
 
 
 def minilm_dir() -> Path:
@@ -81,9 +81,8 @@ def build_tiny_mlm(kind: str, out_dir: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The repository's data folder (never skipped: the files are part of the repository)."""
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -286,7 +286,7 @@ def test_template_whose_prompt_is_not_a_prefix_is_rejected(tokenizer):
         tokenize_conversation([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], odd)
 
 
-def test_prepare_sft_on_alpaca_eval(tokenizer, shared_data):
-    splits = prepare_datasets("sft", f"{shared_data / 'alpaca_eval.jsonl'}[train:40,test:8]", tokenizer, max_length=256)
+def test_prepare_sft_on_qa_tiny(tokenizer, shared_data):
+    splits = prepare_datasets("sft", f"{shared_data / 'qa-tiny.jsonl'}[train:40,test:8]", tokenizer, max_length=256)
     assert len(splits["train"]) == 40 and len(splits["test"]) == 8
     assert all(1 < p < 256 for p in splits["train"]["prompt_len"])

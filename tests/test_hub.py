@@ -82,8 +82,8 @@ class FakeHfApi:
         FakeHfApi.calls.append(("create_repo", repo_id, kwargs, self.token))
         return f"https://huggingface.co/{repo_id}"
 
-    def upload_folder(self, **kwargs):
-        FakeHfApi.calls.append(("upload_folder", kwargs["repo_id"], kwargs, self.token))
+    def create_commit(self, **kwargs):
+        FakeHfApi.calls.append(("create_commit", kwargs["repo_id"], kwargs, self.token))
 
 
 @pytest.fixture
@@ -108,9 +108,18 @@ def test_dry_run_cli_lists_the_repo_files_and_prints_the_card(checkpoint, gif):
     assert EXPECTED_FILES | {"decode_trace.gif"} <= files
     assert 'AutoModel.from_pretrained("someone/tiny-editflow", trust_remote_code=True)' in card_text
     assert card_text.lstrip().startswith("---") and "library_name: transformers" in card_text
-    # The card and the GIF are written into the folder, ready to be uploaded as listed.
-    assert (checkpoint / "README.md").read_text(encoding="utf-8").strip() == card_text.strip()
-    assert (checkpoint / "decode_trace.gif").read_bytes() == gif.read_bytes()
+    # A dry run writes nothing: neither the card nor the GIF lands in the folder.
+    assert not (checkpoint / "README.md").exists() and not (checkpoint / "decode_trace.gif").exists()
+
+
+def test_folder_card_is_kept_and_uploaded_as_is(checkpoint, fake_api):
+    (checkpoint / "README.md").write_text("# My own card\n", encoding="utf-8")
+    proc = run_push_cli(checkpoint, "--repo_id", "someone/tiny-editflow", "--dry-run")
+    assert proc.returncode == 0 and "# My own card" in proc.stdout and "folder's own README.md" in proc.stderr
+    push_checkpoint(checkpoint, "someone/tiny-editflow", token="hf_fake")
+    readme = next(op for op in fake_api.calls[1][2]["operations"] if op.path_in_repo == "README.md")
+    assert readme.path_or_fileobj == b"# My own card\n"
+    assert (checkpoint / "README.md").read_text(encoding="utf-8") == "# My own card\n"
 
 
 def test_dry_run_uploads_nothing(checkpoint, fake_api):
@@ -172,7 +181,7 @@ def test_incomplete_folder_is_refused_naming_what_is_missing(checkpoint, break_f
 
 def test_sharded_weights_need_every_shard(checkpoint):
     (checkpoint / "model.safetensors").rename(checkpoint / "model-00001-of-00002.safetensors")
-    (checkpoint / "model-00002-of-00002.safetensors").write_bytes(b"")
+    shutil.copyfile(checkpoint / "model-00001-of-00002.safetensors", checkpoint / "model-00002-of-00002.safetensors")
     weight_map = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}
     (checkpoint / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     listed = push_checkpoint(checkpoint, "someone/tiny-editflow", dry_run=True).splitlines()
@@ -217,15 +226,21 @@ def test_bad_repo_id_and_missing_gif_are_one_line_errors(checkpoint, tmp_path):
 
 
 def test_push_creates_the_repo_and_uploads_the_folder(checkpoint, gif, fake_api):
+    before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
     url = push_checkpoint(checkpoint, "someone/tiny-editflow", private=True, token="hf_fake", gif_path=gif, commit_message="v1")
     assert url == "https://huggingface.co/someone/tiny-editflow"
-    (create, repo_id, create_kwargs, token), (upload, _, upload_kwargs, _) = fake_api.calls
-    assert (create, upload, repo_id, token) == ("create_repo", "upload_folder", "someone/tiny-editflow", "hf_fake")
+    (create, repo_id, create_kwargs, token), (commit, _, commit_kwargs, _) = fake_api.calls
+    assert (create, commit, repo_id, token) == ("create_repo", "create_commit", "someone/tiny-editflow", "hf_fake")
     assert create_kwargs["exist_ok"] is True and create_kwargs["private"] is True
-    assert Path(upload_kwargs["folder_path"]) == checkpoint and upload_kwargs["commit_message"] == "v1"
-    assert "optimizer.pt" in upload_kwargs["ignore_patterns"]
-    card = ModelCard.load(checkpoint / "README.md")
-    assert "](decode_trace.gif)" in card.text and (checkpoint / "decode_trace.gif").is_file()
+    assert commit_kwargs["commit_message"] == "v1"
+    operations = {op.path_in_repo: op.path_or_fileobj for op in commit_kwargs["operations"]}
+    assert EXPECTED_FILES | {"decode_trace.gif"} <= set(operations) and "optimizer.pt" not in operations
+    assert operations["model.safetensors"] == str(checkpoint / "model.safetensors")
+    assert operations["decode_trace.gif"] == str(gif)
+    card = ModelCard(operations["README.md"].decode("utf-8"))
+    assert "](decode_trace.gif)" in card.text
+    # The folder is exactly as it was: the card and the GIF went up from memory and from their own path.
+    assert {p.name: p.read_bytes() for p in checkpoint.iterdir()} == before
 
 
 @pytest.mark.parametrize(

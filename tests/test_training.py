@@ -154,7 +154,7 @@ def test_sft_runs_with_eval_and_checkpoint_is_standalone(tiny_editflow_dir, shar
     proc = run_script(
         "sft.py",
         "--model_name_or_path", tiny_editflow_dir,
-        "--dataset_args", f"{shared_data / 'alpaca_eval.jsonl'}[train:48,test:8]",
+        "--dataset_args", f"{shared_data / 'qa-tiny.jsonl'}[train:48,test:8]",
         "--max_length", 128,
         "--max_steps", 4,
         "--x0_sampler", "masks[length:32]",

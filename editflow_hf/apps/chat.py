@@ -11,14 +11,18 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 
 import sys
 
-from ..errors import run_cli
-from .sample import add_bool_flag, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs, str_to_bool
+from ..errors import EditFlowError, run_cli
+from .sample import add_bool_flag, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs, str_to_bool
 
 EXIT_WORDS = {"exit", "quit"}
 
 
 def run(args, stdin=None, stdout=None) -> int:
-    stdin = stdin if stdin is not None else sys.stdin
+    if stdin is None:
+        stdin = sys.stdin
+        # An undecodable byte arrives as a lone surrogate (reported for its line) instead of ending the session.
+        if hasattr(stdin, "reconfigure"):
+            stdin.reconfigure(errors="surrogateescape")
     stdout = stdout if stdout is not None else sys.stdout
     check_common_args(args)
     quiet_transformers()
@@ -42,6 +46,11 @@ def run(args, stdin=None, stdout=None) -> int:
             continue
         if message == "/reset":
             history = []
+            continue
+        try:
+            check_text(message, "that line")
+        except EditFlowError as err:
+            print(f"editflow-chat: {err}", file=sys.stderr)
             continue
         prompt = [*history, {"role": "user", "content": message}] if chat_mode else message
         try:

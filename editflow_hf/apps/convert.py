@@ -21,6 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors
 from ..errors import EditFlowError, run_cli
 
 # torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
@@ -226,26 +227,35 @@ def convert(
     scheduler: str = "linear",
     trust_remote_code: bool = False,
     headless_head_init: str = "embeddings",
+    overwrite: bool = False,
 ) -> Path:
     """Convert `model_name_or_path` (local folder or Hub id of an encoder or a decoder LM) into an Edit Flow
     checkpoint folder at `output_dir` (weights in safetensors, config with `auto_map`, remote code, tokenizer,
     generation_config.json with the default sampling settings and raw-text prompts).
     `headless_head_init`: the vocabulary projection of a headless encoder's token heads starts from its input
-    embeddings (`"embeddings"`) or at random (`"random"`). Returns the folder."""
+    embeddings (`"embeddings"`) or at random (`"random"`). Returns the folder.
+
+    A non-empty `output_dir` is refused unless `overwrite`; the folder is written beside it and renamed into
+    place, so a failed conversion (a full disk...) leaves `output_dir` as it was."""
     _heavy()
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
     scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
-    source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    check_output_folder(output_dir, overwrite=overwrite)
+    check_model_folder(model_name_or_path, what="source model")
+    with loading_errors(model_name_or_path, what="source model"):
+        source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if source_config.model_type == EditFlowConfig.model_type:
         raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
     causal = _is_causal_lm(source_config)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    with loading_errors(model_name_or_path, what="source model"):
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     added_tokens = prepare_tokenizer(tokenizer, add_missing=causal)
-    if causal:
-        source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer))
-    else:
-        source = _load_encoder(model_name_or_path, trust_remote_code, source_config)
+    with loading_errors(model_name_or_path, what="source model"):
+        if causal:
+            source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer))
+        else:
+            source = _load_encoder(model_name_or_path, trust_remote_code, source_config)
     if headless_head_init == "random":
         source.projection = None
 
@@ -298,9 +308,10 @@ def convert(
                 _copy_linear(head.decoder, source.projection)
 
     output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
-    editflow_generation_config().save_pretrained(output_dir)  # default sampling settings, raw-text prompts
+    with atomic_folder(output_dir, overwrite=overwrite) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        editflow_generation_config().save_pretrained(staging)  # default sampling settings, raw-text prompts
     return output_dir
 
 
@@ -316,6 +327,7 @@ def main(argv=None) -> int:
         default="embeddings",
         help="A headless encoder's token heads: vocabulary projection from its input embeddings (default) or random.",
     )
+    parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output_dir (refused without it).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -326,6 +338,7 @@ def main(argv=None) -> int:
             scheduler=args.scheduler,
             trust_remote_code=args.trust_remote_code,
             headless_head_init=args.headless_head_init,
+            overwrite=args.overwrite,
         )
         print(f"Edit Flow checkpoint written to {out}")
         return 0

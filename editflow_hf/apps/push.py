@@ -5,8 +5,9 @@
 
 The folder must be a complete Hub repo (config with `auto_map` + `custom_pipelines`, safetensors weights, the
 remote code, the tokenizer) so that `AutoModel.from_pretrained(repo, trust_remote_code=True)` and
-`pipeline("editflow-generation", model=repo, trust_remote_code=True)` work for anyone. The card (README.md) is
-written into the folder before the upload; `--dry-run` writes it too, lists the files and uploads nothing.
+`pipeline("editflow-generation", model=repo, trust_remote_code=True)` work for anyone. The card (README.md: the
+folder's own when it has one, else a generated card) and the GIF are uploaded from memory / their own path: the
+folder is never modified. `--dry-run` lists the files and prints the card; it writes and uploads nothing.
 """
 
 import argparse
@@ -14,12 +15,12 @@ import importlib
 import importlib.util
 import json
 import re
-import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
@@ -28,6 +29,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
+from ..checkpoints import weights_problem
 from ..errors import EditFlowError, run_cli
 
 # huggingface_hub talks HTTP through httpx2 (httpx in older releases); their transport errors are not OSErrors.
@@ -224,15 +226,13 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if PIPELINE_TASK not in config.get("custom_pipelines", {}):
         problems.append(f"config.json has no custom_pipelines entry for {PIPELINE_TASK!r}")
 
-    index_file = folder / "model.safetensors.index.json"
-    if index_file.is_file():
-        shards = set(_read_json(index_file, "weights index").get("weight_map", {}).values())
-        missing_shards = sorted(s for s in shards if not (folder / s).is_file())
-        if not shards or missing_shards:
-            problems.append(f"safetensors shards listed in model.safetensors.index.json are missing: {missing_shards or 'none listed'}")
-    elif not (folder / "model.safetensors").is_file():
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
         found = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else "no weights"
         problems.append(f"model.safetensors is missing ({found}; save with safe_serialization, the default)")
+    else:
+        weights = weights_problem(folder)
+        if weights is not None:
+            problems.append(weights)
 
     _, missing_code = _required_code_files(folder, config)
     if missing_code:
@@ -406,6 +406,61 @@ def _hub_failure(err: Exception, repo_id: str) -> EditFlowError:
     return EditFlowError(f"no network: cannot reach the Hub at {huggingface_hub.constants.ENDPOINT} ({type(err).__name__}: {detail})")
 
 
+@dataclass
+class UploadPlan:
+    """What a push sends: the folder's files (relative paths), the model card and the GIF. Nothing is written
+    into the folder: the card goes up from memory, the GIF from where it is."""
+
+    folder: Path
+    files: list[str]
+    card: str
+    card_is_generated: bool
+    gif_path: Path | None = None
+
+    @property
+    def repo_files(self) -> list[str]:
+        """Every file of the repo after the push, sorted."""
+        extra = {"README.md"} | ({self.gif_path.name} if self.gif_path else set())
+        return sorted(set(self.files) | extra)
+
+
+def plan_upload(
+    checkpoint_dir,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    dataset=None,
+    training_args: dict | None = None,
+    gif_path=None,
+    license: str | None = DEFAULT_LICENSE,
+) -> UploadPlan:
+    """Check the folder and the repo id, build the card (the folder's own README.md when it has one, else the
+    generated card) and list the files; reads only. Raises EditFlowError (one line) for anything wrong."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise EditFlowError(f"invalid repo id {repo_id!r}: use `namespace/name` ({str(err).splitlines()[0]})") from None
+    folder = Path(checkpoint_dir)
+    check_checkpoint(folder)
+    if gif_path is not None:
+        gif_path = Path(gif_path)
+        if not gif_path.is_file():
+            raise EditFlowError(f"GIF {gif_path} not found: make one with `editflow-sample ... --make_gif` or drop --gif.")
+    own_card = folder / "README.md"
+    if own_card.is_file():
+        card, generated = own_card.read_text(encoding="utf-8"), False
+    else:
+        card = str(
+            build_model_card(
+                folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
+                license=license,
+            )
+        )
+        generated = True
+    files = [name for name in upload_file_list(folder) if name != "README.md" and not (gif_path and name == gif_path.name)]
+    return UploadPlan(folder, files, card, generated, gif_path)
+
+
 def push_checkpoint(
     checkpoint_dir,
     repo_id: str,
@@ -420,48 +475,36 @@ def push_checkpoint(
     commit_message: str | None = None,
     license: str | None = DEFAULT_LICENSE,
 ) -> str:
-    """Write the model card (README.md, and the decode GIF when given) into `checkpoint_dir`, check it is a
-    complete repo, then create `repo_id` (exist_ok) and upload the folder.
+    """Check that `checkpoint_dir` is a complete repo, then create `repo_id` (exist_ok) and upload, in one
+    commit, the folder's files, the model card as README.md (the folder's own README.md if it has one, else
+    the generated card, uploaded from memory) and the decode GIF when given. The folder is never modified.
 
-    Returns the repo URL, or with `dry_run` the files that would be uploaded, one per line (nothing is sent).
+    Returns the repo URL, or with `dry_run` the files the repo would hold, one per line (nothing is sent).
     Raises EditFlowError (one line) for an incomplete folder, a bad repo id, no network, no token or a refused write."""
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise EditFlowError(f"invalid repo id {repo_id!r}: use `namespace/name` ({str(err).splitlines()[0]})") from None
-    folder = Path(checkpoint_dir)
-    check_checkpoint(folder)
-
-    gif_in_repo = None
-    if gif_path is not None:
-        gif_path = Path(gif_path)
-        if not gif_path.is_file():
-            raise EditFlowError(f"GIF {gif_path} not found: make one with `editflow-sample ... --make_gif` or drop --gif.")
-        gif_in_repo = folder / gif_path.name
-        if gif_path.resolve() != gif_in_repo.resolve():
-            shutil.copyfile(gif_path, gif_in_repo)
-    card = build_model_card(
-        folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_in_repo,
+    plan = plan_upload(
+        checkpoint_dir, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
         license=license,
-    )  # fmt: skip
-    card.save(folder / "README.md")
-    files = upload_file_list(folder)
+    )
     if dry_run:
-        return "\n".join(files)
+        return "\n".join(plan.repo_files)
 
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise EditFlowError(OFFLINE_MESSAGE)
     token = token or huggingface_hub.get_token()
     if not token:
         raise EditFlowError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.folder / name)) for name in plan.files]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=plan.card.encode("utf-8")))
+    if plan.gif_path is not None:
+        operations.append(CommitOperationAdd(path_in_repo=plan.gif_path.name, path_or_fileobj=str(plan.gif_path)))
     api = HfApi(token=token)
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(
+        api.create_commit(
             repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message or f"Upload Edit Flow checkpoint ({folder.name})",
-            ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+            operations=operations,
+            commit_message=commit_message or f"Upload Edit Flow checkpoint ({plan.folder.name})",
+            repo_type="model",
         )
     except (OSError, *_HTTP_ERRORS) as err:  # HfHubHTTPError and OfflineModeIsEnabled are OSErrors
         raise _hub_failure(err, repo_id) from None
@@ -473,7 +516,7 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoint", help="Checkpoint folder to publish (e.g. <output_dir>/checkpoint-final).")
     parser.add_argument("--repo_id", "--repo-id", required=True, help="Target Hub repo, `namespace/name`.")
     parser.add_argument("--private", action="store_true", help="Create the repo private.")
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="Write the card, list the files and print the card; upload nothing.")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true", help="List the repo's files and print the card; write and upload nothing.")
     parser.add_argument("--token", default=None, help="Hugging Face token (default: HF_TOKEN or the `hf auth login` token).")
     parser.add_argument("--gif", default=None, help="Decode-trace GIF of one sample to embed in the card (uploaded with it).")
     parser.add_argument("--base_model", default=None, help="Base encoder for the card (default: the encoder's name in config.json).")
@@ -487,23 +530,23 @@ def main(argv=None) -> int:
 
 
 def _push_from_args(args) -> int:
+    card_options = dict(base_model=args.base_model, dataset=args.dataset, gif_path=args.gif, license=args.license)
+    if args.dry_run:
+        plan = plan_upload(args.checkpoint, args.repo_id, **card_options)
+        print("\n".join(plan.repo_files))
+        print()
+        print(plan.card)
+        if not plan.card_is_generated:
+            print("editflow-push: the card is the folder's own README.md (delete it to use the generated one)", file=sys.stderr)
+        return 0
     result = push_checkpoint(
         args.checkpoint,
         args.repo_id,
         private=args.private,
         token=args.token,
-        base_model=args.base_model,
-        dataset=args.dataset,
-        gif_path=args.gif,
-        dry_run=args.dry_run,
         commit_message=args.commit_message,
-        license=args.license,
+        **card_options,
     )
-    if args.dry_run:
-        print(result)
-        print()
-        print((Path(args.checkpoint) / "README.md").read_text(encoding="utf-8"))
-        return 0
     print(f"Pushed {args.checkpoint} to {result}")
     return 0
 

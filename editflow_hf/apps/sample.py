@@ -23,6 +23,7 @@ import os
 import re
 import sys
 
+from ..checkpoints import check_model_folder, loading_errors
 from ..errors import EditFlowError, run_cli
 
 # transformers (and torch) are imported where they are used, so that `--help` starts fast.
@@ -57,7 +58,7 @@ def refuse_dllm_sampling_flags(args) -> None:
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
-    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step size in (0, 1] (default: the checkpoint's, else 0.01).")
+    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step size in (0, 1], at least 1e-4 (at most 10,000 steps) (default: the checkpoint's, else 0.01).")
     parser.add_argument("--mask_length", type=int, default=None, help="Masks appended after the prompt (default: the checkpoint's x0 length, else 64).")
     parser.add_argument("--seed", type=int, default=None, help="Random seed: same seed, same output.")
     parser.add_argument("--temperature", type=float, default=None, help="Token temperature; 0 = greedy (default: the checkpoint's, else 1.0).")
@@ -100,19 +101,38 @@ def parse_chat_template(value: str) -> bool | None:
         raise argparse.ArgumentTypeError(f"expected auto, True or False (or on/off), got {value!r}") from None
 
 
+def check_text(text: str, what: str) -> None:
+    """EditFlowError for text the tokenizer cannot encode: a lone surrogate (e.g. an undecodable byte of the
+    command line or of stdin, which Python keeps as \\udcXX)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise EditFlowError(
+            f"{what} is not valid UTF-8 text (character {err.start}: {text[err.start]!r}, a lone surrogate, e.g. an "
+            "undecodable byte); pass UTF-8 text."
+        ) from None
+
+
 def check_common_args(args) -> None:
     """Reject bad values before loading the model (the pipeline checks them again)."""
     refuse_dllm_sampling_flags(args)
-    if args.tau is not None and not 0.0 < args.tau <= 1.0:
-        raise EditFlowError(f"--tau must be in (0, 1]; got {args.tau}.")
+    from ..modeling.sampling_editflow import check_sampling_params
+
+    # The checkpoint's defaults fill what is unset; the pipeline checks the merged values again.
+    try:
+        check_sampling_params(
+            0.01 if args.tau is None else args.tau,
+            1.0 if args.temperature is None else args.temperature,
+            1.0 if args.top_p is None else args.top_p,
+            args.top_k,
+            flag_prefix="--",
+        )
+    except ValueError as err:
+        raise EditFlowError(str(err)) from None
     if args.mask_length is not None and args.mask_length < 0:
         raise EditFlowError(f"--mask_length must be >= 0; got {args.mask_length}.")
-    if args.temperature is not None and args.temperature < 0:
-        raise EditFlowError(f"--temperature must be >= 0; got {args.temperature}.")
-    if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
-        raise EditFlowError(f"--top_p must be in (0, 1]; got {args.top_p}.")
-    if args.top_k is not None and args.top_k < 0:
-        raise EditFlowError(f"--top_k must be >= 0; got {args.top_k}.")
+    if getattr(args, "prompt", None):
+        check_text(args.prompt, "--prompt")
     path = args.model_name_or_path
     hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
     if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
@@ -126,6 +146,7 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
 
     from ..modeling.pipeline_editflow import EditFlowGenerationPipeline
 
+    check_model_folder(model_name_or_path)
     try:
         config = AutoConfig.from_pretrained(os.path.expanduser(model_name_or_path))
     except (OSError, ValueError) as err:
@@ -135,8 +156,9 @@ def load_pipeline(model_name_or_path: str, device: str | None = None):
             f"{model_name_or_path!r} is a {config.model_type!r} checkpoint, not an Edit Flow one; "
             "convert it first with editflow-convert."
         )
-    model = AutoModel.from_pretrained(model_name_or_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    with loading_errors(model_name_or_path):
+        model = AutoModel.from_pretrained(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     kwargs = {"device": device} if device else {}
     return EditFlowGenerationPipeline(model=model, tokenizer=tokenizer, task="editflow-generation", **kwargs)
 

@@ -184,17 +184,36 @@ def sample_tokens(
     return choice.squeeze(-1)
 
 
-def check_sampling_params(tau: float, temperature: float, top_p: float, top_k: int | None = None) -> None:
-    """ValueError naming the fix for a tau outside (0, 1], a negative temperature, a top_p outside (0, 1] or a
-    negative top_k."""
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0:
-        raise ValueError(f"`tau` must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"`temperature` must be a number >= 0 (0 = greedy); got {temperature!r}.")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"`top_p` must be a number in (0, 1]; got {top_p!r}.")
+# The finest step size accepted: tau-leaping takes ceil(1 / tau) steps (one encoder pass each), and below this
+# floor a typo (1e-7 for 1e-2) would mean millions of passes that look like a hang.
+MAX_TAU_STEPS = 10_000
+MIN_TAU = 1.0 / MAX_TAU_STEPS
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def check_sampling_params(
+    tau: float, temperature: float, top_p: float, top_k: int | None = None, *, flag_prefix: str = ""
+) -> None:
+    """ValueError naming the fix for a tau outside [MIN_TAU, 1] (at most MAX_TAU_STEPS = 10,000 steps), a
+    temperature that is negative or not finite, a top_p outside (0, 1] or a negative top_k. NaN and infinity are refused
+    everywhere. `flag_prefix="--"` names the command-line flags in the messages."""
+    tau_name, temperature_name, top_p_name = (f"`{flag_prefix}{name}`" for name in ("tau", "temperature", "top_p"))
+    if not _is_number(tau) or not 0.0 < tau <= 1.0:  # NaN fails every comparison
+        raise ValueError(f"{tau_name} must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
+    if tau < MIN_TAU:
+        raise ValueError(
+            f"{tau_name} {tau!r} would take {math.ceil(1.0 / tau):,} steps; the sampler allows at most "
+            f"{MAX_TAU_STEPS:,} (tau >= {MIN_TAU:g}). Typical values are 0.01 to 0.05."
+        )
+    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"{temperature_name} must be a finite number >= 0 (0 = greedy); got {temperature!r}.")
+    if not _is_number(top_p) or not 0.0 < top_p <= 1.0:
+        raise ValueError(f"{top_p_name} must be a number in (0, 1]; got {top_p!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"`top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
+        raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
 def num_tau_steps(tau: float) -> int:
@@ -457,6 +476,8 @@ __all__ = [
     "SamplingResult",
     "TauLeapSampler",
     "apply_edits",
+    "MAX_TAU_STEPS",
+    "MIN_TAU",
     "check_sampling_params",
     "edit_permissions",
     "num_tau_steps",

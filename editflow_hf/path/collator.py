@@ -10,9 +10,14 @@ For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = le
 The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
 1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
 
-The collator runs inside DataLoader workers: its numpy Generator is created lazily in the process that uses
-it, seeded from `torch.initial_seed()` (different in every worker, reproducible under `torch.manual_seed` /
-`transformers.set_seed`) or, with `seed`, from (seed, worker id). It pickles without its Generator.
+Randomness. When every feature carries a draw key (`DRAW_KEY`: a tuple of non-negative ints, e.g. (seed,
+epoch, row index), which `EditFlowTrainer` adds to every training row), the batch's Generator is seeded with
+the keys of its rows: its t, x0 and x_t are then a pure function of (seed, epoch, row indices), whatever the
+process or the DataLoader worker that collates it, so a run resumed from a checkpoint (same batches, in the
+same order) draws exactly what the uninterrupted run drew and no random state needs saving. Otherwise
+(evaluation, direct use) batches draw from the collator's numpy Generator, created lazily in the process that
+uses it, seeded from `torch.initial_seed()` (different in every worker, reproducible under `torch.manual_seed`
+/ `transformers.set_seed`) or, with `seed`, from (seed, worker id). The collator pickles without its Generator.
 """
 
 import os
@@ -23,6 +28,9 @@ import torch
 from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .couplings import X0Sampler, parse_x0_sampler
+
+
+DRAW_KEY = "draw_key"
 
 
 def _worker_id() -> int | None:
@@ -116,6 +124,14 @@ class EditFlowCollator:
         state["_rng"] = state["_rng_owner"] = None
         return state
 
+    def _batch_generator(self, features: list) -> np.random.Generator:
+        """The Generator of this batch: seeded with the draw keys of its rows when every row has one (one
+        SeedSequence over all of them: a pure function of the batch, tens of microseconds), else the shared one."""
+        keys = [feature.get(DRAW_KEY) if isinstance(feature, dict) else None for feature in features]
+        if all(key is not None for key in keys):
+            return np.random.default_rng([int(part) for key in keys for part in key])
+        return self.rng
+
     def _x1_and_prompt_len(self, index: int, feature) -> tuple[np.ndarray, int]:
         if not isinstance(feature, dict) or "input_ids" not in feature:
             raise ValueError(f"Feature {index} must be a dict with 'input_ids' (x1 starting with BOS); got {feature!r:.200}.")
@@ -133,8 +149,8 @@ class EditFlowCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         if len(features) == 0:
             raise ValueError("EditFlowCollator got an empty list of features.")
-        rng = self.rng
         examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
+        rng = self._batch_generator(features)
         t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
 
@@ -174,4 +190,4 @@ class EditFlowCollator:
         )
 
 
-__all__ = ["EditFlowCollator", "BLANK"]
+__all__ = ["EditFlowCollator", "BLANK", "DRAW_KEY"]

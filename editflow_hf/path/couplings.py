@@ -19,9 +19,12 @@ _SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<args>[^\]]*)\])?\s*$"
 
 
 class X0Sampler:
-    """Decides the number of masks after BOS (+ prompt) in x0. Subclasses implement `__call__`."""
+    """Decides the number of masks after BOS (+ prompt) in x0. Subclasses implement `__call__` and set
+    `max_masks`, the largest count they can return (None: unbounded or unknown; the training scripts check it
+    against the encoder's positions)."""
 
     spec = ""
+    max_masks: int | None = None
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         raise NotImplementedError
@@ -47,6 +50,7 @@ class FixedMasks(X0Sampler):
 
     def __init__(self, length: int):
         self.length = length
+        self.max_masks = length
         self.spec = f"masks[length:{length}]"
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
@@ -63,6 +67,7 @@ class UniformMasks(X0Sampler):
     def __init__(self, min_length: int, max_length: int):
         self.min_length = min_length
         self.max_length = max_length
+        self.max_masks = max_length
         self.spec = f"masks[min:{min_length},max:{max_length}]"
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
@@ -79,6 +84,7 @@ class EmptyX0(X0Sampler):
     """No masks: x0 is BOS (+ prompt) alone (`empty`)."""
 
     spec = "empty"
+    max_masks = 0
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         return 0

@@ -85,6 +85,14 @@ class DataArguments:
     load_preprocessed_data: bool = field(
         default=False, metadata={"help": "Not needed: pass a saved-to-disk dataset folder to --dataset_args."}
     )
+    drop_incomplete_rows: bool = field(
+        default=False,
+        metadata={
+            "help": "Rows without what the task trains on (pt: a null text; sft: a missing or null output or "
+            "instruction, or no messages) are refused by default, with their count and first row; True drops them "
+            "with a warning."
+        },
+    )
     eval_split_size: float = field(
         default=0.01,
         metadata={
@@ -123,6 +131,14 @@ class EditFlowTrainingArguments(TrainingArguments):
     )
     normalize_per_position: bool = field(
         default=True, metadata={"help": "Each sequence's loss is divided by len(x1) (dLLM's default; False is refused)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an --output_dir that holds checkpoints of an earlier run (refused without it or "
+            "--resume_from_checkpoint): its checkpoint-N folders are removed at the start, its checkpoint-final "
+            "is replaced when the new one is saved."
+        },
     )
 
     def __post_init__(self):

@@ -12,10 +12,12 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig, HfArgument
 
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
+from ..checkpoints import check_model_folder, commit_folder, discard_staging, loading_errors, staging_path, weights_problem
 from ..errors import EditFlowError
 from ..modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
 from ..path.couplings import parse_x0_sampler
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
+from .checks import preflight
 from .data import prepare_datasets
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .trainer import EditFlowTrainer
@@ -30,21 +32,35 @@ _RECORDED_ARGS = (
 )
 
 
-def _resolve_model_path(model_args, training_args) -> str:
-    """An Edit Flow checkpoint as is; a plain encoder converted (on the first process of each node) into
-    <output_dir>/converted, so `--model_name_or_path answerdotai/ModernBERT-large` works directly."""
+def _load_config(model_args):
+    """The config of --model_name_or_path, after checking that a local folder holds a loadable model."""
     source = model_args.model_name_or_path
+    check_model_folder(source)
     try:
-        config = AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
-    except (OSError, ValueError) as err:
+        return AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as err:
         raise EditFlowError(f"--model_name_or_path {source}: cannot load a config ({str(err).splitlines()[0]}).") from None
+
+
+def _resolve_model_path(model_args, training_args, config) -> str:
+    """An Edit Flow checkpoint as is; a plain encoder converted (on the first process of each node) into
+    <output_dir>/converted, so `--model_name_or_path answerdotai/ModernBERT-large` works directly. A complete
+    conversion left there by an earlier run of the same output_dir is reused unless --overwrite_output_dir."""
+    source = model_args.model_name_or_path
     if config.model_type == "editflow":
         return source
     converted = Path(training_args.output_dir) / "converted"
+    overwrite = training_args.overwrite_output_dir
     with training_args.main_process_first(desc="Edit Flow conversion"):
         if training_args.local_process_index == 0:
-            logger.info("%s is a plain %s encoder: converting it to an Edit Flow model in %s.", source, config.model_type, converted)
-            convert(source, converted, scheduler=training_args.scheduler_cls, trust_remote_code=model_args.trust_remote_code)
+            if not overwrite and (converted / "config.json").is_file() and weights_problem(converted) is None:
+                logger.info("Reusing the conversion of %s in %s.", source, converted)
+            else:
+                logger.info("%s is a plain %s encoder: converting it to an Edit Flow model in %s.", source, config.model_type, converted)
+                convert(
+                    source, converted, scheduler=training_args.scheduler_cls, trust_remote_code=model_args.trust_remote_code,
+                    overwrite=overwrite,
+                )  # fmt: skip
     return str(converted)
 
 
@@ -59,6 +75,24 @@ def save_generation_config(final_dir, source, task: str, x0_sampler) -> None:
     defaults = editflow_generation_defaults(start)
     defaults.update(mask_length=parse_x0_sampler(x0_sampler).sampling_mask_length, chat_template=task == "sft")
     editflow_generation_config(**defaults).save_pretrained(final_dir)
+
+
+def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model_args, task: str) -> None:
+    """Save the trained model (`save_final_checkpoint`), its trainer state, recorded arguments and sampling defaults into a staging
+    sibling of `final_dir`, renamed into place once complete (an existing checkpoint-final is replaced only then)."""
+    staging = staging_path(final_dir)
+    try:
+        save_final_checkpoint(trainer, staging, model_path, model_args)  # every process (sharded models gather)
+        trainer.accelerator.wait_for_everyone()
+        if trainer.is_world_process_zero():
+            trainer.state.save_to_json(str(staging / "trainer_state.json"))
+            (staging / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
+            save_generation_config(staging, model_path, task, trainer.args.x0_sampler)
+            commit_folder(staging, final_dir)
+    except (OSError, EditFlowError):
+        if trainer.is_world_process_zero():
+            discard_staging(final_dir)
+        raise
 
 
 def _push(final_dir, model_args, training_args, prog: str) -> None:
@@ -108,12 +142,15 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     try:
         if data_args.streaming and training_args.max_steps <= 0:
             raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
+        config = _load_config(model_args)
+        resume_from = preflight(task, config, data_args, training_args)
         set_seed(training_args.seed)
         if data_args.disable_caching:
             datasets.disable_caching()
-        model_path = _resolve_model_path(model_args, training_args)
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = load_model_for_training(model_path, model_args)
+        model_path = _resolve_model_path(model_args, training_args, config)
+        with loading_errors(model_path):
+            tokenizer = AutoTokenizer.from_pretrained(model_path)
+            model = load_model_for_training(model_path, model_args)
         with training_args.main_process_first(desc="dataset preparation"):
             splits = prepare_datasets(
                 task,
@@ -126,6 +163,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
                 num_proc=data_args.num_proc,
                 eval_split_size=data_args.eval_split_size,
                 seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+                drop_incomplete_rows=data_args.drop_incomplete_rows,
             )
         if training_args.eval_strategy != "no" and "test" not in splits:
             raise EditFlowError(
@@ -140,25 +178,26 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
             processing_class=tokenizer,
         )
         check_final_save_possible(trainer)
-    except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return getattr(err, "code", 2)
 
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_from)
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
-    try:
-        save_final_checkpoint(trainer, final_dir, model_path, model_args)
-    except EditFlowError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return err.code
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
     pt_only = ("text_field", "insert_eos") if task == "sft" else ()
     recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
+    try:
+        _save_final(trainer, final_dir, recorded, model_path, model_args, task)
+    except EditFlowError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.code
+    except OSError as err:
+        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
+        print(f"{prog}: error: could not save {final_dir}: {' '.join(str(err).split())}; {kept}.", file=sys.stderr)
+        return 2
     if trainer.is_world_process_zero():
-        trainer.state.save_to_json(str(final_dir / "trainer_state.json"))
-        (final_dir / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
-        save_generation_config(final_dir, model_path, task, training_args.x0_sampler)
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
         if push_requested:
             try:

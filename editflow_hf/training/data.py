@@ -20,11 +20,14 @@ deterministically. Local .txt files are read one paragraph (blank-line separated
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
 logger = logging.getLogger(__name__)
@@ -153,13 +156,21 @@ def _carve_eval(train: Dataset, size: float, seed: int) -> tuple[Dataset, Datase
 
 
 def load_splits(
-    spec: DatasetSpec, *, streaming: bool = False, eval_split_size: float = 0.01, seed: int = 42
+    spec: DatasetSpec,
+    *,
+    streaming: bool = False,
+    eval_split_size: float = 0.01,
+    seed: int = 42,
+    row_check: Callable | None = None,
 ) -> DatasetDict | IterableDatasetDict:
     """Load one spec as `{"train": ..., "test": ...}` ("test" absent when there is no evaluation data).
 
     Row limits keep the first rows; an evaluation split the source lacks is held out of train (seeded shuffle)
-    before the train limit applies, so the two never overlap."""
+    before the train limit applies, so the two never overlap. `row_check(split, split_name, source)` (e.g.
+    `check_rows`) sees every split as loaded, before any of that, so the row numbers it reports are the file's."""
     loaded = _load_source(spec.source, streaming, spec.config)
+    if row_check is not None:
+        loaded = type(loaded)({name: row_check(split, name, spec.source) for name, split in loaded.items()})
     available = list(loaded.keys())
     requested = dict(spec.splits)
     train_name = "train" if "train" in requested or not requested else None
@@ -214,6 +225,75 @@ def _require_columns(dataset, needed: list[str], source: str, hint: str) -> None
     missing = [c for c in needed if c not in columns]
     if missing:
         raise ValueError(f"{source}: no column {missing[0]!r}; available columns: {', '.join(columns)}. {hint}")
+
+
+def _line_of_row(source: str, row: int) -> int | None:
+    """The line of a local JSON-lines file that holds its `row`-th (0-based) row (blank lines hold none)."""
+    path = Path(source).expanduser()
+    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".json"):
+        return None
+    with path.open("rb") as handle:
+        rows = -1
+        for line_number, raw in enumerate(handle, 1):
+            if raw.strip():
+                rows += 1
+                if rows == row:
+                    return line_number
+    return None
+
+
+def _incomplete_rows(dataset: Dataset, task: str, text_field: str) -> tuple[np.ndarray, str] | None:
+    """(indices of the rows without what the task trains on, what they lack), or None when the columns the
+    task needs are absent (group_texts / format_sft name them)."""
+    table = dataset.with_format("arrow")
+    columns = set(dataset.column_names)
+    if task == "pt":
+        if text_field not in columns:
+            return None
+        return np.flatnonzero(pc.is_null(table[text_field]).to_numpy(zero_copy_only=False)), f"text ({text_field!r} missing or null)"
+    if "messages" in columns:
+        messages = table["messages"]
+        empty = pc.fill_null(pc.equal(pc.list_value_length(messages), 0), True)
+        return np.flatnonzero(empty.to_numpy(zero_copy_only=False)), "messages (missing, null or empty)"
+    if {"instruction", "output"} <= columns:
+        lacking = pc.or_(pc.is_null(table["instruction"]), pc.is_null(table["output"]))
+        return np.flatnonzero(lacking.to_numpy(zero_copy_only=False)), "instruction or output (missing or null)"
+    return None
+
+
+def check_rows(
+    dataset,
+    split: str,
+    source: str,
+    *,
+    task: str,
+    text_field: str = "text",
+    drop_incomplete_rows: bool = False,
+):
+    """The raw rows of one loaded split, checked before any preparation: a train split without rows is
+    refused; rows without what the task trains on (pt: a null text; sft: a missing or null output or
+    instruction, or no messages) are refused with their count and the first row number (and file line), or
+    dropped with a warning when `drop_incomplete_rows`. A streamed split is passed through unchecked."""
+    if not isinstance(dataset, Dataset):
+        return dataset
+    if len(dataset) == 0:
+        if split == "train":
+            raise ValueError(f"{source}: the {split} split has no rows; pass a file or dataset with training data.")
+        return dataset
+    found = _incomplete_rows(dataset, task, text_field)
+    if found is None or len(found[0]) == 0:
+        return dataset
+    bad, lacking = found
+    first = int(bad[0])
+    line = _line_of_row(source, first)
+    where = f"row {first + 1}" + (f", line {line}" if line is not None else "")
+    summary = f"{source}: {len(bad)} of {len(dataset)} {split} rows have no {lacking} (first: {where})"
+    if not drop_incomplete_rows:
+        raise ValueError(f"{summary}; fix them, or pass --drop_incomplete_rows True to train without them.")
+    logger.warning("%s; dropping them (--drop_incomplete_rows True).", summary)
+    keep = np.ones(len(dataset), dtype=bool)
+    keep[bad] = False
+    return dataset.select(np.flatnonzero(keep))
 
 
 def group_texts(
@@ -357,16 +437,19 @@ def prepare_datasets(
     num_proc: int | None = None,
     eval_split_size: float = 0.01,
     seed: int = 42,
+    drop_incomplete_rows: bool = False,
 ) -> DatasetDict | IterableDatasetDict:
     """Load every `--dataset_args` source and turn it into training features: `task="pt"` groups raw text into
-    blocks (`group_texts`), `task="sft"` formats conversations (`format_sft`). Returns {"train", optional "test"}."""
+    blocks (`group_texts`), `task="sft"` formats conversations (`format_sft`). Returns {"train", optional "test"}.
+    The raw rows are checked first (`check_rows`; incomplete ones refused unless `drop_incomplete_rows`)."""
     if task not in ("pt", "sft"):
         raise ValueError(f"task must be 'pt' or 'sft'; got {task!r}.")
     if tokenizer.bos_token_id is None:
         raise ValueError("The tokenizer has no BOS token; convert the model with editflow-convert (it uses [CLS] as BOS).")
     prepared = []
     for spec in parse_dataset_args(dataset_args):
-        raw = load_splits(spec, streaming=streaming, eval_split_size=eval_split_size, seed=seed)
+        row_check = partial(check_rows, task=task, text_field=text_field, drop_incomplete_rows=drop_incomplete_rows)
+        raw = load_splits(spec, streaming=streaming, eval_split_size=eval_split_size, seed=seed, row_check=row_check)
         splits = {}
         for name, split in raw.items():
             if task == "pt":
@@ -389,6 +472,7 @@ __all__ = [
     "DatasetSpec",
     "parse_dataset_args",
     "load_splits",
+    "check_rows",
     "group_texts",
     "sft_messages",
     "tokenize_conversation",

@@ -11,17 +11,26 @@ edits; the loss (`EditFlowLoss`) is, per sequence divided by len(x1),
     w(t) * sum_positions (sub_rate + del_rate + ins_rate)  -  w(t) * sum_edits [log rate + log p(token)].
 
 Both use the same kappa scheduler, which is also written into `model.config` so that sampling uses it too.
+
+Exact resume. Every training row reaches the collator with a draw key (seed, epoch, row index) (`KeyedDraws`)
+and the collator seeds each batch's t, x0 and x_t from its rows' keys: the draws are a pure function of the
+data order, which the Trainer restores on resume. A run resumed from checkpoint-N therefore ends with the same
+weights as the run that was never interrupted, with nothing extra saved in the checkpoint and whatever the
+number of DataLoader workers. The epoch lives in shared memory, set at every epoch start, so persistent
+workers read the current one.
 """
 
 import logging
+import math
 from dataclasses import fields, is_dataclass
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import has_length
 
 from ..modeling.scheduling_editflow import get_scheduler
 from ..objective.loss import EditFlowLoss
-from ..path.collator import EditFlowCollator
+from ..path.collator import DRAW_KEY, EditFlowCollator
 from .args import EditFlowTrainingArguments
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,43 @@ def _scalar_components(output) -> dict[str, torch.Tensor]:
     }
 
 
+class KeyedDraws(torch.utils.data.Dataset):
+    """A map-style training dataset whose rows carry `DRAW_KEY` = (seed, epoch, row index), the seed of the
+    collator's draws for that row. `epoch` is a shared-memory tensor, so DataLoader workers see its updates."""
+
+    def __init__(self, dataset, seed: int, epoch: torch.Tensor):
+        self.dataset = dataset
+        self.seed = int(seed)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _keyed(self, row, index) -> dict:
+        return {**row, DRAW_KEY: (self.seed, int(self.epoch), int(index))}
+
+    def __getitem__(self, index) -> dict:
+        return self._keyed(self.dataset[index], index)
+
+    def __getitems__(self, indices: list) -> list[dict]:
+        if hasattr(self.dataset, "__getitems__"):
+            rows = self.dataset.__getitems__(indices)
+        else:
+            rows = [self.dataset[index] for index in indices]
+        return [self._keyed(row, index) for row, index in zip(rows, indices)]
+
+
+class _DrawEpochCallback(TrainerCallback):
+    """Sets the epoch of the draw keys when an epoch begins (floor of state.epoch: a resumed run restarts
+    inside epoch floor(global_step / steps_per_epoch), the one the uninterrupted run was in)."""
+
+    def __init__(self, epoch: torch.Tensor):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch.fill_(math.floor((state.epoch or 0.0) + 1e-9))
+
+
 class EditFlowTrainer(Trainer):
     """Trainer for `EditFlowForEditing` on features `{"input_ids": x1, "prompt_len": p}`.
 
@@ -55,7 +101,10 @@ class EditFlowTrainer(Trainer):
 
     The loss output's other scalar fields are summed on the device at every step (no sync) and logged as their
     mean over the logging window, averaged over processes in one reduction at logging time (`eval_` prefix in
-    evaluation)."""
+    evaluation).
+
+    With the Edit Flow collator, training rows carry a draw key (see `KeyedDraws`): their draws depend only on
+    (seed, epoch, row index), which makes a resumed run bit-identical to an uninterrupted one."""
 
     def __init__(self, model=None, args=None, data_collator=None, *, loss_fn=None, processing_class=None, **kwargs):
         if args is None:
@@ -91,8 +140,24 @@ class EditFlowTrainer(Trainer):
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._component_counts = {"train": 0, "eval": 0}
         super().__init__(model=model, args=args, data_collator=data_collator, processing_class=processing_class, **kwargs)
+        self._draw_epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.add_callback(_DrawEpochCallback(self._draw_epoch))
         # compute_loss returns a per-batch mean: the Trainer divides it by the gradient accumulation steps.
         self.loss_is_scaled_for_ga = False
+
+    def get_train_dataloader(self):
+        """The Trainer's training DataLoader over the rows keyed for the collator (`KeyedDraws`), for a map-style
+        dataset and the Edit Flow collator; otherwise the Trainer's own."""
+        dataset = self.train_dataset
+        keyable = has_length(dataset) and not isinstance(dataset, torch.utils.data.IterableDataset)
+        if not keyable or not isinstance(self.data_collator, EditFlowCollator):
+            return super().get_train_dataloader()
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        self.train_dataset = KeyedDraws(dataset, seed, self._draw_epoch)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.train_dataset = dataset
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         output = self.loss_fn(model, inputs)
@@ -131,4 +196,4 @@ class EditFlowTrainer(Trainer):
         super().log(logs, start_time)
 
 
-__all__ = ["EditFlowTrainer"]
+__all__ = ["EditFlowTrainer", "KeyedDraws"]
