@@ -19,24 +19,51 @@ Modes, decided per input:
     edit    (`edit_prompt=True`): nothing but BOS is protected, so the model may rewrite the prompt too;
             `generated_text` is the whole edited text.
 
-Trace (with `return_trace=True`; the format the Space shares):
+Trace (with `return_trace=True`): `DecodeTrace.to_dict()` of the sampler's typed trace, plain JSON like every
+pipeline output (`DecodeTrace.from_dict(out["trace"])` gives the dataclass back):
     {"prompt_len": int, "initial": list[int],
      "steps": [{"step": int, "t": float, "tokens": list[int] (whole sequence after the step, BOS included),
                 "inserted": list[int] and "substituted": list[int] (indices into this step's tokens),
                 "deleted": list[int] (indices into the previous step's tokens)}, ...]}
 with only the steps that changed the sequence.
+
+Streaming: `for step in generator.iter_steps("To be", tau=0.05)` yields a `GenerationStep` per tau step (the newest
+`TraceStep` of each input, None where nothing changed); the last one also carries the outputs a call returns.
 """
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from transformers import AutoTokenizer, Pipeline
 
-from .sampling_editflow import TauLeapSampler, check_sampling_params
+from .sampling_editflow import DecodeTrace, SamplingResult, TauLeapSampler, TraceStep, check_sampling_params
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_MASK_LENGTH = 64
 DEFAULT_BATCH_SIZE = 32
 # pipeline() forwards some loading options to the pipeline's constructor: accept and ignore them.
 LOADING_KWARGS = {"local_files_only", "torch_dtype", "trust_remote_code", "revision", "token", "use_fast"}
+
+
+@dataclass
+class GenerationStep:
+    """One tau step of [`EditFlowGenerationPipeline.iter_steps`].
+
+    Attributes:
+        step: 1-based index of the step (`num_steps` steps reach t = 1).
+        num_steps: steps in the whole run.
+        t: the time reached.
+        rows: per input, the [`TraceStep`] of this step (tokens after it, inserted / substituted / deleted
+            indices), None where the step changed nothing.
+        outputs: on the last step only, what the pipeline call returns for these inputs (a list, one per input).
+    """
+
+    step: int
+    num_steps: int
+    t: float
+    rows: list[TraceStep | None]
+    outputs: list[dict] | None = None
 
 
 def _is_message_list(value) -> bool:
@@ -90,7 +117,6 @@ class EditFlowGenerationPipeline(Pipeline):
         edit_prompt=None,
         max_length=None,
         return_trace=None,
-        step_callback=None,
         progress_bar=None,
         **unknown,
     ):
@@ -98,7 +124,7 @@ class EditFlowGenerationPipeline(Pipeline):
         if unknown:
             raise ValueError(
                 f"Unknown editflow-generation parameter(s) {sorted(unknown)}; valid ones: tau, mask_length, "
-                "temperature, top_p, seed, edit_prompt, max_length, batch_size, return_trace, step_callback, progress_bar."
+                "temperature, top_p, seed, edit_prompt, max_length, batch_size, return_trace, progress_bar."
             )
         preprocess, forward, postprocess = {}, {}, {}
         for key, value, target in (
@@ -110,7 +136,6 @@ class EditFlowGenerationPipeline(Pipeline):
             ("top_p", top_p, forward),
             ("seed", seed, forward),
             ("return_trace", return_trace, forward),
-            ("step_callback", step_callback, forward),
             ("progress_bar", progress_bar, forward),
             ("return_trace", return_trace, postprocess),
         ):
@@ -148,10 +173,8 @@ class EditFlowGenerationPipeline(Pipeline):
             batch_size (`int`, *optional*, defaults to 32):
                 Inputs sampled together in one batched run.
             return_trace (`bool`, *optional*, defaults to `False`):
-                Add the decode trace (format in the module docstring) under `"trace"`.
-            step_callback (`Callable[[int, float, list[dict | None]], None]`, *optional*):
-                Called after each tau step with `(step, t, row_steps)`: the newest trace step of each row of the
-                current batch, or None for rows that did not change (for streaming).
+                Add the decode trace (format in the module docstring) under `"trace"`. To watch the steps as
+                they happen, iterate [`iter_steps`] instead.
             progress_bar (`bool`, *optional*, defaults to `True`):
                 Show a tqdm bar over the steps.
 
@@ -163,6 +186,39 @@ class EditFlowGenerationPipeline(Pipeline):
         batch_size = batch_size if batch_size is not None else (self._batch_size or DEFAULT_BATCH_SIZE)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+        single, prepared, forward_params, postprocess_params = self._prepare_call(inputs, kwargs)
+        outputs = []
+        for start in range(0, len(prepared), batch_size):
+            model_outputs = self.forward({"rows": prepared[start : start + batch_size]}, **forward_params)
+            outputs.extend(self.postprocess(model_outputs, **postprocess_params))
+        return outputs[0] if single else outputs
+
+    def iter_steps(self, inputs, **kwargs) -> Iterator[GenerationStep]:
+        r"""
+        Generate as `__call__` does (same inputs and parameters; all inputs in one batch), yielding a
+        [`GenerationStep`] after every tau step: the edits of each input as they happen. The last step carries
+        the outputs (`step.outputs`, one list entry per input). Stopping the iteration stops the sampling.
+
+            for step in generator.iter_steps("Once upon a time", tau=0.05, seed=0):
+                if step.rows[0] is not None:
+                    print(step.t, generator.tokenizer.decode(step.rows[0].tokens))
+            print(step.outputs[0]["generated_text"])
+        """
+        kwargs.pop("batch_size", None)
+        _, rows, forward_params, postprocess_params = self._prepare_call(inputs, kwargs)
+        return_trace = forward_params.pop("return_trace", False)
+        sampler = self._sampler(rows, **forward_params)
+        traces = DecodeTrace.start([row["input_ids"] for row in rows], [row["prompt_len"] for row in rows])
+        for sampler_step in sampler.iter_steps(*self._sampler_inputs(rows)):
+            step = GenerationStep(sampler_step.step, sampler.num_steps, sampler_step.t, sampler_step.record(traces))
+            if step.step == sampler.num_steps:
+                result = SamplingResult(sequences=sampler_step.sequences(), traces=traces if return_trace else None)
+                step.outputs = self.postprocess({"rows": rows, "result": result}, **postprocess_params)
+            yield step
+
+    def _prepare_call(self, inputs, kwargs) -> tuple[bool, list[dict], dict, dict]:
+        """(single input?, the preprocessed rows, forward params with the seeded generator, postprocess params);
+        every parameter and input is checked before any sampling starts."""
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
         preprocess_params = {**self._preprocess_params, **preprocess_params}
         forward_params = {**self._forward_params, **forward_params}
@@ -176,26 +232,18 @@ class EditFlowGenerationPipeline(Pipeline):
                 f"list of those; got {type(inputs).__name__}."
             )
         self._check_sampling_params(**forward_params)
-        # Validate every input before any sampling starts.
         prepared = [self.preprocess(item, **preprocess_params) for item in items]
 
         seed = forward_params.pop("seed", None)
-        generator = None
         if seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        outputs = []
-        for start in range(0, len(prepared), batch_size):
-            model_outputs = self.forward({"rows": prepared[start : start + batch_size]}, generator=generator, **forward_params)
-            outputs.extend(self.postprocess(model_outputs, **postprocess_params))
-        return outputs[0] if single else outputs
+            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
+        return single, prepared, forward_params, postprocess_params
 
     @staticmethod
-    def _check_sampling_params(tau=0.01, temperature=1.0, top_p=1.0, seed=None, step_callback=None, **_):
+    def _check_sampling_params(tau=0.01, temperature=1.0, top_p=1.0, seed=None, **_):
         check_sampling_params(tau, temperature, top_p)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
-        if step_callback is not None and not callable(step_callback):
-            raise ValueError(f"`step_callback` must be callable as (step, t, row_steps); got {step_callback!r}.")
 
     def _resolve_max_length(self, max_length) -> int:
         if max_length is None:
@@ -263,20 +311,10 @@ class EditFlowGenerationPipeline(Pipeline):
             "max_length": max_length,
         }
 
-    def _forward(
-        self,
-        model_inputs,
-        tau=0.01,
-        temperature=1.0,
-        top_p=1.0,
-        generator=None,
-        return_trace=False,
-        step_callback=None,
-        progress_bar=True,
-    ):
-        rows = model_inputs["rows"]
+    def _sampler(self, rows, tau=0.01, temperature=1.0, top_p=1.0, generator=None, progress_bar=True) -> TauLeapSampler:
+        """The sampler of one batch of preprocessed rows."""
         config = self.model.config
-        sampler = TauLeapSampler(
+        return TauLeapSampler(
             self.model,
             tau=tau,
             temperature=temperature,
@@ -286,13 +324,15 @@ class EditFlowGenerationPipeline(Pipeline):
             suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
             progress_bar=progress_bar,
         )
-        result = sampler.sample(
-            [row["input_ids"] for row in rows],
-            [row["protected"] for row in rows],
-            [row["open_end"] for row in rows],
-            prompt_lengths=[row["prompt_len"] for row in rows],
-            return_trace=return_trace,
-            step_callback=step_callback,
+
+    @staticmethod
+    def _sampler_inputs(rows) -> tuple[list, list, list]:
+        return [row["input_ids"] for row in rows], [row["protected"] for row in rows], [row["open_end"] for row in rows]
+
+    def _forward(self, model_inputs, return_trace=False, **sampler_params):
+        rows = model_inputs["rows"]
+        result = self._sampler(rows, **sampler_params).sample(
+            *self._sampler_inputs(rows), prompt_lengths=[row["prompt_len"] for row in rows], return_trace=return_trace
         )
         # The SamplingResult object passes through Pipeline.forward untouched (it only walks dicts, lists and
         # tensors), so long traces are not copied element by element.
@@ -308,9 +348,9 @@ class EditFlowGenerationPipeline(Pipeline):
                 generated = generated[: generated.index(eos)]
             output = {"generated_text": self.tokenizer.decode(generated, skip_special_tokens=True).strip()}
             if return_trace:
-                output["trace"] = result.traces[index]
+                output["trace"] = result.traces[index].to_dict()
             results.append(output)
         return results
 
 
-__all__ = ["EditFlowGenerationPipeline"]
+__all__ = ["EditFlowGenerationPipeline", "GenerationStep"]

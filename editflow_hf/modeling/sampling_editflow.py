@@ -240,6 +240,12 @@ class DecodeTrace:
     initial: list[int]
     steps: list[TraceStep] = field(default_factory=list)
 
+    @classmethod
+    def start(cls, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None) -> "list[DecodeTrace]":
+        """Empty traces of a batch of start sequences (`prompt_lengths` default to 1: BOS)."""
+        prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * len(sequences)
+        return [cls(prompt_len=int(p), initial=[int(x) for x in ids]) for p, ids in zip(prompt_lengths, sequences)]
+
     @property
     def final_tokens(self) -> list[int]:
         """The sequence after the last step (the start sequence when no step changed it)."""
@@ -312,6 +318,14 @@ class SamplerStep:
     def sequences(self) -> list[list[int]]:
         """The token ids of each row after this step, without padding."""
         return [row[:n].tolist() for row, n in zip(self.edits.tokens.cpu(), self.edits.lengths.cpu().tolist())]
+
+    def record(self, traces: "list[DecodeTrace]") -> list[TraceStep | None]:
+        """Append this step to the trace of every row it changed; return [`trace_steps`]."""
+        row_steps = self.trace_steps()
+        for trace, row_step in zip(traces, row_steps):
+            if row_step is not None:
+                trace.steps.append(row_step)
+        return row_steps
 
     def trace_steps(self) -> list[TraceStep | None]:
         """This step as a [`TraceStep`] for each row it changed, None for the others."""
@@ -569,17 +583,12 @@ class TauLeapSampler:
             prompt_lengths: per row, the `prompt_len` recorded in its trace (default 1: BOS).
             return_trace: record a [`DecodeTrace`] of every row.
         """
-        traces = None
-        if return_trace:
-            prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * len(sequences)
-            traces = [DecodeTrace(prompt_len=int(p), initial=[int(x) for x in ids]) for p, ids in zip(prompt_lengths, sequences)]
+        traces = DecodeTrace.start(sequences, prompt_lengths) if return_trace else None
         final = [[int(x) for x in ids] for ids in sequences]
         last = None
         for last in self.iter_steps(sequences, protected, open_end):
             if traces is not None:
-                for trace, row_step in zip(traces, last.trace_steps()):
-                    if row_step is not None:
-                        trace.steps.append(row_step)
+                last.record(traces)
         if last is not None:
             final = last.sequences()
         return SamplingResult(sequences=final, traces=traces)
