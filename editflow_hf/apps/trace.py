@@ -216,20 +216,19 @@ def _layout(segments: list[Segment], font, width: int, space: float) -> list[lis
     return lines
 
 
-def make_gif(
+def gif_bytes(
     trace: DecodeTrace | dict,
     tokenizer,
-    path: str | Path = "decode_trace.gif",
     *,
     width: int = 720,
     font_size: int = 16,
     frame_ms: int = 120,
     hold_ms: int = 3000,
-) -> int:
-    """Write the trace as an animated GIF and return its number of frames: one frame per step that changed
-    the sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged,
-    so the hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the
-    height of the tallest."""
+) -> tuple[bytes, int]:
+    """The trace as an animated GIF in memory: (bytes, number of frames). One frame per step that changed the
+    sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged, so the
+    hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the height of the
+    tallest."""
     import imageio.v3 as iio
     import numpy as np
     from PIL import Image, ImageDraw
@@ -267,13 +266,21 @@ def make_gif(
         images.append(np.asarray(image))
     # Pillow wants a plain number for a single frame
     durations = [frame_ms] * (len(images) - 1) + [hold_ms] if len(images) > 1 else hold_ms
-    iio.imwrite(str(path), np.stack(images), duration=durations, loop=0, plugin="pillow")
-    return len(images)
+    data = iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=durations, loop=0, plugin="pillow")
+    return data, len(images)
+
+
+def make_gif(trace: DecodeTrace | dict, tokenizer, path: str | Path = "decode_trace.gif", **options) -> int:
+    """Write the trace as an animated GIF (see [`gif_bytes`] for the frames and `options`); return its frame count."""
+    data, n_frames = gif_bytes(trace, tokenizer, **options)
+    Path(path).write_bytes(data)
+    return n_frames
 
 
 __all__ = [
     "Segment",
     "TokenDisplay",
+    "gif_bytes",
     "make_gif",
     "segments_to_ansi",
     "segments_to_html",
