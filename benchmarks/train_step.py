@@ -124,7 +124,7 @@ def make_step(model, compute_loss, args):
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda")
 
     def step(batch):
-        batch = {k: v.to(args.device, non_blocking=True) for k, v in batch.items()}
+        batch = type(batch)({k: v.to(args.device, non_blocking=True) for k, v in batch.items()})  # dict or EditFlowBatch
         with autocast:
             loss = compute_loss(model, batch)
         loss.backward()
@@ -140,7 +140,7 @@ def build(method, args):
     if method == "ours":
         model = EditFlowForEditing(EditFlowConfig(encoder_config=config, mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD))
         loss_fn = EditFlowLoss()
-        return model, lambda m, b: loss_fn(m, b).loss
+        return model, lambda m, b: loss_fn(m(**b.model_inputs()), b).loss
     if method in ("mlm", "mlm_sparse"):
         config.sparse_prediction = method == "mlm_sparse"
         return ModernBertForMaskedLM(config), lambda m, b: m(**b).loss

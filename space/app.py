@@ -4,37 +4,55 @@
     EDITFLOW_MODEL=.models/editflow/.../checkpoint-final python space/app.py   # a local folder
 
 The model is loaded once through the `editflow-generation` pipeline (remote code, `trust_remote_code=True`).
-The UI streams every sampling step as coloured HTML (inserted blue, substituted red, deleted struck through,
-masks grey: the colours of the decode GIF), then shows the final text and the GIF. `/generate` is the
-non-streaming API: (prompt, tau, mask_length, temperature, seed) -> (final text, GIF file).
+Three modes: prompt (the model continues a plain prompt; the pipeline decides whether it goes through the chat
+template), infill (the text's [MASK] tokens are filled in, the rest kept) and edit (the model may rewrite the
+whole text). The UI streams every sampling step as coloured HTML (inserted blue, substituted red, deleted struck
+through, masks grey: the colours of the decode GIF) by iterating the pipeline's steps, then shows the final text
+and the GIF. `/generate` is the non-streaming API:
+(prompt, tau, mask_length, temperature, seed, mode) -> (final text, decode trace as JSON).
+
+The GIF travels inside the page (a data URL), so no file is written per request: neither a temporary folder nor
+Gradio's cache grows with the number of requests.
+
 GRADIO_SERVER_NAME / GRADIO_SERVER_PORT choose the address (read by `launch()` itself);
-EDITFLOW_CONCURRENCY (default 1) is how many generations run at once, the rest wait in the queue.
+EDITFLOW_CONCURRENCY (a positive integer, default 1) is how many generations run at once, the rest wait in the
+queue. On a ZeroGPU Space (`spaces` importable) each generation runs under `spaces.GPU`.
 """
 
+import base64
 import html
 import os
-import queue
 import sys
-import tempfile
-import threading
-from pathlib import Path
 
 import gradio as gr
 from transformers import pipeline
 
-from editflow_hf.apps.trace import Segment, TokenDisplay, make_gif, segments_to_html, sequence_segments, step_segments
+from editflow_hf.apps.trace import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
 
+try:  # ZeroGPU Spaces provide `spaces`; elsewhere the decorator is a no-op
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:
+
+    def gpu(function):
+        return function
+
+
+PROG = "space/app.py"
 MODEL_ENV = "EDITFLOW_MODEL"
+CONCURRENCY_ENV = "EDITFLOW_CONCURRENCY"
 MAX_PROMPT_CHARS = 500
 MAX_MASK_LENGTH = 256
 MIN_TAU, MAX_TAU = 0.005, 0.5
 MAX_TEMPERATURE = 2.0
 MAX_SEED = 2**31 - 1
 QUEUE_SIZE = 32
-STEP_UPDATE_TIMEOUT_S = 600
+MODES = ("prompt", "infill", "edit")
 
 CSS = """
 #live-trace { min-height: 6em; padding: 0.75em; border: 1px solid var(--border-color-primary); border-radius: 8px; }
+#trace-gif img { max-width: 100%; }
 .legend span { margin-right: 1em; }
 """
 
@@ -43,24 +61,42 @@ LEGEND = '<div class="legend">' + segments_to_html(
     [Segment("inserted", "inserted"), Segment("substituted", "substituted"), Segment("deleted", "deleted"), Segment("[MASK]", "mask")]
 ) + "</div>"
 
+MODE_HELP = {
+    "prompt": "the model continues the prompt after it (empty: unconditional)",
+    "infill": "the model fills in every [MASK] of the text and keeps the rest",
+    "edit": "the model may rewrite the whole text (nothing is protected)",
+}
 
-class GenerationCancelled(Exception):
-    """Raised from the step callback to stop a sampling run whose page went away."""
+
+def fail(message: str) -> None:
+    """Stop start-up with one line (no traceback)."""
+    sys.exit(f"{PROG}: {message}")
+
+
+def read_concurrency() -> int:
+    """EDITFLOW_CONCURRENCY as a positive integer (default 1); one line and a non-zero exit otherwise."""
+    raw = os.environ.get(CONCURRENCY_ENV, "1").strip()
+    if not raw.isdigit() or int(raw) < 1:
+        fail(f"{CONCURRENCY_ENV} must be a positive integer (how many generations run at once); got {raw!r}.")
+    return int(raw)
 
 
 def load_generator(model_name_or_path: str):
-    """The editflow-generation pipeline of a Hub repo or local folder; one clear error when it cannot load."""
+    """The editflow-generation pipeline of a Hub repo or local folder; one clear line when it cannot load
+    (missing folder, bad config, truncated or corrupted weights, ...)."""
     try:
         return pipeline("editflow-generation", model=model_name_or_path, trust_remote_code=True)
-    except (OSError, ValueError) as err:
-        raise SystemExit(
-            f"space/app.py: cannot load the Edit Flow model {model_name_or_path!r} from {MODEL_ENV}: "
-            f"{str(err).splitlines()[0]} (set {MODEL_ENV} to a Hub repo id or a checkpoint folder)."
-        ) from None
+    except Exception as err:  # any loading failure becomes one line at start-up, whatever raised it
+        reason = " ".join(str(err).split()) or type(err).__name__
+        fail(
+            f"cannot load the Edit Flow model {model_name_or_path!r} from {MODEL_ENV}: {reason[:300]} "
+            f"(set {MODEL_ENV} to a Hub repo id or a complete checkpoint folder)."
+        )
 
 
-def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: int) -> tuple[str, float, int, float, int | None]:
-    """The request's values as the pipeline wants them; gr.Error naming the bad value otherwise."""
+def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: int, mode: str = "prompt", mask_token: str = "[MASK]"):
+    """The request's values as the pipeline wants them, (prompt, tau, mask_length, temperature, seed, mode);
+    gr.Error naming the bad value otherwise."""
 
     def number(value, name):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -71,8 +107,15 @@ def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: 
         prompt = ""
     if not isinstance(prompt, str):
         raise gr.Error("The prompt must be text.")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:
+        raise gr.Error("The prompt contains an invalid character (a lone surrogate, not real text): retype or re-paste it.") from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise gr.Error(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
+    mode = mode or "prompt"
+    if mode not in MODES:
+        raise gr.Error(f"mode must be one of {', '.join(MODES)}; got {html.escape(repr(mode))}.")
     tau = float(number(tau, "tau"))
     if not MIN_TAU <= tau <= MAX_TAU:
         raise gr.Error(f"tau must be between {MIN_TAU} and {MAX_TAU} (1/tau sampling steps); got {tau}.")
@@ -87,9 +130,22 @@ def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: 
         if seed != int(seed) or not 0 <= seed <= MAX_SEED:
             raise gr.Error(f"seed must be a whole number from 0 to {MAX_SEED} (or empty for a random run); got {seed}.")
         seed = int(seed)
+    if mode == "infill" and mask_token not in prompt:
+        raise gr.Error(f"Infill mode fills in the text's {mask_token} tokens: put {mask_token} where words are missing.")
+    if mode == "edit" and not prompt.strip():
+        raise gr.Error("Edit mode rewrites a text: type the text to edit.")
     if not prompt.strip() and mask_length == 0:
         raise gr.Error("An empty prompt with mask length 0 leaves nothing to generate: raise the mask length.")
-    return prompt, tau, int(mask_length), temperature, seed
+    return prompt, tau, int(mask_length), temperature, seed, mode
+
+
+def gif_html(data: bytes) -> str:
+    """The GIF shown inline, with a download link; both are data URLs, so nothing is written to disk."""
+    url = "data:image/gif;base64," + base64.b64encode(data).decode("ascii")
+    return (
+        f'<div id="trace-gif"><img src="{url}" alt="decode trace"></div>'
+        f'<div id="trace-gif-file"><a href="{url}" download="decode_trace.gif">decode_trace.gif</a></div>'
+    )
 
 
 class EditFlowSpace:
@@ -100,104 +156,69 @@ class EditFlowSpace:
         self.tokenizer = generator.tokenizer
         self.display = TokenDisplay(self.tokenizer)  # built once: it probes the tokenizer's word-piece style
         self.model_name = model_name
+        self.mask_token = self.tokenizer.mask_token or "[MASK]"
         self.max_mask_length = max(0, min(MAX_MASK_LENGTH, generator.max_positions - 2))
-        self.gif_dir = Path(tempfile.mkdtemp(prefix="editflow-space-"))
 
-    def _run(self, prompt, tau, mask_length, temperature, seed, step_callback=None) -> dict:
-        """One pipeline call with its trace; pipeline ValueErrors (e.g. too long for the model) become gr.Error."""
+    def _check(self, prompt, tau, mask_length, temperature, seed, mode):
+        return check_request(
+            prompt, tau, mask_length, temperature, seed, self.max_mask_length, mode=mode, mask_token=self.mask_token
+        )
+
+    def _steps(self, prompt, tau, mask_length, temperature, seed, mode):
+        """The pipeline's steps for one request; its ValueErrors (e.g. too long for the model) become gr.Error.
+        The prompt goes in as plain text: the pipeline decides between chat template and raw text."""
         try:
-            output = self.generator(
+            yield from self.generator.iter_steps(
                 prompt,
                 tau=tau,
                 mask_length=mask_length,
                 temperature=temperature,
                 seed=seed,
+                edit_prompt=mode == "edit",
                 return_trace=True,
-                step_callback=step_callback,
                 progress_bar=False,
             )
         except ValueError as err:
             raise gr.Error(html.escape(str(err))) from None
-        return output[0] if isinstance(output, list) else output
 
-    def _write_gif(self, trace: dict) -> str:
-        handle, path = tempfile.mkstemp(suffix=".gif", prefix="decode_trace-", dir=self.gif_dir)
-        os.close(handle)
-        make_gif(trace, self.tokenizer, path)
-        return path
-
-    def _start(self, prompt: str, mask_length: int) -> dict:
+    def _start(self, prompt: str, mask_length: int, mode: str) -> dict:
         """The start sequence (BOS + prompt + masks) and prompt length, as the pipeline builds them."""
         try:
-            return self.generator.preprocess(prompt, mask_length=mask_length)
+            return self.generator.preprocess(prompt, mask_length=mask_length, edit_prompt=mode == "edit")
         except ValueError as err:
             raise gr.Error(html.escape(str(err))) from None
 
-    def _sequence_html(self, tokens: list[int], prompt_len: int) -> str:
-        return segments_to_html(sequence_segments(self.display, tokens, prompt_len))
+    @gpu
+    def generate(self, prompt, tau, mask_length, temperature, seed, mode="prompt"):
+        """Non-streaming API: (final text, decode trace as JSON)."""
+        args = self._check(prompt, tau, mask_length, temperature, seed, mode)
+        for step in self._steps(*args):
+            pass
+        output = step.outputs[0]
+        return output["generated_text"], output["trace"]
 
-    def generate(self, prompt, tau, mask_length, temperature, seed):
-        """Non-streaming API: (final text, path of the decode GIF)."""
-        args = check_request(prompt, tau, mask_length, temperature, seed, self.max_mask_length)
-        output = self._run(*args)
-        return output["generated_text"], self._write_gif(output["trace"])
-
-    def stream(self, prompt, tau, mask_length, temperature, seed):
-        """Yield (step HTML, final text, GIF, GIF file) while sampling: the pipeline runs in a worker thread whose
-        step callback queues each changed step; steps that arrive faster than the page updates are folded
-        into the newest one (the previous tokens still advance through all of them)."""
-        prompt, tau, mask_length, temperature, seed = check_request(
-            prompt, tau, mask_length, temperature, seed, self.max_mask_length
-        )
-        start = self._start(prompt, mask_length)
+    @gpu
+    def stream(self, prompt, tau, mask_length, temperature, seed, mode="prompt"):
+        """Yield (step HTML, final text, GIF HTML) while sampling: the start sequence, every step that changed the
+        text, then the final text and the GIF. Gradio stops the iteration (and so the sampling) when the page goes."""
+        prompt, tau, mask_length, temperature, seed, mode = self._check(prompt, tau, mask_length, temperature, seed, mode)
+        start = self._start(prompt, mask_length, mode)
         previous, prompt_len = start["input_ids"], start["prompt_len"]
-        shown_html = self._sequence_html(previous, prompt_len)
-        yield shown_html, "", None, None
-
-        events: queue.Queue = queue.Queue()
-        cancelled = threading.Event()
-
-        def on_step(step, t, row_steps):
-            if cancelled.is_set():
-                raise GenerationCancelled
-            if row_steps and row_steps[0] is not None:
-                events.put(("step", row_steps[0]))
-
-        def work():
-            try:
-                events.put(("done", self._run(prompt, tau, mask_length, temperature, seed, step_callback=on_step)))
-            except GenerationCancelled:
-                events.put(("cancelled", None))
-            except Exception as err:  # handed to the event loop below, which raises it for Gradio to show
-                events.put(("error", err))
-
-        worker = threading.Thread(target=work, name="editflow-sampling", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, payload = events.get(timeout=STEP_UPDATE_TIMEOUT_S)
-                if kind == "step":
-                    while kind == "step":
-                        shown_html = segments_to_html(step_segments(self.display, previous, payload, prompt_len))
-                        previous = payload["tokens"]
-                        try:
-                            kind, payload = events.get_nowait()
-                        except queue.Empty:
-                            kind = None
-                    yield shown_html, gr.skip(), gr.skip(), gr.skip()
-                if kind == "error":
-                    raise payload if isinstance(payload, gr.Error) else gr.Error(html.escape(f"Sampling failed: {payload}"))
-                if kind == "done":
-                    # The last changed step stays on show, its edits coloured, beside the final text and the GIF.
-                    gif_path = self._write_gif(payload["trace"])
-                    yield shown_html, payload["generated_text"], gif_path, gif_path
-                    return
-                if kind == "cancelled":
-                    return
-        except queue.Empty:
-            raise gr.Error("Sampling stalled: no step in 10 minutes.") from None
-        finally:
-            cancelled.set()  # the page went away (GeneratorExit) or the run ended: stop the worker early
+        shown_html = segments_to_html(sequence_segments(self.display, previous, prompt_len))
+        yield shown_html, "", ""
+        for step in self._steps(prompt, tau, mask_length, temperature, seed, mode):
+            row = step.rows[0]
+            if row is not None:
+                shown_html = segments_to_html(step_segments(self.display, previous, row, prompt_len))
+                previous = row.tokens
+            if step.outputs is None:
+                if row is not None:
+                    yield shown_html, gr.skip(), gr.skip()
+                continue
+            # The last changed step stays on show, its edits coloured, beside the final text and the GIF.
+            output = step.outputs[0]
+            data, _ = gif_bytes(output["trace"], self.tokenizer)
+            yield shown_html, output["generated_text"], gif_html(data)
 
     def build(self) -> gr.Blocks:
         with gr.Blocks(title="Edit Flows") as demo:
@@ -209,8 +230,15 @@ class EditFlowSpace:
             )
             with gr.Row():
                 with gr.Column(scale=1):
+                    mode = gr.Radio(
+                        list(MODES),
+                        value="prompt",
+                        label="Mode",
+                        info="; ".join(f"{name}: {text}" for name, text in MODE_HELP.items()),
+                        elem_id="mode",
+                    )
                     prompt = gr.Textbox(
-                        label="Prompt",
+                        label="Text",
                         placeholder="Could you please write a poem for me?  (empty: unconditional)",
                         lines=3,
                         max_length=MAX_PROMPT_CHARS,
@@ -218,8 +246,9 @@ class EditFlowSpace:
                     )
                     tau = gr.Slider(MIN_TAU, MAX_TAU, value=0.02, step=0.005, label="tau (step size; 1/tau steps)")
                     mask_length = gr.Slider(
-                        0, self.max_mask_length, value=min(64, self.max_mask_length), step=1, label="mask length"
-                    )
+                        0, self.max_mask_length, value=min(64, self.max_mask_length), step=1,
+                        label="mask length (masks appended after the text)",
+                    )  # fmt: skip
                     temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="temperature (0 = greedy)")
                     seed = gr.Number(value=42, precision=0, label="seed (empty = random)")
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -228,28 +257,38 @@ class EditFlowSpace:
                     live = gr.HTML(label="Decoding", elem_id="live-trace")
                     final_text = gr.Textbox(label="Final text", lines=4, interactive=False, elem_id="final-text")
                     gr.Markdown("**Decode trace** (one frame per step that changed the text)")
-                    gif = gr.Image(show_label=False, type="filepath", interactive=False, elem_id="trace-gif")
-                    gif_file = gr.File(label="Download the GIF", interactive=False, elem_id="trace-gif-file")
-            inputs = [prompt, tau, mask_length, temperature, seed]
-            run.click(self.stream, inputs, [live, final_text, gif, gif_file], api_name="stream")
-            prompt.submit(self.stream, inputs, [live, final_text, gif, gif_file], api_visibility="private")
+                    gif = gr.HTML(elem_id="trace-gif-panel")
+            inputs = [prompt, tau, mask_length, temperature, seed, mode]
+            gr.Examples(
+                examples=[
+                    ["Could you please write a poem for me?", 0.02, 64, 1.0, 42, "prompt"],
+                    ["", 0.02, 64, 1.0, 0, "prompt"],
+                    [f"To be or {self.mask_token} {self.mask_token} be, that is the {self.mask_token}.", 0.02, 0, 1.0, 7, "infill"],
+                    ["The quick brown fox jump over the the lazy dog.", 0.02, 0, 0.7, 3, "edit"],
+                ],
+                inputs=inputs,
+                label="Examples (prompt, infill, edit)",
+            )
+            run.click(self.stream, inputs, [live, final_text, gif], api_name="stream")
+            prompt.submit(self.stream, inputs, [live, final_text, gif], api_visibility="private")
             # /generate reads unbounded hidden fields, not the sliders, so that an API caller's out-of-range value
             # reaches check_request and gets a message naming the field instead of Gradio's nameless bound check.
             api_inputs = [gr.Textbox(visible=False)] + [gr.Number(visible=False) for _ in range(4)]
+            api_inputs.append(gr.Textbox(value="prompt", visible=False))
             api_button = gr.Button(visible=False)
-            api_button.click(self.generate, api_inputs, [final_text, gif_file], api_name="generate")
+            api_button.click(self.generate, api_inputs, [final_text, gr.JSON(visible=False)], api_name="generate")
         return demo
 
 
 def main() -> None:
     model_name = os.environ.get(MODEL_ENV)
     if not model_name:
-        sys.exit(f"space/app.py: set {MODEL_ENV} to the Edit Flow model to serve (a Hub repo id or a checkpoint folder).")
+        fail(f"set {MODEL_ENV} to the Edit Flow model to serve (a Hub repo id or a checkpoint folder).")
+    concurrency = read_concurrency()  # before the (slow) model load
     space = EditFlowSpace(load_generator(model_name), model_name)
     demo = space.build()
-    concurrency = int(os.environ.get("EDITFLOW_CONCURRENCY", "1"))
     demo.queue(default_concurrency_limit=concurrency, max_size=QUEUE_SIZE)
-    demo.launch(css=CSS, allowed_paths=[str(space.gif_dir)])
+    demo.launch(css=CSS)
 
 
 if __name__ == "__main__":

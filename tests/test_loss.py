@@ -1,29 +1,26 @@
 """EditFlowLoss against a plain float64 reference (full-vocabulary log-softmax, a Python loop over edits),
-gradient flow to every head, and a short optimisation that lowers the loss."""
+gradient flow to every head, and a short optimisation that lowers the loss. The loss takes the model's outputs:
+`loss_fn(model(**batch.model_inputs()), batch)` (`compute` below)."""
 
 import math
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from transformers import ModernBertConfig
 
-from editflow_hf import EditFlowConfig, EditFlowForEditing
-from editflow_hf.path.collator import EditFlowCollator
-from editflow_hf.objective.loss import EditFlowLoss
+from builders import BOS, MASK, PAD, tiny_editflow_model
+from editflow_hf.modeling.sampling_editflow import EditKind
 from editflow_hf.modeling.scheduling_editflow import get_scheduler
+from editflow_hf.objective.loss import EditFlowLoss
+from editflow_hf.path.collator import EditFlowBatch, EditFlowCollator
 
-PAD, BOS, MASK, VOCAB = 0, 1, 3, 48
+VOCAB = 48
 
 
-def tiny_model(seed=0) -> EditFlowForEditing:
-    torch.manual_seed(seed)
-    encoder = ModernBertConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        pad_token_id=PAD, bos_token_id=BOS, eos_token_id=2, cls_token_id=BOS, sep_token_id=2,
-        max_position_embeddings=128, global_attn_every_n_layers=2, local_attention=16,
-    )  # fmt: skip
-    model = EditFlowForEditing(EditFlowConfig(encoder_config=encoder, mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD))
+def tiny_model(seed=0):
+    model = tiny_editflow_model(seed=seed, vocab_size=VOCAB)
     with torch.no_grad():  # spread the rates over a wide range so that every term matters
         model.rate_head.weight.normal_(0.0, 0.5)
         model.rate_head.bias.normal_(0.0, 1.0)
@@ -40,6 +37,10 @@ def random_batch(seed, x0_sampler="masks[min:0,max:8]", prompt=True, n=8, time_e
         mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD, x0_sampler=x0_sampler, time_epsilon=time_epsilon, seed=seed
     )
     return collator(features)
+
+
+def compute(loss_fn, model, batch):
+    return loss_fn(model(**batch.model_inputs()), batch)
 
 
 def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_len", eps=1e-8):
@@ -66,9 +67,9 @@ def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_l
         for e in torch.nonzero(batch["edit_batch"] == b).flatten().tolist():
             pos, kind, token = (int(batch[k][e]) for k in ("edit_pos", "edit_kind", "edit_token"))
             log_lik = log_lik + torch.log(rates[kind][b, pos] + eps)
-            if kind == 0:
+            if kind == EditKind.SUB:
                 log_lik = log_lik + sub_logp[b, pos, token]
-            elif kind == 2:
+            elif kind == EditKind.INS:
                 log_lik = log_lik + ins_logp[b, pos, token]
         norm = {"x1_len": float(batch["x1_len"][b]), "x_t_len": float(length), "none": 1.0}[normalize]
         total = total + (w * survival - w * log_lik) / norm
@@ -89,7 +90,7 @@ def test_matches_reference(seed, scheduler, max_w, normalize, time_epsilon):
     batch = random_batch(seed, time_epsilon=time_epsilon)
     assert (batch["edit_kind"] == 0).any() and (batch["edit_kind"] == 1).any() and (batch["edit_kind"] == 2).any()
     with torch.no_grad():
-        ours = EditFlowLoss(scheduler=scheduler, max_w=max_w, normalize=normalize)(model, batch)
+        ours = compute(EditFlowLoss(scheduler=scheduler, max_w=max_w, normalize=normalize), model, batch)
         expected = reference_loss(model, batch, scheduler=scheduler, max_w=max_w, normalize=normalize)
     assert ours.loss.dtype == torch.float64
     torch.testing.assert_close(ours.loss, expected, rtol=1e-5, atol=1e-5)
@@ -106,7 +107,7 @@ def test_shared_insertion_gaps_and_empty_x0():
     gaps = batch["edit_batch"] * 100 + batch["edit_pos"]
     assert len(gaps.unique()) < len(gaps)
     with torch.no_grad():
-        ours = EditFlowLoss()(model, batch)
+        ours = compute(EditFlowLoss(), model, batch)
         torch.testing.assert_close(ours.loss, reference_loss(model, batch), rtol=1e-5, atol=1e-5)
     assert ours.model_output.sub_logits.shape[0] == 0
 
@@ -115,13 +116,12 @@ def test_protected_prompt_rates_do_not_count():
     """Rates inside the prompt must not enter the loss: raising them leaves it unchanged."""
     model = tiny_model(5).eval()
     batch = random_batch(5)
-    batch["prompt_len"] = torch.full_like(batch["prompt_len"], 3)
-    keep = batch["edit_pos"] >= 3
-    for key in ("edit_batch", "edit_pos", "edit_kind", "edit_token"):
-        batch[key] = batch[key][keep]
+    keep = batch.edit_pos >= 3
+    edits = {key: batch[key][keep] for key in ("edit_batch", "edit_pos", "edit_kind", "edit_token")}
+    batch = replace(batch, prompt_len=torch.full_like(batch.prompt_len, 3), **edits)
     loss_fn = EditFlowLoss()
     with torch.no_grad():
-        base = loss_fn(model, batch).loss
+        base = compute(loss_fn, model, batch).loss
 
     class Boost(torch.nn.Module):
         def __init__(self, inner):
@@ -139,12 +139,12 @@ def test_protected_prompt_rates_do_not_count():
             return out
 
     with torch.no_grad():
-        torch.testing.assert_close(loss_fn(Boost(model), batch).loss, base)
+        torch.testing.assert_close(compute(loss_fn, Boost(model), batch).loss, base)
 
 
 def test_gradients_reach_rate_and_token_heads():
     model = tiny_model(6).train()
-    EditFlowLoss()(model, random_batch(6)).loss.backward()
+    compute(EditFlowLoss(), model, random_batch(6)).loss.backward()
     for name in ("rate_head.weight", "sub_head.decoder.weight", "ins_head.decoder.weight", "sub_head.dense.weight"):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
@@ -167,7 +167,7 @@ def test_a_few_optimizer_steps_reduce_the_loss(flush_denormals):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):
-        loss = loss_fn(model, batch).loss
+        loss = compute(loss_fn, model, batch).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -180,8 +180,8 @@ def test_bf16_model_gives_float32_loss():
     model = tiny_model(8).eval()
     batch = random_batch(8)
     with torch.no_grad():
-        full = EditFlowLoss()(model, batch).loss
-        half = EditFlowLoss()(model.to(torch.bfloat16), batch)
+        full = compute(EditFlowLoss(), model, batch).loss
+        half = compute(EditFlowLoss(), model.to(torch.bfloat16), batch)
     assert half.model_output.sub_logits.dtype == torch.bfloat16
     assert half.loss.dtype == torch.float32
     torch.testing.assert_close(half.loss, full, rtol=0.05, atol=0.05)
@@ -195,9 +195,28 @@ def test_errors():
     with pytest.raises(ValueError, match="valid names"):
         EditFlowLoss(scheduler="quadratic")
     batch = random_batch(0)
-    del batch["edit_pos"]
+    model = tiny_model()
     with pytest.raises(ValueError, match="EditFlowCollator"):
-        EditFlowLoss()(tiny_model(), batch)
+        EditFlowLoss()(model(**batch.model_inputs()), dict(batch))  # a plain dict of the same tensors
+    with pytest.raises(ValueError, match="model_inputs"):
+        EditFlowLoss()(model, batch)  # the model itself instead of its outputs
+    with pytest.raises(TypeError, match="missing"):
+        EditFlowBatch({key: value for key, value in batch.items() if key != "edit_pos"})
+
+
+def test_batch_is_a_mapping_that_moves_like_a_dict():
+    """Trainer._prepare_input and accelerate's send_to_device rebuild a Mapping as type(batch)({key: value})."""
+    from accelerate.utils import send_to_device
+
+    batch = random_batch(1)
+    rebuilt = type(batch)({key: value for key, value in batch.items()})
+    assert isinstance(rebuilt, EditFlowBatch) and list(rebuilt) == list(batch) and len(rebuilt) == 9
+    moved = send_to_device(batch, "cpu")
+    assert isinstance(moved, EditFlowBatch) and torch.equal(moved.edit_token, batch.edit_token)
+    sub_at, ins_at = batch.logits_at()
+    assert int(sub_at.sum()) == int((batch.edit_kind == EditKind.SUB).sum())  # one row per substitution
+    assert int(ins_at.sum()) == len({(b, p) for b, p, k in zip(batch.edit_batch.tolist(), batch.edit_pos.tolist(), batch.edit_kind.tolist()) if k == EditKind.INS})
+    assert set(batch.model_inputs()) == {"input_ids", "attention_mask", "t", "sub_logits_at", "ins_logits_at"}
 
 
 def test_train_step_benchmark_smoke(capsys):

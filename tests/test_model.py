@@ -13,7 +13,8 @@ import editflow_hf
 from editflow_hf import EditFlowConfig, EditFlowForEditing
 from editflow_hf.apps.convert import EditFlowError, convert, prepare_tokenizer
 
-from conftest import build_tiny_mlm, run_without_editflow_hf
+from builders import build_tiny_mlm
+from conftest import run_without_editflow_hf
 
 
 def _batch(vocab_size, bos_id, rows=3, length=12, seed=0):

@@ -1,17 +1,18 @@
 """The editflow-generation pipeline: inputs, modes, outputs, traces, validation, remote code, batching speed."""
 
 import time
+from dataclasses import asdict
 
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 
 import editflow_hf  # noqa: F401  (registers the editflow-generation task)
-from editflow_hf.modeling.configuration_editflow import EditFlowConfig
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
-from editflow_hf.modeling.pipeline_editflow import EditFlowGenerationPipeline
+from editflow_hf.modeling.pipeline_editflow import EditFlowGenerationPipeline, GenerationStep
 from editflow_hf.modeling.sampling_editflow import num_tau_steps
 
+from builders import tiny_editflow_model
 from conftest import run_without_editflow_hf
 
 QUIET = dict(progress_bar=False)
@@ -137,15 +138,21 @@ def test_max_length_caps_the_sequence(tiny_editflow_dir):
     assert max(len(s["tokens"]) for s in out["trace"]["steps"]) == 10
 
 
-def test_step_callback_streams_each_row(pipe):
-    calls = []
-    outs = pipe(["a", "b c"], tau=0.25, mask_length=3, return_trace=True, batch_size=2,
-                step_callback=lambda step, t, rows: calls.append((step, t, rows)), **QUIET)  # fmt: skip
-    assert [c[0] for c in calls] == [1, 2, 3, 4]
-    assert calls[-1][1] == pytest.approx(1.0)
-    assert all(len(c[2]) == 2 for c in calls)
+def test_iter_steps_streams_each_row_then_the_outputs(pipe):
+    kwargs = dict(tau=0.25, mask_length=3, return_trace=True, seed=4, **QUIET)
+    steps = list(pipe.iter_steps(["a", "b c"], **kwargs))
+    assert all(isinstance(step, GenerationStep) for step in steps)
+    assert [step.step for step in steps] == [1, 2, 3, 4] and steps[-1].t == pytest.approx(1.0)
+    assert all(len(step.rows) == 2 and step.num_steps == 4 for step in steps)
+    assert all(step.outputs is None for step in steps[:-1])
+    assert any(row is not None for step in steps for row in step.rows)
+    outs = steps[-1].outputs
+    assert outs == pipe(["a", "b c"], batch_size=2, **kwargs)  # the same chain as a call
     for row, [out] in enumerate(outs):
-        assert [c[2][row] for c in calls if c[2][row] is not None] == out["trace"]["steps"]
+        streamed = [step.rows[row] for step in steps if step.rows[row] is not None]
+        assert [asdict(s) for s in streamed] == out["trace"]["steps"]
+    with pytest.raises(ValueError, match="tau"):
+        next(pipe.iter_steps("a", tau=0))
 
 
 @pytest.mark.parametrize(
@@ -167,6 +174,7 @@ def test_step_callback_streams_each_row(pipe):
         ([], dict(), "string"),
         ("hi", dict(batch_size=0), "batch_size"),
         ("hi", dict(sede=1), "Unknown"),
+        ("hi", dict(step_callback=print), "Unknown"),  # streaming is iter_steps()
     ],
 )
 def test_bad_values_raise_one_clear_value_error(pipe, inputs, kwargs, match):
@@ -205,13 +213,9 @@ def small_vocab_pipeline():
         tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
         mask_token="[MASK]", bos_token="[CLS]", eos_token="[SEP]",
     )  # fmt: skip
-    encoder = dict(model_type="modernbert", vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=256, pad_token_id=0,
-                   bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3, global_attn_every_n_layers=2,
-                   local_attention=16)  # fmt: skip
-    config = EditFlowConfig(encoder_config=encoder, mask_token_id=4, bos_token_id=2, pad_token_id=0, eos_token_id=3)
-    torch.manual_seed(0)
-    return pipeline("editflow-generation", model=EditFlowForEditing(config), tokenizer=tokenizer)
+    model = tiny_editflow_model(vocab_size=len(vocab), max_position_embeddings=256, pad_token_id=0, bos_token_id=2,
+                                eos_token_id=3, mask_token_id=4)  # fmt: skip
+    return pipeline("editflow-generation", model=model, tokenizer=tokenizer)
 
 
 def test_one_batched_call_is_at_least_5x_faster_than_one_call_per_prompt():

@@ -12,6 +12,7 @@ from transformers import AutoModel, AutoTokenizer, pipeline
 import editflow_hf  # noqa: F401
 from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
+from editflow_hf.modeling.sampling_editflow import DecodeTrace, TraceStep
 from editflow_hf.apps.trace import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
 
 
@@ -139,26 +140,28 @@ def test_chat_loop_answers_each_line_until_exit(tiny_editflow_dir, monkeypatch, 
 
 def test_views_place_every_edit(pipe):
     [out] = pipe("the cat", tau=0.1, mask_length=6, seed=5, return_trace=True, progress_bar=False)
-    trace, tokenizer = out["trace"], pipe.tokenizer
+    as_dict, tokenizer = out["trace"], pipe.tokenizer
+    trace = DecodeTrace.from_dict(as_dict)
     display = TokenDisplay(tokenizer)
-    previous = trace["initial"]
-    for step in trace["steps"]:
-        segments = step_segments(display, previous, step, trace["prompt_len"])
+    previous = trace.initial
+    for step in trace.steps:
+        segments = step_segments(display, previous, step, trace.prompt_len)
         kinds = [s.kind for s in segments]
-        assert kinds.count("inserted") == len(step["inserted"])
-        assert kinds.count("substituted") == len(step["substituted"])
-        assert kinds.count("deleted") == len(step["deleted"])
-        assert len(segments) == len(step["tokens"]) - 1 + len(step["deleted"])  # BOS hidden
-        previous = step["tokens"]
-    html_text = trace_to_html(trace, tokenizer, step_index=len(trace["steps"]) - 1)
+        assert kinds.count("inserted") == len(step.inserted)
+        assert kinds.count("substituted") == len(step.substituted)
+        assert kinds.count("deleted") == len(step.deleted)
+        assert len(segments) == len(step.tokens) - 1 + len(step.deleted)  # BOS hidden
+        previous = step.tokens
+    html_text = trace_to_html(trace, tokenizer, step_index=len(trace.steps) - 1)
+    assert html_text == trace_to_html(as_dict, tokenizer, step_index=len(trace.steps) - 1)  # typed or dict form
     assert html_text.startswith('<div class="editflow-step"') and "<span" in html_text
-    assert step_to_html(tokenizer, trace["initial"], trace["steps"][0], trace["prompt_len"]).count("ef-") >= 1
+    assert step_to_html(tokenizer, trace.initial, trace.steps[0], trace.prompt_len).count("ef-") >= 1
     less_than = tokenizer.convert_tokens_to_ids("<")
     bos = pipe.model.config.bos_token_id
-    escaped = step_to_html(tokenizer, [bos], {"tokens": [bos, less_than], "inserted": [1], "substituted": [], "deleted": []})
+    escaped = step_to_html(tokenizer, [bos], TraceStep(step=1, t=0.5, tokens=[bos, less_than], inserted=[1]))
     assert "&lt;" in escaped and "ef-inserted" in escaped
-    ansi = trace_to_ansi(trace, tokenizer)
-    assert len(ansi.splitlines()) == len(trace["steps"]) + 1
+    ansi = trace_to_ansi(as_dict, tokenizer)
+    assert len(ansi.splitlines()) == len(trace.steps) + 1
 
 
 def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):

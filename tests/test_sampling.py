@@ -1,36 +1,31 @@
-"""The tau-leaping sampler: vectorised step vs a plain Python reference, protection, caps, determinism, padding."""
+"""The tau-leaping sampler: vectorised step vs a plain Python reference, protection, caps, determinism, padding,
+step-by-step iteration, and outputs identical to the implementation recorded before the sampler stepped."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from editflow_hf.modeling.configuration_editflow import EditFlowConfig
-from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+from builders import BOS, MASK, PAD, tiny_editflow_model
 from editflow_hf.modeling.sampling_editflow import (
+    DecodeTrace,
+    SamplerStep,
     TauLeapSampler,
+    TraceStep,
     apply_edits,
     edit_permissions,
     num_tau_steps,
     sample_tokens,
 )
 
-PAD, BOS, EOS, MASK = 0, 1, 2, 3
 VOCAB = 48
 
 
-def tiny_model(rate_bias: float = -2.0, seed: int = 0) -> EditFlowForEditing:
+def tiny_model(rate_bias: float = -2.0, seed: int = 0):
     """A very small random Edit Flow model; `rate_bias` sets how often edits fire (softplus(bias) per unit w)."""
-    encoder = dict(model_type="modernbert", vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=32, max_position_embeddings=128, pad_token_id=PAD, bos_token_id=BOS,
-                   eos_token_id=EOS, cls_token_id=BOS, sep_token_id=EOS, global_attn_every_n_layers=1,
-                   local_attention=16)  # fmt: skip
-    config = EditFlowConfig(encoder_config=encoder, mask_token_id=MASK, bos_token_id=BOS, pad_token_id=PAD, eos_token_id=EOS)
-    torch.manual_seed(seed)
-    model = EditFlowForEditing(config).eval()
-    with torch.no_grad():
-        model.rate_head.bias.fill_(rate_bias)
-    return model
+    return tiny_editflow_model(seed=seed, rate_bias=rate_bias, vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1)
 
 
 def reference_apply(tokens, n, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, protected):
@@ -228,11 +223,11 @@ def test_prompt_is_protected_and_bos_kept():
     result = sampler.sample(sequences, protected, [True] * 3, prompt_lengths=[4, 3, 6], return_trace=True)
     for prompt, final, trace in zip(prompts, result.sequences, result.traces):
         assert final[: 1 + len(prompt)] == [BOS, *prompt]
-        assert len(trace["steps"]) > 3  # plenty happened
-        for step in trace["steps"]:
-            assert step["tokens"][: 1 + len(prompt)] == [BOS, *prompt]
-            assert all(i > len(prompt) for i in step["inserted"] + step["substituted"])
-            assert all(i > len(prompt) for i in step["deleted"])
+        assert len(trace.steps) > 3  # plenty happened
+        for step in trace.steps:
+            assert step.tokens[: 1 + len(prompt)] == [BOS, *prompt]
+            assert all(i > len(prompt) for i in step.inserted + step.substituted)
+            assert all(i > len(prompt) for i in step.deleted)
         assert BOS not in final[1:]  # suppressed: never inserted or substituted in
 
 
@@ -244,8 +239,8 @@ def test_bos_never_edited_even_when_everything_else_is_editable():
     result = sampler.sample(sequences, protected, [True, True], return_trace=True)
     for final, trace in zip(result.sequences, result.traces):
         assert final[0] == BOS
-        assert all(step["tokens"][0] == BOS and 0 not in step["deleted"] + step["substituted"] for step in trace["steps"])
-        assert any(step["deleted"] or step["substituted"] for step in trace["steps"])
+        assert all(step.tokens[0] == BOS and 0 not in step.deleted + step.substituted for step in trace.steps)
+        assert any(step.deleted or step.substituted for step in trace.steps)
 
 
 def test_max_length_caps_insertions():
@@ -256,7 +251,7 @@ def test_max_length_caps_insertions():
     sampler = TauLeapSampler(model, tau=0.1, max_length=12, generator=torch.Generator().manual_seed(0))
     result = sampler.sample(sequences, protected, [True, True], return_trace=True)
     for trace in result.traces:
-        assert all(len(step["tokens"]) <= 12 for step in trace["steps"])
+        assert all(len(step.tokens) <= 12 for step in trace.steps)
     assert [len(s) for s in result.sequences] == [12, 12]  # strong insertion rates fill up to the cap
 
 
@@ -283,7 +278,7 @@ def test_reusing_unchanged_rows_matches_recomputing_all():
     cached, full = run(True), run(False)
     assert cached.sequences == full.sequences
     assert cached.traces == full.traces
-    assert len(cached.traces[0]["steps"]) < num_tau_steps(0.02)  # some steps changed nothing, so reuse happened
+    assert len(cached.traces[0].steps) < num_tau_steps(0.02)  # some steps changed nothing, so reuse happened
 
 
 class FixedDrawSampler(TauLeapSampler):
@@ -306,8 +301,8 @@ def test_row_result_does_not_depend_on_batch_padding():
     for i in range(3):
         alone = run([i])
         assert alone.sequences[0] == together.sequences[i]
-        assert alone.traces[0]["steps"] == together.traces[i]["steps"]
-    assert any(len(t["steps"]) > 0 for t in together.traces)
+        assert alone.traces[0].steps == together.traces[i].steps
+    assert any(len(t.steps) > 0 for t in together.traces)
 
 
 def test_trace_steps_replay_the_edits():
@@ -316,36 +311,90 @@ def test_trace_steps_replay_the_edits():
     sampler = TauLeapSampler(model, tau=0.05, generator=torch.Generator().manual_seed(5))
     result = sampler.sample(sequences, protected, [True, True], prompt_lengths=[3, 2], return_trace=True)
     for initial, final, trace in zip(sequences, result.sequences, result.traces):
-        assert trace["initial"] == initial
+        assert trace.initial == initial
         previous = initial
         last_t = 0.0
-        for step in trace["steps"]:
-            assert 0 < step["t"] <= 1.0 and step["t"] > last_t
-            last_t = step["t"]
-            assert step["inserted"] or step["substituted"] or step["deleted"]
-            kept_before = [tok for i, tok in enumerate(previous) if i not in step["deleted"]]
-            kept_after_idx = [i for i in range(len(step["tokens"])) if i not in step["inserted"]]
+        for step in trace.steps:
+            assert 0 < step.t <= 1.0 and step.t > last_t
+            last_t = step.t
+            assert step.inserted or step.substituted or step.deleted
+            kept_before = [tok for i, tok in enumerate(previous) if i not in step.deleted]
+            kept_after_idx = [i for i in range(len(step.tokens)) if i not in step.inserted]
             assert len(kept_before) == len(kept_after_idx)
             for before, after_index in zip(kept_before, kept_after_idx):
-                changed = step["tokens"][after_index] != before
-                assert changed == (after_index in step["substituted"])
-            previous = step["tokens"]
+                changed = step.tokens[after_index] != before
+                assert changed == (after_index in step.substituted)
+            previous = step.tokens
         assert previous == final
 
 
-def test_step_callback_sees_every_step():
+def test_iter_steps_yields_every_step_and_sample_is_its_trace():
     model = tiny_model(rate_bias=0.0)
     sequences, protected = start_rows([[10], [11, 12]], 4)
-    calls = []
-    sampler = TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(0))
-    result = sampler.sample(
-        sequences, protected, [True, True], return_trace=True, step_callback=lambda s, t, rows: calls.append((s, t, rows))
-    )
-    assert [c[0] for c in calls] == list(range(1, 11))
-    assert calls[-1][1] == pytest.approx(1.0)
+
+    def sampler():
+        return TauLeapSampler(model, tau=0.1, generator=torch.Generator().manual_seed(0))
+
+    steps = list(sampler().iter_steps(sequences, protected, [True, True]))
+    result = sampler().sample(sequences, protected, [True, True], prompt_lengths=[2, 3], return_trace=True)
+    assert all(isinstance(step, SamplerStep) for step in steps)
+    assert [step.step for step in steps] == list(range(1, 11))
+    assert steps[-1].t == pytest.approx(1.0)
+    assert steps[-1].sequences() == result.sequences
     for row in range(2):
-        from_callback = [c[2][row] for c in calls if c[2][row] is not None]
-        assert from_callback == result.traces[row]["steps"]
+        from_steps = [step.trace_steps()[row] for step in steps if step.trace_steps()[row] is not None]
+        assert all(isinstance(step, TraceStep) for step in from_steps)
+        assert from_steps == result.traces[row].steps
+    assert [trace.prompt_len for trace in result.traces] == [2, 3]
+
+
+def test_step_by_step_with_a_state_and_early_stop():
+    model = tiny_model(rate_bias=0.0)
+    sequences, protected = start_rows([[10], [11, 12]], 4)
+    run = TauLeapSampler(model, tau=0.25, generator=torch.Generator().manual_seed(1))
+    state = run.init_state(sequences, protected, [True, True])
+    manual = [run.step(state) for _ in range(run.num_steps)]
+    assert (state.step, state.t) == (4, 1.0) and state.sequences() == manual[-1].sequences()
+    with pytest.raises(ValueError, match="complete"):
+        run.step(state)
+    again = TauLeapSampler(model, tau=0.25, generator=torch.Generator().manual_seed(1)).sample(sequences, protected, [True, True])
+    assert again.sequences == state.sequences()
+    # breaking out of the loop stops the sampling: no further model call
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    for _ in TauLeapSampler(model, tau=0.1).iter_steps(sequences, protected, [True, True]):
+        break
+    assert len(calls) == 1
+
+
+def test_decode_trace_round_trips_through_its_dict_form():
+    trace = DecodeTrace(prompt_len=2, initial=[BOS, 10, MASK], steps=[TraceStep(1, 0.5, [BOS, 10, 11], [], [2], [])])
+    assert DecodeTrace.from_dict(trace.to_dict()) == trace
+    assert DecodeTrace.from_dict(trace) is trace
+    json.dumps(trace.to_dict())
+    with pytest.raises(ValueError, match="decode trace"):
+        DecodeTrace.from_dict({"initial": [1], "steps": [{"tokens": [1]}]})
+
+
+REFERENCE = Path(__file__).parent / "data" / "sampler_reference.json"
+
+
+def test_outputs_match_the_recorded_pre_refactor_sampler():
+    """Same seeds, same outputs and traces as the one-loop sampler recorded before it was split into steps
+    (tests/data/sampler_reference.json: several seeds, batch sizes, temperatures, top_p, a length cap)."""
+    for recorded in json.loads(REFERENCE.read_text()):
+        case = recorded["case"]
+        sequences, protected = start_rows(case["prompts"], case["masks"])
+        sampler = TauLeapSampler(
+            tiny_model(rate_bias=case["rate_bias"]), tau=case["tau"], temperature=case["temperature"], top_p=case["top_p"],
+            max_length=case["max_length"], generator=torch.Generator().manual_seed(case["seed"]),
+            suppress_token_ids=[PAD, BOS, MASK],
+        )  # fmt: skip
+        result = sampler.sample(
+            sequences, protected, case["open_end"], prompt_lengths=[1 + len(p) for p in case["prompts"]], return_trace=True
+        )
+        assert result.sequences == recorded["sequences"]
+        assert [trace.to_dict() for trace in result.traces] == recorded["traces"]
 
 
 def test_bad_sampler_arguments_raise_value_error():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from test_space import running_space  # noqa: F401  (the server fixture, shared)
+from test_space import running_space, space_server  # noqa: F401  (the server fixtures, shared)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -68,8 +68,8 @@ def test_one_generation_streams_coloured_steps_then_text_and_gif(browser, runnin
         assert len(states) >= 3, "the live panel should change several times while sampling, not once at the end"
         assert any(state["coloured"] for state in states)
         assert "hello" in states[0]["html"] and "[MASK]" in states[0]["html"]  # the start sequence comes first
-        assert page.locator("#trace-gif img").get_attribute("src").split("?")[0].endswith(".gif")
-        assert page.locator("#trace-gif-file").get_by_text(".gif").count() >= 1  # the download link
+        assert page.locator("#trace-gif img").get_attribute("src").startswith("data:image/gif;base64,")  # no file on disk
+        assert page.locator("#trace-gif-file a[download]").get_by_text(".gif").count() >= 1  # the download link
         shot = tmp_path / "space.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000

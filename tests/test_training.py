@@ -15,6 +15,7 @@ from conftest import REPO_ROOT, run_without_editflow_hf
 from editflow_hf import EditFlowForEditing
 from editflow_hf.training.args import EditFlowTrainingArguments
 from editflow_hf.objective.loss import EditFlowLoss
+from editflow_hf.path.collator import EditFlowBatch
 from editflow_hf.training.trainer import EditFlowTrainer
 
 COMMON_FLAGS = ["--report_to", "none", "--disable_tqdm", "True", "--save_strategy", "no", "--use_cpu", "True"]
@@ -75,9 +76,11 @@ def test_trainer_logs_component_means_sets_scheduler_and_saves(tiny_editflow_dir
     loss = EditFlowLoss(scheduler="cubic", scheduler_kwargs={"a": 2.0, "b": 0.5}, max_w=7.0)
     seen = []
 
-    def recording_loss(model, batch):
-        assert "prompt_len" in batch and "note" not in batch  # prompt_len survives; the collator drops text columns
-        out = loss(model, batch)
+    def recording_loss(outputs, batch):
+        # the Trainer moved the collator's EditFlowBatch to the device as a Mapping and kept its type
+        assert isinstance(batch, EditFlowBatch) and "note" not in batch  # the collator drops text columns
+        assert outputs.sub_logits.shape[0] == int(batch.logits_at()[0].sum())  # the trainer asked for the edit rows only
+        out = loss(outputs, batch)
         seen.append(float(out.survival))
         return out
 

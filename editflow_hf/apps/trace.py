@@ -1,9 +1,8 @@
 """Views of an Edit Flow decode trace: an animated GIF (PIL + imageio), an ANSI terminal view and HTML.
 
-A trace is what `pipeline(..., return_trace=True)` returns under "trace":
-    {"prompt_len": int, "initial": list[int],
-     "steps": [{"step", "t", "tokens", "inserted", "substituted", "deleted"}, ...]}
-with "inserted" / "substituted" indexing the step's tokens and "deleted" the previous step's tokens.
+A trace is the sampler's `DecodeTrace` (`prompt_len`, `initial`, `steps` of `TraceStep`: the tokens after each
+changing step, "inserted" / "substituted" indexing them and "deleted" the previous step's tokens), or its dict
+form that `pipeline(..., return_trace=True)` returns under "trace"; every view accepts both.
 
 Every view shows a step as one line of tokens: inserted tokens blue, substituted red, deleted tokens
 struck through at the place they left, mask tokens grey; BOS and padding are hidden.
@@ -12,6 +11,8 @@ struck through at the place they left, mask tokens grey; BOS and padding are hid
 import html
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..modeling.sampling_editflow import DecodeTrace, TraceStep
 
 INSERTED_RGB = (31, 111, 235)
 SUBSTITUTED_RGB = (209, 36, 47)
@@ -86,14 +87,14 @@ def sequence_segments(display: TokenDisplay, tokens: list[int], prompt_len: int 
     return [s for s in segments if s is not None]
 
 
-def step_segments(display: TokenDisplay, previous: list[int], step: dict, prompt_len: int = 0) -> list[Segment]:
+def step_segments(display: TokenDisplay, previous: list[int], step: TraceStep, prompt_len: int = 0) -> list[Segment]:
     """Segments of one step: its tokens with insertions / substitutions marked and the previous step's deleted
     tokens placed, struck through, where they were.
 
     Kept tokens appear in both sequences in the same order, so one walk over the previous tokens places each
     deleted one, and flushes before each kept token the insertions that precede it in the new sequence."""
-    inserted, substituted, deleted = set(step["inserted"]), set(step["substituted"]), set(step["deleted"])
-    tokens = step["tokens"]
+    inserted, substituted, deleted = set(step.inserted), set(step.substituted), set(step.deleted)
+    tokens = step.tokens
     out: list[Segment | None] = []
     new_index = 0
     for old_index, old_token in enumerate(previous):
@@ -110,15 +111,16 @@ def step_segments(display: TokenDisplay, previous: list[int], step: dict, prompt
     return [s for s in out if s is not None]
 
 
-def trace_frames(display: TokenDisplay, trace: dict) -> list[tuple[str, list[Segment]]]:
+def trace_frames(display: TokenDisplay, trace: DecodeTrace | dict) -> list[tuple[str, list[Segment]]]:
     """(caption, segments) of every changing step, then the final text without marks."""
-    prompt_len = trace.get("prompt_len", 0)
-    previous = trace["initial"]
+    trace = DecodeTrace.from_dict(trace)
+    prompt_len = trace.prompt_len
+    previous = trace.initial
     frames = []
-    for step in trace["steps"]:
-        caption = f"step {step['step']}  t = {step['t']:.2f}"
+    for step in trace.steps:
+        caption = f"step {step.step}  t = {step.t:.2f}"
         frames.append((caption, step_segments(display, previous, step, prompt_len)))
-        previous = step["tokens"]
+        previous = step.tokens
     frames.append(("final", sequence_segments(display, previous, prompt_len)))
     return frames
 
@@ -137,7 +139,7 @@ def segments_to_ansi(segments: list[Segment]) -> str:
     return _join(segments, lambda s: f"{ANSI[s.kind]}{s.text}{ANSI_RESET}" if ANSI[s.kind] else s.text)
 
 
-def trace_to_ansi(trace: dict, tokenizer) -> str:
+def trace_to_ansi(trace: DecodeTrace | dict, tokenizer) -> str:
     """The whole trace for a terminal: one line per changing step, then the final text."""
     display = TokenDisplay(tokenizer)
     return "\n".join(f"[{caption}] {segments_to_ansi(segments)}" for caption, segments in trace_frames(display, trace))
@@ -164,19 +166,19 @@ def segments_to_html(segments: list[Segment]) -> str:
     return '<div class="editflow-step" style="font-family:monospace;line-height:1.6">' + _join(segments, render) + "</div>"
 
 
-def step_to_html(tokenizer, previous_tokens: list[int], step: dict, prompt_len: int = 0) -> str:
-    """HTML of one trace step (e.g. the newest step passed to a `step_callback`), given the tokens before it."""
+def step_to_html(tokenizer, previous_tokens: list[int], step: TraceStep, prompt_len: int = 0) -> str:
+    """HTML of one trace step (e.g. the newest one while iterating the pipeline's steps), given the tokens before it."""
     return segments_to_html(step_segments(TokenDisplay(tokenizer), previous_tokens, step, prompt_len))
 
 
-def trace_to_html(trace: dict, tokenizer, step_index: int | None = None) -> str:
-    """HTML of the trace at one step (index into trace["steps"]; None = the final text)."""
+def trace_to_html(trace: DecodeTrace | dict, tokenizer, step_index: int | None = None) -> str:
+    """HTML of the trace at one step (index into its steps; None = the final text)."""
+    trace = DecodeTrace.from_dict(trace)
     display = TokenDisplay(tokenizer)
     if step_index is None:
-        tokens = trace["steps"][-1]["tokens"] if trace["steps"] else trace["initial"]
-        return segments_to_html(sequence_segments(display, tokens, trace.get("prompt_len", 0)))
-    previous = trace["steps"][step_index - 1]["tokens"] if step_index > 0 else trace["initial"]
-    return segments_to_html(step_segments(display, previous, trace["steps"][step_index], trace.get("prompt_len", 0)))
+        return segments_to_html(sequence_segments(display, trace.final_tokens, trace.prompt_len))
+    previous = trace.steps[step_index - 1].tokens if step_index > 0 else trace.initial
+    return segments_to_html(step_segments(display, previous, trace.steps[step_index], trace.prompt_len))
 
 
 def _load_font(size: int):
@@ -214,20 +216,19 @@ def _layout(segments: list[Segment], font, width: int, space: float) -> list[lis
     return lines
 
 
-def make_gif(
-    trace: dict,
+def gif_bytes(
+    trace: DecodeTrace | dict,
     tokenizer,
-    path: str | Path = "decode_trace.gif",
     *,
     width: int = 720,
     font_size: int = 16,
     frame_ms: int = 120,
     hold_ms: int = 3000,
-) -> int:
-    """Write the trace as an animated GIF and return its number of frames: one frame per step that changed
-    the sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged,
-    so the hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the
-    height of the tallest."""
+) -> tuple[bytes, int]:
+    """The trace as an animated GIF in memory: (bytes, number of frames). One frame per step that changed the
+    sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged, so the
+    hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the height of the
+    tallest."""
     import imageio.v3 as iio
     import numpy as np
     from PIL import Image, ImageDraw
@@ -265,13 +266,21 @@ def make_gif(
         images.append(np.asarray(image))
     # Pillow wants a plain number for a single frame
     durations = [frame_ms] * (len(images) - 1) + [hold_ms] if len(images) > 1 else hold_ms
-    iio.imwrite(str(path), np.stack(images), duration=durations, loop=0, plugin="pillow")
-    return len(images)
+    data = iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=durations, loop=0, plugin="pillow")
+    return data, len(images)
+
+
+def make_gif(trace: DecodeTrace | dict, tokenizer, path: str | Path = "decode_trace.gif", **options) -> int:
+    """Write the trace as an animated GIF (see [`gif_bytes`] for the frames and `options`); return its frame count."""
+    data, n_frames = gif_bytes(trace, tokenizer, **options)
+    Path(path).write_bytes(data)
+    return n_frames
 
 
 __all__ = [
     "Segment",
     "TokenDisplay",
+    "gif_bytes",
     "make_gif",
     "segments_to_ansi",
     "segments_to_html",

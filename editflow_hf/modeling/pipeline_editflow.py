@@ -28,7 +28,7 @@ Deviations from `text-generation`:
     - A plain string prompt goes through the tokenizer's chat template when the checkpoint was fine-tuned on chats
       (`chat_template` in its generation_config.json, or the `chat_template` argument); see "Prompt rule".
     - No `return_tensors`, `stop_sequence`, `prefix`, `handle_long_generation`, `continue_final_message`.
-Extra parameters: `tau`, `mask_length`, `edit_prompt`, `chat_template`, `seed`, `return_trace`, `step_callback`,
+Extra parameters: `tau`, `mask_length`, `edit_prompt`, `chat_template`, `seed`, `return_trace`,
 `progress_bar` (see `EditFlowGenerationPipeline.__call__`).
 
 Defaults: the checkpoint's generation_config.json (a `transformers.GenerationConfig`; see
@@ -52,13 +52,20 @@ Modes, decided per input:
     edit    (`edit_prompt=True`): nothing but BOS is protected, so the model may rewrite the prompt too;
             `generated_text` is the whole edited text (`return_full_text` changes nothing).
 
-Trace (with `return_trace=True`; the format the Space shares):
+Trace (with `return_trace=True`): `DecodeTrace.to_dict()` of the sampler's typed trace, plain JSON like every
+pipeline output (`DecodeTrace.from_dict(out["trace"])` gives the dataclass back):
     {"prompt_len": int, "initial": list[int],
      "steps": [{"step": int, "t": float, "tokens": list[int] (whole sequence after the step, BOS included),
                 "inserted": list[int] and "substituted": list[int] (indices into this step's tokens),
                 "deleted": list[int] (indices into the previous step's tokens)}, ...]}
 with only the steps that changed the sequence.
+
+Streaming: `for step in generator.iter_steps("To be", tau=0.05)` yields a `GenerationStep` per tau step (the newest
+`TraceStep` of each input, None where nothing changed); the last one also carries the outputs a call returns.
 """
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -67,7 +74,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils.chat_template_utils import Chat
 
 from .configuration_editflow import editflow_generation_defaults
-from .sampling_editflow import TauLeapSampler, check_sampling_params
+from .sampling_editflow import DecodeTrace, SamplingResult, TauLeapSampler, TraceStep, check_sampling_params
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_BATCH_SIZE = 32
@@ -77,8 +84,28 @@ HUB_KWARGS = ("revision", "token", "local_files_only", "cache_dir")
 LOADING_KWARGS = {*HUB_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
 CALL_PARAMETERS = (
     "tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, max_length, "
-    "max_new_tokens, num_return_sequences, return_full_text, batch_size, return_trace, step_callback, progress_bar"
+    "max_new_tokens, num_return_sequences, return_full_text, batch_size, return_trace, progress_bar"
 )
+
+
+@dataclass
+class GenerationStep:
+    """One tau step of [`EditFlowGenerationPipeline.iter_steps`].
+
+    Attributes:
+        step: 1-based index of the step (`num_steps` steps reach t = 1).
+        num_steps: steps in the whole run.
+        t: the time reached.
+        rows: per input, the [`TraceStep`] of this step (tokens after it, inserted / substituted / deleted
+            indices), None where the step changed nothing.
+        outputs: on the last step only, what the pipeline call returns for these inputs (a list, one per input).
+    """
+
+    step: int
+    num_steps: int
+    t: float
+    rows: list[TraceStep | None]
+    outputs: list[dict] | None = None
 
 
 def _is_message_list(value) -> bool:
@@ -165,7 +192,6 @@ class EditFlowGenerationPipeline(Pipeline):
         num_return_sequences=None,
         return_full_text=None,
         return_trace=None,
-        step_callback=None,
         progress_bar=None,
         **unknown,
     ):
@@ -175,7 +201,7 @@ class EditFlowGenerationPipeline(Pipeline):
         self._check_parameters(
             tau=tau, mask_length=mask_length, temperature=temperature, do_sample=do_sample, top_p=top_p, top_k=top_k,
             seed=seed, max_length=max_length, max_new_tokens=max_new_tokens,
-            num_return_sequences=num_return_sequences, step_callback=step_callback,
+            num_return_sequences=num_return_sequences,
         )  # fmt: skip
         preprocess, forward, postprocess = {}, {}, {}
         for key, value, target in (
@@ -192,7 +218,6 @@ class EditFlowGenerationPipeline(Pipeline):
             ("seed", seed, forward),
             ("num_return_sequences", num_return_sequences, forward),
             ("return_trace", return_trace, forward),
-            ("step_callback", step_callback, forward),
             ("progress_bar", progress_bar, forward),
             ("return_trace", return_trace, postprocess),
             ("return_full_text", return_full_text, postprocess),
@@ -204,7 +229,7 @@ class EditFlowGenerationPipeline(Pipeline):
     @staticmethod
     def _check_parameters(
         tau, mask_length, temperature, do_sample, top_p, top_k, seed, max_length, max_new_tokens,
-        num_return_sequences, step_callback,
+        num_return_sequences,
     ) -> None:  # fmt: skip
         """One clear ValueError for a bad explicit value, before any input is read."""
         check_sampling_params(
@@ -222,8 +247,6 @@ class EditFlowGenerationPipeline(Pipeline):
             raise ValueError(f"`do_sample` must be True or False; got {do_sample!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
-        if step_callback is not None and not callable(step_callback):
-            raise ValueError(f"`step_callback` must be callable as (step, t, row_steps); got {step_callback!r}.")
 
     def __call__(self, inputs, **kwargs):
         r"""
@@ -270,11 +293,8 @@ class EditFlowGenerationPipeline(Pipeline):
             batch_size (`int`, *optional*, defaults to 32):
                 Inputs sampled together in one batched run.
             return_trace (`bool`, *optional*, defaults to `False`):
-                Add the decode trace (format in the module docstring) under `"trace"`.
-            step_callback (`Callable[[int, float, list[dict | None]], None]`, *optional*):
-                Called after each tau step with `(step, t, row_steps)`: the newest trace step of each row of the
-                current batch (input-major: the `num_return_sequences` rows of the first input first), or None
-                for rows that did not change (for streaming).
+                Add the decode trace (format in the module docstring) under `"trace"`. To watch the steps as
+                they happen, iterate [`iter_steps`] instead.
             progress_bar (`bool`, *optional*, defaults to `True`):
                 Show a tqdm bar over the steps.
 
@@ -407,21 +427,11 @@ class EditFlowGenerationPipeline(Pipeline):
             "prompt": inputs.messages if isinstance(inputs, Chat) else inputs,
         }
 
-    def _forward(
-        self,
-        model_inputs,
-        tau=None,
-        temperature=None,
-        do_sample=None,
-        top_p=None,
-        top_k=None,
-        generator=None,
-        num_return_sequences=1,
-        return_trace=False,
-        step_callback=None,
-        progress_bar=True,
-    ):
-        """One tau-leaping run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
+    def _sampler(
+        self, model_inputs, tau=None, temperature=None, do_sample=None, top_p=None, top_k=None, generator=None,
+        num_return_sequences=1, progress_bar=True,
+    ) -> tuple[TauLeapSampler, list[dict]]:  # fmt: skip
+        """The sampler of one batch of preprocessed inputs and its rows (`num_return_sequences` per input)."""
         defaults = self.generation_defaults
         if do_sample is False:
             temperature = 0.0
@@ -440,17 +450,58 @@ class EditFlowGenerationPipeline(Pipeline):
             suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
             progress_bar=progress_bar,
         )
+        return sampler, rows
+
+    @staticmethod
+    def _sampler_inputs(rows: list[dict]) -> tuple[list, list, list]:
+        return [row["input_ids"] for row in rows], [row["protected"] for row in rows], [row["open_end"] for row in rows]
+
+    def _forward(self, model_inputs, return_trace=False, num_return_sequences=1, **sampler_params):
+        """One tau-leaping run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
+        sampler, rows = self._sampler(model_inputs, num_return_sequences=num_return_sequences, **sampler_params)
         result = sampler.sample(
-            [row["input_ids"] for row in rows],
-            [row["protected"] for row in rows],
-            [row["open_end"] for row in rows],
-            prompt_lengths=[row["prompt_len"] for row in rows],
-            return_trace=return_trace,
-            step_callback=step_callback,
+            *self._sampler_inputs(rows), prompt_lengths=[row["prompt_len"] for row in rows], return_trace=return_trace
         )
         # The SamplingResult object passes through Pipeline.forward untouched (it only walks dicts, lists and
         # tensors), so long traces are not copied element by element.
         return {"inputs": model_inputs, "num_return_sequences": num_return_sequences, "result": result}
+
+    def iter_steps(self, inputs, **kwargs) -> Iterator[GenerationStep]:
+        r"""
+        Generate as `__call__` does (same inputs and parameters; all inputs in one batch), yielding a
+        [`GenerationStep`] after every tau step: the edits of each sampled row as they happen (input-major: the
+        `num_return_sequences` rows of the first input first). The last step carries the outputs (`step.outputs`,
+        one list per input, as `__call__` gives for a list of inputs). Stopping the iteration stops the sampling.
+
+            for step in generator.iter_steps("Once upon a time", tau=0.05, seed=0):
+                if step.rows[0] is not None:
+                    print(step.t, generator.tokenizer.decode(step.rows[0].tokens))
+            print(step.outputs[0][0]["generated_text"])
+        """
+        kwargs.pop("batch_size", None)
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        single = isinstance(inputs, (str, Chat)) or _is_message_list(inputs)
+        items = [inputs] if single else list(inputs)
+        if not items:
+            raise ValueError("iter_steps needs at least one input.")
+        model_inputs = [self.preprocess(item, **preprocess_params) for item in items]
+        seed = forward_params.pop("seed", None)
+        if seed is not None:
+            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
+        return_trace = forward_params.pop("return_trace", False)
+        num_return_sequences = forward_params.get("num_return_sequences", 1)
+        sampler, rows = self._sampler(model_inputs, **forward_params)
+        traces = DecodeTrace.start([row["input_ids"] for row in rows], [row["prompt_len"] for row in rows])
+        for sampler_step in sampler.iter_steps(*self._sampler_inputs(rows)):
+            step = GenerationStep(sampler_step.step, sampler.num_steps, sampler_step.t, sampler_step.record(traces))
+            if step.step == sampler.num_steps:
+                result = SamplingResult(sequences=sampler_step.sequences(), traces=traces if return_trace else None)
+                batch = {"inputs": model_inputs, "num_return_sequences": num_return_sequences, "result": result}
+                step.outputs = [self.postprocess(output, **postprocess_params) for output in self._split_batch(batch)]
+            yield step
 
     @staticmethod
     def _split_batch(model_outputs):
@@ -474,7 +525,7 @@ class EditFlowGenerationPipeline(Pipeline):
             text = self.tokenizer.decode(generated, skip_special_tokens=True).strip()
             record = {"generated_text": self._full_text(row["prompt"], prompt_ids, generated, text) if return_full_text else text}
             if return_trace:
-                record["trace"] = trace
+                record["trace"] = trace.to_dict()
             records.append(record)
         return records
 
@@ -491,4 +542,4 @@ class EditFlowGenerationPipeline(Pipeline):
         return prompt + tail.rstrip()
 
 
-__all__ = ["EditFlowGenerationPipeline"]
+__all__ = ["EditFlowGenerationPipeline", "GenerationStep"]

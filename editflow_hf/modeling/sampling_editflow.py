@@ -20,13 +20,22 @@ time-independent: rates are per unit of w(t)), so only changed rows are run thro
 """
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import IntEnum
 
 import torch
 from transformers.utils.logging import tqdm
 
 from .scheduling_editflow import get_scheduler
+
+
+class EditKind(IntEnum):
+    """The three edit operations, with the integer codes that training batches and tensors carry."""
+
+    SUB = 0  # substitute the token at a position
+    DEL = 1  # delete the token at a position
+    INS = 2  # insert a token in the gap after a position
 
 
 @dataclass
@@ -222,11 +231,158 @@ def num_tau_steps(tau: float) -> int:
 
 
 @dataclass
+class TraceStep:
+    """One step of a decode that changed a sequence.
+
+    Attributes:
+        step: 1-based index of the tau step.
+        t: the time reached by the step (in (0, 1]).
+        tokens: the whole sequence after the step, BOS included.
+        inserted: indices into `tokens` of the tokens this step inserted.
+        substituted: indices into `tokens` of the tokens whose value this step changed.
+        deleted: indices into the previous step's tokens of the tokens this step deleted.
+    """
+
+    step: int
+    t: float
+    tokens: list[int]
+    inserted: list[int] = field(default_factory=list)
+    substituted: list[int] = field(default_factory=list)
+    deleted: list[int] = field(default_factory=list)
+
+
+@dataclass
+class DecodeTrace:
+    """The decode of one sequence: its start and every step that changed it (steps that changed nothing are left out).
+
+    Attributes:
+        prompt_len: leading tokens shown as the prompt (BOS included).
+        initial: the start sequence (BOS + prompt + masks).
+        steps: the changing steps, in order.
+
+    `to_dict()` gives the JSON-friendly form the pipeline returns under "trace" and `from_dict()` reads it back
+    (checking its shape once, so the trace views can trust it).
+    """
+
+    prompt_len: int
+    initial: list[int]
+    steps: list[TraceStep] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None) -> "list[DecodeTrace]":
+        """Empty traces of a batch of start sequences (`prompt_lengths` default to 1: BOS)."""
+        prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * len(sequences)
+        return [cls(prompt_len=int(p), initial=[int(x) for x in ids]) for p, ids in zip(prompt_lengths, sequences)]
+
+    @property
+    def final_tokens(self) -> list[int]:
+        """The sequence after the last step (the start sequence when no step changed it)."""
+        return self.steps[-1].tokens if self.steps else self.initial
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: "dict | DecodeTrace") -> "DecodeTrace":
+        """A trace from `to_dict()`'s form (a `DecodeTrace` passes through); ValueError naming what is malformed."""
+        if isinstance(data, cls):
+            return data
+        try:
+            steps = [TraceStep(**step) for step in data["steps"]]
+            return cls(prompt_len=int(data.get("prompt_len", 0)), initial=list(data["initial"]), steps=steps)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(
+                "A decode trace must be a DecodeTrace or its to_dict() form {'prompt_len', 'initial', 'steps': "
+                f"[{{'step', 't', 'tokens', 'inserted', 'substituted', 'deleted'}}, ...]}}; got {type(data).__name__} ({err})."
+            ) from None
+
+
+@dataclass
+class SamplerState:
+    """Where a tau-leaping run stands between two steps (built by [`TauLeapSampler.init_state`], advanced in
+    place by [`TauLeapSampler.step`]).
+
+    Attributes:
+        tokens: `[B, L]` current sequences, right-padded.
+        lengths: `[B]` current lengths.
+        protected: `[B, L]` tokens no deletion / substitution may touch (BOS, a kept prompt).
+        open_end: `[B]` rows whose end stays open to insertions after a protected last token.
+        step: steps taken so far.
+        t: the time reached (0 before the first step, 1 after the last).
+        rate_cache: `[B, L, 3]` rates of every row from its last encoder pass (None before the first step).
+        hidden_cache: `[B, L, H]` the hidden states of that pass (the token heads read them at fired positions).
+        stale: `[B]` rows whose sequence changed since their last encoder pass.
+    """
+
+    tokens: torch.LongTensor
+    lengths: torch.LongTensor
+    protected: torch.BoolTensor
+    open_end: torch.BoolTensor
+    step: int = 0
+    t: float = 0.0
+    rate_cache: torch.Tensor | None = None
+    hidden_cache: torch.Tensor | None = None
+    stale: torch.BoolTensor | None = None
+
+    def sequences(self) -> list[list[int]]:
+        """The current token ids of each row, without padding."""
+        return [row[:n].tolist() for row, n in zip(self.tokens.cpu(), self.lengths.cpu().tolist())]
+
+
+@dataclass
+class SamplerStep:
+    """What one tau step did to the batch: [`TauLeapSampler.step`] returns it, [`TauLeapSampler.iter_steps`] yields it.
+
+    Attributes:
+        step: 1-based index of the step.
+        t: the time reached by the step.
+        edits: the fired edits, applied (new tokens, lengths, and which tokens were inserted / substituted / deleted).
+    """
+
+    step: int
+    t: float
+    edits: AppliedEdits
+
+    def sequences(self) -> list[list[int]]:
+        """The token ids of each row after this step, without padding."""
+        return [row[:n].tolist() for row, n in zip(self.edits.tokens.cpu(), self.edits.lengths.cpu().tolist())]
+
+    def record(self, traces: "list[DecodeTrace]") -> list[TraceStep | None]:
+        """Append this step to the trace of every row it changed; return [`trace_steps`]."""
+        row_steps = self.trace_steps()
+        for trace, row_step in zip(traces, row_steps):
+            if row_step is not None:
+                trace.steps.append(row_step)
+        return row_steps
+
+    def trace_steps(self) -> list[TraceStep | None]:
+        """This step as a [`TraceStep`] for each row it changed, None for the others."""
+        rows: list[TraceStep | None] = [None] * self.edits.changed.shape[0]
+        changed_rows = self.edits.changed.nonzero().flatten().tolist()
+        if not changed_rows:
+            return rows
+        edits = self.edits
+        tokens, lengths = edits.tokens.cpu(), edits.lengths.cpu()
+        inserted, substituted, deleted = edits.inserted.cpu(), edits.substituted.cpu(), edits.deleted.cpu()
+        for row in changed_rows:
+            n = int(lengths[row])
+            rows[row] = TraceStep(
+                step=self.step,
+                t=float(self.t),
+                tokens=tokens[row, :n].tolist(),
+                inserted=inserted[row, :n].nonzero().flatten().tolist(),
+                substituted=substituted[row, :n].nonzero().flatten().tolist(),
+                deleted=deleted[row].nonzero().flatten().tolist(),
+            )
+        return rows
+
+
+@dataclass
 class SamplingResult:
     """Output of [`TauLeapSampler.sample`]: the final token ids of each row and, when asked, its trace."""
 
     sequences: list[list[int]]
-    traces: list[dict] | None = None
+    traces: list[DecodeTrace] | None = None
 
 
 class TauLeapSampler:
@@ -236,6 +392,12 @@ class TauLeapSampler:
     heads as `sub_head` / `ins_head` (hidden -> logits): the sampler runs the encoder once per step with
     empty `sub_logits_at` / `ins_logits_at` masks and applies the heads to the cached hidden states of the
     fired positions only, so a step costs one encoder pass over the changed rows.
+
+    Like a diffusers scheduler it steps: `state = sampler.init_state(...)`, then `sampler.step(state)` once per
+    tau step (`sampler.num_steps` of them), or `for step in sampler.iter_steps(...)`; `sample()` is that loop.
+
+        for step in sampler.iter_steps(sequences, protected, open_end):
+            print(step.step, step.t, step.trace_steps()[0])   # the edits of row 0 (None if it did not change)
 
     Args:
         model: the Edit Flow model (eval mode is set by the caller).
@@ -282,6 +444,11 @@ class TauLeapSampler:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def num_steps(self) -> int:
+        """Steps from t = 0 to t = 1."""
+        return num_tau_steps(self.tau)
 
     def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform draws in [0, 1) that decide which edits fire (override for deterministic firing)."""
@@ -347,7 +514,89 @@ class TauLeapSampler:
         pad = cache.new_zeros((cache.shape[0], width - cache.shape[1], *cache.shape[2:]))
         return torch.cat([cache, pad], dim=1)
 
+    def init_state(
+        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+    ) -> SamplerState:
+        """The state at t = 0 of a batch of start sequences (arguments as in [`sample`]), on the model's device."""
+        if len(protected) != len(sequences) or len(open_end) != len(sequences):
+            raise ValueError("`sequences`, `protected` and `open_end` must have one entry per row.")
+        if any(len(ids) == 0 or len(ids) != len(flags) for ids, flags in zip(sequences, protected)):
+            raise ValueError("Every row needs at least BOS, and one protection flag per token.")
+        device = self.device
+        batch = len(sequences)
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
+        width = int(lengths.max()) if batch > 0 else 0
+        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long, device=device)
+        protection = torch.zeros((batch, width), dtype=torch.bool, device=device)
+        for row, (ids, flags) in enumerate(zip(sequences, protected)):
+            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
+            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool, device=device)
+        if width > 0:
+            protection[:, 0] = True  # BOS never changes
+        return SamplerState(
+            tokens=tokens,
+            lengths=lengths,
+            protected=protection,
+            open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
+            stale=torch.ones(batch, dtype=torch.bool, device=device),
+        )
+
     @torch.no_grad()
+    def step(self, state: SamplerState) -> SamplerStep:
+        """One tau step from `state.t` to min(t + tau, 1): refresh the rates of the rows that changed, fire edits,
+        draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits."""
+        if state.step >= self.num_steps:
+            raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
+        batch = state.tokens.shape[0]
+        t = state.step * self.tau
+        t_next = min((state.step + 1) * self.tau, 1.0)
+        width = state.tokens.shape[1]
+        rate_cache = self._fit_width(state.rate_cache, width)
+        hidden_cache = self._fit_width(state.hidden_cache, width)
+
+        rows = state.stale.nonzero().flatten() if self.reuse_unchanged_rows else torch.arange(batch, device=state.tokens.device)
+        if rows.numel() > 0:
+            rates, hidden = self._encode_rows(state.tokens, state.lengths, rows, t)
+            if rate_cache is None:
+                rate_cache = rates.new_zeros((batch, width, 3))
+                hidden_cache = hidden.new_zeros((batch, width, hidden.shape[-1]))
+            rows_width = rates.shape[1]
+            rate_cache[rows] = 0.0
+            rate_cache[rows, :rows_width] = rates
+            hidden_cache[rows, :rows_width] = hidden
+
+        can_edit, can_insert = edit_permissions(state.protected, state.lengths, state.open_end)
+        del_fire, sub_fire, ins_fire = self.choose_edits(
+            rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
+            can_edit, can_insert, state.lengths, self.step_weight(t, t_next),
+        )  # fmt: skip
+        sub_tokens = torch.zeros_like(state.tokens)
+        ins_tokens = torch.zeros_like(state.tokens)
+        if sub_fire.any():
+            sub_tokens[sub_fire] = self._sample(self.model.sub_head(hidden_cache[sub_fire]))
+        if ins_fire.any():
+            ins_tokens[ins_fire] = self._sample(self.model.ins_head(hidden_cache[ins_fire]))
+
+        edits = apply_edits(
+            state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
+            self.pad_token_id,
+        )  # fmt: skip
+        state.tokens, state.lengths, state.protected = edits.tokens, edits.lengths, edits.protected
+        state.rate_cache, state.hidden_cache, state.stale = rate_cache, hidden_cache, edits.changed
+        state.step, state.t = state.step + 1, t_next
+        return SamplerStep(step=state.step, t=t_next, edits=edits)
+
+    def iter_steps(
+        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+    ) -> Iterator[SamplerStep]:
+        """Run tau-leaping from t = 0 to t = 1, yielding every step's edits (arguments as in [`sample`]).
+        Stopping the iteration early stops the sampling."""
+        state = self.init_state(sequences, protected, open_end)
+        if state.tokens.shape[0] == 0:
+            return
+        for _ in tqdm(range(self.num_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
+            yield self.step(state)
+
     def sample(
         self,
         sequences: Sequence[Sequence[int]],
@@ -355,7 +604,6 @@ class TauLeapSampler:
         open_end: Sequence[bool],
         prompt_lengths: Sequence[int] | None = None,
         return_trace: bool = False,
-        step_callback: Callable[[int, float, list[dict | None]], None] | None = None,
     ) -> SamplingResult:
         """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
 
@@ -363,118 +611,32 @@ class TauLeapSampler:
             sequences: start token ids of each row, BOS first (e.g. BOS + prompt + masks).
             protected: per token, True where no deletion / substitution may happen (BOS is always protected).
             open_end: per row, whether insertions may extend the sequence after a protected last token.
-            prompt_lengths: per row, the length recorded as `prompt_len` in the trace.
-            return_trace: record every step that changed a row (trace format in the module docstring of
-                `pipeline_editflow`).
-            step_callback: called after each step as `(step, t, row_steps)` with the newest trace step of each
-                row, or None for rows that did not change.
+            prompt_lengths: per row, the `prompt_len` recorded in its trace (default 1: BOS).
+            return_trace: record a [`DecodeTrace`] of every row.
         """
-        if len(protected) != len(sequences) or len(open_end) != len(sequences):
-            raise ValueError("`sequences`, `protected` and `open_end` must have one entry per row.")
-        if any(len(ids) == 0 or len(ids) != len(flags) for ids, flags in zip(sequences, protected)):
-            raise ValueError("Every row needs at least BOS, and one protection flag per token.")
-        device = self.device
-        batch = len(sequences)
-        if batch == 0:
-            return SamplingResult(sequences=[], traces=[] if return_trace else None)
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
-        width = int(lengths.max())
-        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long, device=device)
-        protection = torch.zeros((batch, width), dtype=torch.bool, device=device)
-        for row, (ids, flags) in enumerate(zip(sequences, protected)):
-            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
-            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool, device=device)
-        protection[:, 0] = True  # BOS never changes
-        open_end_t = torch.tensor(list(open_end), dtype=torch.bool, device=device)
-
-        record = return_trace or step_callback is not None
-        traces = None
-        if record:
-            prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * batch
-            traces = [
-                {"prompt_len": int(p), "initial": [int(x) for x in ids], "steps": []}
-                for p, ids in zip(prompt_lengths, sequences)
-            ]
-
-        rate_cache = hidden_cache = None
-        dirty = torch.ones(batch, dtype=torch.bool, device=device)
-        n_steps = num_tau_steps(self.tau)
-        for step in tqdm(range(n_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
-            t = step * self.tau
-            t_next = min((step + 1) * self.tau, 1.0)
-            width = tokens.shape[1]
-            rate_cache = self._fit_width(rate_cache, width)
-            hidden_cache = self._fit_width(hidden_cache, width)
-
-            rows = dirty.nonzero().flatten() if self.reuse_unchanged_rows else torch.arange(batch, device=device)
-            if rows.numel() > 0:
-                rates, hidden = self._encode_rows(tokens, lengths, rows, t)
-                if rate_cache is None:
-                    rate_cache = rates.new_zeros((batch, width, 3))
-                    hidden_cache = hidden.new_zeros((batch, width, hidden.shape[-1]))
-                rows_width = rates.shape[1]
-                rate_cache[rows] = 0.0
-                rate_cache[rows, :rows_width] = rates
-                hidden_cache[rows, :rows_width] = hidden
-
-            can_edit, can_insert = edit_permissions(protection, lengths, open_end_t)
-            del_fire, sub_fire, ins_fire = self.choose_edits(
-                rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
-                can_edit, can_insert, lengths, self.step_weight(t, t_next),
-            )  # fmt: skip
-            sub_tokens = torch.zeros_like(tokens)
-            ins_tokens = torch.zeros_like(tokens)
-            if sub_fire.any():
-                sub_logits = self.model.sub_head(hidden_cache[sub_fire])
-                sub_tokens[sub_fire] = self._sample(sub_logits)
-            if ins_fire.any():
-                ins_logits = self.model.ins_head(hidden_cache[ins_fire])
-                ins_tokens[ins_fire] = self._sample(ins_logits)
-
-            edits = apply_edits(
-                tokens, lengths, protection, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens, self.pad_token_id
-            )
-            if record:
-                row_steps = self._record(traces, step + 1, t_next, edits)
-                if step_callback is not None:
-                    step_callback(step + 1, t_next, row_steps)
-            tokens, lengths, protection = edits.tokens, edits.lengths, edits.protected
-            dirty = edits.changed
-
-        final = [row[:n].tolist() for row, n in zip(tokens.cpu(), lengths.cpu().tolist())]
-        return SamplingResult(sequences=final, traces=traces if return_trace else None)
+        traces = DecodeTrace.start(sequences, prompt_lengths) if return_trace else None
+        final = [[int(x) for x in ids] for ids in sequences]
+        last = None
+        for last in self.iter_steps(sequences, protected, open_end):
+            if traces is not None:
+                last.record(traces)
+        if last is not None:
+            final = last.sequences()
+        return SamplingResult(sequences=final, traces=traces)
 
     def _sample(self, logits: torch.Tensor) -> torch.LongTensor:
         return sample_tokens(logits, self.temperature, self.top_p, self.generator, self.suppress_token_ids, self.top_k)
 
-    @staticmethod
-    def _record(traces: list[dict], step: int, t: float, edits: AppliedEdits) -> list[dict | None]:
-        """Append this step to the trace of every changed row; return the newest step per row (None if unchanged)."""
-        row_steps: list[dict | None] = [None] * len(traces)
-        changed_rows = edits.changed.nonzero().flatten().tolist()
-        if not changed_rows:
-            return row_steps
-        tokens, lengths = edits.tokens.cpu(), edits.lengths.cpu()
-        inserted, substituted, deleted = edits.inserted.cpu(), edits.substituted.cpu(), edits.deleted.cpu()
-        for row in changed_rows:
-            n = int(lengths[row])
-            entry = {
-                "step": step,
-                "t": float(t),
-                "tokens": tokens[row, :n].tolist(),
-                "inserted": inserted[row, :n].nonzero().flatten().tolist(),
-                "substituted": substituted[row, :n].nonzero().flatten().tolist(),
-                "deleted": deleted[row].nonzero().flatten().tolist(),
-            }
-            traces[row]["steps"].append(entry)
-            row_steps[row] = entry
-        return row_steps
-
 
 __all__ = [
     "AppliedEdits",
+    "DecodeTrace",
+    "EditKind",
+    "SamplerState",
+    "SamplerStep",
     "SamplingResult",
     "TauLeapSampler",
+    "TraceStep",
     "apply_edits",
     "MAX_TAU_STEPS",
     "MIN_TAU",

@@ -18,7 +18,12 @@ For row b of a batch from `EditFlowCollator` (x_t, time t_b, remaining edits e =
 - eps = `rate_eps` (1e-8) guards log(0): softplus underflows to exactly 0 in float32 for pre-activations below
   about -100, and the model's masked positions are exactly 0; eps is far below any rate that matters.
 
-The token log-probabilities are computed only at the rows that carry an edit: the model is called once with
+The loss computes from the model's outputs and the batch, as flow_matching's losses do; the caller runs the model:
+
+    outputs = model(**batch.model_inputs())      # x_t, t, and the token-logit rows the edits need
+    loss = EditFlowLoss()(outputs, batch).loss
+
+The token log-probabilities are computed only at the rows that carry an edit: `batch.model_inputs()` passes
 `sub_logits_at` / `ins_logits_at` (bool masks of the positions with a substitution / at least one insertion), so
 the vocabulary projection runs on those rows only; each selected row is normalised once (log-softmax) and each
 edit gathers its token's entry from its row (found by a cumsum over the mask). Log-softmax math is in float32
@@ -30,11 +35,11 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
+from ..modeling.sampling_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
+from ..path.collator import EditFlowBatch
 
-SUB, DEL, INS = 0, 1, 2
 NORMALIZATIONS = ("x1_len", "x_t_len", "none")
-BATCH_KEYS = ("input_ids", "attention_mask", "t", "x1_len", "prompt_len", "edit_batch", "edit_pos", "edit_kind", "edit_token")
 
 
 @dataclass
@@ -78,7 +83,8 @@ def _row_log_probs(logits: torch.Tensor, row: torch.Tensor, token: torch.Tensor)
 
 
 class EditFlowLoss:
-    """The Edit Flow loss of a model on a collated batch: `EditFlowLoss()(model, batch) -> EditFlowLossOutput`."""
+    """The Edit Flow loss of the model's outputs on a collated batch:
+    `EditFlowLoss()(model(**batch.model_inputs()), batch) -> EditFlowLossOutput`."""
 
     def __init__(
         self,
@@ -97,30 +103,24 @@ class EditFlowLoss:
         self.normalize = normalize
         self.rate_eps = float(rate_eps)
 
-    def __call__(self, model, batch: dict) -> EditFlowLossOutput:
-        missing = [key for key in BATCH_KEYS if key not in batch]
-        if missing:
-            raise ValueError(f"The batch lacks {', '.join(missing)}: build batches with editflow_hf.path.collator.EditFlowCollator.")
-        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        edit_batch, edit_pos, edit_kind, edit_token = (batch[k] for k in ("edit_batch", "edit_pos", "edit_kind", "edit_token"))
+    def __call__(self, out, batch: EditFlowBatch) -> EditFlowLossOutput:
+        """The loss of `out` (the model's output on `batch.model_inputs()`: rates and the selected token logits)."""
+        if not isinstance(batch, EditFlowBatch):
+            raise ValueError(
+                f"EditFlowLoss needs an EditFlowBatch (built by editflow_hf.path.collator.EditFlowCollator); got "
+                f"{type(batch).__name__}."
+            )
+        if getattr(out, "sub_logits", None) is None or getattr(out, "sub_rate", None) is None:
+            raise ValueError("EditFlowLoss takes the model's output (rates and logits): call model(**batch.model_inputs()) first.")
+        input_ids, attention_mask = batch.input_ids, batch.attention_mask
+        edit_batch, edit_pos, edit_kind, edit_token = batch.edit_batch, batch.edit_pos, batch.edit_kind, batch.edit_token
         n_rows, width = input_ids.shape
         device = input_ids.device
 
-        # Bool masks of the rows whose token distribution the edits need; flat row index of each edit.
+        # Flat row index of each edit among the rows the model projected (the masks it was called with).
+        sub_at, ins_at = (mask.flatten() for mask in batch.logits_at())
         flat_pos = edit_batch * width + edit_pos
-        is_sub, is_ins = edit_kind == SUB, edit_kind == INS
-        sub_at = torch.zeros(n_rows * width, dtype=torch.bool, device=device)
-        ins_at = torch.zeros(n_rows * width, dtype=torch.bool, device=device)
-        sub_at[flat_pos[is_sub]] = True
-        ins_at[flat_pos[is_ins]] = True
-
-        out = model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            t=batch["t"],
-            sub_logits_at=sub_at.view(n_rows, width),
-            ins_logits_at=ins_at.view(n_rows, width),
-        )
+        is_sub, is_ins = edit_kind == EditKind.SUB, edit_kind == EditKind.INS
 
         # Accumulate in float32 at least (float64 when the model runs in float64).
         dtype = torch.promote_types(torch.promote_types(out.sub_rate.dtype, out.sub_logits.dtype), torch.float32)
@@ -128,7 +128,7 @@ class EditFlowLoss:
 
         # Survival: sum_i (sub + del)[i >= p_b] + ins[i >= p_b - 1]  (padding and BOS rates are 0 already).
         position = torch.arange(width, device=device)[None, :]
-        prompt_len = batch["prompt_len"].to(device)[:, None]
+        prompt_len = batch.prompt_len.to(device)[:, None]
         sub_del_open = position >= prompt_len
         ins_open = position >= prompt_len - 1
         survival = ((sub_rate + del_rate) * sub_del_open + ins_rate * ins_open).sum(dim=1)
@@ -143,9 +143,9 @@ class EditFlowLoss:
         log_token = torch.zeros_like(log_rate).masked_scatter(is_sub, sub_log_prob).masked_scatter(is_ins, ins_log_prob)
         edit_log_lik = torch.zeros(n_rows, dtype=dtype, device=device).index_add(0, edit_batch, log_rate + log_token)
 
-        weight = self.scheduler.weight(batch["t"].to(device=device, dtype=survival.dtype), self.max_w)
+        weight = self.scheduler.weight(batch.t.to(device=device, dtype=survival.dtype), self.max_w)
         if self.normalize == "x1_len":
-            norm = batch["x1_len"].to(device=device, dtype=survival.dtype)
+            norm = batch.x1_len.to(device=device, dtype=survival.dtype)
         elif self.normalize == "x_t_len":
             norm = attention_mask.sum(dim=1).to(survival.dtype)
         else:
@@ -165,7 +165,7 @@ class EditFlowLoss:
             token_nll=-(log_token.detach() * has_token).sum() / n_tokens.clamp_min(1),
             n_edits=n_edits,
             n_sub=is_sub.sum().float(),
-            n_del=(edit_kind == DEL).sum().float(),
+            n_del=(edit_kind == EditKind.DEL).sum().float(),
             n_ins=is_ins.sum().float(),
             weight=weight.detach(),
             model_output=out,
@@ -175,4 +175,4 @@ class EditFlowLoss:
         return f"{type(self).__name__}(scheduler={self.scheduler!r}, max_w={self.max_w}, normalize={self.normalize!r})"
 
 
-__all__ = ["EditFlowLoss", "EditFlowLossOutput", "NORMALIZATIONS", "SUB", "DEL", "INS"]
+__all__ = ["EditFlowLoss", "EditFlowLossOutput", "NORMALIZATIONS"]

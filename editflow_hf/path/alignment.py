@@ -32,6 +32,8 @@ numpy operations, without any dynamic program; it gives the same alignment as `a
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from ..modeling.sampling_editflow import EditKind
+
 BLANK = -1
 TIE_BREAKS = ("spread", "left", "random")
 
@@ -158,11 +160,11 @@ def sample_zt(z0: np.ndarray, z1: np.ndarray, kappa: float, rng: np.random.Gener
 def remaining_edits(zt, z1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The edits that turn x_t = z_t without blanks into x1: (x_t, pos, kind, token), int64 arrays.
 
-    One edit per column where z_t != z1, in column order:
-      kind 0 (substitute): x_t[pos] becomes `token`;
-      kind 1 (delete):     x_t[pos] is removed (`token` = BLANK);
-      kind 2 (insert):     `token` goes into the gap right after x_t[pos]. Several insertions may share a gap;
-                           applied in the order given they rebuild x1.
+    One edit per column where z_t != z1, in column order, `kind` an `EditKind` code:
+      EditKind.SUB (0): x_t[pos] becomes `token`;
+      EditKind.DEL (1): x_t[pos] is removed (`token` = BLANK);
+      EditKind.INS (2): `token` goes into the gap right after x_t[pos]. Several insertions may share a gap;
+                        applied in the order given they rebuild x1.
     `pos` of a column is (number of kept columns up to and including it) - 1: the token itself when it is kept,
     the previous kept token (the left end of its gap) when it is blank.
     """
@@ -172,11 +174,11 @@ def remaining_edits(zt, z1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     kept = zt != BLANK
     column_pos = np.cumsum(kept) - 1
     edit_columns = np.flatnonzero(zt != z1)
-    kind = np.where(~kept[edit_columns], 2, np.where(z1[edit_columns] == BLANK, 1, 0))
+    kind = np.where(~kept[edit_columns], EditKind.INS, np.where(z1[edit_columns] == BLANK, EditKind.DEL, EditKind.SUB))
     pos = column_pos[edit_columns]
     if len(pos) and pos[0] < 0:
         raise ValueError("An insertion precedes every kept token: z_t must start with a kept column (BOS).")
-    token = np.where(kind == 1, BLANK, z1[edit_columns])
+    token = np.where(kind == EditKind.DEL, BLANK, z1[edit_columns])
     return zt[kept], pos, kind, token
 
 

@@ -21,13 +21,85 @@ uses it, seeded from `torch.initial_seed()` (different in every worker, reproduc
 """
 
 import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 
-from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
+from ..modeling.sampling_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
+from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
 from .couplings import X0Sampler, parse_x0_sampler
+
+
+@dataclass(init=False, eq=False)
+class EditFlowBatch(Mapping):
+    """A training batch of [`EditFlowCollator`] (B examples, L = longest x_t, E remaining edits in the batch).
+
+    Attributes:
+        input_ids: `[B, L]` long, x_t right-padded with the pad id.
+        attention_mask: `[B, L]` long.
+        t: `[B]` float32 flow time.
+        x1_len: `[B]` float32, len(x1) with BOS (the loss normaliser).
+        prompt_len: `[B]` long, protected leading tokens, BOS included (>= 1).
+        edit_batch, edit_pos, edit_kind, edit_token: `[E]` long: row, position in x_t, `EditKind` code and target
+            token (BLANK = -1 for deletions) of each remaining edit.
+
+    It is also a read-only Mapping of its fields, so the Trainer, accelerate and the DataLoader move it to a device
+    as they move a dict: they rebuild it as `EditFlowBatch({name: tensor})`, which the constructor accepts besides
+    keywords.
+    """
+
+    input_ids: torch.LongTensor
+    attention_mask: torch.LongTensor
+    t: torch.FloatTensor
+    x1_len: torch.FloatTensor
+    prompt_len: torch.LongTensor
+    edit_batch: torch.LongTensor
+    edit_pos: torch.LongTensor
+    edit_kind: torch.LongTensor
+    edit_token: torch.LongTensor
+
+    def __init__(self, mapping: Mapping | None = None, /, **values):
+        values = {**(mapping or {}), **values}
+        names = [f.name for f in fields(self)]
+        missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
+        if missing or unknown:
+            raise TypeError(f"EditFlowBatch takes exactly the fields {names}; missing {missing}, unknown {unknown}.")
+        for name in names:
+            setattr(self, name, values[name])
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self.__dataclass_fields__:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__dataclass_fields__)
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)
+
+    def to(self, device, non_blocking: bool = False) -> "EditFlowBatch":
+        return EditFlowBatch({name: value.to(device, non_blocking=non_blocking) for name, value in self.items()})
+
+    def logits_at(self) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+        """`(sub_at, ins_at)`, `[B, L]` bool: the positions whose substitution / insertion token distribution the
+        remaining edits need (a gap with several insertions is one position)."""
+        sub_at = torch.zeros_like(self.input_ids, dtype=torch.bool)
+        ins_at = torch.zeros_like(self.input_ids, dtype=torch.bool)
+        is_sub, is_ins = self.edit_kind == EditKind.SUB, self.edit_kind == EditKind.INS
+        sub_at[self.edit_batch[is_sub], self.edit_pos[is_sub]] = True
+        ins_at[self.edit_batch[is_ins], self.edit_pos[is_ins]] = True
+        return sub_at, ins_at
+
+    def model_inputs(self) -> dict[str, torch.Tensor]:
+        """The model's keyword arguments for this batch: x_t, its mask, t, and the token-logit rows the loss needs
+        (`model(**batch.model_inputs())` then `EditFlowLoss()(outputs, batch)`)."""
+        sub_at, ins_at = self.logits_at()
+        return dict(input_ids=self.input_ids, attention_mask=self.attention_mask, t=self.t,
+                    sub_logits_at=sub_at, ins_logits_at=ins_at)  # fmt: skip
 
 
 DRAW_KEY = "draw_key"
@@ -41,15 +113,7 @@ def _worker_id() -> int | None:
 class EditFlowCollator:
     """Collate `{"input_ids": x1, "prompt_len": p}` features into Edit Flow training batches.
 
-    Output (all tensors; B examples, L = longest x_t, E edits in the batch):
-        input_ids [B, L] long     x_t, right-padded with `pad_token_id`
-        attention_mask [B, L] long
-        t [B] float32             flow time
-        x1_len [B] float32        len(x1) including BOS (the loss normaliser)
-        prompt_len [B] long       protected leading tokens, BOS included (>= 1)
-        edit_batch, edit_pos, edit_kind, edit_token [E] long
-                                  row, position in x_t, kind (0 sub, 1 del, 2 ins after pos), target token
-                                  (-1 for deletions) of each remaining edit
+    Returns an [`EditFlowBatch`] (x_t, attention mask, t, len(x1), prompt length and the remaining edits).
     """
 
     def __init__(
@@ -146,7 +210,7 @@ class EditFlowCollator:
             raise ValueError(f"Feature {index}: prompt_len must be in [1, len(input_ids)] = [1, {len(x1)}]; got {prompt_len}.")
         return x1, prompt_len
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: list[dict]) -> EditFlowBatch:
         if len(features) == 0:
             raise ValueError("EditFlowCollator got an empty list of features.")
         examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
@@ -170,17 +234,17 @@ class EditFlowCollator:
         attention_mask = np.arange(width)[None, :] < lengths[:, None]
         input_ids[attention_mask] = np.concatenate(x_ts)
         edit_batch, edit_pos, edit_kind, edit_token = (np.concatenate(column).astype(np.int64) for column in zip(*edits))
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(attention_mask.astype(np.int64)),
-            "t": torch.from_numpy(t),
-            "x1_len": torch.tensor([len(x1) for x1, _ in examples], dtype=torch.float32),
-            "prompt_len": torch.tensor([p for _, p in examples], dtype=torch.long),
-            "edit_batch": torch.from_numpy(edit_batch),
-            "edit_pos": torch.from_numpy(edit_pos),
-            "edit_kind": torch.from_numpy(edit_kind),
-            "edit_token": torch.from_numpy(edit_token),
-        }
+        return EditFlowBatch(
+            input_ids=torch.from_numpy(input_ids),
+            attention_mask=torch.from_numpy(attention_mask.astype(np.int64)),
+            t=torch.from_numpy(t),
+            x1_len=torch.tensor([len(x1) for x1, _ in examples], dtype=torch.float32),
+            prompt_len=torch.tensor([p for _, p in examples], dtype=torch.long),
+            edit_batch=torch.from_numpy(edit_batch),
+            edit_pos=torch.from_numpy(edit_pos),
+            edit_kind=torch.from_numpy(edit_kind),
+            edit_token=torch.from_numpy(edit_token),
+        )
 
     def __repr__(self) -> str:
         return (
@@ -190,4 +254,4 @@ class EditFlowCollator:
         )
 
 
-__all__ = ["EditFlowCollator", "BLANK", "DRAW_KEY"]
+__all__ = ["BLANK", "DRAW_KEY", "EditFlowBatch", "EditFlowCollator"]

