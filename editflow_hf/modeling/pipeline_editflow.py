@@ -29,8 +29,11 @@ with only the steps that changed the sequence.
 
 import torch
 from transformers import AutoTokenizer, Pipeline
+from transformers.utils import logging
 
 from .sampling_editflow import TauLeapSampler, check_sampling_params
+
+logger = logging.get_logger(__name__)
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_MASK_LENGTH = 64
@@ -230,6 +233,18 @@ class EditFlowGenerationPipeline(Pipeline):
             )
         return self.tokenizer.apply_chat_template(list(inputs), tokenize=False, add_generation_prompt=True)
 
+    def _warn_if_never_trained_to_edit(self) -> None:
+        """Edit mode asks the model to substitute and delete real tokens; a model trained only from masks
+        (its recorded `x0_sampler` has no `corrupt`) never saw that, so say so once."""
+        spec = getattr(self.model.config, "x0_sampler", None)
+        if spec and "corrupt" not in spec and not getattr(self, "_warned_masks_only", False):
+            self._warned_masks_only = True
+            logger.warning(
+                "edit_prompt=True, but this model was trained with x0_sampler=%r (masks only): it never learned to "
+                "revise real text. Train it with a corrupting coupling, e.g. --x0_sampler "
+                "\"0.5*masks[length:64] + 0.5*corrupt[p:0.2]\".", spec,
+            )
+
     def preprocess(self, inputs, mask_length=DEFAULT_MASK_LENGTH, edit_prompt=False, max_length=None):
         """Token ids of the start sequence, its protection flags and where the prompt ends."""
         if isinstance(mask_length, bool) or not isinstance(mask_length, int) or mask_length < 0:
@@ -248,6 +263,7 @@ class EditFlowGenerationPipeline(Pipeline):
                 f"more than max_length={max_length}: shorten the prompt or lower mask_length."
             )
         if edit_prompt:
+            self._warn_if_never_trained_to_edit()
             protected_prompt = [False] * len(prompt_ids)
         elif infill:
             protected_prompt = [token != config.mask_token_id for token in prompt_ids]

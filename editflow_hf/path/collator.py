@@ -2,8 +2,11 @@
 
 For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = leading tokens kept fixed):
 
-    x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)
-    z0, z1 = closed-form minimum edit alignment of x0 and x1 (`alignment.align_masks`)
+    x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)      (mask samplers)
+          x1[:prompt_len] + corrupt(x1[prompt_len:])                        (`corrupt[p:P]`; a mixture draws
+                                                                             one of its samplers per example)
+    z0, z1 = minimum edit alignment of x0 and x1: closed form for masks (`alignment.align_masks`), the general
+             one (`alignment.align`) for corrupted text; noise tokens come from the batch's data tokens
     t  ~ U[0, 1 - time_epsilon),   z_t = column-wise z1 with probability kappa(t), else z0
     x_t = z_t without blanks,      edits = every column with z_t != z1 (`alignment.remaining_edits`)
 
@@ -20,7 +23,7 @@ import os
 import numpy as np
 import torch
 
-from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
+from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .couplings import X0Sampler, parse_x0_sampler
 
@@ -130,18 +133,32 @@ class EditFlowCollator:
             raise ValueError(f"Feature {index}: prompt_len must be in [1, len(input_ids)] = [1, {len(x1)}]; got {prompt_len}.")
         return x1, prompt_len
 
-    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+    def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1."""
+        sampler = self.x0_sampler.draw(rng)
+        if sampler.masks_only:
+            n_masks = sampler(len(x1) - prompt_len, rng)
+            return align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
+        x0 = np.concatenate([x1[:prompt_len], sampler.corrupt(x1[prompt_len:], rng, noise_pool)])
+        return align(x0, x1, tie_break=self.tie_break, rng=rng)
+
+    def __call__(self, features: list[dict], t: "np.ndarray | None" = None) -> dict[str, torch.Tensor]:
+        """Collate `features`; `t` (one time per feature) replaces the random times, e.g. for a grid estimate."""
         if len(features) == 0:
             raise ValueError("EditFlowCollator got an empty list of features.")
         rng = self.rng
         examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
-        t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        if t is None:
+            t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        t = np.asarray(t, dtype=np.float32).reshape(len(examples))
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
+        noise_pool = np.zeros(0, np.int64)
+        if not self.x0_sampler.masks_only:
+            noise_pool = np.concatenate([x1[prompt_len:] for x1, prompt_len in examples])
 
         x_ts, edits = [], []
         for b, (x1, prompt_len) in enumerate(examples):
-            n_masks = self.x0_sampler(len(x1) - prompt_len, rng)
-            z0, z1 = align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
+            z0, z1 = self._align(x1, prompt_len, noise_pool, rng)
             x_t, pos, kind, token = remaining_edits(sample_zt(z0, z1, kappa[b], rng), z1)
             x_ts.append(x_t)
             edits.append((np.full(len(pos), b), pos, kind, token))
