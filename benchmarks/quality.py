@@ -83,7 +83,7 @@ def qa_check(checkpoint: Path, pairs: list[dict]) -> tuple[int, list[str]]:
     import editflow_hf  # noqa: F401  (registers the pipeline)
     from transformers import pipeline
 
-    generate = pipeline("editflow-generation", model=str(checkpoint))
+    generate = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)
     chats = [[{"role": "user", "content": pair["instruction"]}] for pair in pairs]
     answers = [o["generated_text"] for o in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=0, progress_bar=False)]
     return sum(a == pair["output"] for a, pair in zip(answers, pairs)), answers

@@ -113,7 +113,7 @@ def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu")
     return float(np.exp(total_nll / total_tokens))
 
 
-def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max_length, split, seed) -> list[dict]:
+def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max_length, split, seed) -> tuple[str, list[dict]]:
     from ..training.data import prepare_datasets
 
     splits = prepare_datasets(
@@ -122,7 +122,7 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
     name = split if split != "auto" else ("test" if "test" in splits else "train")
     if name not in splits:
         raise EditFlowError(f"--split {name}: {dataset_args} has only {', '.join(splits)}.")
-    return [{"input_ids": list(row["input_ids"]), "prompt_len": int(row["prompt_len"])} for row in splits[name]]
+    return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row["prompt_len"])} for row in splits[name]]
 
 
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
@@ -163,8 +163,9 @@ def evaluate(
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
-    features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
-                              max_length=max_length, split=split, seed=seed)[:max_sequences]  # fmt: skip
+    features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
+                              max_length=max_length, split=split, seed=seed)  # fmt: skip
+    features = features[:max_sequences]
     if len(features) < 2:
         raise EditFlowError(f"{dataset_args}: {len(features)} evaluation sequence(s); the bound needs at least 2.")
     x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or "masks[length:64]"
@@ -181,6 +182,7 @@ def evaluate(
         "model": str(model_name_or_path),
         "dataset": dataset_args,
         "task": task,
+        "split": features_split,
         "seed": seed,
         "x0_sampler": collator.x0_sampler.spec,
         "bound": bound.to_dict(),

@@ -25,7 +25,7 @@ import numpy as np
 
 VALID_FORMS = ('"masks[length:N]"', '"masks[min:A,max:B]"', '"empty"', '"corrupt[p:P]"', '"w1*spec1 + w2*spec2"')
 _SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<args>[^\]]*)\])?\s*$")
-_TERM = re.compile(r"^\s*(?:(?P<weight>[0-9.eE+-]+)\s*\*)?\s*(?P<spec>.+?)\s*$")
+_TERM = re.compile(r"^\s*(?:(?P<weight>[^*\[\]]+?)\s*\*)?\s*(?P<spec>.+?)\s*$")
 
 
 class X0Sampler:
