@@ -122,7 +122,7 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
     name = split if split != "auto" else ("test" if "test" in splits else "train")
     if name not in splits:
         raise EditFlowError(f"--split {name}: {dataset_args} has only {', '.join(splits)}.")
-    return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row["prompt_len"])} for row in splits[name]]
+    return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row.get("prompt_len", 1))} for row in splits[name]]
 
 
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
