@@ -13,7 +13,8 @@ Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenize
 - pt (x1 longer than x0): `training/pt.py` on tiny-shakespeare (blocks of 64 tokens, `masks[length:16]`, lr 3e-3
   constant, batch 32); the bound and the generation metrics of `editflow-eval` on 32 held-out blocks.
 
-A run whose checkpoint already exists under --work_dir is not retrained. The last printed line is the JSON of
+Every bound is computed under the coupling and tie-break its model was trained with (each is then a bound on
+the same -log p(x1 | x0), so they compare). A run whose checkpoint already exists under --work_dir is not retrained. The last printed line is the JSON of
 all results.
 """
 
@@ -117,7 +118,8 @@ def main() -> None:
                     "--x0_sampler", "masks[length:12]", "--tie_break", tie_break])  # fmt: skip
                 exact, answers = qa_check(checkpoint, held_back)
                 metrics = evaluate(str(checkpoint), str(work / "heldback.jsonl"), task="sft", max_length=64, seed=0,
-                                   mask_length=12, num_samples=8, temperature=0.0)  # fmt: skip
+                                   mask_length=12, num_samples=8, temperature=0.0, x0_sampler="masks[length:12]",
+                                   tie_break=tie_break, corrupt_p=0)  # fmt: skip
                 row = {"qa_exact": f"{exact}/{len(held_back)}", "answers": answers}
             else:
                 data = f"{args.shakespeare}[train,test:32]"
@@ -125,7 +127,8 @@ def main() -> None:
                     "--dataset_args", data, "--text_field", "text", "--eval_split_size", "0", "--max_length", "64",
                     "--x0_sampler", "masks[length:16]", "--tie_break", tie_break])  # fmt: skip
                 metrics = evaluate(str(checkpoint), data, split="test", task="pt", max_length=64, seed=0,
-                                   mask_length=16, num_samples=16)  # fmt: skip
+                                   mask_length=16, num_samples=16, x0_sampler="masks[length:16]", tie_break=tie_break,
+                                   corrupt_p=0)  # fmt: skip
                 row = {}
             row = {"regime": regime, "tie_break": tie_break, "train_seconds": round(seconds, 1),
                    "final_train_loss": final_train_loss(checkpoint), **row,

@@ -174,7 +174,7 @@ def evaluate(
         x0_sampler=x0_sampler,
         scheduler=config.scheduler,
         scheduler_kwargs=config.scheduler_kwargs,
-        tie_break=tie_break or getattr(config, "tie_break", None) or "left",
+        tie_break=tie_break or getattr(config, "tie_break", None) or "auto",
         seed=seed,
     )
     bound = edit_flow_bound(model, features, collator, num_t=num_t, batch_size=batch_size)
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tau", type=float, default=0.01, help="Tau-leaping step (default 0.01).")
     parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature; 0 = greedy (default 1).")
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
-    parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else left).")
+    parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")
     parser.add_argument("--x0_sampler", default=None, help="Coupling of the bound (default: the model's, else masks[length:64]).")
     parser.add_argument("--ref_model", default=None, help="Local causal LM for the generative perplexity.")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")

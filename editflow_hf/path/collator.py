@@ -10,6 +10,10 @@ For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = le
     t  ~ U[0, 1 - time_epsilon),   z_t = column-wise z1 with probability kappa(t), else z0
     x_t = z_t without blanks,      edits = every column with z_t != z1 (`alignment.remaining_edits`)
 
+`tie_break="auto"` (the default) resolves per example by regime, as measured in benchmarks/quality.py
+(benchmarks/RESULTS.md, "Model quality by tie-break"): `AUTO_TIE_BREAK["sft"]` for examples with a prompt
+(prompt_len > 1), `AUTO_TIE_BREAK["pt"]` for plain text.
+
 The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
 1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
 
@@ -26,6 +30,12 @@ import torch
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .couplings import X0Sampler, parse_x0_sampler
+
+
+# Chosen by measurement (benchmarks/quality.py): on short-answer SFT, "left" answers 8/8 held-back questions where
+# "spread" answers 0/8 and "random" 1/8 (train loss 0.84 vs 1.22 vs 1.45).
+AUTO_TIE_BREAK = {"sft": "left", "pt": "left"}
+TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
 
 
 def _worker_id() -> int | None:
@@ -57,15 +67,15 @@ class EditFlowCollator:
         scheduler: "str | KappaScheduler" = "linear",
         scheduler_kwargs: dict | None = None,
         time_epsilon: float = 1e-3,
-        tie_break: str = "spread",
+        tie_break: str = "auto",
         pad_to_multiple_of: int | None = None,
         seed: int | None = None,
     ):
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
                 raise ValueError(f"EditFlowCollator needs a non-negative {name}; got {value!r}.")
-        if tie_break not in TIE_BREAKS:
-            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAKS))}.")
+        if tie_break not in TIE_BREAK_CHOICES:
+            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAK_CHOICES))}.")
         if not 0.0 <= time_epsilon < 1.0:
             raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
@@ -136,11 +146,18 @@ class EditFlowCollator:
     def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
         """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1."""
         sampler = self.x0_sampler.draw(rng)
+        tie_break = self.resolve_tie_break(prompt_len)
         if sampler.masks_only:
             n_masks = sampler(len(x1) - prompt_len, rng)
-            return align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
+            return align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=tie_break, rng=rng)
         x0 = np.concatenate([x1[:prompt_len], sampler.corrupt(x1[prompt_len:], rng, noise_pool)])
-        return align(x0, x1, tie_break=self.tie_break, rng=rng)
+        return align(x0, x1, tie_break=tie_break, rng=rng)
+
+    def resolve_tie_break(self, prompt_len: int) -> str:
+        """The tie-break of an example: `tie_break`, or with "auto" the measured default of its regime."""
+        if self.tie_break != "auto":
+            return self.tie_break
+        return AUTO_TIE_BREAK["sft" if prompt_len > 1 else "pt"]
 
     def __call__(self, features: list[dict], t: "np.ndarray | None" = None) -> dict[str, torch.Tensor]:
         """Collate `features`; `t` (one time per feature) replaces the random times, e.g. for a grid estimate."""
@@ -191,4 +208,4 @@ class EditFlowCollator:
         )
 
 
-__all__ = ["EditFlowCollator", "BLANK"]
+__all__ = ["EditFlowCollator", "BLANK", "AUTO_TIE_BREAK", "TIE_BREAK_CHOICES"]
