@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from rapidfuzz.distance import Levenshtein
 
 from editflow_hf.path.couplings import Corrupt, FixedMasks, Mixture, parse_x0_sampler
@@ -106,3 +107,22 @@ def test_collator_aligns_corrupted_pairs_minimally(x0_sampler, tie_break):
         for b, x_t, pos, kind, token in rows(collator(features)):
             assert apply_edits(x_t, pos, kind, token) == features[b]["input_ids"]
     assert saw_corrupt and (saw_masks or "masks" not in x0_sampler)
+
+
+def test_auto_tie_break_resolves_per_regime():
+    from editflow_hf.path.collator import AUTO_TIE_BREAK
+    from editflow_hf.training.args import EditFlowTrainingArguments
+
+    assert EditFlowTrainingArguments(output_dir="x", use_cpu=True).tie_break == "auto"
+    with pytest.raises(ValueError, match="--tie_break must be one of auto, spread, left, random"):
+        EditFlowTrainingArguments(output_dir="x", use_cpu=True, tie_break="middle")
+    auto = make_collator(seed=0)
+    assert auto.tie_break == "auto"
+    assert auto.resolve_tie_break(1) == AUTO_TIE_BREAK["pt"] and auto.resolve_tie_break(5) == AUTO_TIE_BREAK["sft"] == "left"
+    # The same draws as the explicit tie-break of each regime (random draws nothing extra for left/spread).
+    features = [{"input_ids": [BOS, 1001, 1002, 1003], "prompt_len": 2}, {"input_ids": [BOS] + list(range(1100, 1120))}]
+    for feature, regime in zip(features, ("sft", "pt")):
+        explicit = make_collator(seed=0, tie_break=AUTO_TIE_BREAK[regime], x0_sampler="masks[length:8]")
+        resolved = make_collator(seed=0, x0_sampler="masks[length:8]")
+        a, b = explicit([feature]), resolved([feature])
+        assert all(torch.equal(a[key], b[key]) for key in a)
