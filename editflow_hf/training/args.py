@@ -103,7 +103,10 @@ class DataArguments:
 class EditFlowTrainingArguments(TrainingArguments):
     x0_sampler: str = field(
         default="masks[length:64]",
-        metadata={"help": "Source sequence x0: `masks[length:N]` (BOS + N masks) or `empty` (BOS only)."},
+        metadata={
+            "help": "Source sequence x0: `masks[length:N]` (BOS + N masks), `masks[min:A,max:B]`, `empty` (BOS only), "
+            "`corrupt[p:0.2]` (x1 corrupted: learn to revise) or a mixture `0.5*masks[length:64] + 0.5*corrupt[p:0.2]`."
+        },
     )
     scheduler_cls: str = field(
         default="linear",
