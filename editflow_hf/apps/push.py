@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import huggingface_hub
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import (
     HfHubHTTPError,
     HFValidationError,
@@ -382,6 +382,45 @@ def build_model_card(
     )
 
 
+EVAL_RESULTS_FILE = "eval_results.json"
+
+
+def eval_results_for_card(eval_json) -> list[EvalResult]:
+    """`model-index` entries (huggingface_hub `EvalResult`s) from an `editflow-eval` JSON file: the bound per
+    token (and its standard error), the generation metrics and the restoration edit distances."""
+    path = Path(eval_json)
+    result = _read_json(path, "editflow-eval results")
+    if "bound" not in result or "dataset" not in result:
+        raise EditFlowError(f"{path} is not an editflow-eval result (no bound/dataset): write one with `editflow-eval ... --output {path}`")
+    dataset = _dataset_ids(result["dataset"])
+    dataset_name = dataset[0] if dataset else str(result["dataset"])
+    metrics = [("edit_flow_bound", "Edit Flow bound (nats/token)", result["bound"]["per_token"]),
+               ("edit_flow_bound_stderr", "Edit Flow bound standard error", result["bound"]["stderr"])]  # fmt: skip
+    generation = result.get("generation") or {}
+    for key in ("length", "distinct_1", "distinct_2", "repeated_2gram_rate", "leftover_masks", "exact_match", "token_f1"):
+        if isinstance(generation.get(key), (int, float)):
+            metrics.append((key, key.replace("_", " "), generation[key]))
+    if isinstance(result.get("generative_perplexity"), (int, float)):
+        metrics.append(("generative_perplexity", "generative perplexity", result["generative_perplexity"]))
+    for key in ("edit_distance_before", "edit_distance_after"):
+        if key in (result.get("restoration") or {}):
+            metrics.append((f"restoration_{key}", f"restoration {key.replace('_', ' ')}", result["restoration"][key]))
+    return [
+        EvalResult(
+            task_type="text-generation", dataset_type=dataset_name, dataset_name=dataset_name,
+            dataset_split=result.get("split"), metric_type=metric, metric_name=name, metric_value=float(value),
+        )  # fmt: skip
+        for metric, name, value in metrics
+    ]
+
+
+def add_eval_results(card: ModelCard, repo_id: str, eval_json) -> ModelCard:
+    """Put the `editflow-eval` results of `eval_json` into the card's `model-index` metadata."""
+    card.data.eval_results = eval_results_for_card(eval_json)
+    card.data.model_name = repo_id.split("/")[-1]
+    return card
+
+
 def upload_file_list(checkpoint_dir) -> list[str]:
     """Files of the folder that upload_folder sends, relative POSIX paths, sorted (same ignore patterns)."""
     folder = Path(checkpoint_dir)
@@ -433,6 +472,7 @@ def plan_upload(
     training_args: dict | None = None,
     gif_path=None,
     license: str | None = DEFAULT_LICENSE,
+    eval_results=None,
 ) -> UploadPlan:
     """Check the folder and the repo id, build the card (the folder's own README.md when it has one, else the
     generated card) and list the files; reads only. Raises EditFlowError (one line) for anything wrong."""
@@ -450,12 +490,15 @@ def plan_upload(
     if own_card.is_file():
         card, generated = own_card.read_text(encoding="utf-8"), False
     else:
-        card = str(
-            build_model_card(
-                folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
-                license=license,
-            )
+        generated_card = build_model_card(
+            folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
+            license=license,
         )
+        if eval_results is None and (folder / EVAL_RESULTS_FILE).is_file():
+            eval_results = folder / EVAL_RESULTS_FILE
+        if eval_results is not None:
+            add_eval_results(generated_card, repo_id, eval_results)
+        card = str(generated_card)
         generated = True
     files = [name for name in upload_file_list(folder) if name != "README.md" and not (gif_path and name == gif_path.name)]
     return UploadPlan(folder, files, card, generated, gif_path)
@@ -474,16 +517,19 @@ def push_checkpoint(
     dry_run: bool = False,
     commit_message: str | None = None,
     license: str | None = DEFAULT_LICENSE,
+    eval_results=None,
 ) -> str:
     """Check that `checkpoint_dir` is a complete repo, then create `repo_id` (exist_ok) and upload, in one
     commit, the folder's files, the model card as README.md (the folder's own README.md if it has one, else
     the generated card, uploaded from memory) and the decode GIF when given. The folder is never modified.
 
+    `eval_results`: an `editflow-eval` JSON file for the card's `model-index` (default: `eval_results.json` in the
+    checkpoint, when there is one).
     Returns the repo URL, or with `dry_run` the files the repo would hold, one per line (nothing is sent).
     Raises EditFlowError (one line) for an incomplete folder, a bad repo id, no network, no token or a refused write."""
     plan = plan_upload(
         checkpoint_dir, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
-        license=license,
+        license=license, eval_results=eval_results,
     )
     if dry_run:
         return "\n".join(plan.repo_files)
@@ -523,14 +569,21 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="Training dataset(s) for the card, `a|b` (default: from training_args.json).")
     parser.add_argument("--commit_message", default=None, help="Commit message of the upload.")
     parser.add_argument(
-        "--license", default=DEFAULT_LICENSE, help=f"License in the card's metadata, the base model's (default {DEFAULT_LICENSE}; e.g. mit for RoBERTa)."
+        "--license", default=DEFAULT_LICENSE, help=f"License in the card's metadata, the base model's (default {DEFAULT_LICENSE}; e.g. mit for RoBERTa).",
+    )
+    parser.add_argument(
+        "--eval_results", default=None,
+        help=f"editflow-eval JSON for the card's model-index (default: {EVAL_RESULTS_FILE} in the checkpoint, if any).",
     )
     args = parser.parse_args(argv)
     return run_cli(parser.prog, lambda: _push_from_args(args))
 
 
 def _push_from_args(args) -> int:
-    card_options = dict(base_model=args.base_model, dataset=args.dataset, gif_path=args.gif, license=args.license)
+    card_options = dict(
+        base_model=args.base_model, dataset=args.dataset, gif_path=args.gif, license=args.license,
+        eval_results=args.eval_results,
+    )  # fmt: skip
     if args.dry_run:
         plan = plan_upload(args.checkpoint, args.repo_id, **card_options)
         print("\n".join(plan.repo_files))

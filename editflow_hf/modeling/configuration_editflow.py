@@ -70,6 +70,13 @@ class EditFlowConfig(PreTrainedConfig):
             `LinearKappaScheduler`, `CubicKappaScheduler`, `CosineKappaScheduler`); the sampler uses the same one.
         scheduler_kwargs (`dict`, *optional*):
             Arguments of the scheduler, e.g. `{"a": 2.0, "b": 0.5}` for `cubic`.
+        x0_sampler (`str`, *optional*):
+            The x0 coupling the model was trained with (the `--x0_sampler` spec, e.g. `"masks[length:64]"` or
+            `"0.5*masks[length:64] + 0.5*corrupt[p:0.2]"`); None when unknown (e.g. freshly converted). A spec
+            without `corrupt` means the model only ever turned masks into text: the pipeline warns when such a
+            model is asked to edit (`edit_prompt=True`).
+        tie_break (`str`, *optional*):
+            The alignment tie-break the model was trained with (`left`, `spread`, `random`), for evaluation.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of fresh heads.
     """
@@ -94,6 +101,8 @@ class EditFlowConfig(PreTrainedConfig):
     rate_head_bias_init: float = -2.0
     scheduler: str = "linear"
     scheduler_kwargs: dict | None = None
+    x0_sampler: str | None = None
+    tie_break: str | None = None
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 

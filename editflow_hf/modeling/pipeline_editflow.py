@@ -71,10 +71,13 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, GenerationConfig, Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .configuration_editflow import editflow_generation_defaults
 from .sampling_editflow import DecodeTrace, SamplingResult, TauLeapSampler, TraceStep, check_sampling_params
+
+logger = logging.get_logger(__name__)
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_BATCH_SIZE = 32
@@ -362,6 +365,18 @@ class EditFlowGenerationPipeline(Pipeline):
                 raise ValueError(f"Chat message content must be a string; got {type(message['content']).__name__}.")
         return list(inputs)
 
+    def _warn_if_never_trained_to_edit(self) -> None:
+        """Edit mode asks the model to substitute and delete real tokens; a model trained only from masks
+        (its recorded `x0_sampler` has no `corrupt`) never saw that, so say so once."""
+        spec = getattr(self.model.config, "x0_sampler", None)
+        if spec and "corrupt" not in spec and not getattr(self, "_warned_masks_only", False):
+            self._warned_masks_only = True
+            logger.warning(
+                "edit_prompt=True, but this model was trained with x0_sampler=%r (masks only): it never learned to "
+                "revise real text. Train it with a corrupting coupling, e.g. --x0_sampler "
+                "\"0.5*masks[length:64] + 0.5*corrupt[p:0.2]\".", spec,
+            )
+
     def _resolve_max_length(self, max_length) -> int:
         if max_length is None:
             return self.max_positions
@@ -411,6 +426,7 @@ class EditFlowGenerationPipeline(Pipeline):
                 f"more than max_length={max_length}: shorten the prompt or lower mask_length."
             )
         if edit_prompt:
+            self._warn_if_never_trained_to_edit()
             protected_prompt = [False] * len(prompt_ids)
         elif infill:
             protected_prompt = [token != config.mask_token_id for token in prompt_ids]

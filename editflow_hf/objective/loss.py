@@ -56,6 +56,8 @@ class EditFlowLossOutput(ModelOutput):
         n_edits (`torch.FloatTensor`, scalar): number of remaining edits in the batch.
         n_sub, n_del, n_ins (`torch.FloatTensor`, scalar): the same, per kind.
         weight (`torch.FloatTensor` of shape `(batch_size,)`): w(t_b), clamped.
+        row_loss (`torch.FloatTensor` of shape `(batch_size,)`): L_b of each row, detached (for estimators that
+            need per-sequence values, e.g. `objective.bound`).
         model_output: the model's output (rates and the selected logits).
     """
 
@@ -69,6 +71,7 @@ class EditFlowLossOutput(ModelOutput):
     n_del: torch.FloatTensor | None = None
     n_ins: torch.FloatTensor | None = None
     weight: torch.FloatTensor | None = None
+    row_loss: torch.FloatTensor | None = None
     model_output: ModelOutput | None = None
 
 
@@ -152,7 +155,8 @@ class EditFlowLoss:
             norm = torch.ones_like(survival)
         survival_term = weight * survival / norm
         edit_term = -weight * edit_log_lik / norm
-        loss = (survival_term + edit_term).mean()
+        row_loss = survival_term + edit_term
+        loss = row_loss.mean()
 
         has_token = is_sub | is_ins
         n_edits = torch.tensor(float(len(edit_kind)), device=device)
@@ -168,6 +172,7 @@ class EditFlowLoss:
             n_del=(edit_kind == EditKind.DEL).sum().float(),
             n_ins=is_ins.sum().float(),
             weight=weight.detach(),
+            row_loss=row_loss.detach(),
             model_output=out,
         )
 

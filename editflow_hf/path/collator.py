@@ -2,10 +2,17 @@
 
 For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = leading tokens kept fixed):
 
-    x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)
-    z0, z1 = closed-form minimum edit alignment of x0 and x1 (`alignment.align_masks`)
+    x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)      (mask samplers)
+          x1[:prompt_len] + corrupt(x1[prompt_len:])                        (`corrupt[p:P]`; a mixture draws
+                                                                             one of its samplers per example)
+    z0, z1 = minimum edit alignment of x0 and x1: closed form for masks (`alignment.align_masks`), the general
+             one (`alignment.align`) for corrupted text; noise tokens come from the batch's data tokens
     t  ~ U[0, 1 - time_epsilon),   z_t = column-wise z1 with probability kappa(t), else z0
     x_t = z_t without blanks,      edits = every column with z_t != z1 (`alignment.remaining_edits`)
+
+`tie_break="auto"` (the default) resolves per example by regime, as measured in benchmarks/quality.py
+(benchmarks/RESULTS.md, "Model quality by tie-break"): `AUTO_TIE_BREAK["sft"]` for examples with a prompt
+(prompt_len > 1), `AUTO_TIE_BREAK["pt"]` for plain text.
 
 The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
 1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
@@ -29,7 +36,7 @@ import torch
 
 from ..modeling.sampling_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
-from .alignment import BLANK, TIE_BREAKS, align_masks, remaining_edits, sample_zt
+from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
 from .couplings import X0Sampler, parse_x0_sampler
 
 
@@ -104,6 +111,11 @@ class EditFlowBatch(Mapping):
 
 DRAW_KEY = "draw_key"
 
+# Chosen by measurement (benchmarks/quality.py): on short-answer SFT, "left" answers 8/8 held-back questions where
+# "spread" answers 0/8 and "random" 1/8 (train loss 0.84 vs 1.22 vs 1.45).
+AUTO_TIE_BREAK = {"sft": "left", "pt": "left"}
+TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
+
 
 def _worker_id() -> int | None:
     info = torch.utils.data.get_worker_info()
@@ -126,15 +138,15 @@ class EditFlowCollator:
         scheduler: "str | KappaScheduler" = "linear",
         scheduler_kwargs: dict | None = None,
         time_epsilon: float = 1e-3,
-        tie_break: str = "spread",
+        tie_break: str = "auto",
         pad_to_multiple_of: int | None = None,
         seed: int | None = None,
     ):
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
                 raise ValueError(f"EditFlowCollator needs a non-negative {name}; got {value!r}.")
-        if tie_break not in TIE_BREAKS:
-            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAKS))}.")
+        if tie_break not in TIE_BREAK_CHOICES:
+            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAK_CHOICES))}.")
         if not 0.0 <= time_epsilon < 1.0:
             raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
@@ -210,18 +222,39 @@ class EditFlowCollator:
             raise ValueError(f"Feature {index}: prompt_len must be in [1, len(input_ids)] = [1, {len(x1)}]; got {prompt_len}.")
         return x1, prompt_len
 
-    def __call__(self, features: list[dict]) -> EditFlowBatch:
+    def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+        """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1."""
+        sampler = self.x0_sampler.draw(rng)
+        tie_break = self.resolve_tie_break(prompt_len)
+        if sampler.masks_only:
+            n_masks = sampler(len(x1) - prompt_len, rng)
+            return align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=tie_break, rng=rng)
+        x0 = np.concatenate([x1[:prompt_len], sampler.corrupt(x1[prompt_len:], rng, noise_pool)])
+        return align(x0, x1, tie_break=tie_break, rng=rng)
+
+    def resolve_tie_break(self, prompt_len: int) -> str:
+        """The tie-break of an example: `tie_break`, or with "auto" the measured default of its regime."""
+        if self.tie_break != "auto":
+            return self.tie_break
+        return AUTO_TIE_BREAK["sft" if prompt_len > 1 else "pt"]
+
+    def __call__(self, features: list[dict], t: "np.ndarray | None" = None) -> EditFlowBatch:
+        """Collate `features`; `t` (one time per feature) replaces the random times, e.g. for a grid estimate."""
         if len(features) == 0:
             raise ValueError("EditFlowCollator got an empty list of features.")
         examples = [self._x1_and_prompt_len(i, feature) for i, feature in enumerate(features)]
         rng = self._batch_generator(features)
-        t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        if t is None:
+            t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        t = np.asarray(t, dtype=np.float32).reshape(len(examples))
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
+        noise_pool = np.zeros(0, np.int64)
+        if not self.x0_sampler.masks_only:
+            noise_pool = np.concatenate([x1[prompt_len:] for x1, prompt_len in examples])
 
         x_ts, edits = [], []
         for b, (x1, prompt_len) in enumerate(examples):
-            n_masks = self.x0_sampler(len(x1) - prompt_len, rng)
-            z0, z1 = align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=self.tie_break, rng=rng)
+            z0, z1 = self._align(x1, prompt_len, noise_pool, rng)
             x_t, pos, kind, token = remaining_edits(sample_zt(z0, z1, kappa[b], rng), z1)
             x_ts.append(x_t)
             edits.append((np.full(len(pos), b), pos, kind, token))
@@ -254,4 +287,4 @@ class EditFlowCollator:
         )
 
 
-__all__ = ["BLANK", "DRAW_KEY", "EditFlowBatch", "EditFlowCollator"]
+__all__ = ["AUTO_TIE_BREAK", "BLANK", "DRAW_KEY", "EditFlowBatch", "EditFlowCollator", "TIE_BREAK_CHOICES"]

@@ -1,29 +1,41 @@
-"""x0 samplers: how many mask tokens follow BOS (+ prompt) in the source sequence x0 of each training example.
+"""x0 samplers (couplings): the source sequence x0 after BOS (+ prompt) of each training example.
 
 A sampler is written as a short spec string (the `--x0_sampler` flag of the training scripts):
 
     "masks[length:64]"     always 64 masks
     "masks[min:8,max:64]"  a uniformly random count in [8, 64] (both ends included), drawn per example
     "empty"                no masks: x0 = BOS [+ prompt], the model grows the whole text by insertions
+    "corrupt[p:0.2]"       x0 is x1 corrupted: the model learns to revise text (see `Corrupt`)
+    "0.5*masks[length:64] + 0.5*corrupt[p:0.2]"
+                           a mixture: each example draws one component with probability weight / sum of
+                           weights (a missing `w*` is weight 1), so one model both writes and revises
 
-The sampler gets len(x1) without the prompt (so a sampler could depend on it) and the collator's numpy
-Generator, and returns the number of masks.
+Mask samplers (`masks`, `empty`) get len(x1) without the prompt and the collator's numpy Generator, and return
+the number of masks (`__call__`); the collator aligns BOS + prompt + masks with x1 in closed form. `corrupt`
+returns the x0 tokens themselves (`corrupt`), which the collator aligns with the general minimum-edit alignment.
+
+`max_x0_len(n)`: the most tokens x0 can have after BOS + prompt when x1 has n tokens there (the full x0 has at
+most prompt_len + max_x0_len(n) tokens), so a position check can refuse runs that would overflow the encoder.
 """
 
+import math
 import re
 
 import numpy as np
 
-VALID_FORMS = ('"masks[length:N]"', '"masks[min:A,max:B]"', '"empty"')
+VALID_FORMS = ('"masks[length:N]"', '"masks[min:A,max:B]"', '"empty"', '"corrupt[p:P]"', '"w1*spec1 + w2*spec2"')
 _SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<args>[^\]]*)\])?\s*$")
+_TERM = re.compile(r"^\s*(?:(?P<weight>[^*\[\]]+?)\s*\*)?\s*(?P<spec>.+?)\s*$")
 
 
 class X0Sampler:
-    """Decides the number of masks after BOS (+ prompt) in x0. Subclasses implement `__call__` and set
-    `max_masks`, the largest count they can return (None: unbounded or unknown; the training scripts check it
+    """Decides x0 after BOS (+ prompt). Mask samplers implement `__call__` (the number of masks) and
+    `max_x0_len`; other couplings set `masks_only = False` and implement `corrupt`. `max_masks` is the largest
+    mask count a sampler can return (None: unbounded or not a mask sampler; the training scripts check it
     against the encoder's positions)."""
 
     spec = ""
+    masks_only = True
     max_masks: int | None = None
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
@@ -34,6 +46,14 @@ class X0Sampler:
         """The mask count sampling starts from by default with a model trained on this sampler (saved as
         `mask_length` in the checkpoint's generation_config.json)."""
         raise NotImplementedError
+
+    def max_x0_len(self, x1_len: int) -> int:
+        """The most x0 tokens after BOS + prompt for x1 with `x1_len` tokens there."""
+        raise NotImplementedError
+
+    def draw(self, rng: np.random.Generator) -> "X0Sampler":
+        """The coupling of one example: itself (a mixture draws one of its components)."""
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -56,6 +76,9 @@ class FixedMasks(X0Sampler):
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         return self.length
 
+    def max_x0_len(self, x1_len: int) -> int:
+        return self.length
+
     @property
     def sampling_mask_length(self) -> int:
         return self.length
@@ -72,6 +95,9 @@ class UniformMasks(X0Sampler):
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
         return int(rng.integers(self.min_length, self.max_length + 1))
+
+    def max_x0_len(self, x1_len: int) -> int:
+        return self.max_length
 
     @property
     def sampling_mask_length(self) -> int:
@@ -93,12 +119,90 @@ class EmptyX0(X0Sampler):
     def sampling_mask_length(self) -> int:
         return 0
 
+    def max_x0_len(self, x1_len: int) -> int:
+        return 0
+
+
+class Corrupt(X0Sampler):
+    """x0 = x1 corrupted at rate p (`corrupt[p:P]`, 0 < P <= 1), so the model learns to revise real text.
+
+    Each token of x1 after the prompt is, independently with probability p, corrupted in one of three ways with
+    equal probability: substituted by a noise token, deleted, or kept with a noise token inserted after it.
+    Insertions are capped at ceil(p * n) per example (n = tokens of x1 after the prompt; a random subset is kept
+    when more are drawn), so x0 never has more than `max_x0_len(n) = n + ceil(p * n)` tokens after the prompt.
+    Noise tokens are drawn uniformly from `noise_pool` (the collator passes the data tokens of the batch, so
+    noise has the data's unigram distribution and never is a special token); with an empty pool a noise
+    substitution becomes a deletion and a noise insertion is skipped.
+    """
+
+    masks_only = False
+
+    def __init__(self, p: float):
+        self.p = p
+        self.spec = f"corrupt[p:{p:g}]"
+
+    @property
+    def sampling_mask_length(self) -> int:
+        # A reviser starts from the text it is given: no masks.
+        return 0
+
+    def max_x0_len(self, x1_len: int) -> int:
+        return x1_len + math.ceil(self.p * x1_len)
+
+    def corrupt(self, x1: np.ndarray, rng: np.random.Generator, noise_pool: np.ndarray) -> np.ndarray:
+        """The corrupted copy of `x1` (the tokens after the prompt)."""
+        x1 = np.asarray(x1, dtype=np.int64)
+        n = len(x1)
+        kind = np.where(rng.random(n) < self.p, rng.integers(1, 4, n), 0)  # 0 keep, 1 sub, 2 del, 3 insert after
+        inserted = np.flatnonzero(kind == 3)
+        cap = math.ceil(self.p * n)
+        if len(inserted) > cap:
+            kind[rng.choice(inserted, size=len(inserted) - cap, replace=False)] = 0
+        if len(noise_pool) == 0:
+            kind = np.where(kind == 1, 2, np.where(kind == 3, 0, kind))
+        noise = noise_pool[rng.integers(0, max(len(noise_pool), 1), n)] if len(noise_pool) else np.zeros(n, np.int64)
+        token = np.where(kind == 1, noise, x1)
+        repeat = np.where(kind == 2, 0, 1)
+        out = np.repeat(token, repeat)
+        # Each insertion goes right after its (kept) token: its position in `out` is the count of kept tokens so far.
+        after = np.cumsum(repeat)[kind == 3]
+        return np.insert(out, after, noise[kind == 3])
+
+
+class Mixture(X0Sampler):
+    """Each example uses one component, drawn with probability weight / sum of weights (`0.5*A + 0.5*B`)."""
+
+    def __init__(self, components: list[X0Sampler], weights: list[float]):
+        self.components = components
+        self.weights = weights
+        self.probabilities = np.asarray(weights, dtype=np.float64) / sum(weights)
+        self.masks_only = all(component.masks_only for component in components)
+        self.spec = " + ".join(f"{w:g}*{c.spec}" for w, c in zip(weights, components))
+
+    def draw(self, rng: np.random.Generator) -> X0Sampler:
+        return self.components[int(rng.choice(len(self.components), p=self.probabilities))]
+
+    def max_x0_len(self, x1_len: int) -> int:
+        return max(component.max_x0_len(x1_len) for component in self.components)
+
+    @property
+    def sampling_mask_length(self) -> int:
+        return max(component.sampling_mask_length for component in self.components)
+
+    def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
+        raise TypeError("A mixture has no mask count of its own: call draw(rng) first, then the component.")
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.spec == other.spec
+
+    __hash__ = X0Sampler.__hash__
+
 
 def _bad(spec: str, why: str) -> ValueError:
     return ValueError(f"Invalid x0 sampler {spec!r}: {why}. Valid forms: {', '.join(VALID_FORMS)}.")
 
 
-def _parse_args(spec: str, args: str) -> dict[str, int]:
+def _parse_args(spec: str, args: str, floats: tuple[str, ...] = ()) -> dict[str, int | float]:
     parsed = {}
     for item in filter(None, (part.strip() for part in args.split(","))):
         key, sep, value = (s.strip() for s in item.partition(":"))
@@ -107,9 +211,10 @@ def _parse_args(spec: str, args: str) -> dict[str, int]:
         if key in parsed:
             raise _bad(spec, f"argument {key!r} is given twice")
         try:
-            parsed[key] = int(value)
+            parsed[key] = float(value) if key in floats else int(value)
         except ValueError:
-            raise _bad(spec, f"argument {key!r} must be an integer, got {value!r}") from None
+            kind = "a number" if key in floats else "an integer"
+            raise _bad(spec, f"argument {key!r} must be {kind}, got {value!r}") from None
         if parsed[key] < 0:
             raise _bad(spec, f"argument {key!r} must be >= 0, got {parsed[key]}")
     return parsed
@@ -121,11 +226,37 @@ def parse_x0_sampler(spec: "str | X0Sampler") -> X0Sampler:
         return spec
     if not isinstance(spec, str):
         raise _bad(str(spec), f"expected a string, got {type(spec).__name__}")
-    match = _SPEC.match(spec)
+    if "+" not in spec and "*" not in spec:
+        return _parse_single(spec, spec)
+    components, weights = [], []
+    for term in spec.split("+"):
+        match = _TERM.match(term)
+        if match is None or not term.strip():
+            raise _bad(spec, f"cannot read the mixture term {term.strip()!r}; write weight*sampler, e.g. 0.5*corrupt[p:0.2]")
+        try:
+            weight = float(match["weight"]) if match["weight"] is not None else 1.0
+        except ValueError:
+            raise _bad(spec, f"weight {match['weight']!r} is not a number") from None
+        if not weight > 0:
+            raise _bad(spec, f"mixture weights must be positive, got {match['weight']}")
+        components.append(_parse_single(spec, match["spec"]))
+        weights.append(weight)
+    return components[0] if len(components) == 1 else Mixture(components, weights)
+
+
+def _parse_single(spec: str, part: str) -> X0Sampler:
+    """One sampler of `spec` (all of it, or one term of a mixture)."""
+    match = _SPEC.match(part)
     if match is None:
         raise _bad(spec, "cannot parse it")
     name, args = match.group("name").lower(), match.group("args")
-    parsed = _parse_args(spec, args or "")
+    parsed = _parse_args(spec, args or "", floats=("p",) if name == "corrupt" else ())
+    if name == "corrupt":
+        if set(parsed) != {"p"}:
+            raise _bad(spec, f'"corrupt" takes exactly one argument p (the corruption rate); got {", ".join(sorted(parsed)) or "none"}')
+        if not 0 < parsed["p"] <= 1:
+            raise _bad(spec, f"p must be in (0, 1], got {parsed['p']}")
+        return Corrupt(parsed["p"])
     if name == "empty":
         if args is not None and parsed:
             raise _bad(spec, '"empty" takes no arguments')
@@ -145,4 +276,4 @@ def parse_x0_sampler(spec: "str | X0Sampler") -> X0Sampler:
     raise _bad(spec, f'"masks" needs either length, or both min and max; got {", ".join(sorted(keys)) or "none"}')
 
 
-__all__ = ["X0Sampler", "FixedMasks", "UniformMasks", "EmptyX0", "VALID_FORMS", "parse_x0_sampler"]
+__all__ = ["X0Sampler", "FixedMasks", "UniformMasks", "EmptyX0", "Corrupt", "Mixture", "VALID_FORMS", "parse_x0_sampler"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..modeling.scheduling_editflow import get_scheduler
+from ..path.collator import TIE_BREAK_CHOICES
 from .dllm_compat import check_dllm_values
 
 
@@ -110,7 +111,10 @@ class DataArguments:
 class EditFlowTrainingArguments(TrainingArguments):
     x0_sampler: str = field(
         default="masks[length:64]",
-        metadata={"help": "Source sequence x0: `masks[length:N]` (BOS + N masks) or `empty` (BOS only)."},
+        metadata={
+            "help": "Source sequence x0: `masks[length:N]` (BOS + N masks), `masks[min:A,max:B]`, `empty` (BOS only), "
+            "`corrupt[p:0.2]` (x1 corrupted: learn to revise) or a mixture `0.5*masks[length:64] + 0.5*corrupt[p:0.2]`."
+        },
     )
     scheduler_cls: str = field(
         default="linear",
@@ -124,7 +128,13 @@ class EditFlowTrainingArguments(TrainingArguments):
     )
     max_w: float = field(default=20.0, metadata={"help": "Clamp of the loss weight w(t) = kappa'(t) / (1 - kappa(t))."})
     time_epsilon: float = field(default=1e-3, metadata={"help": "Training times are drawn from [0, 1 - time_epsilon)."})
-    tie_break: str = field(default="spread", metadata={"help": "How the x0/x1 alignment breaks ties between equal-cost edits."})
+    tie_break: str = field(
+        default="auto",
+        metadata={
+            "help": "Where the x0/x1 alignment puts insertions/deletions among equally short alignments: auto (the "
+            "measured default per regime: left for sft and pt, see benchmarks/RESULTS.md), left, spread or random."
+        },
+    )
     warmup_ratio: float | None = field(
         default=None,
         metadata={"help": "Warm-up as a fraction of the total steps (dLLM's flag; transformers 5 spells it --warmup_steps 0.1)."},
@@ -161,6 +171,8 @@ class EditFlowTrainingArguments(TrainingArguments):
         self.scheduler_kwargs = dict(self.scheduler_kwargs or {})
         # Fail at parse time on a bad name or bad arguments, not after the data has been prepared.
         self.scheduler_cls = get_scheduler(self.scheduler_cls, **self.scheduler_kwargs).name
+        if self.tie_break not in TIE_BREAK_CHOICES:
+            raise ValueError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {self.tie_break!r}.")
         if self.max_w <= 0:
             raise ValueError(f"--max_w must be positive; got {self.max_w}.")
         if not 0 <= self.time_epsilon < 1:

