@@ -194,7 +194,7 @@ class EditFlowSpace:
         args = self._check(prompt, tau, mask_length, temperature, seed, mode)
         for step in self._steps(*args):
             pass
-        output = step.outputs[0]
+        output = step.outputs[0][0]
         return output["generated_text"], output["trace"]
 
     @gpu
@@ -216,7 +216,7 @@ class EditFlowSpace:
                     yield shown_html, gr.skip(), gr.skip()
                 continue
             # The last changed step stays on show, its edits coloured, beside the final text and the GIF.
-            output = step.outputs[0]
+            output = step.outputs[0][0]
             data, _ = gif_bytes(output["trace"], self.tokenizer)
             yield shown_html, output["generated_text"], gif_html(data)
 

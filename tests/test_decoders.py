@@ -229,5 +229,5 @@ def test_the_space_serves_a_converted_decoder(converted):
     space_app = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(space_app)
     space = space_app.EditFlowSpace(space_app.load_generator(str(folder)), str(folder))
-    text, gif_path = space.generate("to be or", 0.1, 8, 1.0, 0)
-    assert isinstance(text, str) and Path(gif_path).suffix == ".gif"
+    text, trace = space.generate("to be or", 0.1, 8, 1.0, 0)
+    assert isinstance(text, str) and len(trace["initial"]) == 1 + len(space.tokenizer("to be or", add_special_tokens=False)["input_ids"]) + 8

@@ -106,8 +106,8 @@ def parse_sample(flags: str):
         ("--visualize True", "show_trace", True),
         ("--visualize False", "show_trace", False),
         ("--time_independent True", "time_independent", True),
-        ("--chat_template False", "chat_template", "off"),
-        ("--chat_template True", "chat_template", "on"),
+        ("--chat_template False", "chat_template", False),
+        ("--chat_template True", "chat_template", True),
     ],
 )
 def test_sampling_flags_work(flags, name, expected):
@@ -126,8 +126,8 @@ def test_dllm_sampling_flags_refused_with_equivalent(flags, equivalent):
 
 def test_chat_template_false_is_plain_and_visualize_refused(monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr(chat, "run", lambda args: seen.setdefault("plain", args.plain) and 0 or 0)
-    assert chat.main(["--model_name_or_path", ".", "--chat_template", "False"]) == 0 and seen["plain"] is True
+    monkeypatch.setattr(chat, "run", lambda args: seen.setdefault("chat_template", args.chat_template) and 0 or 0)
+    assert chat.main(["--model_name_or_path", ".", "--chat_template", "False"]) == 0 and seen["chat_template"] is False
     assert chat.main(["--model_name_or_path", ".", "--visualize", "True"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "editflow-sample --show_trace" in err[0]
