@@ -1,7 +1,7 @@
 """Model quality by tie-break: the same tiny backbone and budget, one run per `--tie_break`, in two regimes.
 
     OMP_NUM_THREADS=1 python benchmarks/quality.py --work_dir .bench/quality \
-        --shakespeare /path/to/tiny-shakespeare.txt [--sft_steps 1500 --pt_steps 600 --tie_breaks spread,left,random]
+        [--regimes sft,qa8,pt --sft_steps 1500 --pt_steps 600 --tie_breaks right,left,spread,random --seeds 0,1,2,3]
 
 Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenizer), converted to Edit Flow.
 
@@ -10,6 +10,10 @@ Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenize
   (they are part of the training data: the check is whether the model conditions on the question and writes
   its answer cleanly, as in issue 11) with greedy decoding (temperature 0, tau 0.01, 12 masks) and counts exact
   answers. The bound is the held-out Edit Flow bound of `editflow-eval` on those 8 pairs.
+- qa8 (issue 11's check as it was run): `training/sft.py` on the 8 pairs of tests/fixtures/qa8.jsonl alone, same
+  flags, one run per training seed in --seeds; each model answers the 8 questions greedily with 8 sampling seeds
+  (the firing of edits stays random under greedy tokens). Reports exact answers per sampling seed, their mean
+  and minimum.
 - pt (x1 longer than x0): `training/pt.py` on tiny-shakespeare (blocks of 64 tokens, `masks[length:16]`, lr 3e-3
   constant, batch 32); the bound and the generation metrics of `editflow-eval` on 32 held-out blocks.
 
@@ -28,6 +32,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QA_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "qa.jsonl"
+QA8_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "qa8.jsonl"
 HELD_BACK = range(0, 40, 5)
 
 
@@ -55,7 +60,7 @@ def build_backbone(out_dir: Path) -> Path:
     return convert(str(out_dir / "mlm"), converted)
 
 
-def train(script: str, backbone: Path, out: Path, steps: int, extra: list[str]) -> tuple[Path, float]:
+def train(script: str, backbone: Path, out: Path, steps: int, extra: list[str], seed: int = 0) -> tuple[Path, float]:
     """Train (unless out/checkpoint-final exists); returns the checkpoint and the wall time in seconds."""
     final = out / "checkpoint-final"
     if (final / "config.json").exists():
@@ -65,7 +70,7 @@ def train(script: str, backbone: Path, out: Path, steps: int, extra: list[str]) 
         [sys.executable, str(REPO_ROOT / "training" / script), "--model_name_or_path", str(backbone),
          "--max_steps", str(steps), "--learning_rate", "3e-3", "--lr_scheduler_type", "constant",
          "--per_device_train_batch_size", "32", "--logging_steps", str(max(1, steps // 10)), "--output_dir", str(out),
-         "--report_to", "none", "--disable_tqdm", "True", "--save_strategy", "no", "--use_cpu", "True", "--seed", "0",
+         "--report_to", "none", "--disable_tqdm", "True", "--save_strategy", "no", "--use_cpu", "True", "--seed", str(seed),
          *extra],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
     )  # fmt: skip
@@ -79,30 +84,49 @@ def final_train_loss(checkpoint: Path) -> float:
     return [entry["loss"] for entry in history if "loss" in entry][-1]
 
 
-def qa_check(checkpoint: Path, pairs: list[dict]) -> tuple[int, list[str]]:
+def qa_check(checkpoint: Path, pairs: list[dict], seed: int = 0) -> tuple[int, list[str]]:
     """Greedy answers to the held-back questions through the pipeline; (exact answers, answers)."""
     import editflow_hf  # noqa: F401  (registers the pipeline)
     from transformers import pipeline
 
     generate = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)
     chats = [[{"role": "user", "content": pair["instruction"]}] for pair in pairs]
-    answers = [o["generated_text"] for [o] in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=0, progress_bar=False)]
+    answers = [o["generated_text"] for [o] in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=seed, progress_bar=False)]
     return sum(a == pair["output"] for a, pair in zip(answers, pairs)), answers
+
+
+SFT_FLAGS = ["--eval_split_size", "0", "--max_length", "64", "--x0_sampler", "masks[length:12]"]
+
+
+def qa8_runs(backbone: Path, work: Path, tie_break: str, steps: int, seeds: list[int]) -> dict:
+    """Issue 11's check: train on the 8 pairs (one run per seed), answer them with 8 sampling seeds each."""
+    pairs = [json.loads(line) for line in QA8_FIXTURE.read_text().splitlines() if line.strip()]
+    runs = []
+    for seed in seeds:
+        checkpoint, seconds = train("sft.py", backbone, work / f"qa8-{tie_break}-seed{seed}", steps,
+                                    ["--dataset_args", str(QA8_FIXTURE), *SFT_FLAGS, "--tie_break", tie_break], seed=seed)  # fmt: skip
+        exact = [qa_check(checkpoint, pairs, seed=sampling_seed)[0] for sampling_seed in range(8)]
+        runs.append({"seed": seed, "final_train_loss": final_train_loss(checkpoint), "exact": exact,
+                     "train_seconds": round(seconds, 1)})  # fmt: skip
+    every = [e for run in runs for e in run["exact"]]
+    return {"regime": "qa8", "tie_break": tie_break, "runs": runs, "mean_exact": round(sum(every) / len(every), 2),
+            "min_exact": min(every)}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", default=".bench/quality")
-    parser.add_argument("--shakespeare", default=str(REPO_ROOT.parent / "shared" / "data" / "tiny-shakespeare.txt"))
-    parser.add_argument("--tie_breaks", default="spread,left,random")
-    parser.add_argument("--regimes", default="sft,pt")
+    parser.add_argument("--shakespeare", default=str(REPO_ROOT / "data" / "tiny-shakespeare.txt"))
+    parser.add_argument("--tie_breaks", default="right,left,spread,random")
+    parser.add_argument("--regimes", default="sft,qa8,pt")
+    parser.add_argument("--seeds", default="0,1,2,3", help="Training seeds of the qa8 regime.")
     parser.add_argument("--sft_steps", type=int, default=1500)
     parser.add_argument("--pt_steps", type=int, default=600)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
     from editflow_hf.apps.eval import evaluate
 
-    work = Path(args.work_dir)
+    work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     backbone = build_backbone(work)
     pairs = [json.loads(line) for line in QA_FIXTURE.read_text().splitlines() if line.strip()]
@@ -112,10 +136,14 @@ def main() -> None:
     for regime in args.regimes.split(","):
         for tie_break in args.tie_breaks.split(","):
             out = work / f"{regime}-{tie_break}"
+            if regime == "qa8":
+                row = qa8_runs(backbone, work, tie_break, args.sft_steps, [int(s) for s in args.seeds.split(",")])
+                print(json.dumps(row), flush=True)
+                results.append(row)
+                continue
             if regime == "sft":
                 checkpoint, seconds = train("sft.py", backbone, out, args.sft_steps, [
-                    "--dataset_args", str(QA_FIXTURE), "--eval_split_size", "0", "--max_length", "64",
-                    "--x0_sampler", "masks[length:12]", "--tie_break", tie_break])  # fmt: skip
+                    "--dataset_args", str(QA_FIXTURE), *SFT_FLAGS, "--tie_break", tie_break])  # fmt: skip
                 exact, answers = qa_check(checkpoint, held_back)
                 metrics = evaluate(str(checkpoint), str(work / "heldback.jsonl"), task="sft", max_length=64, seed=0,
                                    mask_length=12, num_samples=8, temperature=0.0, x0_sampler="masks[length:12]",

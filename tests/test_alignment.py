@@ -96,7 +96,7 @@ def masks_and_data(rng):
     return prompt, data, int(rng.integers(0, 20))
 
 
-@pytest.mark.parametrize("tie_break", ("spread", "left"))
+@pytest.mark.parametrize("tie_break", ("spread", "left", "right"))
 def test_closed_form_equals_general_alignment(tie_break):
     rng = np.random.default_rng(7)
     for _ in range(300):
@@ -133,6 +133,18 @@ def test_left_puts_every_insertion_right_after_bos_and_deletes_first_masks():
     z0, z1 = align_masks([BOS, 10, 11], 1, 5, MASK, tie_break="left")
     _, pos, kind, _ = remaining_edits(z0, z1)
     assert pos[kind == 1].tolist() == [1, 2, 3]
+
+
+def test_right_turns_the_first_masks_into_text_and_deletes_or_inserts_at_the_end():
+    # More masks than text: mask i becomes token i, the surplus masks at the end are deleted.
+    z0, z1 = align_masks([BOS, 7, 10, 11], 2, 5, MASK, tie_break="right")
+    assert z0.tolist() == [BOS, 7, MASK, MASK, MASK, MASK, MASK]
+    assert z1.tolist() == [BOS, 7, 10, 11, BLANK, BLANK, BLANK]
+    _, pos, kind, _ = remaining_edits(z0, z1)
+    assert pos[kind == 1].tolist() == [4, 5, 6]
+    # More text than masks: every surplus insertion goes after the last mask.
+    z0, z1 = align_masks([BOS] + list(range(10, 20)), 1, 4, MASK, tie_break="right")
+    assert insertion_gaps(z0, z1).tolist() == [4] * 6
 
 
 def test_spread_insertions_use_distinct_gaps():

@@ -36,7 +36,7 @@ def rows(batch):
 
 
 @pytest.mark.parametrize("x0_sampler", ["masks[length:16]", "masks[min:0,max:30]", "empty"])
-@pytest.mark.parametrize("tie_break", ["spread", "left", "random"])
+@pytest.mark.parametrize("tie_break", ["spread", "left", "right", "random"])
 def test_rows_rebuild_x1(x0_sampler, tie_break):
     rng = np.random.default_rng(0)
     collator = make_collator(x0_sampler=x0_sampler, tie_break=tie_break, seed=1)

@@ -84,7 +84,7 @@ def test_bad_specs_one_clear_error(spec, message):
 
 
 @pytest.mark.parametrize("x0_sampler", ["corrupt[p:0.3]", "masks[length:6] + corrupt[p:0.3]"])
-@pytest.mark.parametrize("tie_break", ["spread", "left", "random"])
+@pytest.mark.parametrize("tie_break", ["spread", "left", "right", "random"])
 def test_collator_aligns_corrupted_pairs_minimally(x0_sampler, tie_break):
     rng = np.random.default_rng(0)
     collator = make_collator(x0_sampler=x0_sampler, tie_break=tie_break, seed=3)
@@ -114,11 +114,17 @@ def test_auto_tie_break_resolves_per_regime():
     from editflow_hf.training.args import EditFlowTrainingArguments
 
     assert EditFlowTrainingArguments(output_dir="x", use_cpu=True).tie_break == "auto"
-    with pytest.raises(ValueError, match="--tie_break must be one of auto, spread, left, random"):
+    with pytest.raises(ValueError, match="--tie_break must be one of auto, spread, left, right, random"):
         EditFlowTrainingArguments(output_dir="x", use_cpu=True, tie_break="middle")
     auto = make_collator(seed=0)
-    assert auto.tie_break == "auto"
-    assert auto.resolve_tie_break(1) == AUTO_TIE_BREAK["pt"] and auto.resolve_tie_break(5) == AUTO_TIE_BREAK["sft"] == "left"
+    assert auto.tie_break == "auto" and auto.tie_breaks_by_regime == {"sft": "right", "pt": "left"}
+    assert auto.resolve_tie_break(1) == AUTO_TIE_BREAK["pt"] == "left"
+    assert auto.resolve_tie_break(5) == AUTO_TIE_BREAK["sft"] == "right"
+    # A recorded per-regime choice (what checkpoints store for "auto") aligns like "auto" did.
+    recorded = make_collator(seed=0, tie_break={"sft": "spread", "pt": "random"})
+    assert recorded.resolve_tie_break(5) == "spread" and recorded.resolve_tie_break(1) == "random"
+    with pytest.raises(ValueError, match="keys 'sft' and 'pt'"):
+        make_collator(tie_break={"sft": "right"})
     # The same draws as the explicit tie-break of each regime (random draws nothing extra for left/spread).
     features = [{"input_ids": [BOS, 1001, 1002, 1003], "prompt_len": 2}, {"input_ids": [BOS] + list(range(1100, 1120))}]
     for feature, regime in zip(features, ("sft", "pt")):

@@ -29,7 +29,8 @@ from editflow_hf.checkpoints import atomic_folder
 from editflow_hf.modeling.sampling_editflow import MIN_TAU, check_sampling_params
 from editflow_hf.path.alignment import align_masks, remaining_edits, sample_zt
 from editflow_hf.path.collator import EditFlowCollator
-from editflow_hf.training.checks import max_xt_length
+from editflow_hf.path.couplings import parse_x0_sampler
+from editflow_hf.training.checks import max_xt_length, max_xt_length_any_coupling
 from editflow_hf.training.cli import train_from_cli
 
 SHAKESPEARE = DATA_DIR / "tiny-shakespeare.txt"
@@ -156,17 +157,39 @@ def test_max_xt_length_is_the_true_bound_of_the_collator():
         assert widest <= max_xt_length(task, 24, max_masks)
 
 
+@pytest.mark.parametrize("spec", ["corrupt[p:0.5]", "corrupt[p:1]", "0.5*masks[length:30] + 0.5*corrupt[p:0.3]"])
+@pytest.mark.parametrize("task", ["pt", "sft"])
+def test_any_coupling_bound_holds_for_corrupted_text(task, spec):
+    """The general alignment of corrupted text can interleave x0 and x1: x_t may outgrow both, never the bound."""
+    sampler = parse_x0_sampler(spec)
+    max_length = 24
+    bound = max_xt_length_any_coupling(task, max_length, sampler)
+    assert bound > max_length  # a corrupted x0 is longer than x1 (inserted noise)
+    collator = EditFlowCollator(mask_token_id=2, bos_token_id=1, pad_token_id=0, x0_sampler=spec, seed=0)
+    rng = np.random.default_rng(1)
+    widest = 0
+    for _ in range(300):
+        features = []
+        for _ in range(4):
+            x1 = [1] + rng.integers(10, 14, size=int(rng.integers(1, max_length))).tolist()  # few symbols: many ties
+            prompt_len = 1 if task == "pt" else int(rng.integers(1, len(x1) + 1))
+            features.append({"input_ids": x1, "prompt_len": prompt_len})
+        widest = max(widest, collator(features)["input_ids"].shape[1])
+    assert max_length < widest <= bound
+
+
 @pytest.mark.parametrize(
     "task, extra, needles",
     [
         ("pt", ["--max_length", "520", "--x0_sampler", "masks[length:8]"], ["520 tokens", "512 positions", "--max_length to 512"]),
         ("pt", ["--max_length", "32", "--x0_sampler", "masks[length:600]"], ["601 tokens", "at most 511 masks"]),
         ("sft", ["--max_length", "512", "--x0_sampler", "masks[length:8]"], ["519 tokens", "--max_length to 505"]),
+        ("pt", ["--max_length", "512", "--x0_sampler", "corrupt[p:0.2]"], ["870 tokens", "512 positions", "--max_length to 301"]),
         ("pt", ["--x0_sampler", "masks[len:3]"], ["--x0_sampler", "masks[length:N]"]),
         ("pt", ["--scheduler_kwargs", '{"a": 2'], ["--scheduler_kwargs must be a JSON object"]),
         ("pt", ["--scheduler_cls", "cubic", "--scheduler_kwargs", '{"z": 1}'], ["cubic", "'z'"]),
     ],
-    ids=["pt-positions", "pt-masks", "sft-positions", "x0-spec", "scheduler-json", "scheduler-kwargs"],
+    ids=["pt-positions", "pt-masks", "sft-positions", "pt-corrupt-positions", "x0-spec", "scheduler-json", "scheduler-kwargs"],
 )
 def test_bad_training_flags_fail_before_anything_is_written(call, model_dir, tmp_path, task, extra, needles):
     data = f"{DATA_DIR / 'qa-tiny.jsonl'}" if task == "sft" else str(SHAKESPEARE)

@@ -147,6 +147,8 @@ def test_pt_acceptance_loss_falls_and_checkpoint_is_standalone(tiny_editflow_dir
     assert "survival" in log_history(final)[0]
     recorded = json.loads((final / "training_args.json").read_text())
     assert recorded["x0_sampler"] == "masks[length:32]" and recorded["max_length"] == 64
+    # "auto" is recorded spelled out, so a later change of the measured defaults leaves its evaluation alone.
+    assert json.loads((final / "config.json").read_text())["tie_break"] == {"sft": "right", "pt": "left"}
     generation = json.loads((final / "generation_config.json").read_text())
     assert generation["mask_length"] == 32 and generation["chat_template"] is False  # pretrained: raw text
     assert_loads_standalone(final)

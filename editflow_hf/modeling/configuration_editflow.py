@@ -75,8 +75,9 @@ class EditFlowConfig(PreTrainedConfig):
             `"0.5*masks[length:64] + 0.5*corrupt[p:0.2]"`); None when unknown (e.g. freshly converted). A spec
             without `corrupt` means the model only ever turned masks into text: the pipeline warns when such a
             model is asked to edit (`edit_prompt=True`).
-        tie_break (`str`, *optional*):
-            The alignment tie-break the model was trained with (`left`, `spread`, `random`), for evaluation.
+        tie_break (`str` or `dict`, *optional*):
+            The alignment tie-break the model was trained with, for evaluation: one of `left`, `right`, `spread`,
+            `random`, or one per regime (`{"sft": "right", "pt": "left"}`, what training's `auto` resolves to).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of fresh heads.
     """
@@ -102,7 +103,7 @@ class EditFlowConfig(PreTrainedConfig):
     scheduler: str = "linear"
     scheduler_kwargs: dict | None = None
     x0_sampler: str | None = None
-    tie_break: str | None = None
+    tie_break: str | dict | None = None
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 

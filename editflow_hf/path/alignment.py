@@ -15,13 +15,18 @@ block of n source and m target tokens with no match, costing exactly max(n, m): 
 and |n - m| blank columns. Any placement of those blank columns inside the block is optimal, so the block is
 laid out again by the tie-break:
 
-- ``"spread"`` (default): the blank columns are evenly spaced over the block. When x1 is longer than x0 the
+- ``"spread"``: the blank columns are evenly spaced over the block. When x1 is longer than x0 the
   insertions then fall into many different gaps of x_t, so a tau-leaping sampler, which fires at most one
   insertion per gap per step, can grow the text everywhere at once; and the model learns to insert between
   masks, where the sampler needs it, instead of only right after BOS.
 - ``"left"``: all blank columns at the start of the block, i.e. every surplus insertion right after the last
   matched token (BOS) and the first surplus masks deleted: the reference implementation (dLLM's
   Needleman-Wunsch back-trace, which prefers the diagonal from the end).
+- ``"right"``: all blank columns at the end of the block: the first masks become the text and the surplus masks
+  at the end are deleted (or every surplus insertion goes after the last mask). The i-th mask after the prompt
+  then always becomes the i-th answer token, whatever has been deleted, so the model reads its target from its
+  offset to the prompt instead of counting the masks to its right (the measured SFT default, see
+  `collator.AUTO_TIE_BREAK`).
 - ``"random"``: the blank columns are a uniformly random subset of the block's columns (needs `rng`).
 
 x0 = BOS + prompt + N masks is the case training uses: masks never equal data tokens, so after the common
@@ -35,7 +40,7 @@ from rapidfuzz.distance import Levenshtein
 from ..modeling.sampling_editflow import EditKind
 
 BLANK = -1
-TIE_BREAKS = ("spread", "left", "random")
+TIE_BREAKS = ("spread", "left", "right", "random")
 
 
 def _check_tie_break(tie_break: str, rng) -> None:
@@ -61,6 +66,8 @@ def _blank_columns(n_columns: int, n_blanks: int, tie_break: str, rng) -> np.nda
         return np.zeros(0, dtype=np.int64)
     if tie_break == "left":
         return np.arange(n_blanks, dtype=np.int64)
+    if tie_break == "right":
+        return np.arange(n_columns - n_blanks, n_columns, dtype=np.int64)
     if tie_break == "spread":
         return ((np.arange(n_blanks) + 0.5) * (n_columns / n_blanks)).astype(np.int64)
     return np.sort(rng.choice(n_columns, size=n_blanks, replace=False))

@@ -111,10 +111,21 @@ class EditFlowBatch(Mapping):
 
 DRAW_KEY = "draw_key"
 
-# Chosen by measurement (benchmarks/quality.py): on short-answer SFT, "left" answers 8/8 held-back questions where
-# "spread" answers 0/8 and "random" 1/8 (train loss 0.84 vs 1.22 vs 1.45).
-AUTO_TIE_BREAK = {"sft": "left", "pt": "left"}
+# Chosen by measurement (benchmarks/quality.py, RESULTS.md "Model quality by tie-break"). SFT: "right" answers 7-8
+# of 8 trained questions exactly over 4 training seeds where "left" answers 2-5 (and "spread" 0), with the lower
+# held-out bound (1.82 vs 2.20 nats per answer token on 40 pairs). PT: "left" and "right" tie (bound 7.71 vs 7.67,
+# stderr 0.10), "spread" and "random" lose; "left" stays, the reference's (dLLM's) layout.
+AUTO_TIE_BREAK = {"sft": "right", "pt": "left"}
 TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
+
+
+def _check_tie_break(tie_break) -> None:
+    if isinstance(tie_break, Mapping):
+        if set(tie_break) == set(AUTO_TIE_BREAK) and all(value in TIE_BREAKS for value in tie_break.values()):
+            return
+        raise ValueError(f"A tie_break per regime needs the keys 'sft' and 'pt', each one of {', '.join(TIE_BREAKS)}; got {dict(tie_break)!r}.")
+    if tie_break not in TIE_BREAK_CHOICES:
+        raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAK_CHOICES))}.")
 
 
 def _worker_id() -> int | None:
@@ -145,8 +156,7 @@ class EditFlowCollator:
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
                 raise ValueError(f"EditFlowCollator needs a non-negative {name}; got {value!r}.")
-        if tie_break not in TIE_BREAK_CHOICES:
-            raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAK_CHOICES))}.")
+        _check_tie_break(tie_break)
         if not 0.0 <= time_epsilon < 1.0:
             raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
@@ -157,7 +167,7 @@ class EditFlowCollator:
         self.x0_sampler = parse_x0_sampler(x0_sampler)
         self.scheduler = get_scheduler(scheduler, **(scheduler_kwargs or {}))
         self.time_epsilon = float(time_epsilon)
-        self.tie_break = tie_break
+        self.tie_break = dict(tie_break) if isinstance(tie_break, Mapping) else tie_break
         self.pad_to_multiple_of = pad_to_multiple_of
         self.seed = seed
         self._rng = None
@@ -233,10 +243,16 @@ class EditFlowCollator:
         return align(x0, x1, tie_break=tie_break, rng=rng)
 
     def resolve_tie_break(self, prompt_len: int) -> str:
-        """The tie-break of an example: `tie_break`, or with "auto" the measured default of its regime."""
-        if self.tie_break != "auto":
-            return self.tie_break
-        return AUTO_TIE_BREAK["sft" if prompt_len > 1 else "pt"]
+        """The tie-break of an example: `tie_break`, or that of its regime (sft when it has a prompt, else pt) in a
+        per-regime `tie_break` or, with "auto", in the measured `AUTO_TIE_BREAK`."""
+        per_regime = self.tie_breaks_by_regime
+        return per_regime["sft" if prompt_len > 1 else "pt"] if isinstance(per_regime, dict) else per_regime
+
+    @property
+    def tie_breaks_by_regime(self) -> "str | dict[str, str]":
+        """What the alignment uses: one tie-break, or one per regime ("auto" spelled out). Checkpoints record it,
+        so that evaluation later aligns as training did even if `AUTO_TIE_BREAK` changes."""
+        return dict(AUTO_TIE_BREAK) if self.tie_break == "auto" else self.tie_break
 
     def __call__(self, features: list[dict], t: "np.ndarray | None" = None) -> EditFlowBatch:
         """Collate `features`; `t` (one time per feature) replaces the random times, e.g. for a grid estimate."""

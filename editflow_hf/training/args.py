@@ -132,7 +132,8 @@ class EditFlowTrainingArguments(TrainingArguments):
         default="auto",
         metadata={
             "help": "Where the x0/x1 alignment puts insertions/deletions among equally short alignments: auto (the "
-            "measured default per regime: left for sft and pt, see benchmarks/RESULTS.md), left, spread or random."
+            "measured default per regime: right for sft, left for pt; see benchmarks/RESULTS.md), left, right, spread or "
+            "random."
         },
     )
     warmup_ratio: float | None = field(

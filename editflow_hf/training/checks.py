@@ -1,7 +1,8 @@
 """Checks a training run makes before it loads data or takes a step, so that a bad flag fails in a second with
 one line instead of hours into the run (`preflight`, called by `training/pt.py` and `training/sft.py`):
 
-- positions: the longest x_t the collator can build (`max_xt_length`) against the encoder's position table;
+- positions: the longest x_t the collator can build (`max_xt_length` for masks, `max_xt_length_any_coupling` for
+  corrupted text and mixtures) against the encoder's position table;
 - the x0 sampler spec (the scheduler and its arguments are checked when the flags are parsed, in args.py);
 - the output folder: a run never replaces the checkpoints of an earlier one unless `--overwrite_output_dir`
   or `--resume_from_checkpoint` says so; `--resume_from_checkpoint True` resolves to the newest complete
@@ -54,6 +55,25 @@ def max_xt_length(task: str, max_length: int, max_masks: int) -> int:
     return max(max_length, longest_prompt + max_masks)
 
 
+def max_xt_length_any_coupling(task: str, max_length: int, x0_sampler) -> int:
+    """A bound on len(x_t) for any coupling (corrupted text, mixtures), from `x0_sampler.max_x0_len`.
+
+    Why: after the matched prefix (BOS, prompt: p tokens) the collator's alignment of a and b tokens is a minimum
+    edit alignment, so its deletion and insertion columns D + I are at most its cost, at most max(a, b). Its
+    columns number a + I = b + D, i.e. (a + b + D + I) / 2 <= (a + b + max(a, b)) / 2, and x_t has at most one
+    token per column. With b = n x1 tokens after the prompt and a <= max_x0_len(n), maximised over the split of
+    --max_length between prompt and answer (pt: p = 1; sft: p + n <= max_length).
+    """
+
+    def bound(prompt: int, n: int) -> int:
+        a = x0_sampler.max_x0_len(n)
+        return prompt + (a + n + max(a, n)) // 2
+
+    if task == "pt":
+        return max(bound(1, n) for n in range(max_length))
+    return max(bound(max_length - n, n) for n in range(max_length))
+
+
 def encoder_positions(config) -> int | None:
     """The number of positions the encoder can embed: its max_position_embeddings, less RoBERTa's offset
     (its positions start after the padding index), or None when the config does not say."""
@@ -72,9 +92,12 @@ def check_positions(config, task: str, max_length: int, x0_sampler) -> None:
     if max_length < 2:
         raise EditFlowError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
     positions = encoder_positions(config)
-    max_masks = getattr(x0_sampler, "max_masks", None)
-    if positions is None or max_masks is None:
+    if positions is None:
         return
+    if not x0_sampler.masks_only:
+        _check_positions_any_coupling(task, max_length, x0_sampler, positions)
+        return
+    max_masks = x0_sampler.max_masks
     longest = max_xt_length(task, max_length, max_masks)
     if longest <= positions:
         return
@@ -90,6 +113,21 @@ def check_positions(config, task: str, max_length: int, x0_sampler) -> None:
         fixes.append("use fewer masks in --x0_sampler")
     raise EditFlowError(
         f"x_t can reach {longest} tokens ({why}) but the encoder has only {positions} positions; {' or '.join(fixes)}."
+    )
+
+
+def _check_positions_any_coupling(task: str, max_length: int, x0_sampler, positions: int) -> None:
+    longest = max_xt_length_any_coupling(task, max_length, x0_sampler)
+    if longest <= positions:
+        return
+    low, high = 1, max_length  # the bound grows with --max_length: the largest that fits, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if max_xt_length_any_coupling(task, middle, x0_sampler) <= positions else (low, middle - 1)
+    fix = f"lower --max_length to {low}" if low >= 2 else "use a backbone with more positions"
+    raise EditFlowError(
+        f"x_t can reach {longest} tokens (--max_length {max_length}, x0 from {x0_sampler.spec} interleaved with x1 "
+        f"by the alignment) but the encoder has only {positions} positions; {fix}."
     )
 
 
@@ -298,6 +336,7 @@ __all__ = [
     "checkpoint_problem",
     "encoder_positions",
     "max_xt_length",
+    "max_xt_length_any_coupling",
     "numbered_checkpoints",
     "preflight",
     "resolve_resume_checkpoint",

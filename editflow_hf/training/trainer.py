@@ -142,7 +142,7 @@ class EditFlowTrainer(Trainer):
             # Recorded so that evaluation uses the same coupling and the pipeline knows whether it learned to edit.
             if isinstance(data_collator, EditFlowCollator):
                 model.config.x0_sampler = data_collator.x0_sampler.spec
-                model.config.tie_break = data_collator.tie_break
+                model.config.tie_break = data_collator.tie_breaks_by_regime
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._component_counts = {"train": 0, "eval": 0}
         super().__init__(model=model, args=args, data_collator=data_collator, processing_class=processing_class, **kwargs)
