@@ -318,10 +318,11 @@ def build_model_card(
     training_args: dict | None = None,
     gif_path=None,
     license: str | None = DEFAULT_LICENSE,
-    eval_results: list | None = None,
+    eval_results=None,
 ) -> ModelCard:
     """The model card of an Edit Flow checkpoint: metadata (library_name, pipeline_tag, license, base_model,
-    datasets, tags, and `model-index` from `eval_results`, a list of `huggingface_hub.EvalResult`) and a body with
+    datasets, tags, and `model-index` from `eval_results`: an `editflow-eval` JSON file, or a list of
+    `huggingface_hub.EvalResult`) and a body with
     what the model is, usage snippets for `repo_id` (each runs as written), the checkpoint's sampling defaults,
     the training arguments and the decode GIF.
 
@@ -332,6 +333,8 @@ def build_model_card(
     there)."""
     folder = Path(checkpoint_dir)
     config = _read_json(folder / "config.json", "config")
+    if isinstance(eval_results, (str, Path)):
+        eval_results = eval_results_for_card(eval_results)
     encoder_config = config.get("encoder_config") or {}
     model_type = encoder_config.get("model_type", "encoder")
     summary = _training_summary(folder, config, training_args)
@@ -414,13 +417,6 @@ def eval_results_for_card(eval_json) -> list[EvalResult]:
     ]
 
 
-def add_eval_results(card: ModelCard, repo_id: str, eval_json) -> ModelCard:
-    """Put the `editflow-eval` results of `eval_json` into the card's `model-index` metadata."""
-    card.data.eval_results = eval_results_for_card(eval_json)
-    card.data.model_name = repo_id.split("/")[-1]
-    return card
-
-
 def upload_file_list(checkpoint_dir) -> list[str]:
     """Files of the folder that upload_folder sends, relative POSIX paths, sorted (same ignore patterns)."""
     folder = Path(checkpoint_dir)
@@ -490,15 +486,12 @@ def plan_upload(
     if own_card.is_file():
         card, generated = own_card.read_text(encoding="utf-8"), False
     else:
-        generated_card = build_model_card(
-            folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
-            license=license,
-        )
         if eval_results is None and (folder / EVAL_RESULTS_FILE).is_file():
             eval_results = folder / EVAL_RESULTS_FILE
-        if eval_results is not None:
-            add_eval_results(generated_card, repo_id, eval_results)
-        card = str(generated_card)
+        card = str(build_model_card(
+            folder, repo_id, base_model=base_model, dataset=dataset, training_args=training_args, gif_path=gif_path,
+            license=license, eval_results=eval_results,
+        ))  # fmt: skip
         generated = True
     files = [name for name in upload_file_list(folder) if name != "README.md" and not (gif_path and name == gif_path.name)]
     return UploadPlan(folder, files, card, generated, gif_path)
