@@ -1,4 +1,4 @@
-"""Model quality by tie-break: the same tiny backbone and budget, one run per `--tie_break`, in two regimes.
+"""Model quality by tie-break: the same tiny backbone and budget, one run per `--tie_break`, in three regimes.
 
     OMP_NUM_THREADS=1 python benchmarks/quality.py --work_dir .bench/quality \
         [--regimes sft,qa8,pt --sft_steps 1500 --pt_steps 600 --tie_breaks right,left,spread,random --seeds 0,1,2,3]

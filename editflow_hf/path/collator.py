@@ -113,8 +113,9 @@ DRAW_KEY = "draw_key"
 
 # Chosen by measurement (benchmarks/quality.py, RESULTS.md "Model quality by tie-break"). SFT: "right" answers 7-8
 # of 8 trained questions exactly (mean 7.7 over 4 training x 8 sampling seeds) where "left" answers 0-7 (mean
-# 3.7) and "spread" 0-4 (mean 1.5), with the lower held-out bound (1.82 vs 2.20 nats per answer token on 40 pairs). PT: "left" and "right" tie (bound 7.71 vs 7.67,
-# stderr 0.10), "spread" and "random" lose; "left" stays, the reference's (dLLM's) layout.
+# 3.7) and "spread" 0-4 (mean 1.5), with the lower held-out bound (1.82 vs 2.20 nats per answer token on 40
+# pairs). PT: "left" and "right" tie (bound 7.71 vs 7.67, stderr 0.10), "spread" and "random" lose; "left"
+# stays, the reference's (dLLM's) layout.
 AUTO_TIE_BREAK = {"sft": "right", "pt": "left"}
 TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
 
