@@ -84,15 +84,19 @@ def final_train_loss(checkpoint: Path) -> float:
     return [entry["loss"] for entry in history if "loss" in entry][-1]
 
 
-def qa_check(checkpoint: Path, pairs: list[dict], seed: int = 0) -> tuple[int, list[str]]:
-    """Greedy answers to the held-back questions through the pipeline; (exact answers, answers)."""
+def qa_check(checkpoint: Path, pairs: list[dict], seeds=(0,)) -> list[tuple[int, list[str]]]:
+    """Greedy answers to the held-back questions through the pipeline, once per sampling seed (one model load);
+    [(exact answers, answers)] per seed."""
     import editflow_hf  # noqa: F401  (registers the pipeline)
     from transformers import pipeline
 
     generate = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)
     chats = [[{"role": "user", "content": pair["instruction"]}] for pair in pairs]
-    answers = [o["generated_text"] for [o] in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=seed, progress_bar=False)]
-    return sum(a == pair["output"] for a, pair in zip(answers, pairs)), answers
+    checks = []
+    for seed in seeds:
+        answers = [o["generated_text"] for [o] in generate(chats, tau=0.01, mask_length=12, temperature=0, seed=seed, progress_bar=False)]
+        checks.append((sum(a == pair["output"] for a, pair in zip(answers, pairs)), answers))
+    return checks
 
 
 SFT_FLAGS = ["--eval_split_size", "0", "--max_length", "64", "--x0_sampler", "masks[length:12]"]
@@ -105,7 +109,7 @@ def qa8_runs(backbone: Path, work: Path, tie_break: str, steps: int, seeds: list
     for seed in seeds:
         checkpoint, seconds = train("sft.py", backbone, work / f"qa8-{tie_break}-seed{seed}", steps,
                                     ["--dataset_args", str(QA8_FIXTURE), *SFT_FLAGS, "--tie_break", tie_break], seed=seed)  # fmt: skip
-        exact = [qa_check(checkpoint, pairs, seed=sampling_seed)[0] for sampling_seed in range(8)]
+        exact = [count for count, _ in qa_check(checkpoint, pairs, seeds=range(8))]
         runs.append({"seed": seed, "final_train_loss": final_train_loss(checkpoint), "exact": exact,
                      "train_seconds": round(seconds, 1)})  # fmt: skip
     every = [e for run in runs for e in run["exact"]]
@@ -144,7 +148,7 @@ def main() -> None:
             if regime == "sft":
                 checkpoint, seconds = train("sft.py", backbone, out, args.sft_steps, [
                     "--dataset_args", str(QA_FIXTURE), *SFT_FLAGS, "--tie_break", tie_break])  # fmt: skip
-                exact, answers = qa_check(checkpoint, held_back)
+                [(exact, answers)] = qa_check(checkpoint, held_back)
                 metrics = evaluate(str(checkpoint), str(work / "heldback.jsonl"), task="sft", max_length=64, seed=0,
                                    mask_length=12, num_samples=8, temperature=0.0, x0_sampler="masks[length:12]",
                                    tie_break=tie_break, corrupt_p=0)  # fmt: skip

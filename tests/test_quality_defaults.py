@@ -35,6 +35,6 @@ def test_default_sft_answers_the_held_back_questions(tiny_editflow_dir, tmp_path
     pairs = [json.loads(line) for line in QA_PAIRS.read_text().splitlines()]
     answer = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)
     questions = [[{"role": "user", "content": pair["instruction"]}] for pair in pairs]
-    answers = [out[0]["generated_text"] for out in answer(questions, do_sample=False, seed=0)]
+    answers = [result[0]["generated_text"] for result in answer(questions, do_sample=False, seed=0)]
     exact = sum(given == pair["output"] for given, pair in zip(answers, pairs))
     assert exact >= 6, f"{exact}/8 exact: {answers}"

@@ -145,16 +145,21 @@ def test_max_xt_length_is_the_true_bound_of_the_collator():
 
     rng = np.random.default_rng(0)
     for task, spec, max_masks in (("pt", "masks[min:0,max:40]", 40), ("sft", "masks[length:12]", 12)):
-        collator = EditFlowCollator(mask_token_id=2, bos_token_id=1, pad_token_id=0, x0_sampler=spec, seed=0)
-        widest = 0
-        for _ in range(200):
-            features = []
-            for _ in range(4):
-                x1 = [1] + rng.integers(10, 99, size=int(rng.integers(1, 24))).tolist()
-                prompt_len = 1 if task == "pt" else int(rng.integers(1, len(x1) + 1))
-                features.append({"input_ids": x1, "prompt_len": prompt_len})
-            widest = max(widest, collator(features)["input_ids"].shape[1])
-        assert widest <= max_xt_length(task, 24, max_masks)
+        assert widest_x_t(task, spec, 24, rng, batches=200, symbols=(10, 99)) <= max_xt_length(task, 24, max_masks)
+
+
+def widest_x_t(task: str, spec: str, max_length: int, rng, batches: int, symbols: tuple[int, int]) -> int:
+    """The widest x_t the collator builds from `batches` random batches of 4 rows of at most `max_length` tokens."""
+    collator = EditFlowCollator(mask_token_id=2, bos_token_id=1, pad_token_id=0, x0_sampler=spec, seed=0)
+    widest = 0
+    for _ in range(batches):
+        features = []
+        for _ in range(4):
+            x1 = [1] + rng.integers(*symbols, size=int(rng.integers(1, max_length))).tolist()
+            prompt_len = 1 if task == "pt" else int(rng.integers(1, len(x1) + 1))
+            features.append({"input_ids": x1, "prompt_len": prompt_len})
+        widest = max(widest, collator(features)["input_ids"].shape[1])
+    return widest
 
 
 @pytest.mark.parametrize("spec", ["corrupt[p:0.5]", "corrupt[p:1]", "0.5*masks[length:30] + 0.5*corrupt[p:0.3]"])
@@ -165,16 +170,8 @@ def test_any_coupling_bound_holds_for_corrupted_text(task, spec):
     max_length = 24
     bound = max_xt_length_any_coupling(task, max_length, sampler)
     assert bound > max_length  # a corrupted x0 is longer than x1 (inserted noise)
-    collator = EditFlowCollator(mask_token_id=2, bos_token_id=1, pad_token_id=0, x0_sampler=spec, seed=0)
-    rng = np.random.default_rng(1)
-    widest = 0
-    for _ in range(300):
-        features = []
-        for _ in range(4):
-            x1 = [1] + rng.integers(10, 14, size=int(rng.integers(1, max_length))).tolist()  # few symbols: many ties
-            prompt_len = 1 if task == "pt" else int(rng.integers(1, len(x1) + 1))
-            features.append({"input_ids": x1, "prompt_len": prompt_len})
-        widest = max(widest, collator(features)["input_ids"].shape[1])
+    # Few symbols: many equally short alignments.
+    widest = widest_x_t(task, spec, max_length, np.random.default_rng(1), batches=300, symbols=(10, 14))
     assert max_length < widest <= bound
 
 

@@ -246,7 +246,7 @@ class EditFlowCollator:
     def resolve_tie_break(self, prompt_len: int) -> str:
         """The tie-break of an example: `tie_break`, or that of its regime (sft when it has a prompt, else pt) in a
         per-regime `tie_break` or, with "auto", in the measured `AUTO_TIE_BREAK`."""
-        per_regime = self.tie_breaks_by_regime
+        per_regime = AUTO_TIE_BREAK if self.tie_break == "auto" else self.tie_break  # no copy: runs per example
         return per_regime["sft" if prompt_len > 1 else "pt"] if isinstance(per_regime, dict) else per_regime
 
     @property
