@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -259,6 +260,44 @@ def test_drop_incomplete_rows_trains_on_the_rest_with_a_warning(call, model_dir,
     warned = proc.stderr + caplog.text  # in this process the warning goes through pytest's log capture
     assert "1 of 7 train rows have no instruction or output" in warned and "dropping them" in warned
     assert (out / "checkpoint-final" / "model.safetensors").is_file()
+
+
+# --- no secret on disk, nothing pickled on the Hub ----------------------------------------------------------------
+
+FAKE_TOKEN = "hf_FAKEtokenNeverToBeWrittenAnywhere0123"
+
+
+def test_hub_token_is_in_no_file_and_no_pickle_is_uploaded(model_dir, tmp_path):
+    """The issue's acceptance: train with --hub_token on the command line, then `editflow-push --dry-run`."""
+    out = tmp_path / "run"
+    assert_ok(run("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 2, "--save_steps", 1,
+                  "--hub_token", FAKE_TOKEN, "--output_dir", out))  # fmt: skip
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert {"checkpoint-1", "checkpoint-2", "checkpoint-final"} <= {p.name for p in out.iterdir()}
+    assert any(path.name == "training_args.bin" for path in written)  # the Trainer's pickle is still written, redacted
+    assert [path for path in written if FAKE_TOKEN.encode() in path.read_bytes()] == []
+
+    final = out / "checkpoint-final"
+    (final / "notes.dat").write_bytes(pickle.dumps({"anything": 1}))  # a pickle under an innocent name
+    proc = run("push", final, "--repo_id", "someone/tiny", "--dry-run")
+    assert_ok(proc)
+    listed = proc.stdout.split("\n\n")[0].splitlines()
+    assert "model.safetensors" in listed and "training_args.json" in listed
+    assert not [name for name in listed if name.endswith((".bin", ".pt", ".pth", ".pkl")) or name == "notes.dat"]
+    assert "not uploading notes.dat, training_args.bin (pickled" in proc.stderr
+
+
+def test_credentials_are_redacted_before_arguments_are_saved():
+    from editflow_hf.training.args import EditFlowTrainingArguments
+    from editflow_hf.training.trainer import redact_secrets, redacted_training_args
+
+    args = EditFlowTrainingArguments(output_dir="out", hub_token=FAKE_TOKEN, report_to="none", use_cpu=True)
+    redacted = redacted_training_args(args)
+    assert redacted.hub_token is None and args.hub_token == FAKE_TOKEN and redacted.output_dir == "out"
+    recorded = {"dataset_args": f"https://x.org/d.jsonl?token={FAKE_TOKEN}", "wandb_api_key": "abc", "max_length": 8,
+                "include_num_input_tokens_seen": True}  # fmt: skip
+    assert redact_secrets(recorded) == {"dataset_args": None, "wandb_api_key": None, "max_length": 8,
+                                        "include_num_input_tokens_seen": True}  # fmt: skip
 
 
 # --- nothing replaced silently; exact resume ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .checks import preflight
 from .data import prepare_datasets
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
-from .trainer import EditFlowTrainer
+from .trainer import EditFlowTrainer, redact_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
     pt_only = ("text_field", "insert_eos") if task == "sft" else ()
-    recorded = {name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only}
+    recorded = redact_secrets({name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only})
     try:
         _save_final(trainer, final_dir, recorded, model_path, model_args, task)
     except EditFlowError as err:

@@ -20,8 +20,10 @@ number of DataLoader workers. The epoch lives in shared memory, set at every epo
 workers read the current one.
 """
 
+import copy
 import logging
 import math
+import re
 from dataclasses import fields, is_dataclass
 
 import torch
@@ -38,6 +40,34 @@ logger = logging.getLogger(__name__)
 _EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArguments) if f.name in (
     "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w", "time_epsilon", "tie_break"
 )}
+
+
+# What counts as a secret in saved arguments: transformers' rule (a field named `*_token` is a credential; its
+# to_dict() hides those), names that say so, and any string holding a Hugging Face access token.
+_SECRET_NAME = re.compile(r"(_token|secret|password|passwd|api_key|apikey|credentials?)$", re.IGNORECASE)
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+
+
+def is_secret(name: str, value) -> bool:
+    """Whether an argument `name` = `value` is a credential that must never be written to disk."""
+    return isinstance(value, str) and bool(value) and (bool(_SECRET_NAME.search(name)) or bool(_HF_TOKEN.search(value)))
+
+
+def redact_secrets(values: dict) -> dict:
+    """`values` with every credential (`is_secret`) replaced by None."""
+    return {name: None if is_secret(name, value) else value for name, value in values.items()}
+
+
+def redacted_training_args(args):
+    """A shallow copy of the TrainingArguments with every credential (e.g. `hub_token`) set to None: what the
+    Trainer pickles into training_args.bin, so that no checkpoint ever holds the token."""
+    secrets = [f.name for f in fields(args) if is_secret(f.name, getattr(args, f.name, None))]
+    if not secrets:
+        return args
+    redacted = copy.copy(args)
+    for name in secrets:
+        setattr(redacted, name, None)
+    return redacted
 
 
 def _scalar_components(output) -> dict[str, torch.Tensor]:
@@ -151,6 +181,16 @@ class EditFlowTrainer(Trainer):
         # compute_loss returns a per-batch mean: the Trainer divides it by the gradient accumulation steps.
         self.loss_is_scaled_for_ga = False
 
+    def _save(self, output_dir=None, state_dict=None):
+        """The Trainer's save (model, tokenizer, training_args.bin) with the credentials taken out of the
+        arguments it pickles (`redacted_training_args`): the token never reaches the disk, not even briefly."""
+        args = self.args
+        self.args = redacted_training_args(args)
+        try:
+            return super()._save(output_dir, state_dict=state_dict)
+        finally:
+            self.args = args
+
     def get_train_dataloader(self):
         """The Trainer's training DataLoader over the rows keyed for the collator (`KeyedDraws`), for a map-style
         dataset and the Edit Flow collator; otherwise the Trainer's own."""
@@ -202,4 +242,4 @@ class EditFlowTrainer(Trainer):
         super().log(logs, start_time)
 
 
-__all__ = ["EditFlowTrainer", "KeyedDraws"]
+__all__ = ["EditFlowTrainer", "KeyedDraws", "is_secret", "redact_secrets", "redacted_training_args"]
