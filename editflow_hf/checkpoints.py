@@ -17,7 +17,6 @@ Multi-process savers (the Trainer's save_model runs on every rank) use the piece
 file fails its header check) without loading them.
 """
 
-import errno
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
+from .disk import free_bytes, human_bytes, save_failure_message, write_failure
 from .errors import EditFlowError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -78,10 +78,11 @@ def check_output_folder(final, *, overwrite: bool = False, overwrite_flag: str =
 
 
 @contextmanager
-def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--overwrite"):
+def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--overwrite", needed: int | None = None):
     """Yield an empty staging folder; when the block succeeds it becomes `final`, when it raises it is deleted
     and `final` is left as it was. A non-empty `final` is refused unless `overwrite` (the error names
-    `overwrite_flag`); an OSError while writing (e.g. a full disk) becomes one EditFlowError line."""
+    `overwrite_flag`); a failed write (e.g. a full disk, see `disk.write_failure`) becomes one EditFlowError line
+    with the room the folder `needed` (bytes, when known) and the room free."""
     final = Path(final)
     check_output_folder(final, overwrite=overwrite, overwrite_flag=overwrite_flag)
     staging = staging_path(final)
@@ -90,14 +91,15 @@ def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--ov
     try:
         yield staging
         commit_folder(staging, final)
-    except OSError as err:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        why = "the disk is full" if err.errno == errno.ENOSPC else " ".join(str(err).split())
+        reason = write_failure(err) if isinstance(err, Exception) and not isinstance(err, EditFlowError) else None
+        if reason is None:
+            raise
         kept = "its previous contents are kept" if final.exists() else "nothing was written under that name"
-        raise EditFlowError(f"could not write {final}: {why}; {kept}.") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if needed is None:
+            raise EditFlowError(f"could not write {final}: {reason}; {human_bytes(free_bytes(final))} is free; {kept}.") from None
+        raise EditFlowError(save_failure_message(final, reason, needed, f"{kept}.")) from None
 
 
 def _header_problem(path: Path) -> str | None:

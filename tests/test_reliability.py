@@ -388,12 +388,12 @@ def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, 
 
     monkeypatch.setattr(EditFlowForEditing, "save_pretrained", full_disk)
     fresh = tmp_path / "fresh"
-    with pytest.raises(EditFlowError, match="the disk is full; nothing was written under that name"):
+    with pytest.raises(EditFlowError, match="fresh: the disk is full; it needs about .* is free; nothing was written under that name"):
         convert_app.convert(str(tiny_mlm_dir), fresh)
     assert not fresh.exists()
     existing = Path(shutil.copytree(model_dir, tmp_path / "existing"))
     before = snapshot(existing)
-    with pytest.raises(EditFlowError, match="the disk is full; its previous contents are kept"):
+    with pytest.raises(EditFlowError, match="existing: the disk is full; it needs about .* is free; its previous contents are kept"):
         convert_app.convert(str(tiny_mlm_dir), existing, overwrite=True)
     assert snapshot(existing) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no staging folder left behind
@@ -413,9 +413,77 @@ def test_training_full_disk_keeps_the_earlier_checkpoint_final(call, six_step_ru
     monkeypatch.setattr(EditFlowTrainer, "save_model", full_disk)
     proc = call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 1, "--save_strategy", "no",
                 "--overwrite_output_dir", "True", "--output_dir", out)  # fmt: skip
-    assert_refused(proc, "could not save", "No space left on device", "the earlier checkpoint-final is kept")
+    assert_refused(proc, "could not save", "checkpoint-final: the disk is full; it needs about", "the earlier checkpoint-final is kept")
     assert snapshot(out / "checkpoint-final") == before
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint-final"]  # no staging folder left behind
+
+
+def _full_disk_at(where: str, monkeypatch, step_folder: str, before: dict):
+    """Make the save of `step_folder` run out of disk while writing its weights (safetensors' error), its
+    optimizer state (torch.save's zip writer error, on a disk with 900 bytes left) or its trainer state (ENOSPC).
+    `before` receives the files of checkpoint-3 as they were when the disk filled up."""
+    import safetensors
+    import torch
+    import transformers.modeling_utils
+    from transformers.trainer_callback import TrainerState
+
+    def failing(path) -> bool:
+        hit = step_folder in str(path)
+        if hit and not before:
+            before.update(snapshot(Path(path).parent.parent / "checkpoint-3"))
+        return hit
+
+    if where == "weights":
+        real = transformers.modeling_utils.safe_save_file
+
+        def save_file(tensors, filename, metadata=None):
+            if failing(filename):
+                Path(filename).write_bytes(b"\0" * 100)
+                raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+            return real(tensors, filename, metadata=metadata)
+
+        monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", save_file)
+    elif where == "optimizer":
+        real = torch.save
+
+        def save(obj, f, *args, **kwargs):
+            if isinstance(f, (str, os.PathLike)) and failing(f) and str(f).endswith("optimizer.pt"):
+                Path(f).write_bytes(b"PK\3\4" + b"\0" * 100)
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2112 vs 2006")
+            return real(obj, f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", save)
+        monkeypatch.setattr("editflow_hf.disk.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 900, 900))
+    else:
+        real = TrainerState.save_to_json
+
+        def save_to_json(self, json_path):
+            if failing(json_path):
+                raise OSError(errno.ENOSPC, "No space left on device", json_path)
+            return real(self, json_path)
+
+        monkeypatch.setattr(TrainerState, "save_to_json", save_to_json)
+
+
+@pytest.mark.parametrize("where", ["weights", "optimizer", "trainer-state"])
+def test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes(call, six_step_run, model_dir, tmp_path, monkeypatch, where):
+    """The disk fills up while checkpoint-6 is written: one line naming it and the room it needs, the partial
+    folder gone, checkpoint-3 as it was; once there is room, --resume_from_checkpoint True ends where the
+    uninterrupted run ends."""
+    out, before = tmp_path / "run", {}
+    _full_disk_at(where, monkeypatch, "checkpoint-6", before)
+    proc = call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3, "--output_dir", out)
+    line = assert_refused(proc, f"could not save {out / 'checkpoint-6'}: ", "it needs about", "is free",
+                          "the partial checkpoint-6 was removed and checkpoint-3 kept", "--resume_from_checkpoint True")  # fmt: skip
+    assert ("the disk is full" in line) and (where != "optimizer" or "900 bytes is free" in line)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-3"] and snapshot(out / "checkpoint-3") == before
+    if where != "optimizer":
+        return
+    monkeypatch.undo()
+    assert_ok(call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3,
+                   "--resume_from_checkpoint", "True", "--output_dir", out))  # fmt: skip
+    expected = (six_step_run / "checkpoint-final" / "model.safetensors").read_bytes()
+    assert (out / "checkpoint-final" / "model.safetensors").read_bytes() == expected
 
 
 def test_atomic_folder_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors
+from ..disk import tensor_bytes
 from ..errors import EditFlowError, run_cli
 
 # torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
@@ -308,7 +309,8 @@ def convert(
                 _copy_linear(head.decoder, source.projection)
 
     output_dir = Path(output_dir)
-    with atomic_folder(output_dir, overwrite=overwrite) as staging:
+    needed = tensor_bytes(model.state_dict()) + (16 << 20)  # the weights, and room for tokenizer and code files
+    with atomic_folder(output_dir, overwrite=overwrite, needed=needed) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         editflow_generation_config().save_pretrained(staging)  # default sampling settings, raw-text prompts

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer, GenerationConfig, HfArgument
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
 from ..checkpoints import check_model_folder, commit_folder, discard_staging, loading_errors, staging_path, weights_problem
+from ..disk import save_failure_message, write_failure
 from ..errors import EditFlowError
 from ..modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
 from ..path.couplings import parse_x0_sampler
@@ -89,10 +90,16 @@ def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model
             (staging / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
             save_generation_config(staging, model_path, task, trainer.args.x0_sampler)
             commit_folder(staging, final_dir)
-    except (OSError, EditFlowError):
+    except Exception as err:
         if trainer.is_world_process_zero():
             discard_staging(final_dir)
-        raise
+        reason = None if isinstance(err, EditFlowError) else write_failure(err)
+        if reason is None:
+            raise
+        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
+        resumable = any(final_dir.parent.glob("checkpoint-[0-9]*"))
+        after = f"{kept}; free the space, then " + ("finish with --resume_from_checkpoint True." if resumable else "run again.")
+        raise EditFlowError(save_failure_message(final_dir, reason, trainer.checkpoint_bytes(with_training_state=False), after)) from None
 
 
 def _push(final_dir, model_args, training_args, prog: str) -> None:
@@ -182,7 +189,11 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return getattr(err, "code", 2)
 
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except EditFlowError as err:  # a checkpoint-N that could not be saved (EditFlowTrainer._save_checkpoint)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.code
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
@@ -193,10 +204,6 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     except EditFlowError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.code
-    except OSError as err:
-        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
-        print(f"{prog}: error: could not save {final_dir}: {' '.join(str(err).split())}; {kept}.", file=sys.stderr)
-        return 2
     if trainer.is_world_process_zero():
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
         if push_requested:

@@ -24,12 +24,16 @@ import copy
 import logging
 import math
 import re
+import shutil
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import has_length
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
+from ..disk import folder_bytes, save_failure_message, tensor_bytes, write_failure
+from ..errors import EditFlowError
 from ..modeling.scheduling_editflow import get_scheduler
 from ..objective.loss import EditFlowLoss
 from ..path.collator import DRAW_KEY, EditFlowCollator
@@ -190,6 +194,37 @@ class EditFlowTrainer(Trainer):
             return super()._save(output_dir, state_dict=state_dict)
         finally:
             self.args = args
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint-N save; when a write fails (a full disk above all) the partial checkpoint-N is
+        removed, so that it neither holds the space nor gets resumed from, the earlier checkpoints are left as they
+        are (rotation runs only after a complete save), and an EditFlowError says in one line what the save needs."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            reason = write_failure(err)
+            if reason is None:
+                raise
+            earlier = sorted(p.name for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p != folder)
+            needed = max([folder_bytes(run_dir / name) for name in earlier] or [self.checkpoint_bytes()])
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            if earlier:
+                after = (f"the partial {folder.name} was removed and {', '.join(earlier)} kept as they were; free the space, "
+                         "then continue with --resume_from_checkpoint True.")  # fmt: skip
+            else:
+                after = f"the partial {folder.name} was removed; free the space and run again."
+            raise EditFlowError(save_failure_message(folder, reason, needed, after)) from None
+
+    def checkpoint_bytes(self, with_training_state: bool = True) -> int:
+        """About the bytes a checkpoint of this run takes: the weights, and with `with_training_state` the optimizer
+        state (unless --save_only_model), plus a margin for the tokenizer, config and code files."""
+        total = tensor_bytes(self.accelerator.unwrap_model(self.model).state_dict())
+        if with_training_state and not self.args.save_only_model and self.optimizer is not None:
+            total += tensor_bytes(self.optimizer.state_dict().get("state", {}))
+        return total + (16 << 20)
 
     def get_train_dataloader(self):
         """The Trainer's training DataLoader over the rows keyed for the collator (`KeyedDraws`), for a map-style
