@@ -232,6 +232,33 @@ def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, ta
     assert not (out / "checkpoint-final").exists()
 
 
+@pytest.mark.parametrize(
+    "files, needles",
+    [
+        ({"a.jsonl": _rows({"instruction": "a", "output": "b"}), "sub/b.jsonl": _rows({"instruction": "c", "output": "d"}, '{"instruction": "e", "output": }')},
+         ["sub/b.jsonl line 2", "not valid JSON"]),
+        ({"a.jsonl": _rows({"instruction": "a", "output": "b"}), "b.jsonl": b'{"instruction": "caf\xe9", "output": "d"}\n'}, ["b.jsonl line 1", "not UTF-8"]),
+        ({"a.jsonl": _rows(*[{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)]), "b.jsonl": _rows({"instruction": "q", "output": "a"}, {"instruction": "q"})},
+         ["1 of 5 train rows", "row 5, b.jsonl line 2"]),
+    ],
+    ids=["broken-json", "latin1", "no-output"],
+)
+def test_a_folder_of_data_files_is_checked_file_by_file(call, model_dir, tmp_path, files, needles):
+    """--dataset_args naming a folder: the same per-file checks as a single file, naming the file and line, before
+    the model or the data is loaded (the issue's case: three tracebacks after ~110 s)."""
+    folder = tmp_path / "data"
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    (folder / "_notes.txt").write_bytes(b"\xff not data: datasets skips names starting with _\n")
+    out = tmp_path / "out"
+    launch = run if needles[0].startswith("sub/") else call
+    proc = launch("sft.py", "--model_name_or_path", model_dir, "--dataset_args", folder, "--max_length", 64, "--max_steps", 1,
+                  "--eval_split_size", 0, *QUIET, "--output_dir", out)  # fmt: skip
+    line = assert_refused(proc, *needles)
+    assert str(folder) in line and not out.exists()
+
+
 def test_json_files_name_the_line_of_the_error(tmp_path):
     from editflow_hf.errors import EditFlowError
     from editflow_hf.training.checks import scan_local_file

@@ -7,8 +7,9 @@ one line instead of hours into the run (`preflight`, called by `training/pt.py` 
 - the output folder: a run never replaces the checkpoints of an earlier one unless `--overwrite_output_dir`
   or `--resume_from_checkpoint` says so; `--resume_from_checkpoint True` resolves to the newest complete
   checkpoint of `--output_dir` (`resolve_resume_checkpoint`);
-- local dataset files: empty files, undecodable bytes and malformed JSON rows, named by file and line
-  (`scan_local_file`); missing fields and incomplete rows are checked by `data.check_rows` once loaded.
+- local dataset files, alone or in a folder (`data.folder_data_files`): empty files, undecodable bytes and
+  malformed JSON rows, named by file and line (`scan_local_file`); missing fields and incomplete rows are
+  checked by `data.check_rows` once loaded.
 """
 
 import codecs
@@ -21,7 +22,7 @@ from pathlib import Path
 from ..checkpoints import discard_staging, weights_problem
 from ..errors import EditFlowError
 from ..path.couplings import parse_x0_sampler
-from .data import parse_dataset_args
+from .data import folder_data_files, parse_dataset_args
 
 logger = logging.getLogger(__name__)
 
@@ -301,11 +302,14 @@ def scan_local_file(path) -> None:
 
 
 def scan_dataset_files(dataset_args: str) -> None:
-    """`scan_local_file` for every local file of `--dataset_args`."""
+    """`scan_local_file` for every local file of `--dataset_args`, and for every data file of a local folder."""
     for spec in parse_dataset_args(dataset_args):
         path = Path(spec.source).expanduser()
         if path.is_file():
             scan_local_file(path)
+        elif path.is_dir():
+            for file in folder_data_files(path):
+                scan_local_file(file)
 
 
 # --- everything, in order -----------------------------------------------------------------------------------
