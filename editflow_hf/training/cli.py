@@ -20,6 +20,7 @@ from ..path.couplings import parse_x0_sampler
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .checks import preflight
 from .data import prepare_datasets
+from .numeric_flags import check_numeric_flags
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .trainer import EditFlowTrainer, redact_secrets
 
@@ -147,6 +148,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     )
 
     try:
+        check_numeric_flags(model_args, data_args, training_args)
         if data_args.streaming and training_args.max_steps <= 0:
             raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
         config = _load_config(model_args)
