@@ -23,6 +23,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
 from .disk import free_bytes, human_bytes, save_failure_message, write_failure
@@ -30,6 +31,7 @@ from .errors import EditFlowError
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 
 
 def staging_path(final) -> Path:
@@ -159,10 +161,96 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
         raise EditFlowError(f"{config} is not valid JSON (line {err.lineno}: {err.msg}); restore it from the original model.") from None
     if not isinstance(parsed, dict):
         raise EditFlowError(f"{config} is not a model config (a JSON object); restore it from the original model.")
+    problem = config_problem(parsed)
+    if problem is not None:
+        raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
     if (path / WEIGHTS_NAME).is_file() or (path / WEIGHTS_INDEX_NAME).is_file():
         check_weights(path)
     elif not any((path / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
         raise EditFlowError(f"{name} has no weights ({WEIGHTS_NAME}); save or download the model again.")
+    if not tokenizer_files_present(path):
+        raise EditFlowError(
+            f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
+            "folder with tokenizer.save_pretrained, or copy it from the original model."
+        )
+
+
+def tokenizer_files_present(folder) -> bool:
+    """Whether `folder` holds a saved tokenizer: tokenizer_config.json and a vocabulary file (`TOKENIZER_VOCAB_FILES`)."""
+    folder = Path(folder)
+    return (folder / "tokenizer_config.json").is_file() and any((folder / name).is_file() for name in TOKENIZER_VOCAB_FILES)
+
+
+# What an Edit Flow config may point remote code at: the files that travel with every checkpoint, nothing else.
+EDITFLOW_CODE_REFS = {
+    "configuration_editflow.EditFlowConfig",
+    "modeling_editflow.EditFlowForEditing",
+    "pipeline_editflow.EditFlowGenerationPipeline",
+}
+_POSITIVE_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
+
+
+def foreign_code(config: dict) -> str | None:
+    """The first `auto_map` or `custom_pipelines` entry of an Edit Flow config that points at code other than the
+    Edit Flow files (another repo's `owner/name--module.Class`, or another module), as `key -> reference`."""
+    auto_map = config.get("auto_map") or {}
+    pipelines = config.get("custom_pipelines") or {}
+    if not isinstance(auto_map, dict) or not isinstance(pipelines, dict):
+        return f"auto_map / custom_pipelines -> {type(auto_map).__name__} / {type(pipelines).__name__}, not objects"
+    entries = list(auto_map.items()) + [(f"custom_pipelines {task}", spec.get("impl") if isinstance(spec, dict) else spec)
+                                        for task, spec in pipelines.items()]  # fmt: skip
+    for key, reference in entries:
+        references = reference if isinstance(reference, (list, tuple)) else [reference]
+        for ref in references:
+            if ref is not None and ref not in EDITFLOW_CODE_REFS:
+                return f"{key} -> {ref}"
+    return None
+
+
+def config_problem(config: dict) -> str | None:
+    """Why a parsed config.json cannot describe a usable model, found before any class is built: values of the
+    wrong type (the config classes' own validation), sizes that are not positive whole numbers, and for an Edit
+    Flow config also special token ids outside the vocabulary, an unknown scheduler, and an `auto_map` /
+    `custom_pipelines` pointing at code other than the Edit Flow files (`foreign_code`). None when fine."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if model_type == "editflow":
+        foreign = foreign_code(config)
+        if foreign is not None:
+            return f"it points remote code at something other than the Edit Flow files ({foreign}), code that trust_remote_code would run"
+        if not isinstance(config.get("scheduler", "linear"), str) or not isinstance(config.get("scheduler_kwargs") or {}, dict):
+            return "scheduler must be a scheduler name and scheduler_kwargs an object of its arguments"
+        encoder = config.get("encoder_config")
+        if not isinstance(encoder, dict) or not isinstance(encoder.get("model_type"), str):
+            return "encoder_config must be an object with the encoder's model_type"
+        sizes = [(name, encoder.get(name)) for name in _POSITIVE_SIZES]
+    else:
+        sizes = [(name, config.get(name)) for name in _POSITIVE_SIZES]
+    for name, value in sizes:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            return f"{name} must be a positive whole number; got {value!r}"
+    try:
+        if model_type == "editflow":
+            from .modeling.configuration_editflow import EditFlowConfig
+            from .modeling.scheduling_editflow import get_scheduler
+
+            built = EditFlowConfig.from_dict(config)
+            get_scheduler(built.scheduler, **dict(built.scheduler_kwargs or {}))
+        elif isinstance(model_type, str) and model_type in CONFIG_MAPPING:
+            AutoConfig.for_model(**config)
+    except Exception as err:  # the config classes validate with TypeError, ValueError or StrictDataclassError
+        return f"invalid values ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    if model_type == "editflow":
+        vocab = built.encoder_config.vocab_size
+        for name in ("mask_token_id", "bos_token_id", "pad_token_id", "eos_token_id"):
+            value = getattr(built, name, None)
+            if value is None and name in ("mask_token_id", "bos_token_id"):
+                return f"{name} is missing (an Edit Flow model needs its mask and BOS tokens)"
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab):
+                return f"{name} {value!r} is not a token id of the {vocab}-token vocabulary"
+    return None
 
 
 @contextmanager
@@ -173,7 +261,7 @@ def loading_errors(model_name_or_path, what: str = "model"):
         yield
     except EditFlowError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError, StrictDataclassError) as err:
         detail = " ".join(str(err).split())[:300]
         raise EditFlowError(f"cannot load the {what} from {model_name_or_path}: {type(err).__name__}: {detail}") from None
 
@@ -190,10 +278,13 @@ __all__ = [
     "check_model_folder",
     "check_output_folder",
     "check_weights",
+    "config_problem",
+    "foreign_code",
     "commit_folder",
     "discard_staging",
     "is_nonempty_dir",
     "loading_errors",
     "staging_path",
+    "tokenizer_files_present",
     "weights_problem",
 ]

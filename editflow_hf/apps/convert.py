@@ -242,6 +242,9 @@ def convert(
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
     scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
+    source_path = Path(model_name_or_path).expanduser()
+    if source_path.exists() and Path(output_dir).expanduser().resolve() == source_path.resolve():
+        raise EditFlowError(f"--output_dir {output_dir} is the source model's folder: converting would replace it; choose another --output_dir.")
     check_output_folder(output_dir, overwrite=overwrite)
     check_model_folder(model_name_or_path, what="source model")
     with loading_errors(model_name_or_path, what="source model"):

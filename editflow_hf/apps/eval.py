@@ -27,9 +27,11 @@ Same checkpoint, data and `--seed`: the same JSON, exactly.
 import argparse
 import json
 import logging
+import os
 import re
 import string
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +39,15 @@ from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from ..checkpoints import check_model_folder, loading_errors
 from ..errors import EditFlowError, run_cli
 from ..modeling.modeling_editflow import EditFlowForEditing
 from ..modeling.sampling_editflow import TauLeapSampler
 from ..objective.bound import edit_flow_bound
-from ..path.collator import EditFlowCollator
+from ..path.collator import TIE_BREAK_CHOICES, EditFlowCollator
 from ..path.couplings import Corrupt, parse_x0_sampler
+from ..training.checks import scan_dataset_files
+from ..training.numeric_flags import SEED_LIMIT, NumberRule, check_finite
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -95,8 +100,9 @@ def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu")
     """exp(mean NLL per token) of `texts` under a causal LM (each text scored after the LM's BOS, if it has one)."""
     from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(ref_model)
-    model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
+    with loading_errors(ref_model, what="--ref_model causal LM"):
+        tokenizer = AutoTokenizer.from_pretrained(ref_model)
+        model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
     total_nll, total_tokens = 0.0, 0
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -135,6 +141,38 @@ def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau,
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
 
+EVAL_RULES = (
+    NumberRule("max_length", lambda v: v >= 2, "at least 2 (BOS and one token)"),
+    NumberRule("seed", lambda v: 0 <= v < SEED_LIMIT, f"a whole number in [0, {SEED_LIMIT - 1}]"),
+    NumberRule("num_t", lambda v: v >= 1, "at least 1 grid point in t"),
+    NumberRule("max_sequences", lambda v: v >= 2, "at least 2 sequences (the bound's standard error needs two)"),
+    NumberRule("num_samples", lambda v: v >= 1, "at least 1 sample"),
+    NumberRule("batch_size", lambda v: v >= 1, "at least 1 sequence per forward pass"),
+    NumberRule("corrupt_p", lambda v: 0 <= v <= 1, "a rate in [0, 1] (0 skips the restoration test)"),
+)
+
+
+def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler, ref_model, **numbers) -> None:
+    """Everything `evaluate` can check before it loads a model or the data: the numbers (`EVAL_RULES`), the
+    coupling and tie-break, the model and --ref_model folders, the local data files. EditFlowError (one line)."""
+    for rule in EVAL_RULES:
+        check_finite(rule.flag, numbers[rule.flag])
+        rule.check(numbers[rule.flag])
+    if tie_break is not None and tie_break not in TIE_BREAK_CHOICES:
+        raise EditFlowError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {tie_break!r}.")
+    if x0_sampler is not None:
+        try:
+            parse_x0_sampler(x0_sampler)
+        except ValueError as err:
+            raise EditFlowError(f"--x0_sampler: {err}") from None
+    check_model_folder(model_name_or_path)
+    if ref_model is not None:
+        if not Path(ref_model).expanduser().is_dir():
+            raise EditFlowError(f"--ref_model {ref_model}: no such folder; pass the folder of a local causal LM (saved with save_pretrained).")
+        check_model_folder(ref_model, what="--ref_model")
+    scan_dataset_files(dataset_args)
+
+
 def evaluate(
     model_name_or_path: str,
     dataset_args: str,
@@ -158,10 +196,16 @@ def evaluate(
     device: str | None = None,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    check_eval_inputs(
+        model_name_or_path, dataset_args, max_length=max_length, seed=seed, num_t=num_t, max_sequences=max_sequences,
+        num_samples=num_samples, batch_size=batch_size, corrupt_p=corrupt_p, tie_break=tie_break, x0_sampler=x0_sampler,
+        ref_model=ref_model,
+    )  # fmt: skip
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+    with loading_errors(model_name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
@@ -273,12 +317,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("editflow_hf").setLevel(logging.WARNING)
 
     def body() -> int:
+        output = Path(args.output) if args.output else None
+        if output is not None and (output.is_dir() or not output.parent.is_dir()):
+            raise EditFlowError(f"--output {output}: {'is a folder' if output.is_dir() else 'its folder does not exist'}; pass a file path in an existing folder.")
         options = {k: v for k, v in vars(args).items() if k not in ("model_name_or_path", "dataset_args", "output")}
         result = evaluate(args.model_name_or_path, args.dataset_args, **options)
         line = json.dumps(result)
-        if args.output:
-            with open(args.output, "w") as handle:
-                handle.write(line + "\n")
+        if output is not None:  # written whole or not at all: an earlier result is never left half-overwritten
+            partial = output.with_name(f".{output.name}.partial")
+            partial.write_text(line + "\n")
+            os.replace(partial, output)
         print(line, flush=True)
         return 0
 

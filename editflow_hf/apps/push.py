@@ -30,7 +30,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
-from ..checkpoints import weights_problem
+from ..checkpoints import config_problem, tokenizer_files_present, weights_problem
 from ..errors import EditFlowError, run_cli
 
 # huggingface_hub talks HTTP through httpx2 (httpx in older releases); their transport errors are not OSErrors.
@@ -54,8 +54,6 @@ PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.j
 
 # Names ending like a data file are local files (e.g. --dataset_args data/qa.jsonl), never Hub repo ids.
 DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".arrow"}
-
-TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 
 # Training arguments shown in the card, in this order (the ones that decide what the model learned).
 CARD_TRAINING_KEYS = (
@@ -224,6 +222,11 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if not (folder / "config.json").is_file():
         raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
     config = _read_json(folder / "config.json", "config")
+    if not isinstance(config, dict):
+        raise EditFlowError(f"{folder / 'config.json'} is not a model config (a JSON object); restore it from the original model.")
+    problem = config_problem(config)
+    if problem is not None:
+        raise EditFlowError(f"{folder / 'config.json'}: {problem}; restore it from the original model.")
     problems = []
     auto_map = config.get("auto_map", {})
     if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
@@ -243,7 +246,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if missing_code:
         problems.append(f"remote code files are missing: {', '.join(missing_code)}")
 
-    if not (folder / "tokenizer_config.json").is_file() or not any((folder / f).is_file() for f in TOKENIZER_VOCAB_FILES):
+    if not tokenizer_files_present(folder):
         problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
     if problems:
         raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
