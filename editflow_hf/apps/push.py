@@ -218,7 +218,8 @@ def check_checkpoint(checkpoint_dir) -> dict:
     """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. EditFlowError names what is missing."""
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
-        raise EditFlowError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise EditFlowError(f"{folder} {why}: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
     if not (folder / "config.json").is_file():
         raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
     config = _read_json(folder / "config.json", "config")
