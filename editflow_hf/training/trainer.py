@@ -50,6 +50,7 @@ _EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArgumen
 # to_dict() hides those), names that say so, and any string holding a Hugging Face access token.
 _SECRET_NAME = re.compile(r"(_token|secret|password|passwd|api_key|apikey|credentials?)$", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+_NUMBERED = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
 
 
 def is_secret(name: str, value) -> bool:
@@ -207,7 +208,8 @@ class EditFlowTrainer(Trainer):
             reason = write_failure(err)
             if reason is None:
                 raise
-            earlier = sorted(p.name for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir() and p != folder)
+            numbered = [p for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p != folder and p.is_dir() and _NUMBERED.match(p.name)]
+            earlier = [p.name for p in sorted(numbered, key=lambda p: int(p.name.rpartition("-")[2]))]
             needed = max([folder_bytes(run_dir / name) for name in earlier] or [self.checkpoint_bytes()])
             if self.args.should_save:
                 shutil.rmtree(folder, ignore_errors=True)
