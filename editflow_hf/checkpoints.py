@@ -14,24 +14,31 @@ Multi-process savers (the Trainer's save_model runs on every rank) use the piece
 `staging_path(final)`, then one process calls `commit_folder(staging, final)`.
 
 `weights_problem(folder)` tells whether a folder's safetensors weights are present and readable (a truncated
-file fails its header check) without loading them.
+file fails its header check) without loading them; `check_checkpoint(folder)` whether a folder is a complete
+Edit Flow repo (config with auto_map, weights, remote code, tokenizer). `is_hub_id(name)` tells a Hub repo id
+from a local path.
 """
 
+import errno
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
-from .disk import free_bytes, human_bytes, save_failure_message, write_failure
 from .errors import EditFlowError
 
+# Names ending like a data file are local files (e.g. --dataset_args data/qa.jsonl), never Hub repo ids.
+DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".arrow"}
+
 WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PIPELINE_TASK = "editflow-generation"
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 
 def staging_path(final) -> Path:
@@ -79,11 +86,119 @@ def check_output_folder(final, *, overwrite: bool = False, overwrite_flag: str =
         raise EditFlowError(f"{final} already exists and is not empty; pass {overwrite_flag} to replace it, or choose another folder.")
 
 
+# --- saves that fail ---------------------------------------------------------------------------------------------
+#
+# A full disk does not always arrive as OSError(ENOSPC): safetensors reports it as a SafetensorError holding
+# `StorageFull` / `os error 28`, torch.save's zip writer as `RuntimeError: [enforce fail at inline_container.cc]
+# ... unexpected pos` or `file write failed`. `write_failure(err)` reads all of them (and their chained causes):
+#
+#     try:
+#         save(folder)
+#     except Exception as err:
+#         reason = write_failure(err)        # DISK_FULL, another failed write in one line, or None
+#         if reason is None:
+#             raise                          # not a failed write: a bug, shown as such
+#         ...remove the partial folder, then one line: save_failure_message(folder, reason, needed, after)
+
+DISK_FULL = "the disk is full"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_WORDS = ("no space left", "storagefull", "disk quota exceeded", "file too large", "os error 28", "errno 28")
+_TORCH_WRITE_WORDS = ("inline_container", "file write failed", "unexpected pos")
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err` and the exceptions it was raised from or while handling (each once)."""
+    seen = set()
+    pending = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend((current.__cause__, current.__context__))
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__
+
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a save failed when `err` is a failed write: `DISK_FULL`, or the failed write in one line; None when `err`
+    is anything else (a bug, an interrupt)."""
+    chain = list(_chain(err))
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return DISK_FULL
+        if any(word in str(error).lower() for word in _FULL_WORDS):
+            return DISK_FULL
+    for error in chain:
+        if isinstance(error, OSError) or any(word in str(error).lower() for word in _TORCH_WRITE_WORDS):
+            return f"{type(error).__name__}: {one_line(error)}"
+    return None
+
+
+def folder_bytes(folder) -> int:
+    """Bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def free_bytes(path) -> int:
+    """Free bytes, for an unprivileged user, on the file system of `path` (or of its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def tensor_bytes(tensors: Iterable) -> int:
+    """Bytes of the tensors among `tensors` (nested dicts and lists are walked), each storage counted once."""
+    total, seen, pending = 0, set(), [tensors]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif hasattr(item, "untyped_storage") and hasattr(item, "element_size"):
+            try:
+                key = (item.untyped_storage().data_ptr(), item.storage_offset(), item.numel())
+            except (RuntimeError, NotImplementedError):  # meta or fake tensors
+                key = id(item)
+            if key not in seen:
+                seen.add(key)
+                total += item.numel() * item.element_size()
+    return total
+
+
+def human_bytes(count: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def save_failure_message(folder, reason: str, needed: int, after: str) -> str:
+    """One line: which folder could not be saved and why, the room it needs against the room free, then `after`
+    (what was kept and how to go on)."""
+    free = free_bytes(folder)
+    if reason != DISK_FULL and free < needed:
+        reason = f"{DISK_FULL} ({reason})"
+    return f"could not save {folder}: {reason}; it needs about {human_bytes(needed)} and {human_bytes(free)} is free; {after}"
+
+
 @contextmanager
 def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--overwrite", needed: int | None = None):
     """Yield an empty staging folder; when the block succeeds it becomes `final`, when it raises it is deleted
     and `final` is left as it was. A non-empty `final` is refused unless `overwrite` (the error names
-    `overwrite_flag`); a failed write (e.g. a full disk, see `disk.write_failure`) becomes one EditFlowError line
+    `overwrite_flag`); a failed write (e.g. a full disk, see `write_failure`) becomes one EditFlowError line
     with the room the folder `needed` (bytes, when known) and the room free."""
     final = Path(final)
     check_output_folder(final, overwrite=overwrite, overwrite_flag=overwrite_flag)
@@ -273,18 +388,130 @@ def check_weights(folder) -> None:
         raise EditFlowError(f"{folder}: {problem}; save or download the model again.")
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` can be a Hub repo id (`name` or `namespace/name`) rather than a local path."""
+    from huggingface_hub.errors import HFValidationError  # here: `editflow-* --help` stays fast
+    from huggingface_hub.utils import validate_repo_id
+
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
+        return False
+    if Path(name).suffix.lower() in DATA_FILE_SUFFIXES:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise EditFlowError(f"cannot read {what} {path}: {err}") from None
+
+
+def required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str]]:
+    """Remote-code files the config points to (auto_map, custom_pipelines) plus, recursively, their relative
+    imports (e.g. the pipeline's sampling module): (files present, files missing)."""
+    from transformers.dynamic_module_utils import get_relative_imports  # here: `editflow-push --help` stays fast
+
+    modules = {ref.split(".")[0] for ref in config.get("auto_map", {}).values() if isinstance(ref, str)}
+    modules |= {task["impl"].split(".")[0] for task in config.get("custom_pipelines", {}).values() if "impl" in task}
+    present, missing, pending = set(), [], sorted(modules)
+    while pending:
+        filename = pending.pop() + ".py"
+        if filename in present or filename in missing:
+            continue
+        if not (folder / filename).is_file():
+            missing.append(filename)
+            continue
+        present.add(filename)
+        pending.extend(name.split(".")[0] for name in get_relative_imports(folder / filename))
+    return present, sorted(missing)
+
+
+def check_checkpoint(checkpoint_dir) -> dict:
+    """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. EditFlowError names what is missing."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise EditFlowError(f"{folder} {why}: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+    if not (folder / "config.json").is_file():
+        raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
+    config = read_json(folder / "config.json", "config")
+    if not isinstance(config, dict):
+        raise EditFlowError(f"{folder / 'config.json'} is not a model config (a JSON object); restore it from the original model.")
+    problem = config_problem(config)
+    if problem is not None:
+        raise EditFlowError(f"{folder / 'config.json'}: {problem}; restore it from the original model.")
+    problems = []
+    auto_map = config.get("auto_map", {})
+    if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
+        problems.append("config.json has no auto_map for AutoConfig/AutoModel (save with editflow_hf's EditFlowForEditing.save_pretrained)")
+    if PIPELINE_TASK not in config.get("custom_pipelines", {}):
+        problems.append(f"config.json has no custom_pipelines entry for {PIPELINE_TASK!r}")
+
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+        found = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else "no weights"
+        problems.append(f"model.safetensors is missing ({found}; save with safe_serialization, the default)")
+    else:
+        weights = weights_problem(folder)
+        if weights is not None:
+            problems.append(weights)
+
+    _, missing_code = required_code_files(folder, config)
+    if missing_code:
+        problems.append(f"remote code files are missing: {', '.join(missing_code)}")
+
+    if not tokenizer_files_present(folder):
+        problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
+    if problems:
+        raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
+    return config
+
+
+def checkpoint_problem(folder) -> str | None:
+    """Why `folder` cannot be resumed from (missing, or not completely saved), or None when it is complete:
+    config.json, readable safetensors weights and a trainer_state.json."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "it does not exist"
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is unreadable"
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    return weights_problem(folder)
+
+
 __all__ = [
+    "DISK_FULL",
     "atomic_folder",
+    "check_checkpoint",
     "check_model_folder",
     "check_output_folder",
     "check_weights",
+    "checkpoint_problem",
     "config_problem",
     "foreign_code",
     "commit_folder",
     "discard_staging",
+    "folder_bytes",
+    "free_bytes",
+    "human_bytes",
+    "is_hub_id",
     "is_nonempty_dir",
     "loading_errors",
+    "read_json",
+    "save_failure_message",
     "staging_path",
+    "tensor_bytes",
     "tokenizer_files_present",
     "weights_problem",
+    "write_failure",
 ]

@@ -12,29 +12,9 @@ Every float flag must be finite (`--scheduler_kwargs` values too); the size-like
 `TRAINING_RULES`. A flag missing from the arguments (another transformers version) is skipped.
 """
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import fields, is_dataclass
 
-from ..errors import EditFlowError
-
-SEED_LIMIT = 2**32  # numpy's seeds: 0 .. 2**32 - 1
-
-
-@dataclass(frozen=True)
-class NumberRule:
-    """`flag` must satisfy `ok` (None passes when `optional`); the message says it must be `what`."""
-
-    flag: str
-    ok: Callable[[float], bool]
-    what: str
-    optional: bool = False
-
-    def check(self, value) -> None:
-        if value is None and self.optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not self.ok(value):
-            raise EditFlowError(f"--{self.flag} {value}: must be {self.what}.")
+from ..flags import SEED_LIMIT, NumberRule, check_finite
 
 
 def _whole(value) -> bool:
@@ -77,18 +57,6 @@ LORA_RULES = (
 _MISSING = object()
 
 
-def check_finite(name: str, value) -> None:
-    """EditFlowError when `value` (a number, or the numbers of a dict / list) is NaN or infinite."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_finite(f"{name} {key}", item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            check_finite(name, item)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise EditFlowError(f"--{name} {value}: must be a finite number.")
-
-
 def check_numeric_flags(*argument_sets) -> None:
     """Every number of the parsed argument dataclasses (`ModelArguments`, `DataArguments`,
     `EditFlowTrainingArguments`): finite, and within `TRAINING_RULES` (`LORA_RULES` with `--lora True`).
@@ -110,4 +78,4 @@ def check_numeric_flags(*argument_sets) -> None:
         NumberRule("num_train_epochs", lambda v: v > 0, "positive (or set --max_steps)").check(values["num_train_epochs"])
 
 
-__all__ = ["LORA_RULES", "NumberRule", "TRAINING_RULES", "check_finite", "check_numeric_flags"]
+__all__ = ["LORA_RULES", "TRAINING_RULES", "check_numeric_flags"]
