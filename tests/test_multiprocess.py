@@ -57,7 +57,7 @@ def test_accelerate_launch_ddp_config_one_process(tiny_editflow_dir, shared_data
     assert (out / "checkpoint-final" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize(("name", "distributed_type"), [("ddp", "MULTI_GPU"), ("zero2", "DEEPSPEED"), ("fsdp", "FSDP")])
+@pytest.mark.parametrize(("name", "distributed_type"), [("ddp", "MULTI_GPU"), ("zero2", "DEEPSPEED"), ("fsdp2", "FSDP")])
 def test_accelerate_configs_are_valid(name, distributed_type):
     from accelerate.commands.config.config_args import ClusterConfig
 
@@ -68,5 +68,5 @@ def test_accelerate_configs_are_valid(name, distributed_type):
     assert config.distributed_type.value == distributed_type
     if name == "zero2":
         assert config.deepspeed_config["zero_stage"] == 2
-    if name == "fsdp":
+    if name == "fsdp2":
         assert config.fsdp_config["fsdp_version"] == 2
