@@ -1,13 +1,16 @@
-"""Launchers: torchrun with two CPU processes (gloo), accelerate launch with the shipped configs."""
+"""Launchers: torchrun with two CPU processes (gloo), two nodes on loopback, accelerate launch with the shipped configs."""
 
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from conftest import REPO_ROOT
 
@@ -43,6 +46,52 @@ def test_torchrun_two_processes_train_and_save(tiny_editflow_dir, shared_data, t
     # Logged components are averaged over both ranks in one reduction: present and finite at every log.
     logs = [entry for entry in state["log_history"] if "loss" in entry]
     assert len(logs) == 3 and all(entry["survival"] >= 0 and entry["n_edits"] > 0 for entry in logs)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
+def test_two_nodes_end_with_the_weights_of_one_node_two_processes(tiny_editflow_dir, shared_data, tmp_path):
+    """A real 2-node job on this machine: two torchrun launchers (`--nnodes 2 --node_rank k`, one process each)
+    meeting at 127.0.0.1, gloo on the loopback interface. Every rank writes its weights after training
+    (tests/pt_with_rank_weights.py = pt.py + that); both must equal those of a 1-node, 2-process run with the
+    same seed and data, rank for rank."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    script = str(REPO_ROOT / "tests" / "pt_with_rank_weights.py")
+
+    def launch(launcher: list[str], name: str) -> subprocess.Popen:
+        (tmp_path / name).mkdir()
+        flags = _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", tmp_path / name / "out")
+        return subprocess.Popen(
+            ["torchrun", *launcher, "--master_addr", "127.0.0.1", script, *flags], cwd=REPO_ROOT,
+            env={**env, "DUMP_DIR": str(tmp_path / name)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+    def finish(process: subprocess.Popen) -> str:
+        out, _ = process.communicate(timeout=300)
+        assert process.returncode == 0, f"exit {process.returncode}\n{out[-6000:]}"
+        return out
+
+    port = _free_loopback_port()
+    nodes = [launch(["--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_port", str(port)],
+                    f"node{rank}") for rank in (0, 1)]  # fmt: skip
+    for rank, node in enumerate(nodes):
+        assert f"pt.py: rank {rank} of world size 2" in finish(node)
+    finish(launch(["--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_loopback_port())], "one-node"))
+
+    initial = load_file(tiny_editflow_dir / "model.safetensors")
+    expected = load_file(tmp_path / "one-node" / "rank0.safetensors")
+    assert load_file(tmp_path / "one-node" / "rank1.safetensors").keys() == expected.keys()
+    assert any(not torch.equal(initial[name], expected[name]) for name in initial)  # it did train
+    for rank in (0, 1):
+        for run in (f"node{rank}", "one-node"):
+            weights = load_file(tmp_path / run / f"rank{rank}.safetensors")
+            assert all(torch.equal(weights[name], tensor) for name, tensor in expected.items()), f"{run} rank {rank}"
+    assert (tmp_path / "node0" / "out" / "checkpoint-final" / "model.safetensors").is_file()
 
 
 def test_accelerate_launch_ddp_config_one_process(tiny_editflow_dir, shared_data, tmp_path):
