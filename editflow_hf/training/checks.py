@@ -6,7 +6,7 @@ one line instead of hours into the run (`preflight`, called by `training/pt.py` 
 - the x0 sampler spec (the scheduler and its arguments are checked when the flags are parsed, in args.py);
 - the output folder: a run never replaces the checkpoints of an earlier one unless `--overwrite_output_dir`
   or `--resume_from_checkpoint` says so; `--resume_from_checkpoint True` resolves to the newest complete
-  checkpoint of `--output_dir` (`resolve_resume_checkpoint`);
+  checkpoint of `--output_dir`, `auto` to that or to a fresh start when there is none (`resolve_resume_checkpoint`);
 - local dataset files: empty files, undecodable bytes and malformed JSON rows, named by file and line
   (`scan_local_file`); missing fields and incomplete rows are checked by `data.check_rows` once loaded.
 """
@@ -161,26 +161,49 @@ def numbered_checkpoints(output_dir) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+def newest_complete_checkpoint(output_dir) -> tuple[Path | None, list[tuple[Path, str]]]:
+    """The newest complete checkpoint-N of `output_dir` (None if there is none), and the incomplete ones newer
+    than it with what each lacks."""
+    skipped = []
+    for candidate in numbered_checkpoints(output_dir):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
+            return candidate, skipped
+        skipped.append((candidate, problem))
+    return None, skipped
+
+
 def resolve_resume_checkpoint(resume, output_dir) -> str | None:
     """`--resume_from_checkpoint` as the Trainer needs it: None (no resume), or the path of a complete
     checkpoint. `True` takes the newest complete checkpoint-N of `output_dir`, saying which incomplete ones
-    it skips; a path must be a complete checkpoint. EditFlowError (one line) otherwise."""
+    it skips; `auto` does the same but starts from scratch (None) when there is none, as a job that may have
+    been preempted (or not yet started) needs; a path must be a complete checkpoint. EditFlowError (one line)
+    otherwise."""
     if resume is None or resume is False:
         return None
     text = str(resume).strip()
-    if resume is True or text.lower() in _TRUE_WORDS:
-        skipped = []
-        for candidate in numbered_checkpoints(output_dir):
-            problem = checkpoint_problem(candidate)
-            if problem is None:
-                for name, why in skipped:
-                    logger.warning("Skipping incomplete checkpoint %s (%s).", name, why)
-                return str(candidate)
-            skipped.append((candidate, problem))
+    auto = text.lower() == "auto"
+    if auto or resume is True or text.lower() in _TRUE_WORDS:
+        newest, skipped = newest_complete_checkpoint(output_dir)
+        if newest is not None or auto:  # (True without one: the refusal below names them)
+            for path, why in skipped:
+                logger.warning("Skipping incomplete checkpoint %s (%s).", path, why)
+        if newest is not None:
+            if auto:
+                logger.warning("--resume_from_checkpoint auto: resuming from %s.", newest)
+            return str(newest)
+        if auto:
+            if (Path(output_dir) / FINAL_CHECKPOINT).exists():
+                raise EditFlowError(
+                    f"--resume_from_checkpoint auto: {output_dir} holds the {FINAL_CHECKPOINT} of a finished run and no "
+                    "checkpoint-N to resume from; train it again with --overwrite_output_dir, or choose another --output_dir."
+                )
+            logger.warning("--resume_from_checkpoint auto: no complete checkpoint-N in %s; training from the start.", output_dir)
+            return None
         incomplete = "; incomplete: " + ", ".join(f"{p.name} ({why})" for p, why in skipped) if skipped else ""
         raise EditFlowError(
             f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N to resume from{incomplete}; "
-            "save them with --save_steps, or drop the flag to start from scratch."
+            "save them with --save_steps, pass auto to start afresh when there is none, or drop the flag."
         )
     if text.lower() in _FALSE_WORDS:
         return None
@@ -188,7 +211,7 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
     if problem is not None:
         raise EditFlowError(
             f"--resume_from_checkpoint {text}: not a complete checkpoint ({problem}); pass another checkpoint-N "
-            "folder, or True for the newest complete one of --output_dir."
+            "folder, True for the newest complete one of --output_dir, or auto (that, or a fresh start if none)."
         )
     return text
 
@@ -320,10 +343,13 @@ def preflight(task: str, model_config, data_args, training_args) -> str | None:
         raise EditFlowError(f"--x0_sampler: {err}") from None
     check_positions(model_config, task, data_args.max_length, x0_sampler)
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    # `auto` with nothing complete to resume: this folder's own run starting over (its incomplete checkpoint-N
+    # are overwritten as the run reaches them), not an earlier run to protect.
+    auto = str(training_args.resume_from_checkpoint).strip().lower() == "auto"
     check_output_dir(
         training_args.output_dir,
         overwrite=bool(getattr(training_args, "overwrite_output_dir", False)),
-        resuming=resume is not None,
+        resuming=resume is not None or auto,
         is_main_process=training_args.process_index == 0,
     )
     scan_dataset_files(data_args.dataset_args)
@@ -337,6 +363,7 @@ __all__ = [
     "encoder_positions",
     "max_xt_length",
     "max_xt_length_any_coupling",
+    "newest_complete_checkpoint",
     "numbered_checkpoints",
     "preflight",
     "resolve_resume_checkpoint",
