@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,6 +95,47 @@ def test_two_nodes_end_with_the_weights_of_one_node_two_processes(tiny_editflow_
             weights = load_file(tmp_path / run / f"rank{rank}.safetensors")
             assert all(torch.equal(weights[name], tensor) for name, tensor in expected.items()), f"{run} rank {rank}"
     assert (tmp_path / "node0" / "out" / "checkpoint-final" / "model.safetensors").is_file()
+
+
+def _worker_pids(launcher_pid: int) -> dict[int, int]:
+    """{rank: pid} of the worker processes torchrun started (their RANK environment variable)."""
+    workers = {}
+    for child in Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split():
+        environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        rank = next((int(entry[5:]) for entry in environ if entry.startswith(b"RANK=")), None)
+        if rank is not None:
+            workers[rank] = int(child)
+    return workers
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None or not Path("/proc").is_dir(), reason="torchrun and /proc needed")
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(tiny_editflow_dir, shared_data, tmp_path):
+    """SIGTERM reaching only rank 1: the ranks agree at the step's end (one reduction), save one complete
+    checkpoint together and stop; no checkpoint-final."""
+    from editflow_hf.training.checks import checkpoint_problem
+
+    out = tmp_path / "run"
+    flags = _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", out)
+    flags[flags.index("--max_steps") + 1] = "30"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1"}
+    launcher = subprocess.Popen(
+        ["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(_free_loopback_port()), str(REPO_ROOT / "training" / "pt.py"), *flags],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines = []
+    for line in launcher.stdout:
+        lines.append(line)
+        if "'loss'" in line:
+            os.kill(_worker_pids(launcher.pid)[1], signal.SIGTERM)
+            break
+    output = "".join(lines) + launcher.communicate(timeout=300)[0]
+    stopped = re.search(r"stopped by SIGTERM at step (\d+)", output)
+    assert stopped and int(stopped[1]) < 30, output[-4000:]
+    checkpoints = sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint"))
+    assert checkpoints == [f"checkpoint-{stopped[1]}"] and checkpoint_problem(out / checkpoints[0]) is None
+    state = json.loads((out / checkpoints[0] / "trainer_state.json").read_text())
+    assert state["global_step"] == int(stopped[1])
 
 
 def test_accelerate_launch_ddp_config_one_process(tiny_editflow_dir, shared_data, tmp_path):
