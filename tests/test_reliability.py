@@ -343,6 +343,33 @@ def test_resume_auto_without_a_complete_checkpoint(six_step_run, tmp_path, caplo
     assert resolve_resume_checkpoint("auto", six_step_run) == str(six_step_run / "checkpoint-6")
 
 
+def test_ranks_that_see_different_checkpoints_are_refused(six_step_run, tmp_path, monkeypatch):
+    """Nodes without a shared --output_dir: rank 1 sees no checkpoint while this rank sees checkpoint-6."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from editflow_hf.errors import EditFlowError
+    from editflow_hf.training.checks import resolve_resume_on_every_rank
+
+    other_rank = (None, None)
+
+    def all_gather_object(seen, mine):
+        seen[:] = [mine, other_rank]
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    args = SimpleNamespace(resume_from_checkpoint="auto", output_dir=six_step_run, world_size=2)
+    with pytest.raises(EditFlowError, match="rank 0: checkpoint-6, rank 1: nothing.*filesystem every node shares"):
+        resolve_resume_on_every_rank(args)
+    other_rank = ("checkpoint-6", None)
+    assert resolve_resume_on_every_rank(args) == str(six_step_run / "checkpoint-6")
+    other_rank = (None, "--resume_from_checkpoint True: ... holds no complete checkpoint-N")
+    with pytest.raises(EditFlowError, match="holds no complete checkpoint-N"):  # raised here too: no rank waits
+        resolve_resume_on_every_rank(args)
+
+
 def test_resume_from_an_incomplete_checkpoint_is_one_line(six_step_run, model_dir, tmp_path):
     half = tmp_path / "run" / "checkpoint-3"
     shutil.copytree(six_step_run / "checkpoint-3", half)

@@ -18,6 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
+import torch.distributed as dist
+
 from ..checkpoints import discard_staging, weights_problem
 from ..errors import EditFlowError
 from ..path.couplings import parse_x0_sampler
@@ -216,6 +218,31 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
     return text
 
 
+def resolve_resume_on_every_rank(training_args) -> str | None:
+    """`resolve_resume_checkpoint` on every process, checked to agree: all resume from the same checkpoint-N or
+    all start afresh. A node that sees other files (an --output_dir that is not on a filesystem every node
+    shares) would otherwise train from another step, and the run would diverge or hang at its end. A refusal on
+    any process is raised on every process (none is left waiting in a collective)."""
+    value = training_args.resume_from_checkpoint
+    try:
+        resume, problem = resolve_resume_checkpoint(value, training_args.output_dir), None
+    except EditFlowError as err:
+        resume, problem = None, str(err)
+    if training_args.world_size > 1 and dist.is_available() and dist.is_initialized():
+        seen = [None] * dist.get_world_size()
+        dist.all_gather_object(seen, (Path(resume).name if resume else None, problem))
+        problem = next((other for _, other in seen if other), None)
+        if problem is None and len({name for name, _ in seen}) > 1:
+            ranks = ", ".join(f"rank {rank}: {name or 'nothing'}" for rank, (name, _) in enumerate(seen))
+            problem = (
+                f"--resume_from_checkpoint {value}: the processes found different checkpoints to resume ({ranks}); "
+                "put --output_dir on a filesystem every node shares."
+            )
+    if problem is not None:
+        raise EditFlowError(problem)
+    return resume
+
+
 def check_output_dir(output_dir, *, overwrite: bool, resuming: bool, is_main_process: bool = True) -> None:
     """Refuse to train into a folder holding checkpoints of an earlier run unless resuming or `overwrite`.
     With `overwrite` (and not resuming) the main process removes the old checkpoint-N folders now (so that
@@ -342,7 +369,7 @@ def preflight(task: str, model_config, data_args, training_args) -> str | None:
     except ValueError as err:
         raise EditFlowError(f"--x0_sampler: {err}") from None
     check_positions(model_config, task, data_args.max_length, x0_sampler)
-    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
+    resume = resolve_resume_on_every_rank(training_args)
     # `auto` with nothing complete to resume: this folder's own run starting over (its incomplete checkpoint-N
     # are overwritten as the run reaches them), not an earlier run to protect.
     auto = str(training_args.resume_from_checkpoint).strip().lower() == "auto"
@@ -367,6 +394,7 @@ __all__ = [
     "numbered_checkpoints",
     "preflight",
     "resolve_resume_checkpoint",
+    "resolve_resume_on_every_rank",
     "scan_dataset_files",
     "scan_local_file",
 ]
