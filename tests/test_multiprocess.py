@@ -112,7 +112,7 @@ def _worker_pids(launcher_pid: int) -> dict[int, int]:
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(tiny_editflow_dir, shared_data, tmp_path):
     """SIGTERM reaching only rank 1: the ranks agree at the step's end (one reduction), save one complete
     checkpoint together and stop; no checkpoint-final."""
-    from editflow_hf.training.checks import checkpoint_problem
+    from editflow_hf.checkpoints import checkpoint_problem
 
     out = tmp_path / "run"
     flags = _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", out)
