@@ -36,13 +36,48 @@ def _run(cmd, env=None) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
-def test_torchrun_two_processes_train_and_save(tiny_editflow_dir, shared_data, tmp_path):
-    out = tmp_path / "ddp"
-    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "training" / "pt.py")]
-    proc = _run(cmd + _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", out))
-    assert "pt.py: rank 0 of world size 2" in proc.stdout and "pt.py: rank 1 of world size 2" in proc.stdout
-    final = out / "checkpoint-final"
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+TORCHRUN_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+needs_torchrun = pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
+
+
+def _launch_pt_with_rank_weights(launcher: list[str], model_dir, data_file, folder: Path) -> subprocess.Popen:
+    """torchrun (all on 127.0.0.1, gloo on the loopback interface) of pt.py + every rank writing its weights to
+    folder/rank<k>.safetensors (tests/pt_with_rank_weights.py); the run's output_dir is folder/out."""
+    folder.mkdir(parents=True)
+    return subprocess.Popen(
+        ["torchrun", *launcher, "--master_addr", "127.0.0.1", str(REPO_ROOT / "tests" / "pt_with_rank_weights.py"),
+         *_pt_flags(model_dir, data_file, folder / "out")],
+        cwd=REPO_ROOT, env={**TORCHRUN_ENV, "DUMP_DIR": str(folder)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, f"exit {process.returncode}\n{out[-6000:]}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_node_two_processes(tiny_editflow_dir, shared_data, tmp_path_factory) -> tuple[Path, str]:
+    """A 1-node, 2-process torchrun pt run (3 steps): its folder (rank<k>.safetensors, out/) and its output."""
+    folder = tmp_path_factory.mktemp("one-node") / "run"
+    launcher = ["--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_loopback_port())]
+    process = _launch_pt_with_rank_weights(launcher, tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", folder)
+    return folder, _finish(process)
+
+
+@needs_torchrun
+def test_torchrun_two_processes_train_and_save(one_node_two_processes):
+    folder, output = one_node_two_processes
+    assert "pt.py: rank 0 of world size 2" in output and "pt.py: rank 1 of world size 2" in output
+    final = folder / "out" / "checkpoint-final"
     assert (final / "model.safetensors").is_file()
     state = json.loads((final / "trainer_state.json").read_text())
     assert state["global_step"] == 3
@@ -51,49 +86,29 @@ def test_torchrun_two_processes_train_and_save(tiny_editflow_dir, shared_data, t
     assert len(logs) == 3 and all(entry["survival"] >= 0 and entry["n_edits"] > 0 for entry in logs)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not installed")
-def test_two_nodes_end_with_the_weights_of_one_node_two_processes(tiny_editflow_dir, shared_data, tmp_path):
+@needs_torchrun
+def test_two_nodes_end_with_the_weights_of_one_node_two_processes(one_node_two_processes, tiny_editflow_dir, shared_data, tmp_path):
     """A real 2-node job on this machine: two torchrun launchers (`--nnodes 2 --node_rank k`, one process each)
-    meeting at 127.0.0.1, gloo on the loopback interface. Every rank writes its weights after training
-    (tests/pt_with_rank_weights.py = pt.py + that); both must equal those of a 1-node, 2-process run with the
-    same seed and data, rank for rank."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    script = str(REPO_ROOT / "tests" / "pt_with_rank_weights.py")
-
-    def launch(launcher: list[str], name: str) -> subprocess.Popen:
-        (tmp_path / name).mkdir()
-        flags = _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", tmp_path / name / "out")
-        return subprocess.Popen(
-            ["torchrun", *launcher, "--master_addr", "127.0.0.1", script, *flags], cwd=REPO_ROOT,
-            env={**env, "DUMP_DIR": str(tmp_path / name)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-
-    def finish(process: subprocess.Popen) -> str:
-        out, _ = process.communicate(timeout=300)
-        assert process.returncode == 0, f"exit {process.returncode}\n{out[-6000:]}"
-        return out
-
-    port = _free_loopback_port()
-    nodes = [launch(["--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_port", str(port)],
-                    f"node{rank}") for rank in (0, 1)]  # fmt: skip
+    meeting at 127.0.0.1. Both ranks must end with the weights of the 1-node, 2-process run (same seed and
+    data), rank for rank."""
+    port = str(_free_loopback_port())
+    nodes = [
+        _launch_pt_with_rank_weights(["--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(rank), "--master_port", port],
+                                     tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", tmp_path / f"node{rank}")
+        for rank in (0, 1)
+    ]  # fmt: skip
     for rank, node in enumerate(nodes):
-        assert f"pt.py: rank {rank} of world size 2" in finish(node)
-    finish(launch(["--nnodes", "1", "--nproc_per_node", "2", "--master_port", str(_free_loopback_port())], "one-node"))
+        assert f"pt.py: rank {rank} of world size 2" in _finish(node)
 
+    one_node = one_node_two_processes[0]
     initial = load_file(tiny_editflow_dir / "model.safetensors")
-    expected = load_file(tmp_path / "one-node" / "rank0.safetensors")
-    assert load_file(tmp_path / "one-node" / "rank1.safetensors").keys() == expected.keys()
+    expected = load_file(one_node / "rank0.safetensors")
+    assert load_file(one_node / "rank1.safetensors").keys() == expected.keys()
     assert any(not torch.equal(initial[name], expected[name]) for name in initial)  # it did train
     for rank in (0, 1):
-        for run in (f"node{rank}", "one-node"):
-            weights = load_file(tmp_path / run / f"rank{rank}.safetensors")
-            assert all(torch.equal(weights[name], tensor) for name, tensor in expected.items()), f"{run} rank {rank}"
+        for run in (tmp_path / f"node{rank}", one_node):
+            weights = load_file(run / f"rank{rank}.safetensors")
+            assert all(torch.equal(weights[name], tensor) for name, tensor in expected.items()), f"{run.name} rank {rank}"
     assert (tmp_path / "node0" / "out" / "checkpoint-final" / "model.safetensors").is_file()
 
 
@@ -108,7 +123,8 @@ def _worker_pids(launcher_pid: int) -> dict[int, int]:
     return workers
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None or not Path("/proc").is_dir(), reason="torchrun and /proc needed")
+@needs_torchrun
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes in /proc")
 def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoint(tiny_editflow_dir, shared_data, tmp_path):
     """SIGTERM reaching only rank 1: the ranks agree at the step's end (one reduction), save one complete
     checkpoint together and stop; no checkpoint-final."""
@@ -117,7 +133,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_step_with_a_checkpoin
     out = tmp_path / "run"
     flags = _pt_flags(tiny_editflow_dir, shared_data / "tiny-shakespeare.txt", out)
     flags[flags.index("--max_steps") + 1] = "30"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "PYTHONUNBUFFERED": "1"}
+    env = {**TORCHRUN_ENV, "PYTHONUNBUFFERED": "1"}
     launcher = subprocess.Popen(
         ["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
          "--master_port", str(_free_loopback_port()), str(REPO_ROOT / "training" / "pt.py"), *flags],
