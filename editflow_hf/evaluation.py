@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from .checkpoints import check_model_folder, loading_errors
 from .data.files import scan_dataset_files
 from .errors import EditFlowError
-from .flags import SEED_LIMIT, NumberRule, check_finite
+from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
@@ -115,8 +115,8 @@ def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau,
 
 
 EVAL_RULES = (
-    NumberRule("max_length", lambda v: v >= 2, "at least 2 (BOS and one token)"),
-    NumberRule("seed", lambda v: 0 <= v < SEED_LIMIT, f"a whole number in [0, {SEED_LIMIT - 1}]"),
+    MAX_LENGTH_RULE,
+    seed_rule(),
     NumberRule("num_t", lambda v: v >= 1, "at least 1 grid point in t"),
     NumberRule("max_sequences", lambda v: v >= 2, "at least 2 sequences (the bound's standard error needs two)"),
     NumberRule("num_samples", lambda v: v >= 1, "at least 1 sample"),

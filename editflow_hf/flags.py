@@ -54,3 +54,11 @@ def check_finite(name: str, value) -> None:
             check_finite(name, item)
     elif isinstance(value, float) and not math.isfinite(value):
         raise EditFlowError(f"--{name} {value}: must be a finite number.")
+
+
+def seed_rule(flag: str = "seed", optional: bool = False) -> NumberRule:
+    """A seed flag: numpy's range."""
+    return NumberRule(flag, lambda v: 0 <= v < SEED_LIMIT, f"a whole number in [0, {SEED_LIMIT - 1}]", optional=optional)
+
+
+MAX_LENGTH_RULE = NumberRule("max_length", lambda v: v >= 2, "at least 2 (BOS and one token)")

@@ -14,7 +14,7 @@ Every float flag must be finite (`--scheduler_kwargs` values too); the size-like
 
 from dataclasses import fields, is_dataclass
 
-from ..flags import SEED_LIMIT, NumberRule, check_finite
+from ..flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 
 
 def _whole(value) -> bool:
@@ -41,11 +41,11 @@ TRAINING_RULES = (
     NumberRule("dataloader_num_workers", lambda v: v >= 0, "a number of worker processes >= 0 (0 loads in the main process)"),
     NumberRule("dataloader_prefetch_factor", lambda v: v >= 1, "at least 1 batch per worker", optional=True),
     NumberRule("torch_empty_cache_steps", lambda v: v >= 1, "at least 1, or left unset", optional=True),
-    NumberRule("seed", lambda v: 0 <= v < SEED_LIMIT, f"a whole number in [0, {SEED_LIMIT - 1}]"),
-    NumberRule("data_seed", lambda v: 0 <= v < SEED_LIMIT, f"a whole number in [0, {SEED_LIMIT - 1}]", optional=True),
+    seed_rule("seed"),
+    seed_rule("data_seed", optional=True),
     NumberRule("max_w", lambda v: v > 0, "a finite number > 0 (the clamp of w(t), e.g. 20)"),
     NumberRule("time_epsilon", lambda v: 0 <= v < 1, "in [0, 1)"),
-    NumberRule("max_length", lambda v: v >= 2, "at least 2 (BOS and one token)"),
+    MAX_LENGTH_RULE,
     NumberRule("num_proc", lambda v: v >= 1, "at least 1 process, or left unset", optional=True),
     NumberRule("eval_split_size", lambda v: v >= 0 and (v < 1 or _whole(v)), "a fraction below 1 or a whole number of rows (0 holds out nothing)"),
 )
