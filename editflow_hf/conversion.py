@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors
+from .checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors, tensor_bytes
 from .errors import EditFlowError
 
 # torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
@@ -236,6 +236,9 @@ def convert(
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
     scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
+    source_path = Path(model_name_or_path).expanduser()
+    if source_path.exists() and Path(output_dir).expanduser().resolve() == source_path.resolve():
+        raise EditFlowError(f"--output_dir {output_dir} is the source model's folder: converting would replace it; choose another --output_dir.")
     check_output_folder(output_dir, overwrite=overwrite)
     check_model_folder(model_name_or_path, what="source model")
     with loading_errors(model_name_or_path, what="source model"):
@@ -303,7 +306,8 @@ def convert(
                 _copy_linear(head.decoder, source.projection)
 
     output_dir = Path(output_dir)
-    with atomic_folder(output_dir, overwrite=overwrite) as staging:
+    needed = tensor_bytes(model.state_dict()) + (16 << 20)  # the weights, and room for tokenizer and code files
+    with atomic_folder(output_dir, overwrite=overwrite, needed=needed) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         editflow_generation_config().save_pretrained(staging)  # default sampling settings, raw-text prompts

@@ -5,17 +5,21 @@ corrupted text (`restoration`). The command's help (`editflow-eval --help`) desc
 import re
 import string
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer
 
+from .checkpoints import check_model_folder, loading_errors
+from .data.files import scan_dataset_files
 from .errors import EditFlowError
+from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
-from .path.collator import EditFlowCollator
+from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
 from .path.couplings import Corrupt, parse_x0_sampler
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -69,8 +73,9 @@ def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu")
     """exp(mean NLL per token) of `texts` under a causal LM (each text scored after the LM's BOS, if it has one)."""
     from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(ref_model)
-    model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
+    with loading_errors(ref_model, what="--ref_model causal LM"):
+        tokenizer = AutoTokenizer.from_pretrained(ref_model)
+        model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
     total_nll, total_tokens = 0.0, 0
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -109,6 +114,38 @@ def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau,
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
 
+EVAL_RULES = (
+    MAX_LENGTH_RULE,
+    seed_rule(),
+    NumberRule("num_t", lambda v: v >= 1, "at least 1 grid point in t"),
+    NumberRule("max_sequences", lambda v: v >= 2, "at least 2 sequences (the bound's standard error needs two)"),
+    NumberRule("num_samples", lambda v: v >= 1, "at least 1 sample"),
+    NumberRule("batch_size", lambda v: v >= 1, "at least 1 sequence per forward pass"),
+    NumberRule("corrupt_p", lambda v: 0 <= v <= 1, "a rate in [0, 1] (0 skips the restoration test)"),
+)
+
+
+def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler, ref_model, **numbers) -> None:
+    """Everything `evaluate` can check before it loads a model or the data: the numbers (`EVAL_RULES`), the
+    coupling and tie-break, the model and --ref_model folders, the local data files. EditFlowError (one line)."""
+    for rule in EVAL_RULES:
+        check_finite(rule.flag, numbers[rule.flag])
+        rule.check(numbers[rule.flag])
+    if tie_break is not None and tie_break not in TIE_BREAK_CHOICES:
+        raise EditFlowError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {tie_break!r}.")
+    if x0_sampler is not None:
+        try:
+            parse_x0_sampler(x0_sampler)
+        except ValueError as err:
+            raise EditFlowError(f"--x0_sampler: {err}") from None
+    check_model_folder(model_name_or_path)
+    if ref_model is not None:
+        if not Path(ref_model).expanduser().is_dir():
+            raise EditFlowError(f"--ref_model {ref_model}: no such folder; pass the folder of a local causal LM (saved with save_pretrained).")
+        check_model_folder(ref_model, what="--ref_model")
+    scan_dataset_files(dataset_args)
+
+
 def evaluate(
     model_name_or_path: str,
     dataset_args: str,
@@ -132,10 +169,16 @@ def evaluate(
     device: str | None = None,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    check_eval_inputs(
+        model_name_or_path, dataset_args, max_length=max_length, seed=seed, num_t=num_t, max_sequences=max_sequences,
+        num_samples=num_samples, batch_size=batch_size, corrupt_p=corrupt_p, tie_break=tie_break, x0_sampler=x0_sampler,
+        ref_model=ref_model,
+    )  # fmt: skip
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+    with loading_errors(model_name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip

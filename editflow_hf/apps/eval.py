@@ -27,8 +27,10 @@ Same checkpoint, data and `--seed`: the same JSON, exactly.
 import argparse
 import json
 import logging
+import os
+from pathlib import Path
 
-from ..errors import run_cli
+from ..errors import EditFlowError, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,12 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("editflow_hf").setLevel(logging.WARNING)
 
     def body() -> int:
+        output = Path(args.output) if args.output else None
+        if output is not None and (output.is_dir() or not output.parent.is_dir()):
+            why = "is a folder" if output.is_dir() else "its folder does not exist"
+            raise EditFlowError(f"--output {output}: {why}; pass a file path in an existing folder.")
         options = {k: v for k, v in vars(args).items() if k not in ("model_name_or_path", "dataset_args", "output")}
         result = evaluate(args.model_name_or_path, args.dataset_args, **options)
         line = json.dumps(result)
-        if args.output:
-            with open(args.output, "w") as handle:
-                handle.write(line + "\n")
+        if output is not None:  # written whole or not at all: an earlier result is never left half-overwritten
+            partial = output.with_name(f".{output.name}.partial")
+            partial.write_text(line + "\n")
+            os.replace(partial, output)
         print(line, flush=True)
         return 0
 

@@ -20,6 +20,7 @@ deterministically. Local .txt files are read one paragraph (blank-line separated
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -37,6 +38,8 @@ LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "cs
 _SPEC_RE = re.compile(r"^(?P<source>[^\[\]]+?)\s*(?:\[(?P<splits>[^\[\]]*)\])?$")
 _CONFIG_RE = re.compile(r"^(?P<source>.+?):(?P<config>[\w.-]+)$")
 FALLBACK_CONFIG = "all"
+# A data file named for a split (datasets' own rule: train.jsonl, test-00001.json, my_validation.csv...).
+_SPLIT_IN_NAME = re.compile(r"(^|[-_. ])(train|training|test|testing|eval|evaluation|valid|validation|dev)([-_. 0-9]|$)", re.IGNORECASE)
 # Datasets smaller than this are mapped in one process: worker start-up would cost more than it saves.
 MIN_ROWS_PER_EXTRA_PROCESS = 10_000
 
@@ -227,18 +230,45 @@ def _require_columns(dataset, needed: list[str], source: str, hint: str) -> None
         raise ValueError(f"{source}: no column {missing[0]!r}; available columns: {', '.join(columns)}. {hint}")
 
 
-def _line_of_row(source: str, row: int) -> int | None:
-    """The line of a local JSON-lines file that holds its `row`-th (0-based) row (blank lines hold none)."""
+def folder_data_files(folder) -> list[Path]:
+    """The files `datasets.load_dataset(folder)` reads from a folder of data files: those under it (at any depth,
+    names starting with `.` or `_` skipped, as datasets does) of its most common format, sorted. A folder saved
+    with `save_to_disk` holds none (it is Arrow, read as a whole)."""
+    folder = Path(folder)
+    if any((folder / name).exists() for name in ("dataset_dict.json", "dataset_info.json")):
+        return []
+    found = [
+        path for path in sorted(folder.rglob("*"))
+        if path.suffix.lower() in LOCAL_BUILDERS and path.is_file()
+        and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+    ]  # fmt: skip
+    formats = Counter(LOCAL_BUILDERS[path.suffix.lower()] for path in found)
+    if not formats:
+        return []
+    chosen = formats.most_common(1)[0][0]
+    return [path for path in found if LOCAL_BUILDERS[path.suffix.lower()] == chosen]
+
+
+def _line_of_row(source: str, row: int) -> str | None:
+    """Where the `row`-th (0-based) row of a local JSON-lines file is (`line N`; blank lines hold no row), or of a
+    folder of them read as one split (`name.jsonl line N`, files in the order datasets reads them)."""
     path = Path(source).expanduser()
-    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".json"):
-        return None
-    with path.open("rb") as handle:
-        rows = -1
-        for line_number, raw in enumerate(handle, 1):
-            if raw.strip():
-                rows += 1
-                if rows == row:
-                    return line_number
+    if path.is_dir():
+        files = folder_data_files(path)
+        if any(_SPLIT_IN_NAME.search(file.stem) for file in files):
+            return None  # files split by name (train*, test*...): rows are counted per split, not through all files
+    else:
+        files = [path] if path.is_file() else []
+    rows = -1
+    for file in files:
+        if file.suffix.lower() not in (".jsonl", ".json"):
+            return None
+        with file.open("rb") as handle:
+            for line_number, raw in enumerate(handle, 1):
+                if raw.strip():
+                    rows += 1
+                    if rows == row:
+                        return f"line {line_number}" if file == path else f"{file.relative_to(path)} line {line_number}"
     return None
 
 
@@ -286,7 +316,7 @@ def check_rows(
     bad, lacking = found
     first = int(bad[0])
     line = _line_of_row(source, first)
-    where = f"row {first + 1}" + (f", line {line}" if line is not None else "")
+    where = f"row {first + 1}" + (f", {line}" if line is not None else "")
     summary = f"{source}: {len(bad)} of {len(dataset)} {split} rows have no {lacking} (first: {where})"
     if not drop_incomplete_rows:
         raise ValueError(f"{summary}; fix them, or pass --drop_incomplete_rows True to train without them.")
@@ -471,6 +501,7 @@ def prepare_datasets(
 __all__ = [
     "DatasetSpec",
     "parse_dataset_args",
+    "folder_data_files",
     "load_splits",
     "check_rows",
     "group_texts",
