@@ -332,6 +332,37 @@ def group_texts(
     return dataset.map(tokenize_and_group, batched=True, remove_columns=_column_names(dataset), **kwargs)
 
 
+def tokenize_rows(
+    dataset: Dataset | IterableDataset,
+    tokenizer,
+    *,
+    text_field: str = "text",
+    max_length: int = 512,
+    insert_eos: bool = False,
+    num_proc: int | None = None,
+    source: str = "dataset",
+) -> Dataset | IterableDataset:
+    """One example per non-empty row of `text_field`: x1 = BOS + its tokens (+ EOS when `insert_eos`), truncated
+    to `max_length` (`--group_texts False`, like run_mlm's `line_by_line`): short texts keep their own length and
+    boundaries, which revision and short-text training need; a text longer than max_length loses its end."""
+    if max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
+    if insert_eos and tokenizer.eos_token_id is None:
+        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
+    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
+    bos_id, eos = tokenizer.bos_token_id, [tokenizer.eos_token_id] if insert_eos else []
+
+    def tokenize(batch):
+        texts = [text for text in batch[text_field] if text and text.strip()]
+        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return {"input_ids": [([bos_id] + doc + eos)[:max_length] for doc in docs]}
+
+    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing rows"}
+    if isinstance(dataset, IterableDataset):
+        kwargs = {}
+    return dataset.map(tokenize, batched=True, remove_columns=_column_names(dataset), **kwargs)
+
+
 def sft_messages(row: dict) -> list[dict]:
     """The conversation of one SFT row: its `messages`, or an alpaca row (instruction, optional input, output)
     as one user turn `instruction` (+ blank line + `input`) and one assistant turn `output`."""
@@ -433,6 +464,7 @@ def prepare_datasets(
     text_field: str = "text",
     max_length: int = 512,
     insert_eos: bool = False,
+    group: bool = True,
     streaming: bool = False,
     num_proc: int | None = None,
     eval_split_size: float = 0.01,
@@ -440,7 +472,8 @@ def prepare_datasets(
     drop_incomplete_rows: bool = False,
 ) -> DatasetDict | IterableDatasetDict:
     """Load every `--dataset_args` source and turn it into training features: `task="pt"` groups raw text into
-    blocks (`group_texts`), `task="sft"` formats conversations (`format_sft`). Returns {"train", optional "test"}.
+    blocks (`group_texts`), or with `group=False` makes one example per row (`tokenize_rows`); `task="sft"` formats
+    conversations (`format_sft`). Returns {"train", optional "test"}.
     The raw rows are checked first (`check_rows`; incomplete ones refused unless `drop_incomplete_rows`)."""
     if task not in ("pt", "sft"):
         raise ValueError(f"task must be 'pt' or 'sft'; got {task!r}.")
@@ -453,7 +486,7 @@ def prepare_datasets(
         splits = {}
         for name, split in raw.items():
             if task == "pt":
-                splits[name] = group_texts(
+                splits[name] = (group_texts if group else tokenize_rows)(
                     split, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
                     num_proc=num_proc, source=spec.source,
                 )
@@ -474,6 +507,7 @@ __all__ = [
     "load_splits",
     "check_rows",
     "group_texts",
+    "tokenize_rows",
     "sft_messages",
     "tokenize_conversation",
     "format_sft",
