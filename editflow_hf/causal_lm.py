@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import random
 from pathlib import Path
 
 from .errors import EditFlowError
@@ -115,6 +116,16 @@ class ReferenceLM:
         """exp(mean NLL per token) over all tokens of `texts` (NaN when none has a token to score)."""
         total, count = self.nll(texts)
         return math.exp(total / count) if count else float("nan")
+
+    def scale(self, texts: list[str], seed: int = 0) -> dict:
+        """What a perplexity means under this judge: that of real `texts` and of the same texts with their words
+        shuffled (text `i` with seed `seed + i`): the same words, no language."""
+        shuffled = []
+        for index, text in enumerate(texts):
+            words = text.split()
+            random.Random(seed + index).shuffle(words)
+            shuffled.append(" ".join(words))
+        return {"texts": len(texts), "real": self.perplexity(texts), "shuffled": self.perplexity(shuffled)}
 
 
 __all__ = ["SMOLLM2_GGUF", "ReferenceLM", "check_gguf_source", "load_causal_lm", "smollm2_gguf"]
