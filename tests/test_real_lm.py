@@ -13,9 +13,10 @@ import pytest
 
 from conftest import DATA_DIR, run_without_editflow_hf
 from editflow_hf.apps import eval as eval_app
-from editflow_hf.apps.convert import ADDED_MASK_TOKEN, ADDED_PAD_TOKEN, convert
 from editflow_hf.causal_lm import ReferenceLM, check_gguf_source, smollm2_gguf
+from editflow_hf.conversion import ADDED_MASK_TOKEN, ADDED_PAD_TOKEN, convert
 from editflow_hf.errors import EditFlowError
+from editflow_hf.evaluation import evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +83,7 @@ def test_gguf_errors_are_one_line(tmp_path, smollm2):
     with pytest.raises(EditFlowError, match="is not a GGUF file"):
         convert(str(tmp_path), tmp_path / "out", gguf_file="fake.gguf")
     with pytest.raises(EditFlowError, match="pass --ref_model too"):
-        eval_app.evaluate(str(tmp_path), "x.txt", ref_gguf_file=name)
+        evaluate(str(tmp_path), "x.txt", ref_gguf_file=name)
 
 
 def shakespeare_lines(count: int, skip: int = 2000) -> list[str]:
