@@ -296,6 +296,28 @@ def check_rows(
     return dataset.select(np.flatnonzero(keep))
 
 
+def _tokenize_text(dataset, tokenizer, *, text_field, max_length, insert_eos, num_proc, source, examples, desc):
+    """Tokenize `text_field` (no special tokens) and map each batch of documents to examples with
+    `examples(docs, eos)` (`eos`: [EOS id] when `insert_eos`, else []), after the checks both pt layouts share."""
+    if max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
+    if insert_eos and tokenizer.eos_token_id is None:
+        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
+    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
+    eos = [tokenizer.eos_token_id] if insert_eos else []
+
+    def tokenize(batch):
+        texts = [text for text in batch[text_field] if text]
+        # verbose=False: documents longer than the model's limit are expected, they are cut below.
+        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return {"input_ids": examples(docs, eos)}
+
+    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": desc}
+    if isinstance(dataset, IterableDataset):
+        kwargs = {}
+    return dataset.map(tokenize, batched=True, remove_columns=_column_names(dataset), **kwargs)
+
+
 def group_texts(
     dataset: Dataset | IterableDataset,
     tokenizer,
@@ -310,26 +332,14 @@ def group_texts(
 
     The stream is the documents of one map batch (1000 rows) concatenated, with EOS after each one when
     `insert_eos`; the last, shorter block of a batch is kept (Edit Flows train on any length)."""
-    if max_length < 2:
-        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
-    if insert_eos and tokenizer.eos_token_id is None:
-        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
-    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
-    bos_id, eos_id, block = tokenizer.bos_token_id, tokenizer.eos_token_id, max_length - 1
+    bos_id, block = tokenizer.bos_token_id, max_length - 1
 
-    def tokenize_and_group(batch):
-        texts = [text for text in batch[text_field] if text]
-        # verbose=False: documents longer than the model's limit are expected, they are cut into blocks below.
-        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
-        if insert_eos:
-            docs = [doc + [eos_id] for doc in docs]
-        stream = np.fromiter((tok for doc in docs for tok in doc), dtype=np.int64)
-        return {"input_ids": [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]}
+    def blocks(docs, eos):
+        stream = np.fromiter((tok for doc in docs for tok in (*doc, *eos)), dtype=np.int64)
+        return [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]
 
-    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing and grouping"}
-    if isinstance(dataset, IterableDataset):
-        kwargs = {}
-    return dataset.map(tokenize_and_group, batched=True, remove_columns=_column_names(dataset), **kwargs)
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=blocks, desc="Tokenizing and grouping")  # fmt: skip
 
 
 def tokenize_rows(
@@ -342,25 +352,16 @@ def tokenize_rows(
     num_proc: int | None = None,
     source: str = "dataset",
 ) -> Dataset | IterableDataset:
-    """One example per non-empty row of `text_field`: x1 = BOS + its tokens (+ EOS when `insert_eos`), truncated
+    """One example per row of `text_field` with text: x1 = BOS + its tokens (+ EOS when `insert_eos`), truncated
     to `max_length` (`--group_texts False`, like run_mlm's `line_by_line`): short texts keep their own length and
     boundaries, which revision and short-text training need; a text longer than max_length loses its end."""
-    if max_length < 2:
-        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
-    if insert_eos and tokenizer.eos_token_id is None:
-        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
-    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
-    bos_id, eos = tokenizer.bos_token_id, [tokenizer.eos_token_id] if insert_eos else []
+    bos_id = tokenizer.bos_token_id
 
-    def tokenize(batch):
-        texts = [text for text in batch[text_field] if text and text.strip()]
-        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
-        return {"input_ids": [([bos_id] + doc + eos)[:max_length] for doc in docs]}
+    def rows(docs, eos):
+        return [([bos_id] + doc + eos)[:max_length] for doc in docs if doc]
 
-    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing rows"}
-    if isinstance(dataset, IterableDataset):
-        kwargs = {}
-    return dataset.map(tokenize, batched=True, remove_columns=_column_names(dataset), **kwargs)
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=rows, desc="Tokenizing rows")  # fmt: skip
 
 
 def sft_messages(row: dict) -> list[dict]:
