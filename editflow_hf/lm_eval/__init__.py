@@ -266,6 +266,9 @@ class EditFlowLM(TemplateLM):
             temperature = float(kwargs.pop("temperature", 1.0 if do_sample else 0.0))
             if not do_sample:
                 temperature = 0.0
+            sampling = {key: kwargs.pop(key) for key in ("top_p", "top_k") if key in kwargs}
+            if kwargs:
+                logger.warning("editflow: generation arguments %s do not apply to Edit Flow sampling; ignored.", sorted(kwargs))
             mask_length = min(self.mask_length, max_new)
             room = self.max_positions - 1 - max_new
             prompts = []
@@ -275,7 +278,7 @@ class EditFlowLM(TemplateLM):
                 prompts.append(contexts[index] if len(ids) <= room else self.tok_decode(ids[len(ids) - max(room, 0) :]))
             outputs = self.pipeline(
                 prompts, tau=self.tau, mask_length=mask_length, max_new_tokens=max_new, temperature=temperature,
-                chat_template=False, seed=self.seed, batch_size=self.batch_size, progress_bar=False,
+                chat_template=False, seed=self.seed, batch_size=self.batch_size, progress_bar=False, **sampling,
             )  # fmt: skip
             for index, [output] in zip(indices, outputs):
                 text = output["generated_text"]
