@@ -121,6 +121,8 @@ def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler
             parse_x0_sampler(x0_sampler)
         except ValueError as err:
             raise EditFlowError(f"--x0_sampler: {err}") from None
+    if ref_gguf_file and ref_model is None:
+        raise EditFlowError("--ref_gguf_file names a file inside the --ref_model folder; pass --ref_model too.")
     check_model_folder(model_name_or_path)
     if ref_model is not None:
         if not Path(ref_model).expanduser().is_dir():
@@ -129,8 +131,6 @@ def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler
             check_gguf_source(ref_model, ref_gguf_file, what="--ref_model")  # a GGUF folder has no config.json
         else:
             check_model_folder(ref_model, what="--ref_model")
-    elif ref_gguf_file:
-        raise EditFlowError("--ref_gguf_file names a file inside the --ref_model folder; pass --ref_model too.")
     scan_dataset_files(dataset_args)
 
 
