@@ -160,11 +160,13 @@ def sample_tokens(
     generator: torch.Generator | None = None,
     suppress_token_ids: Sequence[int] = (),
     top_k: int | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.LongTensor:
     """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
     softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
     smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
-    `suppress_token_ids` (mask, BOS, padding) get probability 0.
+    `suppress_token_ids` (mask, BOS, padding) get probability 0. `uniforms` `[N]` in [0, 1): the draw of each row
+    (default: drawn from `generator`).
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
     one draw per row where `torch.multinomial` draws one exponential per vocabulary entry (several times
@@ -192,7 +194,9 @@ def sample_tokens(
         # keep token k while the mass before it is below top_p (the top token is always kept)
         weights = weights.masked_fill(cdf - weights >= top_p * cdf[:, -1:], 0.0)
     cdf = weights.cumsum_(dim=-1)
-    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
+    if uniforms is None:
+        uniforms = torch.rand((cdf.shape[0],), generator=generator, device=cdf.device)
+    u = uniforms.to(cdf.dtype)[:, None] * cdf[:, -1:]
     choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
     if sorted_ids is not None:
         choice = sorted_ids.gather(1, choice)
@@ -229,6 +233,30 @@ def check_sampling_params(
         raise ValueError(f"{top_p_name} must be a number in (0, 1]; got {top_p!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
+
+
+_UINT64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's output function: a bijection of 64-bit integers in which every input bit changes about half
+    of the output bits."""
+    x = (x + 0x9E3779B97F4A7C15) & _UINT64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _UINT64
+    return x ^ (x >> 31)
+
+
+def row_seed(seed: int, row: int) -> int:
+    """Seed of the generator of sampled row `row` (its global index in the request) in a run seeded with `seed`.
+    Mixed rather than added, so seed s row r + 1 and seed s + 1 row r draw unrelated numbers."""
+    return _splitmix64(_splitmix64(seed & _UINT64) ^ row) >> 1  # < 2**63
+
+
+# Random draws of one row and step, one set per position i of the row: whether an edit fires at i, its kind,
+# whether an insertion fires after i, and the uniforms that pick the tokens substituted at / inserted after i.
+DRAW_EVENT, DRAW_KIND, DRAW_INSERT, DRAW_SUB_TOKEN, DRAW_INS_TOKEN = range(5)
+NUM_DRAWS = 5
 
 
 def num_tau_steps(tau: float) -> int:
@@ -319,6 +347,8 @@ class SamplerState:
         hidden_cache: `[B, L, H]` the hidden states of that pass (the token heads read them at fired positions).
         stale: `[B]` rows whose sequence changed since their last encoder pass.
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
+        host_lengths: `lengths` as Python ints (the sizes of each row's draws).
+        generators: one per row, the source of all of its random draws.
     """
 
     tokens: torch.LongTensor
@@ -331,6 +361,8 @@ class SamplerState:
     hidden_cache: torch.Tensor | None = None
     stale: torch.BoolTensor | None = None
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
+    host_lengths: list[int] = field(default_factory=list)
+    generators: list[torch.Generator] = field(default_factory=list)
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -414,7 +446,11 @@ class TauLeapSampler:
         top_p: nucleus mass in (0, 1].
         top_k: keep the k most likely tokens before top_p (None or 0: all).
         max_length: cap on every sequence, or one cap per row; insertions beyond it do not fire (leftmost ones win).
-        generator: source of all random draws (same seed -> same output).
+        seed: the run's seed. Row r of a batch draws from its own generator seeded with `row_seed(seed, row_ids[r])`
+            (`row_ids` default to 0..B-1; the pipeline passes global indices), `NUM_DRAWS` uniforms per position
+            per step, so a row's output depends on the seed and its index only, not on the batch it shares or
+            the padded width. None: drawn from `generator` (or torch's global generator) at each `init_state`.
+        generator: source of the seed when `seed` is None.
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
         progress_bar: show a tqdm bar over the steps.
@@ -430,6 +466,7 @@ class TauLeapSampler:
         top_k: int | None = None,
         max_length: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         suppress_token_ids: Sequence[int] = (),
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
@@ -443,6 +480,9 @@ class TauLeapSampler:
         self.top_k = top_k
         self.max_length = max_length
         self.generator = generator
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+        self.seed = seed
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
@@ -458,9 +498,17 @@ class TauLeapSampler:
         """Steps from t = 0 to t = 1."""
         return num_tau_steps(self.tau)
 
-    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Uniform draws in [0, 1) that decide which edits fire (override for deterministic firing)."""
-        return torch.rand(shape, generator=self.generator, device=self.device)
+    def draw_uniforms(self, state: "SamplerState") -> torch.Tensor:
+        """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`: row b draws `[NUM_DRAWS, len_b]` from its own
+        generator (sized by the row, not the padded width; zeros at padding, where nothing can fire).
+        Override for deterministic firing."""
+        lengths, width = state.host_lengths, state.tokens.shape[1]
+        if len(lengths) == 1:  # batch 1: the row is the width
+            return torch.rand((NUM_DRAWS, 1, width), generator=state.generators[0], device=self.device)
+        draws = torch.zeros((NUM_DRAWS, len(lengths), width), device=self.device)
+        for row, (n, generator) in enumerate(zip(lengths, state.generators)):
+            draws[:, row, :n] = torch.rand((NUM_DRAWS, n), generator=generator, device=self.device)
+        return draws
 
     def step_weight(self, t: float, t_next: float) -> float:
         """h * w(t) with h = t_next - t: multiplies the model's rates into firing intensities for this step."""
@@ -489,8 +537,10 @@ class TauLeapSampler:
         can_insert: torch.BoolTensor,
         lengths: torch.LongTensor,
         scale: float,
+        draws: torch.Tensor,
     ) -> tuple[torch.BoolTensor, torch.BoolTensor, torch.BoolTensor]:
-        """Fire edits, returning `(del_fire, sub_fire, ins_fire)`, each `[B, L]`:
+        """Fire edits with this step's uniforms `draws` (`[NUM_DRAWS, B, L]`, of which u0, u1, u2 are used), returning `(del_fire, sub_fire, ins_fire)`, each
+        `[B, L]`:
 
             event = u0 < min(1, scale * (sub + del))      and can_edit
             sub   = event and  u1 * (sub + del) < sub      (kind proportional to the rates)
@@ -499,12 +549,11 @@ class TauLeapSampler:
 
         (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.)
         """
-        draws = self.uniform((3, *sub_rate.shape))
         total = sub_rate + del_rate
-        event = (draws[0] < scale * total) & can_edit
-        sub_fire = event & (draws[1] * total < sub_rate)
+        event = (draws[DRAW_EVENT] < scale * total) & can_edit
+        sub_fire = event & (draws[DRAW_KIND] * total < sub_rate)
         del_fire = event & ~sub_fire
-        ins_fire = (draws[2] < scale * ins_rate) & can_insert
+        ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         if self.max_length is not None:
             room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
@@ -550,11 +599,18 @@ class TauLeapSampler:
         return torch.cat([cache, pad], dim=1)
 
     def init_state(
-        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+        self,
+        sequences: Sequence[Sequence[int]],
+        protected: Sequence[Sequence[bool]],
+        open_end: Sequence[bool],
+        row_ids: Sequence[int] | None = None,
     ) -> SamplerState:
         """The state at t = 0 of a batch of start sequences (arguments as in [`sample`]), on the model's device."""
         if len(protected) != len(sequences) or len(open_end) != len(sequences):
             raise ValueError("`sequences`, `protected` and `open_end` must have one entry per row.")
+        row_ids = list(range(len(sequences))) if row_ids is None else [int(r) for r in row_ids]
+        if len(row_ids) != len(sequences):
+            raise ValueError(f"`row_ids` needs one index per row; got {len(row_ids)} for {len(sequences)} rows.")
         if any(len(ids) == 0 or len(ids) != len(flags) for ids, flags in zip(sequences, protected)):
             raise ValueError("Every row needs at least BOS, and one protection flag per token.")
         device = self.device
@@ -568,12 +624,19 @@ class TauLeapSampler:
             protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool)
         if width > 0:
             protection[:, 0] = True  # BOS never changes
+        seed = self.seed
+        if seed is None:
+            seed_source = self.generator.device if self.generator is not None else "cpu"
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=seed_source))
+        generators = [torch.Generator(device=device).manual_seed(row_seed(seed, row)) for row in row_ids]
         return SamplerState(
             tokens=tokens.to(device),
             lengths=torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device),
             protected=protection.to(device),
             open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
             stale=torch.ones(batch, dtype=torch.bool, device=device),
+            host_lengths=[len(s) for s in sequences],
+            generators=generators,
         )
 
     @torch.no_grad()
@@ -591,8 +654,10 @@ class TauLeapSampler:
             self._refresh_rates(state, t)
             state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
         rates = state.rate_cache
+        draws = self.draw_uniforms(state)
         del_fire, sub_fire, ins_fire = self.choose_edits(
-            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step]
+            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
+            draws,
         )  # fmt: skip
         state.step, state.t = state.step + 1, t_next
         del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
@@ -604,23 +669,30 @@ class TauLeapSampler:
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
         if sub_count:
-            sub_tokens[sub_fire] = self._sample(self.model.sub_head(state.hidden_cache[sub_fire]), t)
+            logits = self.model.sub_head(state.hidden_cache[sub_fire])
+            sub_tokens[sub_fire] = self._sample(logits, t, draws[DRAW_SUB_TOKEN][sub_fire])
         if ins_count:
-            ins_tokens[ins_fire] = self._sample(self.model.ins_head(state.hidden_cache[ins_fire]), t)
+            logits = self.model.ins_head(state.hidden_cache[ins_fire])
+            ins_tokens[ins_fire] = self._sample(logits, t, draws[DRAW_INS_TOKEN][ins_fire])
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
         )  # fmt: skip
         state.tokens, state.lengths, state.protected = edits.tokens, edits.lengths, edits.protected
+        state.host_lengths = edits.lengths.tolist()
         state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
 
     def iter_steps(
-        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+        self,
+        sequences: Sequence[Sequence[int]],
+        protected: Sequence[Sequence[bool]],
+        open_end: Sequence[bool],
+        row_ids: Sequence[int] | None = None,
     ) -> Iterator[SamplerStep]:
         """Run tau-leaping from t = 0 to t = 1, yielding every step's edits (arguments as in [`sample`]).
         Stopping the iteration early stops the sampling."""
-        state = self.init_state(sequences, protected, open_end)
+        state = self.init_state(sequences, protected, open_end, row_ids)
         if state.tokens.shape[0] == 0:
             return
         for _ in tqdm(range(self.num_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
@@ -633,6 +705,7 @@ class TauLeapSampler:
         open_end: Sequence[bool],
         prompt_lengths: Sequence[int] | None = None,
         return_trace: bool = False,
+        row_ids: Sequence[int] | None = None,
     ) -> SamplingResult:
         """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
 
@@ -642,19 +715,21 @@ class TauLeapSampler:
             open_end: per row, whether insertions may extend the sequence after a protected last token.
             prompt_lengths: per row, the `prompt_len` recorded in its trace (default 1: BOS).
             return_trace: record a [`DecodeTrace`] of every row.
+            row_ids: per row, its global index in the request, which keys its random draws (default 0..B-1): a
+                row sampled with the same seed and index gives the same output in any batch.
         """
         traces = DecodeTrace.start(sequences, prompt_lengths) if return_trace else None
         final = [[int(x) for x in ids] for ids in sequences]
         last = None
-        for last in self.iter_steps(sequences, protected, open_end):
+        for last in self.iter_steps(sequences, protected, open_end, row_ids):
             if traces is not None:
                 last.record(traces)
         if last is not None:
             final = last.sequences()
         return SamplingResult(sequences=final, traces=traces)
 
-    def _sample(self, logits: torch.Tensor, t: float) -> torch.LongTensor:
-        return sample_tokens(logits, self.temperature_at(t), self.top_p, self.generator, self.suppress_token_ids, self.top_k)
+    def _sample(self, logits: torch.Tensor, t: float, uniforms: torch.Tensor) -> torch.LongTensor:
+        return sample_tokens(logits, self.temperature_at(t), self.top_p, None, self.suppress_token_ids, self.top_k, uniforms)
 
 
 __all__ = [
@@ -672,6 +747,7 @@ __all__ = [
     "check_sampling_params",
     "edit_permissions",
     "num_tau_steps",
+    "row_seed",
     "sample_tokens",
     "valid_positions",
 ]
