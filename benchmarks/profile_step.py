@@ -9,7 +9,9 @@ Times are CPU time of this thread (`time.thread_time`), one torch thread: on a m
 wall clock mostly measures waiting for a core, CPU time what the step costs. Sections are timed by wrapping the
 sampler's methods (the encoder, the model call around it, edit permissions, firing, token heads, token sampling,
 applying the edits); "other" is the rest of the step (Python, small tensor ops, host reads). The A/B runs the two
-samplers alternately on the same model and seeds, checks that their outputs are identical, and reports medians.
+samplers alternately on the same model and seeds (batch sizes `--ab_batches`; `--compile`: this checkout's compiled
+step, compiled during an untimed warm-up), reports median CPU seconds per sequence and whether the outputs are
+identical (they are not across the change to per-row draws, which re-keyed every random number).
 The last line printed is JSON.
 """
 
@@ -42,13 +44,13 @@ def load_baseline(folder: str):
     return importlib.import_module("baseline_modeling.sampling_editflow")
 
 
-def sample_once(module, model, seed: int, tau: float, mask_length: int, **kwargs) -> tuple[float, list]:
+def sample_once(module, model, seed: int, tau: float, mask_length: int, batch: int = 1, **kwargs) -> tuple[float, list]:
     sampler = module.TauLeapSampler(
         model, tau=tau, generator=torch.Generator().manual_seed(seed), suppress_token_ids=[PAD, BOS, MASK], **kwargs
     )
     start = clock()
-    out = sampler.sample([[BOS] + [MASK] * mask_length], [[True] + [False] * mask_length], [True]).sequences
-    return clock() - start, out
+    out = sampler.sample([[BOS] + [MASK] * mask_length] * batch, [[True] + [False] * mask_length] * batch, [True] * batch)
+    return clock() - start, out.sequences
 
 
 def profile_sections(module, model, runs: int, tau: float, mask_length: int) -> dict:
@@ -122,6 +124,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", type=int, default=10, help="Sequences per measurement.")
     parser.add_argument("--tau", type=float, default=0.01)
     parser.add_argument("--mask_length", type=int, default=64)
+    parser.add_argument("--ab_batches", default="1", help="Comma-separated batch sizes of the A/B (e.g. 1,64).")
+    parser.add_argument("--compile", action="store_true", help="A/B this checkout's compiled step (compiled untimed first).")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = build_model(TINY, "cpu", torch.float32)
@@ -130,24 +134,34 @@ def main(argv=None) -> dict:
     if args.baseline:
         baseline = load_baseline(args.baseline)
         result["baseline_sections"] = profile_sections(baseline, model, args.runs, args.tau, args.mask_length)
-        sample_once(baseline, model, 0, args.tau, args.mask_length)
-        sample_once(sampling_editflow, model, 0, args.tau, args.mask_length)
-        times = {"baseline": [], "this": []}
-        identical = True
-        for seed in range(args.runs):
-            base_s, base_out = sample_once(baseline, model, seed, args.tau, args.mask_length)
-            this_s, this_out = sample_once(sampling_editflow, model, seed, args.tau, args.mask_length)
-            times["baseline"].append(base_s)
-            times["this"].append(this_s)
-            identical &= base_out == this_out
-        medians = {k: statistics.median(v) for k, v in times.items()}
-        result["ab"] = {
-            "baseline_s_per_seq": round(medians["baseline"], 4),
-            "this_s_per_seq": round(medians["this"], 4),
-            "speedup": round(medians["baseline"] / medians["this"], 2),
-            "identical_outputs": identical,
-        }
-    result["config"] = {"tau": args.tau, "mask_length": args.mask_length, "runs": args.runs, "clock": "thread_time", "threads": 1}
+        this_kwargs = {"compile": True} if args.compile else {}
+        result["ab"] = {}
+        for batch in (int(b) for b in args.ab_batches.split(",")):
+            runs = args.runs if batch == 1 else max(1, args.runs // 4)
+            sample_once(baseline, model, 0, args.tau, args.mask_length, batch)
+            start = time.perf_counter()
+            for seed in range(2):  # warm-up; with --compile this compiles the shapes the run meets
+                sample_once(sampling_editflow, model, 1000 + seed, args.tau, args.mask_length, batch, **this_kwargs)
+            warmup_s = time.perf_counter() - start
+            times = {"baseline": [], "this": []}
+            identical = True
+            for seed in range(runs):
+                base_s, base_out = sample_once(baseline, model, seed, args.tau, args.mask_length, batch)
+                this_s, this_out = sample_once(sampling_editflow, model, seed, args.tau, args.mask_length, batch, **this_kwargs)
+                times["baseline"].append(base_s / batch)
+                times["this"].append(this_s / batch)
+                identical &= base_out == this_out
+            medians = {k: statistics.median(v) for k, v in times.items()}
+            result["ab"][f"batch_{batch}"] = {
+                "baseline_s_per_seq": round(medians["baseline"], 5),
+                "this_s_per_seq": round(medians["this"], 5),
+                "speedup": round(medians["baseline"] / medians["this"], 2),
+                "identical_outputs": identical,
+                "this_warmup_wall_s": round(warmup_s, 2),
+                "runs": runs,
+            }
+    result["config"] = {"tau": args.tau, "mask_length": args.mask_length, "runs": args.runs, "clock": "thread_time", "threads": 1,
+                        "compile": args.compile}
     for name in ("baseline_sections", "sections"):
         for key, value in result.get(name, {}).items():
             print(f"{name:17s} {key:40s} {value}")

@@ -20,6 +20,7 @@ time-independent: rates are per unit of w(t)), so only changed rows are run thro
 """
 
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
@@ -233,6 +234,72 @@ def check_sampling_params(
         raise ValueError(f"{top_p_name} must be a number in (0, 1]; got {top_p!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
         raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
+
+
+# Widths a compiled step pads x_t to (each step ~1.5x the one before): the width changes with every insertion or
+# deletion, and a compiled graph (a CUDA graph above all) is specialised to its shapes, so the step runs at the next
+# bucket up and recompiles / records a new graph only when a sequence crosses into a new bucket.
+COMPILE_WIDTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+
+
+def bucket_width(width: int, cap: int | None = None) -> int:
+    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 4096 beyond), at most `cap`
+    (the encoder's positions) and never less than `width`."""
+    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 4096) * 4096)
+    return max(width, min(bucket, cap)) if cap else bucket
+
+
+def bucket_rows(rows: int) -> int:
+    """The power of two holding `rows` (a compiled step runs the changed rows of a batch, a varying count)."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
+class CompiledEditRates:
+    """`model.edit_rates` under `torch.compile`, run at bucketed shapes: rows are padded to a power of two and
+    the width to [`bucket_width`], so the compiled graphs are few and reused while sequences grow and shrink.
+    On CUDA the mode is "reduce-overhead" (CUDA graphs: one launch per step instead of one per kernel); on CPU the
+    default mode. Padded columns are masked out (attention mask 0) and padded rows hold BOS alone; both are cut off
+    before returning, so callers see the shapes they passed. One instance per model is shared by every sampler
+    ([`for_model`]), so a pipeline's batches reuse the compiled graphs."""
+
+    def __init__(self, model):
+        self.model = model
+        self.on_cuda = next(model.parameters()).device.type == "cuda"
+        self.mode = "reduce-overhead" if self.on_cuda else None
+        # dynamic=None: a second shape recompiles once with symbolic sizes, which then serve every bucket
+        self.compiled = torch.compile(model.edit_rates, mode=self.mode)
+        encoder_config = getattr(model.config, "encoder_config", None)
+        self.width_cap = getattr(encoder_config, "max_position_embeddings", None)
+        self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.shapes: set[tuple[int, int]] = set()  # the shapes compiled (or recorded) so far
+
+    @classmethod
+    def for_model(cls, model) -> "CompiledEditRates":
+        compiled = model.__dict__.get("_editflow_compiled_rates")
+        if compiled is None:
+            compiled = cls(model)
+            model.__dict__["_editflow_compiled_rates"] = compiled  # not a submodule: no state_dict entry
+        return compiled
+
+    def __call__(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
+        rows, width = input_ids.shape
+        padded_rows, padded_width = bucket_rows(rows), bucket_width(width, self.width_cap)
+        if (padded_rows, padded_width) != (rows, width):
+            ids = input_ids.new_full((padded_rows, padded_width), self.pad_token_id)
+            ids[:rows, :width] = input_ids
+            ids[rows:, 0] = input_ids[0, 0]  # filler rows: BOS alone (no all-masked attention row)
+            mask = attention_mask.new_zeros((padded_rows, padded_width))
+            mask[:rows, :width] = attention_mask
+            mask[rows:, 0] = 1
+            times = t.new_zeros(padded_rows)
+            times[:rows] = t
+            input_ids, attention_mask, t = ids, mask, times
+        self.shapes.add((padded_rows, padded_width))
+        if self.on_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        rates, hidden = self.compiled(input_ids, attention_mask, t)
+        # CUDA-graph outputs live in buffers the next replay overwrites, and the sampler keeps them across steps
+        return rates[:rows, :width].clone(), hidden[:rows, :width].clone()
 
 
 _UINT64 = (1 << 64) - 1
@@ -454,6 +521,9 @@ class TauLeapSampler:
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
         progress_bar: show a tqdm bar over the steps.
+        compile: run the model's encoder and rate head under `torch.compile` ([`CompiledEditRates`]: bucketed
+            widths, CUDA graphs on GPU). The first steps at each new bucket pay the compilation (seconds to minutes);
+            the sampler's `compile_seconds` adds up the time spent in those first calls.
     """
 
     def __init__(
@@ -470,6 +540,7 @@ class TauLeapSampler:
         suppress_token_ids: Sequence[int] = (),
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
+        compile: bool = False,
     ):
         check_sampling_params(tau, temperature, top_p, top_k)
         config = model.config
@@ -486,6 +557,8 @@ class TauLeapSampler:
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
+        self.compile = bool(compile)
+        self.compile_seconds = 0.0
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
 
@@ -565,7 +638,15 @@ class TauLeapSampler:
         """The one call of the model in a step: rates `[n, w, 3]` (sub, del, ins per unit of w(t); float32, 0 where
         no edit can fire) and last hidden states `[n, w, H]` of `n` rows of x_t at time `t`."""
         t_rows = torch.full((input_ids.shape[0],), t, device=input_ids.device)
-        rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
+        if not self.compile:
+            rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
+            return rates.float(), hidden
+        compiled = CompiledEditRates.for_model(self.model)
+        known = len(compiled.shapes)
+        start = time.perf_counter()
+        rates, hidden = compiled(input_ids, attention_mask.long(), t_rows)
+        if len(compiled.shapes) > known:  # a new shape: this call compiled (or recorded a CUDA graph)
+            self.compile_seconds += time.perf_counter() - start
         return rates.float(), hidden
 
     def _refresh_rates(self, state: SamplerState, t: float) -> None:
@@ -734,6 +815,10 @@ class TauLeapSampler:
 
 __all__ = [
     "AppliedEdits",
+    "COMPILE_WIDTH_BUCKETS",
+    "CompiledEditRates",
+    "bucket_rows",
+    "bucket_width",
     "DecodeTrace",
     "EditKind",
     "SamplerState",

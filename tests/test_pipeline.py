@@ -96,6 +96,23 @@ def test_same_seed_same_output_whatever_the_batch_size(pipe):
     assert out == pipe(prompts[1:], batch_size=2, **kwargs)[0][0]
 
 
+def test_compile_keyword_reaches_the_sampler_and_flag_reaches_the_pipeline(pipe, monkeypatch):
+    """`compile=True` runs the model through the bucketed compiled step (here with the compiler replaced by the
+    eager function, so the test compiles nothing): same output as eager; `--compile` on the CLIs passes it on."""
+    from editflow_hf.apps.sample import build_parser, sampling_kwargs
+    from editflow_hf.modeling.sampling_editflow import CompiledEditRates
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    kwargs = dict(tau=0.2, mask_length=5, seed=3, return_trace=True, **QUIET)
+    assert pipe(["one", "two words"], compile=True, **kwargs) == pipe(["one", "two words"], **kwargs)
+    assert CompiledEditRates.for_model(pipe.model).shapes  # the compiled path ran
+    with pytest.raises(ValueError, match="compile"):
+        pipe("hi", compile="yes")
+    parser = build_parser()
+    assert sampling_kwargs(parser.parse_args(["--model_name_or_path", ".", "--compile"]))["compile"] is True
+    assert "compile" not in sampling_kwargs(parser.parse_args(["--model_name_or_path", "."]))
+
+
 def test_chat_messages_use_the_chat_template(pipe):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
     [out] = pipe(messages, tau=0.2, mask_length=4, return_trace=True, **QUIET)

@@ -11,12 +11,15 @@ import torch
 
 from builders import BOS, MASK, PAD, tiny_editflow_model
 from editflow_hf.modeling.sampling_editflow import (
+    CompiledEditRates,
     DecodeTrace,
     SamplerStep,
     TauLeapSampler,
     TraceStep,
     NUM_DRAWS,
     apply_edits,
+    bucket_rows,
+    bucket_width,
     edit_permissions,
     num_tau_steps,
     row_seed,
@@ -449,6 +452,51 @@ def test_row_seeds_are_mixed():
     seeds = {row_seed(seed, row) for seed in range(20) for row in range(20)}
     assert len(seeds) == 400 and all(0 <= s < 2**63 for s in seeds)
     assert row_seed(0, 1) != row_seed(1, 0)
+
+
+def test_width_and_row_buckets():
+    assert [bucket_width(w) for w in (1, 16, 17, 65, 97, 8192, 8193)] == [16, 16, 32, 96, 128, 8192, 12288]
+    assert bucket_width(200, cap=230) == 230 and bucket_width(300, cap=260) == 300  # at most the cap, never below the width
+    assert [bucket_rows(n) for n in (1, 2, 3, 5, 64, 65)] == [1, 2, 4, 8, 64, 128]
+
+
+def compile_case(compile: bool, seed: int, rows: list[int], model):
+    prompts = [[10, 11, 12], [20], [30, 31]]
+    sequences, protected = start_rows([prompts[i] for i in rows], 6)
+    sampler = TauLeapSampler(
+        model, tau=0.1, seed=seed, max_length=16, suppress_token_ids=[PAD, BOS, MASK], compile=compile
+    )  # fmt: skip
+    return sampler, sampler.sample(sequences, protected, [True] * len(rows), row_ids=rows, return_trace=True)
+
+
+def test_bucketed_shapes_give_the_eager_result(monkeypatch):
+    """The compiled step's padding (rows to a power of two, width to a bucket) and trimming, with the compiler
+    replaced by the eager function: same sequences and traces as the eager sampler, at bucketed shapes only."""
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    model = tiny_model(rate_bias=0.0)
+    for seed in range(3):
+        _, eager = compile_case(False, seed, [0, 1, 2], model)
+        bucketed, padded = compile_case(True, seed, [0, 1, 2], model)
+        assert padded.sequences == eager.sequences and padded.traces == eager.traces
+    shapes = CompiledEditRates.for_model(model).shapes
+    assert shapes and all(rows in (1, 2, 4) and width == 16 for rows, width in shapes)
+    assert (4, 16) in shapes  # three rows ran as four
+
+
+def test_compiled_step_equals_eager_for_the_same_seed():
+    """torch.compile (default CPU backend) on one bucket shape: the same sequences and traces as eager for the
+    same seeds; the compilation is counted in compile_seconds, only where it happened."""
+    model = tiny_model(rate_bias=0.0)
+    first = None
+    for seed in range(3):
+        _, eager = compile_case(False, seed, [1], model)
+        sampler, compiled = compile_case(True, seed, [1], model)
+        assert compiled.sequences == eager.sequences and compiled.traces == eager.traces
+        first = sampler.compile_seconds if first is None else first
+        if seed > 0:
+            assert sampler.compile_seconds == 0.0  # the graph is reused across samplers of the same model
+    assert first > 0.0
+    assert CompiledEditRates.for_model(model).shapes == {(1, 16)}
 
 
 def test_bad_sampler_arguments_raise_value_error():
