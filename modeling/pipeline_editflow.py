@@ -75,7 +75,8 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .configuration_editflow import editflow_generation_defaults
-from .sampling_editflow import DecodeTrace, SamplingResult, TauLeapSampler, TraceStep, check_sampling_params
+from .edits_editflow import DecodeTrace, TraceStep
+from .sampling_editflow import SamplingResult, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
 

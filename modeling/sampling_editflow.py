@@ -22,21 +22,13 @@ time-independent: rates are per unit of w(t)), so only changed rows are run thro
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import IntEnum
+from dataclasses import dataclass, field
 
 import torch
 from transformers.utils.logging import tqdm
 
+from .edits_editflow import DecodeTrace, TraceStep
 from .scheduling_editflow import get_scheduler
-
-
-class EditKind(IntEnum):
-    """The three edit operations, with the integer codes that training batches and tensors carry."""
-
-    SUB = 0  # substitute the token at a position
-    DEL = 1  # delete the token at a position
-    INS = 2  # insert a token in the gap after a position
 
 
 @dataclass
@@ -66,6 +58,11 @@ class AppliedEdits:
         """A step in which no edit fired: the same sequences, nothing inserted, substituted or deleted."""
         none = torch.zeros_like(protected)
         return cls(tokens, lengths, protected, none, none, none, none.new_zeros(tokens.shape[0]))
+
+
+def unpadded_rows(tokens: torch.LongTensor, lengths: torch.LongTensor) -> list[list[int]]:
+    """The token ids of each row of a right-padded `[B, L]` batch, without padding."""
+    return [row[:n].tolist() for row, n in zip(tokens.cpu(), lengths.cpu().tolist())]
 
 
 def valid_positions(lengths: torch.Tensor, width: int) -> torch.BoolTensor:
@@ -236,16 +233,19 @@ def check_sampling_params(
         raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
-# Widths a compiled step pads x_t to (each step ~1.5x the one before): the width changes with every insertion or
-# deletion, and a compiled graph (a CUDA graph above all) is specialised to its shapes, so the step runs at the next
-# bucket up and recompiles / records a new graph only when a sequence crosses into a new bucket.
-COMPILE_WIDTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+# Widths a compiled step pads x_t to: the width changes with every insertion or deletion, and a compiled graph (a
+# CUDA graph above all) is specialised to its shapes, so the step runs at the next bucket up and records a new
+# graph only when a sequence crosses into a new bucket. Steps of 16 up to 256 (a sequence of BOS + 64 masks
+# hovers around 65: coarse buckets would pad it to 96), then 64, 256 and 512 (at most ~1/5 padding beyond 256).
+COMPILE_WIDTH_BUCKETS = (
+    *range(16, 257, 16), *range(320, 1025, 64), *range(1280, 4097, 256), *range(4608, 8193, 512)
+)  # fmt: skip
 
 
 def bucket_width(width: int, cap: int | None = None) -> int:
-    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 4096 beyond), at most `cap`
+    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 1024 beyond), at most `cap`
     (the encoder's positions) and never less than `width`."""
-    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 4096) * 4096)
+    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 1024) * 1024)
     return max(width, min(bucket, cap)) if cap else bucket
 
 
@@ -298,8 +298,10 @@ class CompiledEditRates:
         if self.on_cuda:
             torch.compiler.cudagraph_mark_step_begin()
         rates, hidden = self.compiled(input_ids, attention_mask, t)
-        # CUDA-graph outputs live in buffers the next replay overwrites, and the sampler keeps them across steps
-        return rates[:rows, :width].clone(), hidden[:rows, :width].clone()
+        rates, hidden = rates[:rows, :width], hidden[:rows, :width]
+        if self.on_cuda:  # CUDA-graph outputs live in buffers the next replay overwrites; the sampler keeps them
+            rates, hidden = rates.clone(), hidden.clone()
+        return rates, hidden
 
 
 _UINT64 = (1 << 64) - 1
@@ -329,73 +331,6 @@ NUM_DRAWS = 5
 def num_tau_steps(tau: float) -> int:
     """Number of steps from t = 0 to t = 1: ceil(1 / tau), tolerant to float error (1 / 0.01 = 100 steps)."""
     return max(1, math.ceil(1.0 / tau - 1e-6))
-
-
-@dataclass
-class TraceStep:
-    """One step of a decode that changed a sequence.
-
-    Attributes:
-        step: 1-based index of the tau step.
-        t: the time reached by the step (in (0, 1]).
-        tokens: the whole sequence after the step, BOS included.
-        inserted: indices into `tokens` of the tokens this step inserted.
-        substituted: indices into `tokens` of the tokens whose value this step changed.
-        deleted: indices into the previous step's tokens of the tokens this step deleted.
-    """
-
-    step: int
-    t: float
-    tokens: list[int]
-    inserted: list[int] = field(default_factory=list)
-    substituted: list[int] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
-
-
-@dataclass
-class DecodeTrace:
-    """The decode of one sequence: its start and every step that changed it (steps that changed nothing are left out).
-
-    Attributes:
-        prompt_len: leading tokens shown as the prompt (BOS included).
-        initial: the start sequence (BOS + prompt + masks).
-        steps: the changing steps, in order.
-
-    `to_dict()` gives the JSON-friendly form the pipeline returns under "trace" and `from_dict()` reads it back
-    (checking its shape once, so the trace views can trust it).
-    """
-
-    prompt_len: int
-    initial: list[int]
-    steps: list[TraceStep] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None) -> "list[DecodeTrace]":
-        """Empty traces of a batch of start sequences (`prompt_lengths` default to 1: BOS)."""
-        prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * len(sequences)
-        return [cls(prompt_len=int(p), initial=[int(x) for x in ids]) for p, ids in zip(prompt_lengths, sequences)]
-
-    @property
-    def final_tokens(self) -> list[int]:
-        """The sequence after the last step (the start sequence when no step changed it)."""
-        return self.steps[-1].tokens if self.steps else self.initial
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: "dict | DecodeTrace") -> "DecodeTrace":
-        """A trace from `to_dict()`'s form (a `DecodeTrace` passes through); ValueError naming what is malformed."""
-        if isinstance(data, cls):
-            return data
-        try:
-            steps = [TraceStep(**step) for step in data["steps"]]
-            return cls(prompt_len=int(data.get("prompt_len", 0)), initial=list(data["initial"]), steps=steps)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ValueError(
-                "A decode trace must be a DecodeTrace or its to_dict() form {'prompt_len', 'initial', 'steps': "
-                f"[{{'step', 't', 'tokens', 'inserted', 'substituted', 'deleted'}}, ...]}}; got {type(data).__name__} ({err})."
-            ) from None
 
 
 @dataclass
@@ -433,7 +368,7 @@ class SamplerState:
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
-        return [row[:n].tolist() for row, n in zip(self.tokens.cpu(), self.lengths.cpu().tolist())]
+        return unpadded_rows(self.tokens, self.lengths)
 
 
 @dataclass
@@ -452,7 +387,7 @@ class SamplerStep:
 
     def sequences(self) -> list[list[int]]:
         """The token ids of each row after this step, without padding."""
-        return [row[:n].tolist() for row, n in zip(self.edits.tokens.cpu(), self.edits.lengths.cpu().tolist())]
+        return unpadded_rows(self.edits.tokens, self.edits.lengths)
 
     def record(self, traces: "list[DecodeTrace]") -> list[TraceStep | None]:
         """Append this step to the trace of every row it changed; return [`trace_steps`]."""
@@ -749,12 +684,13 @@ class TauLeapSampler:
 
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
-        if sub_count:
-            logits = self.model.sub_head(state.hidden_cache[sub_fire])
-            sub_tokens[sub_fire] = self._sample(logits, t, draws[DRAW_SUB_TOKEN][sub_fire])
-        if ins_count:
-            logits = self.model.ins_head(state.hidden_cache[ins_fire])
-            ins_tokens[ins_fire] = self._sample(logits, t, draws[DRAW_INS_TOKEN][ins_fire])
+        for count, fire, head, tokens, stream in (
+            (sub_count, sub_fire, self.model.sub_head, sub_tokens, DRAW_SUB_TOKEN),
+            (ins_count, ins_fire, self.model.ins_head, ins_tokens, DRAW_INS_TOKEN),
+        ):
+            if count:  # the head and the token draw at the fired positions only (row-major order)
+                where = fire.nonzero(as_tuple=True)
+                tokens[where] = self._sample(head(state.hidden_cache[where]), t, draws[stream][where])
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
@@ -819,13 +755,10 @@ __all__ = [
     "CompiledEditRates",
     "bucket_rows",
     "bucket_width",
-    "DecodeTrace",
-    "EditKind",
     "SamplerState",
     "SamplerStep",
     "SamplingResult",
     "TauLeapSampler",
-    "TraceStep",
     "apply_edits",
     "MAX_TAU_STEPS",
     "MIN_TAU",
@@ -834,5 +767,6 @@ __all__ = [
     "num_tau_steps",
     "row_seed",
     "sample_tokens",
+    "unpadded_rows",
     "valid_positions",
 ]
