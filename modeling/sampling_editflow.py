@@ -16,7 +16,10 @@ so it stays finite (for the linear scheduler h * w(1 - tau) = 1 on the last step
 
 Everything per step is tensor ops on the padded batch [B, L]: no Python loop over positions. Rows whose
 sequence did not change since their last forward reuse its rates and hidden states (the model is
-time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder.
+time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder, and a step
+in which nothing fires applies nothing. Each row draws its random numbers from its own generator, keyed by the
+run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
+`compile=True` the encoder runs under torch.compile at bucketed widths ([`CompiledEditRates`]).
 """
 
 import math
@@ -276,7 +279,7 @@ class CompiledEditRates:
     @classmethod
     def for_model(cls, model) -> "CompiledEditRates":
         compiled = model.__dict__.get("_editflow_compiled_rates")
-        if compiled is None:
+        if compiled is None or compiled.on_cuda != (next(model.parameters()).device.type == "cuda"):  # new or moved
             compiled = cls(model)
             model.__dict__["_editflow_compiled_rates"] = compiled  # not a submodule: no state_dict entry
         return compiled
