@@ -90,8 +90,7 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
     config = model.config
     sampler = TauLeapSampler(
-        model, tau=tau, temperature=temperature, max_length=max_length,
-        generator=torch.Generator(device=next(model.parameters()).device).manual_seed(seed),
+        model, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
         suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
     )  # fmt: skip
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
