@@ -609,8 +609,17 @@ def test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes(call, s
     folder gone, checkpoint-3 as it was; once there is room, --resume_from_checkpoint True ends where the
     uninterrupted run ends."""
     out, before = tmp_path / "run", {}
-    _full_disk_at(where, monkeypatch, "checkpoint-6", before)
-    proc = call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3, "--output_dir", out)
+    # In this process, train with the thread count of the subprocess runs (ENV): float sums depend on it, and
+    # checkpoint-3 must be the uninterrupted run's for the resumed run to end at its weights.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _full_disk_at(where, monkeypatch, "checkpoint-6", before)
+        proc = call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3, "--output_dir", out)
+    finally:
+        torch.set_num_threads(threads)
     line = assert_refused(proc, f"could not save {out / 'checkpoint-6'}: ", "it needs about", "is free",
                           "the partial checkpoint-6 was removed and checkpoint-3 kept", "--resume_from_checkpoint True")  # fmt: skip
     assert ("the disk is full" in line) and (where != "optimizer" or "900 bytes is free" in line)
@@ -618,7 +627,8 @@ def test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes(call, s
     if where != "optimizer":
         return
     monkeypatch.undo()
-    assert_ok(call("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3,
+    # A fresh process, as the user's next run is (and with the uninterrupted run's thread count: float sums depend on it).
+    assert_ok(run("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3,
                    "--resume_from_checkpoint", "True", "--output_dir", out))  # fmt: skip
     expected = (six_step_run / "checkpoint-final" / "model.safetensors").read_bytes()
     assert (out / "checkpoint-final" / "model.safetensors").read_bytes() == expected
