@@ -208,8 +208,8 @@ class EditFlowGenerationConfig(GenerationConfig):
         start = 1 + prompt_length
         if start > max_positions:
             raise ValueError(
-                f"The prompt has {prompt_length} tokens; with BOS that is more than the model's {max_positions} "
-                f"positions: shorten it to at most {max_positions - 1} tokens."
+                f"The prompt has {prompt_length}{' or more' if prompt_length >= max_positions else ''} tokens; with BOS "
+                f"that is more than the model's {max_positions} positions: shorten it to at most {max_positions - 1} tokens."
             )
         if start > cap or (start == cap and not (infill or self.edit_prompt)):
             raise ValueError(

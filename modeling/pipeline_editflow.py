@@ -17,9 +17,10 @@ Conventions: those of transformers' `text-generation` pipeline, where they make 
       tau-leaping run per batch; a batch holds `batch_size` inputs times `num_return_sequences` rows).
     - `do_sample=False` takes the most likely token at every substitution / insertion (= `temperature=0`);
       `temperature`, `top_k`, `top_p` shape the token distributions as in `generate()`.
-    - `max_length` caps the whole sequence (BOS + prompt + generated tokens); `max_new_tokens` caps the tokens
-      after the prompt: a row stops growing at BOS + prompt + max_new_tokens tokens, and when `mask_length` is not
-      given the start sequence holds min(mask_length default, max_new_tokens) masks.
+    - `max_length` caps the whole sequence (BOS + prompt + generated tokens), `max_new_tokens` the tokens after the
+      prompt: insertions stop there and the start sequence holds only the masks that fit.
+    - Text out as text-generation makes it: the continuation is decoded together with the prompt and the prompt's
+      text cut off, so no text starts with a dangling sub-word piece; it ends before the first EOS.
 Deviations from `text-generation`:
     - `return_full_text` defaults to False (the text after the prompt); True prepends the prompt (for a chat:
       the messages plus the assistant reply, as text-generation does).
@@ -28,12 +29,13 @@ Deviations from `text-generation`:
     - A plain string prompt goes through the tokenizer's chat template when the checkpoint was fine-tuned on chats
       (`chat_template` in its generation_config.json, or the `chat_template` argument); see "Prompt rule".
     - No `return_tensors`, `stop_sequence`, `prefix`, `handle_long_generation`, `continue_final_message`.
-Extra parameters: `tau`, `mask_length`, `edit_prompt`, `chat_template`, `seed`, `return_trace`,
-`progress_bar` (see `EditFlowGenerationPipeline.__call__`).
+Extra parameters: the Edit Flow fields of `EditFlowGenerationConfig` (`tau`, `mask_length`, `edit_prompt`,
+`chat_template`, `infill`, `seed`), `return_trace`, `progress_bar` (see `EditFlowGenerationPipeline.__call__`).
 
-Defaults: the checkpoint's generation_config.json (a `transformers.GenerationConfig`; see
-`configuration_editflow.editflow_generation_config`) gives tau, mask_length, temperature, top_p, top_k and
-chat_template; arguments of the call (or of `pipeline(...)`) override them.
+Defaults: the checkpoint's generation config (`model.generation_config`, an `EditFlowGenerationConfig` read from its
+generation_config.json) gives every sampling setting; `pipeline(..., tau=...)` overrides it for every call,
+`generation_config=` replaces it for one call, and the arguments of a call override both. The pipeline checks
+them all (`EditFlowGenerationConfig.validate`) before reading any input, then runs `model.generate()` per batch.
 
 Prompt rule (the one rule editflow-sample, editflow-chat and the Space follow by passing plain prompts):
     a chat (list of messages) always goes through the chat template with its generation prompt; a string goes
@@ -47,8 +49,10 @@ Modes, decided per input:
             text after the prompt, up to the first EOS.
     infill  (the text contains the tokenizer's mask token): the whole text is the sequence; its mask tokens
             are editable, the other tokens protected, gaps next to an editable token open; `mask_length` masks
-            are appended (pass 0 to infill only), the end stays open only then.
-            `generated_text` is the whole edited text (`return_full_text` changes nothing).
+            are appended (pass 0 to infill only), the end stays open only then. `infill="free"` (default) lets
+            the model grow or shrink each masked span; `infill="fixed"` turns each mask into exactly one token.
+            `generated_text` is the whole edited text (`return_full_text` changes nothing); the output also
+            says `"infill": "free"` or `"fixed"`.
     edit    (`edit_prompt=True`): nothing but BOS is protected, so the model may rewrite the prompt too;
             `generated_text` is the whole edited text (`return_full_text` changes nothing).
 
