@@ -93,6 +93,8 @@ PIPELINE_PARAMETERS = ("generation_config", "return_full_text", "return_trace", 
 # A neutral word decoded in front of a continuation that has no prompt before it, so that a first sub-word piece
 # ("##unes") attaches to something instead of starting the text; its own text is then cut off.
 ANCHOR_TEXT = "a"
+# Longest prompt text read, in characters per model position (see `_prompt_ids`).
+PROMPT_CHARS_PER_POSITION = 64
 
 
 @dataclass
@@ -316,16 +318,26 @@ class EditFlowGenerationPipeline(Pipeline):
         else:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         check_text(text)
-        # Truncated at the model's positions: such a prompt (no room left for BOS) is refused below.
-        prompt_ids = self.tokenizer(
-            text, add_special_tokens=False, truncation=True, max_length=self.max_positions
-        )["input_ids"]
+        prompt_ids = self._prompt_ids(text)
         config.start_layout(
             len(prompt_ids), infill=self.model.config.mask_token_id in prompt_ids, max_positions=self.max_positions
         )
         if config.edit_prompt:
             self._warn_if_never_trained_to_edit()
         return {"prompt_ids": prompt_ids, "prompt": inputs.messages if isinstance(inputs, Chat) else inputs}
+
+    def _prompt_ids(self, text: str) -> list[int]:
+        """The token ids of a prompt text, at most the model's positions of them (a longer prompt is then refused
+        by `start_layout`). A text longer than PROMPT_CHARS_PER_POSITION characters per position is refused
+        before tokenizing: no real text averages that many characters per token, and a tokenizer's time and memory
+        grow with the whole text, whatever the truncation."""
+        limit = self.max_positions
+        if len(text) > limit * PROMPT_CHARS_PER_POSITION:
+            raise ValueError(
+                f"The prompt has {len(text):,} characters, far more than the model's {limit} positions can take (at "
+                f"most {limit * PROMPT_CHARS_PER_POSITION:,} characters are read): shorten it."
+            )
+        return self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
 
     def _decode(self, model_inputs, generation_config, generator=None, return_trace=False, progress_bar=True):
         """The `generate()` run of a batch of preprocessed inputs, not started (see `EditFlowDecode`)."""
