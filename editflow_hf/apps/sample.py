@@ -191,18 +191,21 @@ def run(args) -> int:
 
         hf_logging.enable_progress_bar()
     want_trace = args.make_gif or args.show_trace
-    outputs = [
-        output
-        for outputs_of_prompt in generator(
-            [args.prompt] * args.num_samples,
-            **sampling_kwargs(args),
-            edit_prompt=args.edit_prompt,
-            batch_size=args.batch_size,
-            return_trace=want_trace,
-            progress_bar=not args.no_progress,
-        )
-        for output in outputs_of_prompt
-    ]
+    try:
+        outputs = [
+            output
+            for outputs_of_prompt in generator(
+                [args.prompt] * args.num_samples,
+                **sampling_kwargs(args),
+                edit_prompt=args.edit_prompt,
+                batch_size=args.batch_size,
+                return_trace=want_trace,
+                progress_bar=not args.no_progress,
+            )
+            for output in outputs_of_prompt
+        ]
+    except ValueError as err:  # the settings checked against the model (its positions): named as flags
+        raise EditFlowError(as_flags(str(err))) from None
     for index, output in enumerate(outputs):
         if index > 0:
             print()
