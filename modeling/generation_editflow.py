@@ -18,7 +18,8 @@ import torch
 from transformers import GenerationConfig
 from transformers.utils import ModelOutput, logging
 
-from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, DecodeTrace, SamplerStep, TauLeapSampler, check_sampling_params
+from .edits_editflow import DecodeTrace
+from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, SamplerStep, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
 

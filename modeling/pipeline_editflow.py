@@ -78,9 +78,9 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
+from .edits_editflow import TraceStep
 from .generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, StartRows, check_size, check_text
 from .generation_editflow import start_rows as build_start_rows
-from .sampling_editflow import TraceStep
 
 logger = logging.get_logger(__name__)
 

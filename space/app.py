@@ -28,7 +28,7 @@ import sys
 import gradio as gr
 from transformers import pipeline
 
-from editflow_hf.apps.trace import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
+from editflow_hf.visualize import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
 
 try:  # ZeroGPU Spaces provide `spaces`; elsewhere the decorator is a no-op
     import spaces

@@ -12,7 +12,8 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 import sys
 
 from ..errors import EditFlowError, run_cli
-from .sample import add_bool_flag, as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs, str_to_bool
+from ..flags import add_bool_flag, str_to_bool
+from ..generation import as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
 
 EXIT_WORDS = {"exit", "quit"}
 
