@@ -87,9 +87,11 @@ class EditFlowGenerationConfig(GenerationConfig):
             deletions anywhere editable); `"fixed"` turns each mask into exactly one token (substitutions only,
             every mask filled by t = 1).
         seed (`int`, *optional*):
-            Seed of the random draws; the same seed, inputs and settings give the same output.
+            Seed of the run: every row draws from its own generator, keyed by the seed and the row's index in the
+            request, so the same seed and inputs give the same outputs whatever the batch size or a row's place.
         compile (`bool`, *optional*, defaults to `False`):
-            Run the sampler's step with `torch.compile` (honoured by samplers whose constructor takes `compile`).
+            Run the encoder and rate head under `torch.compile` at bucketed widths (CUDA graphs on a GPU): faster
+            steps once compiled; the first call at each new width bucket compiles (seconds to minutes).
         output_history (`bool`, *optional*, defaults to `False`), return_dict_in_generate (`bool`, *optional*):
             `generate()` returns an [`EditFlowGenerateOutput`] with the decode history of every row.
     """
@@ -317,7 +319,7 @@ class EditFlowDecode:
     """
 
     def __init__(self, model, prompts: list[list[int]], generation_config: EditFlowGenerationConfig, *, generator=None,
-                 progress_bar: bool = False):  # fmt: skip
+                 progress_bar: bool = False, row_offset: int = 0):  # fmt: skip
         config = model.config
         self.generation_config = generation_config
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
@@ -326,14 +328,13 @@ class EditFlowDecode:
             prompts, generation_config, bos_token_id=config.bos_token_id, mask_token_id=config.mask_token_id,
             max_positions=config.max_sequence_length,
         )  # fmt: skip
-        if generator is None and generation_config.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(generation_config.seed)
         options = dict(
             tau=generation_config.tau,
             temperature=generation_config.sampling_temperature,
             top_p=1.0 if generation_config.top_p is None else generation_config.top_p,
             top_k=generation_config.top_k or 0,
             max_length=self.rows.max_lengths,
+            seed=generation_config.seed,
             generator=generator,
             suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
             progress_bar=progress_bar,
@@ -346,6 +347,9 @@ class EditFlowDecode:
         self.history = DecodeTrace.start(self.rows.sequences, self.rows.prompt_lengths)
         self.step_rows: list = [None] * len(self.rows.sequences)  # the newest step of each row (with output_history)
         self.final: list[list[int]] = [list(ids) for ids in self.rows.sequences]
+        # Row r of the run draws from its own generator keyed by the seed and `row_offset + r` (its index in the
+        # whole request), so a row's output does not depend on the batch it is sampled in.
+        self.row_ids = range(row_offset, row_offset + len(self.rows.sequences))
 
     @property
     def num_steps(self) -> int:
@@ -374,7 +378,8 @@ class EditFlowDecode:
         return prompts
 
     def __iter__(self) -> Iterator[SamplerStep]:
-        for step in self.sampler.iter_steps(self.rows.sequences, self.rows.protected, self.rows.open_end):
+        rows = self.rows
+        for step in self.sampler.iter_steps(rows.sequences, rows.protected, rows.open_end, row_ids=self.row_ids):
             if self.generation_config.output_history:
                 self.step_rows = step.record(self.history)
             self.final, self._last = None, step

@@ -179,6 +179,25 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 head.decoder = self._get_resized_lm_head(head.decoder, vocab_size, mean_resizing=mean_resizing)
         return embeddings
 
+    def edit_rates(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        t: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
+        r"""The encoder and the rate head without the token heads: what a sampling step needs from the model
+        (the token heads then run on the few positions where an edit fired). Returns `(rates, hidden)`:
+        `rates` `(batch_size, sequence_length, 3)` float32 (sub, del, ins; sub and del are 0 at BOS, all three
+        0 at padding) and the last hidden states `(batch_size, sequence_length, hidden_size)`. Arguments as in
+        `forward` (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+        rates = self.rate_head(hidden)
+        valid = attention_mask.to(rates.dtype)
+        editable = valid.clone()
+        editable[:, 0] = 0.0  # BOS is never substituted or deleted
+        return rates * torch.stack([editable, editable, valid], dim=-1), hidden
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -216,15 +235,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
 
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
-
-        rates = self.rate_head(hidden)
-        valid = attention_mask.to(rates.dtype)
-        editable = valid.clone()
-        editable[:, 0] = 0.0  # BOS is never substituted or deleted
-        sub_rate = rates[..., 0] * editable
-        del_rate = rates[..., 1] * editable
-        ins_rate = rates[..., 2] * valid
+        rates, hidden = self.edit_rates(input_ids, attention_mask, t, **kwargs)
+        sub_rate, del_rate, ins_rate = rates.unbind(dim=-1)
 
         sub_at = sub_logits_at if sub_logits_at is not None else logits_at
         ins_at = ins_logits_at if ins_logits_at is not None else logits_at
@@ -267,7 +279,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
             generation_config ([`EditFlowGenerationConfig`] or `GenerationConfig`, *optional*):
                 Defaults to `model.generation_config` (the checkpoint's generation_config.json).
             generator (`torch.Generator`, *optional*):
-                Source of the random draws (else one seeded by `seed`, else torch's global one).
+                Source of the run's seed when `seed` is None (else torch's global generator). Every row draws from
+                its own generator keyed by the seed and its index, so a row's output does not depend on the batch.
             kwargs:
                 Overrides of `generation_config` fields (`tau`, `mask_length`, `temperature`, `top_p`, `top_k`,
                 `do_sample`, `max_length`, `max_new_tokens`, `num_return_sequences`, `edit_prompt`, `infill`, `seed`,
@@ -284,14 +297,17 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         return output if decode.generation_config.return_dict_in_generate else output.sequences
 
     def prepare_decode(
-        self, input_ids=None, attention_mask=None, generation_config=None, generator=None, progress_bar=False, **kwargs
-    ) -> EditFlowDecode:
+        self, input_ids=None, attention_mask=None, generation_config=None, generator=None, progress_bar=False,
+        row_offset=0, **kwargs,
+    ) -> EditFlowDecode:  # fmt: skip
         """The tau-leaping run `generate()` makes (arguments as there), not started: iterate it for the steps (the
-        pipeline's `iter_steps` and the Space do) or `run()` it. Every setting and size is checked first."""
+        pipeline's `iter_steps` and the Space do) or `run()` it. Every setting and size is checked first.
+        `row_offset`: the index of the first row in the whole request (the pipeline's later batches), which keys
+        its random draws."""
         base = EditFlowGenerationConfig.from_generation_config(generation_config or self.generation_config)
         config = base.updated(max_positions=self.config.max_sequence_length, **kwargs)
         return EditFlowDecode(self, EditFlowDecode.prompts_of(input_ids, attention_mask, self.config), config,
-                              generator=generator, progress_bar=progress_bar)  # fmt: skip
+                              generator=generator, progress_bar=progress_bar, row_offset=row_offset)  # fmt: skip
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as a complete Hub repo: weights, config with `auto_map` and `custom_pipelines`, and the remote

@@ -252,9 +252,9 @@ class EditFlowGenerationPipeline(Pipeline):
         """Preprocess, run `generate()` on `batch_size` inputs at a time, postprocess each input. A list is checked
         whole before any sampling starts; a generator or dataset streams."""
         forward_params = dict(forward_params)
-        seed = forward_params["generation_config"].seed
-        if seed is not None:  # one stream of draws for the whole call, whatever the batching
-            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
+        config = forward_params["generation_config"]
+        if config.seed is None:  # one seed for the whole call (from torch's global generator): rows keyed by index
+            forward_params["generation_config"] = config.updated(seed=int(torch.randint(0, 2**62, ())))
         if isinstance(inputs, list):
             dataset = [self.preprocess(item, **preprocess_params) for item in inputs]
         elif hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__"):
@@ -263,11 +263,15 @@ class EditFlowGenerationPipeline(Pipeline):
             num_workers = min(num_workers, 1)
             dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
-        return (
-            self.postprocess(output, **postprocess_params)
-            for batch in loader
-            for output in self._split_batch(self.forward(batch, **forward_params))
-        )
+
+        def outputs():
+            first_input = 0  # index of the batch's first input in the call: it keys the rows' random draws
+            for batch in loader:
+                for output in self._split_batch(self.forward(batch, first_input=first_input, **forward_params)):
+                    yield self.postprocess(output, **postprocess_params)
+                first_input += len(batch)
+
+        return outputs()
 
     def _prompt_messages(self, inputs, chat_template: bool, edit_prompt: bool) -> list[dict] | None:
         """The chat messages of an input, or None for a raw text prompt (the prompt rule)."""
@@ -340,16 +344,17 @@ class EditFlowGenerationPipeline(Pipeline):
             )
         return self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
 
-    def _decode(self, model_inputs, generation_config, generator=None, return_trace=False, progress_bar=True):
-        """The `generate()` run of a batch of preprocessed inputs, not started (see `EditFlowDecode`)."""
+    def _decode(self, model_inputs, generation_config, return_trace=False, progress_bar=True, first_input=0):
+        """The `generate()` run of a batch of preprocessed inputs, not started (see `EditFlowDecode`); the batch's
+        first input is input `first_input` of the call."""
         return self.model.prepare_decode(
-            [row["prompt_ids"] for row in model_inputs], generation_config=generation_config, generator=generator,
-            progress_bar=progress_bar, output_history=bool(return_trace),
+            [row["prompt_ids"] for row in model_inputs], generation_config=generation_config, progress_bar=progress_bar,
+            output_history=bool(return_trace), row_offset=first_input * (generation_config.num_return_sequences or 1),
         )  # fmt: skip
 
-    def _forward(self, model_inputs, generation_config, generator=None, return_trace=False, progress_bar=True):
+    def _forward(self, model_inputs, generation_config, return_trace=False, progress_bar=True, first_input=0):
         """One `generate()` run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
-        decode = self._decode(model_inputs, generation_config, generator, return_trace, progress_bar)
+        decode = self._decode(model_inputs, generation_config, return_trace, progress_bar, first_input)
         decode.run()
         # The decode object passes through Pipeline.forward untouched (it only walks dicts, lists and tensors),
         # so long traces are not copied element by element.
@@ -392,8 +397,7 @@ class EditFlowGenerationPipeline(Pipeline):
         """
         model_inputs, forward_params, postprocess_params = self._batch_inputs(inputs, kwargs)
         config = forward_params["generation_config"]
-        generator = None if config.seed is None else torch.Generator(device=self.device).manual_seed(int(config.seed))
-        decode = self._decode(model_inputs, config, generator, True, forward_params.get("progress_bar", True))
+        decode = self._decode(model_inputs, config, True, forward_params.get("progress_bar", True))
         for sampler_step in decode:
             step = GenerationStep(sampler_step.step, decode.num_steps, sampler_step.t, decode.step_rows)
             if step.step == decode.num_steps:
