@@ -22,7 +22,7 @@ time-independent: rates are per unit of w(t)), so only changed rows are run thro
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.utils.logging import tqdm
