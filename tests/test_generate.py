@@ -18,18 +18,10 @@ from editflow_hf.apps import sample as sample_cli
 from editflow_hf.visualize import TokenDisplay, trace_frames
 from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
 
-from builders import minilm_dir, tiny_encoder_kwargs
+from builders import make_pipe, minilm_dir, tiny_encoder_kwargs
 from conftest import REPO_ROOT, run_without_editflow_hf
 
 QUIET = dict(progress_bar=False)
-
-
-def make_pipe(checkpoint, rate_bias=None):
-    model = AutoModel.from_pretrained(checkpoint)
-    if rate_bias is not None:
-        with torch.no_grad():
-            model.rate_head.bias.copy_(torch.tensor(rate_bias))
-    return pipeline("editflow-generation", model=model, tokenizer=AutoTokenizer.from_pretrained(checkpoint))
 
 
 @pytest.fixture(scope="module")

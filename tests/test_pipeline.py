@@ -12,20 +12,10 @@ from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 from editflow_hf.modeling.pipeline_editflow import EditFlowGenerationPipeline, GenerationStep
 from editflow_hf.modeling.sampling_editflow import num_tau_steps
 
-from builders import tiny_editflow_model
+from builders import make_pipe, tiny_editflow_model
 from conftest import run_without_editflow_hf
 
 QUIET = dict(progress_bar=False)
-
-
-def make_pipe(checkpoint, rate_bias=None):
-    """The pipeline on a fresh in-memory copy of `checkpoint`; `rate_bias` (sub, del, ins) before the softplus
-    makes edits fire more or less often."""
-    model = AutoModel.from_pretrained(checkpoint)
-    if rate_bias is not None:
-        with torch.no_grad():
-            model.rate_head.bias.copy_(torch.tensor(rate_bias))
-    return pipeline("editflow-generation", model=model, tokenizer=AutoTokenizer.from_pretrained(checkpoint))
 
 
 @pytest.fixture(scope="module")
