@@ -9,8 +9,9 @@ template), infill (the text's [MASK] tokens are filled in, the rest kept) and ed
 whole text). The UI streams every sampling step as coloured HTML (inserted blue, substituted red, deleted struck
 through, masks grey: the colours of the decode GIF) by iterating the pipeline's steps, then shows the final text
 and the GIF. `/generate` is the non-streaming API:
-(prompt, tau, mask_length, temperature, seed, mode, infill) -> (final text, decode trace as JSON); mode and infill may
-be left out (prompt, and the checkpoint's infill length). The controls open at the checkpoint's generation config.
+(prompt, tau, mask_length, temperature, seed, mode) -> (final text, decode trace as JSON), infilling with the
+checkpoint's infill length (the UI's `/stream` also takes `infill`: fixed or free). The controls open at the
+checkpoint's generation config.
 
 The GIF travels inside the page (a data URL), so no file is written per request: neither a temporary folder nor
 Gradio's cache grows with the number of requests.
@@ -304,7 +305,6 @@ class EditFlowSpace:
             # reaches check_request and gets a message naming the field instead of Gradio's nameless bound check.
             api_inputs = [gr.Textbox(visible=False)] + [gr.Number(visible=False) for _ in range(4)]
             api_inputs.append(gr.Textbox(value="prompt", visible=False))
-            api_inputs.append(gr.Textbox(value=defaults["infill"], visible=False))
             api_button = gr.Button(visible=False)
             api_button.click(self.generate, api_inputs, [final_text, gr.JSON(visible=False)], api_name="generate")
         return demo
