@@ -61,20 +61,33 @@ def time_sampling(model, batch: int, runs: int, tau: float, mask_length: int, se
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def bare_encoder_seconds(model, width: int, device: str, repeats: int = 50) -> float:
-    """Median wall seconds of one eager encoder forward of one row of `width` tokens."""
+def bare_encoder_seconds(model, width: int, device: str, repeats: int = 50) -> tuple[float, float]:
+    """Median (wall, process CPU) seconds of one eager encoder forward of one row of `width` tokens."""
     input_ids = torch.full((1, width), MASK, device=device)
     attention_mask = torch.ones_like(input_ids)
-    times = []
+    walls, cpus = [], []
     with torch.no_grad():
         for index in range(repeats + 5):
             synchronize(device)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             model.encoder(input_ids=input_ids, attention_mask=attention_mask)
             synchronize(device)
             if index >= 5:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times)
+                walls.append(time.perf_counter() - wall)
+                cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def figures(prefix: str, b1_seconds: float, batch_seconds: float, encoder_seconds: float, args, steps: int) -> dict:
+    """Batch-1 seconds per sequence and per step, batch-64 sequences per second, and the step beside the encoder."""
+    step_ms = b1_seconds / (args.b1_runs * steps) * 1e3
+    return {
+        f"{prefix}s_per_seq_b1": round(b1_seconds / args.b1_runs, 4),
+        f"{prefix}seq_per_s_b64": round(args.batch_size / batch_seconds, 3),
+        f"{prefix}step_ms_b1": round(step_ms, 4),
+        f"{prefix}bare_encoder_ms": round(encoder_seconds * 1e3, 4),
+        f"{prefix}step_over_encoder": round(step_ms / (encoder_seconds * 1e3), 2),
+    }
 
 
 def measure(model, args, compile: bool) -> dict:
@@ -92,18 +105,10 @@ def measure(model, args, compile: bool) -> dict:
     b1_wall, b1_cpu = time_sampling(model, 1, args.b1_runs, args.tau, args.mask_length, args.seed, args.device, compile, widths)
     batch_wall, batch_cpu = time_sampling(model, args.batch_size, 1, args.tau, args.mask_length, args.seed, args.device, compile)
     width = int(statistics.median(widths))
-    step_ms = b1_wall / (args.b1_runs * steps) * 1e3
-    encoder_ms = bare_encoder_seconds(model, width, args.device) * 1e3
-    result.update(
-        s_per_seq_b1=round(b1_wall / args.b1_runs, 4),
-        seq_per_s_b64=round(args.batch_size / batch_wall, 3),
-        step_ms_b1=round(step_ms, 4),
-        bare_encoder_ms=round(encoder_ms, 4),
-        step_over_encoder=round(step_ms / encoder_ms, 2),
-        median_width_b1=width,
-    )
-    if not args.device.startswith("cuda"):
-        result.update(cpu_s_per_seq_b1=round(b1_cpu / args.b1_runs, 4), cpu_seq_per_s_b64=round(args.batch_size / batch_cpu, 3))
+    encoder_wall, encoder_cpu = bare_encoder_seconds(model, width, args.device)
+    result.update(figures("", b1_wall, batch_wall, encoder_wall, args, steps), median_width_b1=width)
+    if not args.device.startswith("cuda"):  # CPU time: what a shared machine disturbs least
+        result.update(figures("cpu_", b1_cpu, batch_cpu, encoder_cpu, args, steps))
     return result
 
 

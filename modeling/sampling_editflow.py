@@ -16,7 +16,10 @@ so it stays finite (for the linear scheduler h * w(1 - tau) = 1 on the last step
 
 Everything per step is tensor ops on the padded batch [B, L]: no Python loop over positions. Rows whose
 sequence did not change since their last forward reuse its rates and hidden states (the model is
-time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder.
+time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder, and a step
+in which nothing fires applies nothing. Each row draws its random numbers from its own generator, keyed by the
+run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
+`compile=True` the encoder runs under torch.compile at bucketed widths ([`CompiledEditRates`]).
 """
 
 import math
@@ -233,16 +236,19 @@ def check_sampling_params(
         raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
-# Widths a compiled step pads x_t to (each step ~1.5x the one before): the width changes with every insertion or
-# deletion, and a compiled graph (a CUDA graph above all) is specialised to its shapes, so the step runs at the next
-# bucket up and recompiles / records a new graph only when a sequence crosses into a new bucket.
-COMPILE_WIDTH_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+# Widths a compiled step pads x_t to: the width changes with every insertion or deletion, and a compiled graph (a
+# CUDA graph above all) is specialised to its shapes, so the step runs at the next bucket up and records a new
+# graph only when a sequence crosses into a new bucket. Steps of 16 up to 256 (a sequence of BOS + 64 masks
+# hovers around 65: coarse buckets would pad it to 96), then 64, 256 and 512 (at most ~1/5 padding beyond 256).
+COMPILE_WIDTH_BUCKETS = (
+    *range(16, 257, 16), *range(320, 1025, 64), *range(1280, 4097, 256), *range(4608, 8193, 512)
+)  # fmt: skip
 
 
 def bucket_width(width: int, cap: int | None = None) -> int:
-    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 4096 beyond), at most `cap`
+    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 1024 beyond), at most `cap`
     (the encoder's positions) and never less than `width`."""
-    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 4096) * 4096)
+    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 1024) * 1024)
     return max(width, min(bucket, cap)) if cap else bucket
 
 
@@ -273,7 +279,7 @@ class CompiledEditRates:
     @classmethod
     def for_model(cls, model) -> "CompiledEditRates":
         compiled = model.__dict__.get("_editflow_compiled_rates")
-        if compiled is None:
+        if compiled is None or compiled.on_cuda != (next(model.parameters()).device.type == "cuda"):  # new or moved
             compiled = cls(model)
             model.__dict__["_editflow_compiled_rates"] = compiled  # not a submodule: no state_dict entry
         return compiled
@@ -295,8 +301,10 @@ class CompiledEditRates:
         if self.on_cuda:
             torch.compiler.cudagraph_mark_step_begin()
         rates, hidden = self.compiled(input_ids, attention_mask, t)
-        # CUDA-graph outputs live in buffers the next replay overwrites, and the sampler keeps them across steps
-        return rates[:rows, :width].clone(), hidden[:rows, :width].clone()
+        rates, hidden = rates[:rows, :width], hidden[:rows, :width]
+        if self.on_cuda:  # CUDA-graph outputs live in buffers the next replay overwrites; the sampler keeps them
+            rates, hidden = rates.clone(), hidden.clone()
+        return rates, hidden
 
 
 _UINT64 = (1 << 64) - 1
@@ -690,12 +698,13 @@ class TauLeapSampler:
 
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
-        if sub_count:
-            logits = self.model.sub_head(state.hidden_cache[sub_fire])
-            sub_tokens[sub_fire] = self._sample(logits, t, draws[DRAW_SUB_TOKEN][sub_fire])
-        if ins_count:
-            logits = self.model.ins_head(state.hidden_cache[ins_fire])
-            ins_tokens[ins_fire] = self._sample(logits, t, draws[DRAW_INS_TOKEN][ins_fire])
+        for count, fire, head, tokens, stream in (
+            (sub_count, sub_fire, self.model.sub_head, sub_tokens, DRAW_SUB_TOKEN),
+            (ins_count, ins_fire, self.model.ins_head, ins_tokens, DRAW_INS_TOKEN),
+        ):
+            if count:  # the head and the token draw at the fired positions only (row-major order)
+                where = fire.nonzero(as_tuple=True)
+                tokens[where] = self._sample(head(state.hidden_cache[where]), t, draws[stream][where])
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,

@@ -13,9 +13,9 @@ from builders import BOS, MASK, PAD, tiny_editflow_model
 from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
 from editflow_hf.modeling.sampling_editflow import (
     CompiledEditRates,
+    NUM_DRAWS,
     SamplerStep,
     TauLeapSampler,
-    NUM_DRAWS,
     apply_edits,
     bucket_rows,
     bucket_width,
@@ -454,8 +454,8 @@ def test_row_seeds_are_mixed():
 
 
 def test_width_and_row_buckets():
-    assert [bucket_width(w) for w in (1, 16, 17, 65, 97, 8192, 8193)] == [16, 16, 32, 96, 128, 8192, 12288]
-    assert bucket_width(200, cap=230) == 230 and bucket_width(300, cap=260) == 300  # at most the cap, never below the width
+    assert [bucket_width(w) for w in (1, 16, 17, 65, 257, 1025, 8192, 8193)] == [16, 16, 32, 80, 320, 1280, 8192, 9216]
+    assert bucket_width(250, cap=252) == 252 and bucket_width(300, cap=260) == 300  # at most the cap, never below the width
     assert [bucket_rows(n) for n in (1, 2, 3, 5, 64, 65)] == [1, 2, 4, 8, 64, 128]
 
 

@@ -39,6 +39,7 @@ CARD_TRAINING_KEYS = (
     "warmup_steps",
     "weight_decay",
     "insert_eos",
+    "group_texts",
     "text_field",
     "bf16",
     "seed",
