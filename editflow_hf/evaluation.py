@@ -17,6 +17,7 @@ from .data.files import scan_dataset_files
 from .causal_lm import ReferenceLM, check_gguf_source
 from .errors import EditFlowError
 from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
+from .modeling.generation_editflow import EditFlowGenerationConfig
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
@@ -145,10 +146,10 @@ def evaluate(
     num_t: int = 16,
     max_sequences: int = 256,
     num_samples: int = 16,
-    mask_length: int = 32,
+    mask_length: int | None = None,
     batch_size: int = 32,
-    tau: float = 0.01,
-    temperature: float = 1.0,
+    tau: float | None = None,
+    temperature: float | None = None,
     corrupt_p: float = 0.2,
     tie_break: str | None = None,
     x0_sampler: str | None = None,
@@ -163,11 +164,16 @@ def evaluate(
         ref_model=ref_model, ref_gguf_file=ref_gguf_file,
     )  # fmt: skip
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature}
+    EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
     torch.manual_seed(seed)
     with loading_errors(model_name_or_path):
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
         model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
+    # Sampling settings: the checkpoint's generation config, with the ones given on top.
+    sampling = model.generation_config.updated(tau=tau, mask_length=mask_length, temperature=temperature)
+    tau, mask_length, temperature = sampling.tau, sampling.mask_length, sampling.sampling_temperature
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
     features = features[:max_sequences]

@@ -271,8 +271,8 @@ class CompiledEditRates:
         self.mode = "reduce-overhead" if self.on_cuda else None
         # dynamic=None: a second shape recompiles once with symbolic sizes, which then serve every bucket
         self.compiled = torch.compile(model.edit_rates, mode=self.mode)
-        encoder_config = getattr(model.config, "encoder_config", None)
-        self.width_cap = getattr(encoder_config, "max_position_embeddings", None)
+        # the model's position rule (RoBERTa's offset applied): a bucket never pads past the positions
+        self.width_cap = getattr(model.config, "max_sequence_length", None)
         self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
         self.shapes: set[tuple[int, int]] = set()  # the shapes compiled (or recorded) so far
 
@@ -459,6 +459,9 @@ class TauLeapSampler:
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
         progress_bar: show a tqdm bar over the steps.
+        fixed_length: substitutions only (each editable token fires as a substitution, at the rate of both; no
+            insertion, no deletion) and every mask still left is substituted on the last step: each mask becomes
+            exactly one token (fixed-length infill).
         compile: run the model's encoder and rate head under `torch.compile` ([`CompiledEditRates`]: bucketed
             widths, CUDA graphs on GPU). The first steps at each new bucket pay the compilation (seconds to minutes);
             the sampler's `compile_seconds` adds up the time spent in those first calls.
@@ -478,6 +481,7 @@ class TauLeapSampler:
         suppress_token_ids: Sequence[int] = (),
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
+        fixed_length: bool = False,
         compile: bool = False,
     ):
         check_sampling_params(tau, temperature, top_p, top_k)
@@ -495,6 +499,8 @@ class TauLeapSampler:
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
+        self.fixed_length = fixed_length
+        self.mask_token_id = config.mask_token_id
         self.compile = bool(compile)
         self.compile_seconds = 0.0
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
@@ -678,6 +684,11 @@ class TauLeapSampler:
             rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
             draws,
         )  # fmt: skip
+        if self.fixed_length:  # one event per token, always a substitution; the last step fills every mask left
+            sub_fire = sub_fire | del_fire
+            if state.step + 1 == self.num_steps:
+                sub_fire |= state.permissions[0] & (state.tokens == self.mask_token_id)
+            del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
         state.step, state.t = state.step + 1, t_next
         del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
         if del_count == sub_count == ins_count == 0:

@@ -57,6 +57,21 @@ def tiny_editflow_model(seed: int = 0, rate_bias: float | None = None, **config_
     return model
 
 
+def make_pipe(checkpoint, rate_bias=None):
+    """The editflow-generation pipeline on a fresh in-memory copy of `checkpoint`; `rate_bias` (sub, del, ins)
+    before the softplus makes edits fire more or less often."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer, pipeline
+
+    import editflow_hf  # noqa: F401  (registers the editflow-generation task)
+
+    model = AutoModel.from_pretrained(checkpoint)
+    if rate_bias is not None:
+        with torch.no_grad():
+            model.rate_head.bias.copy_(torch.tensor(rate_bias))
+    return pipeline("editflow-generation", model=model, tokenizer=AutoTokenizer.from_pretrained(checkpoint))
+
+
 def build_tiny_mlm(kind: str, out_dir: Path, seed: int = 0) -> Path:
     """A tiny random masked-LM (`modernbert`, `bert`, `roberta`, `distilbert`) with the MiniLM WordPiece tokenizer."""
     import torch

@@ -72,7 +72,8 @@ def test_num_samples_prints_each(tiny_editflow_dir, capsys):
         (["--top_p", "2"], "--top_p"),
         (["--temperature", "-1"], "--temperature"),
         (["--mask_length", "0"], "mask_length"),
-        (["--max_length", "4", "--prompt", "a b c d e"], "max_length"),
+        (["--max_length", "1000000", "--prompt", "a b c d e"], "--max_length"),
+        (["--infill", "fixed", "--num_samples", "0"], "--num_samples"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tiny_editflow_dir, capsys, extra, match):

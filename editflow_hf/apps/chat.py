@@ -13,7 +13,7 @@ import sys
 
 from ..errors import EditFlowError, run_cli
 from ..flags import add_bool_flag, str_to_bool
-from ..generation import build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
+from ..generation import as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -29,7 +29,7 @@ def run(args, stdin=None, stdout=None) -> int:
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     chat_mode = not args.plain and (
-        generator.generation_defaults["chat_template"] if args.chat_template is None else args.chat_template
+        generator.generation_config.chat_template if args.chat_template is None else args.chat_template
     )
     interactive = stdin.isatty()
     history: list[dict] = []
@@ -64,7 +64,7 @@ def run(args, stdin=None, stdout=None) -> int:
             )
         except ValueError as err:
             # e.g. the conversation outgrew max_length: report it, start over, keep the session alive
-            print(f"editflow-chat: {' '.join(str(err).split())} (history cleared)", file=sys.stderr)
+            print(f"editflow-chat: {as_flags(' '.join(str(err).split()))} (history cleared)", file=sys.stderr)
             history = []
             continue
         reply = output[0]["generated_text"]

@@ -22,7 +22,7 @@ import sys
 
 from ..errors import EditFlowError, run_cli
 from ..flags import add_bool_flag
-from ..generation import build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
+from ..generation import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,8 +36,6 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     check_common_args(args)
-    if args.num_samples < 1 or args.batch_size < 1:
-        raise EditFlowError("--num_samples and --batch_size must be >= 1.")
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
@@ -45,30 +43,36 @@ def run(args) -> int:
 
         hf_logging.enable_progress_bar()
     want_trace = args.make_gif or args.show_trace
-    outputs = [
-        output
-        for outputs_of_prompt in generator(
-            [args.prompt] * args.num_samples,
-            **sampling_kwargs(args),
-            edit_prompt=args.edit_prompt,
-            batch_size=args.batch_size,
-            return_trace=want_trace,
-            progress_bar=not args.no_progress,
-        )
-        for output in outputs_of_prompt
-    ]
+    try:
+        outputs = [
+            output
+            for outputs_of_prompt in generator(
+                [args.prompt] * args.num_samples,
+                **sampling_kwargs(args),
+                edit_prompt=args.edit_prompt,
+                batch_size=args.batch_size,
+                return_trace=want_trace,
+                progress_bar=not args.no_progress,
+            )
+            for output in outputs_of_prompt
+        ]
+    except ValueError as err:  # the settings checked against the model (its positions): named as flags
+        raise EditFlowError(as_flags(str(err))) from None
     for index, output in enumerate(outputs):
         if index > 0:
             print()
         print(output["generated_text"])
+    if "infill" in outputs[0]:
+        meaning = "each mask became one token" if outputs[0]["infill"] == "fixed" else "the masked spans could grow or shrink"
+        print(f"infill: {outputs[0]['infill']} ({meaning}; --infill fixed|free)", file=sys.stderr)
     if args.show_trace:
         from ..visualize import trace_to_ansi
 
-        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer), file=sys.stderr)
+        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer, outputs[0]["generated_text"]), file=sys.stderr)
     if args.make_gif:
         from ..visualize import make_gif
 
-        frames = make_gif(outputs[0]["trace"], generator.tokenizer, args.gif_path)
+        frames = make_gif(outputs[0]["trace"], generator.tokenizer, args.gif_path, final_text=outputs[0]["generated_text"])
         print(f"decode trace ({frames} frames) written to {args.gif_path}", file=sys.stderr)
     return 0
 
