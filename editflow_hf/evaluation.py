@@ -12,11 +12,13 @@ from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer
 
 from .errors import EditFlowError
+from .modeling.edits_editflow import unwritable_token_ids
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
 from .path.collator import EditFlowCollator
-from .path.couplings import Corrupt, parse_x0_sampler
+from .path.couplings import DEFAULT_X0_SAMPLER, Corrupt, parse_x0_sampler
+from .registration import register
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -100,11 +102,10 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
 
 
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
-    config = model.config
     sampler = TauLeapSampler(
         model, tau=tau, temperature=temperature, max_length=max_length,
         generator=torch.Generator(device=next(model.parameters()).device).manual_seed(seed),
-        suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
+        suppress_token_ids=unwritable_token_ids(model.config),
     )  # fmt: skip
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
@@ -132,6 +133,7 @@ def evaluate(
     device: str | None = None,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
@@ -142,7 +144,7 @@ def evaluate(
     features = features[:max_sequences]
     if len(features) < 2:
         raise EditFlowError(f"{dataset_args}: {len(features)} evaluation sequence(s); the bound needs at least 2.")
-    x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or "masks[length:64]"
+    x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or DEFAULT_X0_SAMPLER
     collator = EditFlowCollator.from_tokenizer(
         tokenizer,
         x0_sampler=x0_sampler,

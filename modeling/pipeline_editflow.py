@@ -75,7 +75,7 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .configuration_editflow import editflow_generation_defaults
-from .edits_editflow import DecodeTrace, TraceStep
+from .edits_editflow import DecodeTrace, TraceStep, unwritable_token_ids
 from .sampling_editflow import SamplingResult, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
@@ -464,7 +464,7 @@ class EditFlowGenerationPipeline(Pipeline):
             top_k=defaults["top_k"] if top_k is None else top_k,
             max_length=[row["max_length"] for row in rows],
             generator=generator,
-            suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
+            suppress_token_ids=unwritable_token_ids(config),
             progress_bar=progress_bar,
         )
         return sampler, rows

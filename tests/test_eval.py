@@ -17,7 +17,7 @@ from datasets import Dataset
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer, pipeline
 
-import editflow_hf  # noqa: F401  (registers the pipeline)
+import editflow_hf
 from conftest import REPO_ROOT
 from editflow_hf import EditFlowForEditing
 from editflow_hf import evaluation
@@ -31,6 +31,8 @@ from editflow_hf.path.collator import EditFlowCollator
 from editflow_hf.path.couplings import Corrupt
 from editflow_hf.training.args import EditFlowTrainingArguments
 from editflow_hf.training.trainer import EditFlowTrainer
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
 HELDOUT = "\n\n".join(

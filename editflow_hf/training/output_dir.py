@@ -9,13 +9,12 @@ from pathlib import Path
 
 from ..checkpoints import checkpoint_problem, discard_staging
 from ..errors import EditFlowError
+from ..flags import bool_word
 
 logger = logging.getLogger(__name__)
 
 FINAL_CHECKPOINT = "checkpoint-final"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-_TRUE_WORDS = {"true", "yes", "1"}
-_FALSE_WORDS = {"false", "no", "0", ""}
 
 
 def numbered_checkpoints(output_dir) -> list[Path]:
@@ -34,7 +33,7 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
     if resume is None or resume is False:
         return None
     text = str(resume).strip()
-    if resume is True or text.lower() in _TRUE_WORDS:
+    if resume is True or bool_word(text) is True:
         skipped = []
         for candidate in numbered_checkpoints(output_dir):
             problem = checkpoint_problem(candidate)
@@ -48,7 +47,7 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
             f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N to resume from{incomplete}; "
             "save them with --save_steps, or drop the flag to start from scratch."
         )
-    if text.lower() in _FALSE_WORDS:
+    if not text or bool_word(text) is False:
         return None
     problem = checkpoint_problem(text)
     if problem is not None:
