@@ -2,14 +2,18 @@
 datasets, tags, model-index from an `editflow-eval` result) and a body with usage snippets, the checkpoint's
 sampling defaults, its training arguments and the decode GIF (`build_model_card`)."""
 
+from __future__ import annotations
+
 import json
 import re
 from pathlib import Path
-
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from typing import TYPE_CHECKING
 
 from ..checkpoints import CONFIG_NAME, PIPELINE_TASK, RECORDED_TRAINING_ARGS, TRAINING_ARGS_FILE, is_hub_id, read_json
 from ..errors import EditFlowError
+
+if TYPE_CHECKING:
+    from huggingface_hub import EvalResult, ModelCard
 
 PAPER_URL = "https://arxiv.org/abs/2506.09018"
 EXAMPLE_PROMPT = "Could you please write a poem for me?"
@@ -196,6 +200,8 @@ def build_model_card(
     (a local base is named by its model type, local files by their name). `dataset` defaults to the training
     arguments' `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file
     there)."""
+    from huggingface_hub import ModelCard, ModelCardData  # here: `editflow-push --help` stays fast
+
     folder = Path(checkpoint_dir)
     config = read_json(folder / CONFIG_NAME, "config")
     if isinstance(eval_results, (str, Path)):
@@ -256,6 +262,8 @@ EVAL_RESULTS_FILE = "eval_results.json"
 def eval_results_for_card(eval_json) -> list[EvalResult]:
     """`model-index` entries (huggingface_hub `EvalResult`s) from an `editflow-eval` JSON file: the bound per
     token (and its standard error), the generation metrics and the restoration edit distances."""
+    from huggingface_hub import EvalResult
+
     path = Path(eval_json)
     result = read_json(path, "editflow-eval results")
     if "bound" not in result or "dataset" not in result:
