@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Every GPU figure in one call (for the device machine; ~6 minutes on an H100/H200):
 #   the training step (ModernBERT-large config, bf16, batch 64 x 128, x0 = masks[length:64]) and
-#   sampling throughput (tau 0.01, 64 masks, batch 1 and 64), and a few pt.py steps under ddp/fsdp/zero2.yaml.
+#   sampling throughput (tau 0.01, 64 masks, batch 1 and 64), and a few pt.py steps under ddp/fsdp/fsdp2/zero2/zero3.yaml
+#   (each checkpoint-final checked complete: FSDP and ZeRO-3 gather the full state dict at the final save).
 #   JSON lines go to $OUT (or ./gpu-results).
 # The device image has torch/transformers/accelerate but not rapidfuzz: prepare wheels here first with
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl rapidfuzz==3.14.6
-# and carry `.whl` with the run. For the zero2 run also put DeepSpeed there (an sdist, 2 MB, builds without CUDA;
+# and carry `.whl` with the run. For the zero2/zero3 runs also put DeepSpeed there (an sdist, 2 MB, builds without CUDA;
 # its ops compile just in time) and the wheels of its requirements the image may lack:
 #   python3 -m pip download --no-deps -d .whl deepspeed==0.19.8
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -21,7 +22,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 if compgen -G ".whl/deepspeed-*.tar.gz" >/dev/null; then
     DS_BUILD_OPS=0 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site .whl/deepspeed-*.tar.gz \
-        && export PYTHONPATH=/tmp/site || echo "deepspeed did not install: the zero2 run is skipped"
+        && export PYTHONPATH=/tmp/site || echo "deepspeed did not install: the zero2/zero3 runs are skipped"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -30,12 +31,12 @@ python3 benchmarks/train_step.py --device cuda 2>&1 | tee "$OUT/train_step.log"
 python3 benchmarks/sample.py --device cuda 2>&1 | tee "$OUT/sample.log"
 
 # Scale-out smoke: a few pt.py steps of a tiny Qwen3 Edit Flow model under each accelerate config (one process),
-# then check that checkpoint-final is a complete standalone folder. zero2 needs deepspeed on the machine.
+# then check that checkpoint-final is a complete standalone folder. zero2/zero3 need deepspeed on the machine.
 python3 benchmarks/scaleout_smoke.py prepare "$OUT/scaleout" 2>&1 | tail -1
 python3 benchmarks/scaleout_smoke.py bidirectional "$OUT/scaleout/model" 2>&1 | tail -1 | tee "$OUT/bidirectional.log"
-for config in ddp fsdp zero2; do
-    if [ "$config" = zero2 ] && ! python3 -c "import deepspeed" 2>/dev/null; then
-        echo "{\"config\": \"zero2\", \"skipped\": \"deepspeed is not installed\"}" | tee "$OUT/scaleout_zero2.log"
+for config in ddp fsdp fsdp2 zero2 zero3; do
+    if [[ "$config" == zero* ]] && ! python3 -c "import deepspeed" 2>/dev/null; then
+        echo "{\"config\": \"$config\", \"skipped\": \"deepspeed is not installed\"}" | tee "$OUT/scaleout_$config.log"
         continue
     fi
     accelerate launch --config_file "training/accelerate_configs/$config.yaml" --num_processes 1 training/pt.py \

@@ -1,9 +1,9 @@
-"""A few pt.py steps under each accelerate config (ddp, fsdp, zero2; one process), for a GPU machine.
+"""A few pt.py steps under each accelerate config (ddp, fsdp, fsdp2, zero2, zero3; one process), for a GPU machine.
 
     python benchmarks/scaleout_smoke.py prepare DIR          # tiny Qwen3 + BPE tokenizer -> DIR/model (Edit Flow), DIR/text.txt
-    accelerate launch --config_file training/accelerate_configs/fsdp.yaml --num_processes 1 training/pt.py \
-        --model_name_or_path DIR/model --dataset_args DIR/text.txt ... --output_dir DIR/fsdp
-    python benchmarks/scaleout_smoke.py check DIR/fsdp/checkpoint-final
+    accelerate launch --config_file training/accelerate_configs/fsdp2.yaml --num_processes 1 training/pt.py \
+        --model_name_or_path DIR/model --dataset_args DIR/text.txt ... --output_dir DIR/fsdp2
+    python benchmarks/scaleout_smoke.py check DIR/fsdp2/checkpoint-final
 
 `bidirectional DIR/model` checks on CUDA that every attention kernel present (eager, sdpa, flash_attention_2)
 attends both ways. `check` verifies that checkpoint-final is a complete standalone Edit Flow folder (editflow-push's check), loads it

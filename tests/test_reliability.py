@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -293,6 +294,80 @@ def test_resume_true_takes_the_newest_complete_checkpoint(six_step_run, model_di
     assert "Skipping incomplete checkpoint" in proc.stderr and "checkpoint-5 (trainer_state.json is missing)" in proc.stderr
     expected = (six_step_run / "checkpoint-final" / "model.safetensors").read_bytes()
     assert (killed / "checkpoint-final" / "model.safetensors").read_bytes() == expected
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_signal_mid_run_saves_a_checkpoint_from_which_auto_continues(signum, six_step_run, model_dir, tmp_path):
+    """What a preempted SLURM job lives through: `auto` on an empty folder starts at step 0; SIGTERM (or SIGUSR1,
+    `#SBATCH --signal`) mid-run saves checkpoint-<step> at the step's end and exits 128 + signal without a
+    checkpoint-final; the requeued run (`auto` again) ends with the uninterrupted run's weights."""
+    out = tmp_path / "preempted"
+    argv = [sys.executable, str(REPO_ROOT / "training" / "pt.py"), "--model_name_or_path", str(model_dir), *TINY_PT,
+            "--max_steps", "6", "--save_steps", "3", "--logging_steps", "1", "--resume_from_checkpoint", "auto",
+            "--output_dir", str(out)]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stdout:  # the first step's log line: training is under way
+        if "'loss'" in line:
+            proc.send_signal(signum)
+            break
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signum, f"exit {proc.returncode}\n{stdout[-2000:]}\n{stderr[-4000:]}"
+    assert "no complete checkpoint-N" in stderr and "training from the start" in stderr
+    stopped = re.search(rf"stopped by {signal.Signals(signum).name} at step (\d) \(checkpoint-(\d) saved", stdout)
+    assert stopped and stopped[1] == stopped[2] and int(stopped[1]) < 6, stdout[-2000:]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint")) == [f"checkpoint-{stopped[1]}"]
+    assert "Traceback" not in stderr
+
+    proc = run("pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 6, "--save_steps", 3,
+               "--resume_from_checkpoint", "auto", "--output_dir", out)  # fmt: skip
+    assert_ok(proc)
+    assert f"resuming from {out / f'checkpoint-{stopped[1]}'}" in proc.stderr
+    expected = (six_step_run / "checkpoint-final" / "model.safetensors").read_bytes()
+    assert (out / "checkpoint-final" / "model.safetensors").read_bytes() == expected
+
+
+def test_resume_auto_without_a_complete_checkpoint(six_step_run, tmp_path, caplog):
+    from editflow_hf.errors import EditFlowError
+    from editflow_hf.training.output_dir import check_output_dir, resolve_resume_checkpoint
+
+    assert resolve_resume_checkpoint("auto", tmp_path / "missing") is None
+    run_dir = tmp_path / "run"
+    shutil.copytree(six_step_run / "checkpoint-3", run_dir / "checkpoint-3")
+    (run_dir / "checkpoint-3" / "trainer_state.json").unlink()  # killed while saving its first checkpoint
+    assert resolve_resume_checkpoint("auto", run_dir) is None and "Skipping incomplete checkpoint" in caplog.text
+    check_output_dir(run_dir, overwrite=False, resuming=True)  # the run's own folder: no refusal
+    shutil.copytree(six_step_run / "checkpoint-final", run_dir / "checkpoint-final")
+    with pytest.raises(EditFlowError, match="checkpoint-final of a finished run and no checkpoint-N"):
+        resolve_resume_checkpoint("auto", run_dir)
+    assert resolve_resume_checkpoint("auto", six_step_run) == str(six_step_run / "checkpoint-6")
+
+
+def test_ranks_that_see_different_checkpoints_are_refused(six_step_run, tmp_path, monkeypatch):
+    """Nodes without a shared --output_dir: rank 1 sees no checkpoint while this rank sees checkpoint-6."""
+    from types import SimpleNamespace
+
+    import torch.distributed as dist
+
+    from editflow_hf.errors import EditFlowError
+    from editflow_hf.training.output_dir import resolve_resume_on_every_rank
+
+    other_rank = (None, None)
+
+    def all_gather_object(seen, mine):
+        seen[:] = [mine, other_rank]
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    args = SimpleNamespace(resume_from_checkpoint="auto", output_dir=six_step_run, world_size=2)
+    with pytest.raises(EditFlowError, match="rank 0: checkpoint-6, rank 1: nothing.*filesystem every node shares"):
+        resolve_resume_on_every_rank(args)
+    other_rank = ("checkpoint-6", None)
+    assert resolve_resume_on_every_rank(args) == str(six_step_run / "checkpoint-6")
+    other_rank = (None, "--resume_from_checkpoint True: ... holds no complete checkpoint-N")
+    with pytest.raises(EditFlowError, match="holds no complete checkpoint-N"):  # raised here too: no rank waits
+        resolve_resume_on_every_rank(args)
 
 
 def test_resume_from_an_incomplete_checkpoint_is_one_line(six_step_run, model_dir, tmp_path):

@@ -10,7 +10,8 @@
 Also under `accelerate launch --config_file training/accelerate_configs/ddp.yaml` or `torchrun`. Every
 transformers TrainingArguments flag works, plus --scheduler_cls, --scheduler_kwargs, --max_w, --time_epsilon,
 --tie_break, --drop_incomplete_rows and --overwrite_output_dir. Bad flags and data are refused before any step;
-an --output_dir holding an earlier run needs --resume_from_checkpoint (True: its newest complete checkpoint) or
+an --output_dir holding an earlier run needs --resume_from_checkpoint (True: its newest complete checkpoint; auto:
+that, or a fresh start when there is none, for jobs that may be requeued) or
 --overwrite_output_dir. The model lands in <output_dir>/checkpoint-final (pushed there from with --push_to_hub).
 """
 

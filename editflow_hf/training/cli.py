@@ -30,6 +30,7 @@ from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .preflight import preflight
 from ..data.prepare import prepare_datasets
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
+from .preemption import StopOnSignal, stopped_exit_code
 from .trainer import EditFlowTrainer
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,17 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return getattr(err, "code", 2)
 
+    stop_on_signal = StopOnSignal()
+    trainer.add_callback(stop_on_signal)
     trainer.train(resume_from_checkpoint=resume_from)
+    if stop_on_signal.stopped_by:
+        if trainer.is_world_process_zero():
+            print(
+                f"{prog}: stopped by {stop_on_signal.stopped_by} at step {trainer.state.global_step} (checkpoint-"
+                f"{trainer.state.global_step} saved in {training_args.output_dir}); continue with --resume_from_checkpoint auto",
+                flush=True,
+            )
+        return stopped_exit_code(stop_on_signal.stopped_by)
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
