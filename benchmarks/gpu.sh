@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Every GPU figure in one call (for the device machine; ~6 minutes on an H100/H200):
-#   the training step (ModernBERT-large config, bf16, batch 64 x 128, x0 = masks[length:64]) and
-#   sampling throughput (tau 0.01, 64 masks, batch 1 and 64), and a few pt.py steps under ddp/fsdp/fsdp2/zero2/zero3.yaml
-#   (each checkpoint-final checked complete: FSDP and ZeRO-3 gather the full state dict at the final save).
+# Every GPU figure in one call (for the device machine; ~10 minutes on an H100/H200):
+#   the training step (ModernBERT-large config, bf16, batch 64 x 128, x0 = masks[length:64]),
+#   sampling (tau 0.01, 64 masks; batch 1 s/seq and batch 64 seq/s, eager and compiled: torch.compile with CUDA
+#   graphs over bucketed widths, its compilation reported apart as compile_s; alone:
+#   python3 benchmarks/sample.py --device cuda --modes compiled), and a few pt.py steps under
+#   ddp/fsdp/fsdp2/zero2/zero3.yaml (each checkpoint-final checked complete: FSDP and ZeRO-3 gather the full
+#   state dict at the final save).
 #   JSON lines go to $OUT (or ./gpu-results).
 # The device image has torch/transformers/accelerate but not rapidfuzz: prepare wheels here first with
 #   echo /.whl/ >> .git/info/exclude

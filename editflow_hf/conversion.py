@@ -16,7 +16,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors
+from .causal_lm import load_causal_lm
+from .checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors, tensor_bytes
 from .errors import EditFlowError
 
 # torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
@@ -132,9 +133,11 @@ def _load_encoder(model_name_or_path: str, trust_remote_code: bool, config) -> _
     return _Source(encoder, "mlm", projection=encoder.get_input_embeddings())
 
 
-def _load_causal_lm(model_name_or_path: str, trust_remote_code: bool, vocab_needed: int) -> _Source:
-    """A decoder LM, its embeddings (and LM head) resized to the tokenizer when tokens were added."""
-    lm = AutoModelForCausalLM.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+def _load_causal_lm(model_name_or_path: str, trust_remote_code: bool, vocab_needed: int, lm=None) -> _Source:
+    """A decoder LM (`lm` when already loaded, e.g. from a GGUF file), its embeddings (and LM head) resized to the
+    tokenizer when tokens were added."""
+    if lm is None:
+        lm = AutoModelForCausalLM.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if vocab_needed > lm.get_input_embeddings().num_embeddings:
         # New rows start at the mean of the old ones (transformers' mean_resizing), not at random.
         lm.resize_token_embeddings(vocab_needed, mean_resizing=True)
@@ -171,8 +174,8 @@ def prepare_tokenizer(tokenizer, *, add_missing: bool = False) -> dict:
     where there is none), a pad token (the EOS for an encoder), and a chat template where it has none.
 
     An encoder's tokenizer without a mask token is refused (its MLM never learnt one). With `add_missing` (decoder
-    LMs, which have neither mask nor BOS as a rule, and often no pad) the missing mask / BOS / pad tokens are added
-    as new special tokens; the caller resizes the embeddings. Returns the added tokens, e.g. `{"mask_token": "<|mask|>"}`."""
+    LMs, which have neither mask nor BOS as a rule, and often no pad or their EOS as pad) the missing mask / BOS /
+    pad tokens are added as new special tokens; the caller resizes the embeddings. Returns the added tokens, e.g. `{"mask_token": "<|mask|>"}`."""
     added = {}
     if tokenizer.mask_token is None:
         if not add_missing:
@@ -191,9 +194,11 @@ def prepare_tokenizer(tokenizer, *, add_missing: bool = False) -> dict:
             raise EditFlowError("The tokenizer has neither a BOS nor a CLS token to start sequences with; add a bos_token.")
     if tokenizer.eos_token is None and tokenizer.sep_token is not None:
         tokenizer.eos_token = tokenizer.sep_token
-    if tokenizer.pad_token is None:
+    pad_is_eos = tokenizer.pad_token is not None and tokenizer.pad_token_id == tokenizer.eos_token_id
+    if tokenizer.pad_token is None or (add_missing and pad_is_eos):
         if add_missing:
-            # Its own token, not the EOS: generation suppresses the pad id, and the EOS must stay available.
+            # Its own token, not the EOS (SmolLM2 pads with its EOS): generation suppresses the pad id, and the
+            # EOS must stay available.
             added["pad_token"] = ADDED_PAD_TOKEN
         else:
             tokenizer.pad_token = tokenizer.eos_token
@@ -226,6 +231,7 @@ def convert(
     trust_remote_code: bool = False,
     headless_head_init: str = "embeddings",
     overwrite: bool = False,
+    gguf_file: str | None = None,
 ) -> Path:
     """Convert `model_name_or_path` (local folder or Hub id of an encoder or a decoder LM) into an Edit Flow
     checkpoint folder at `output_dir` (weights in safetensors, config with `auto_map`, remote code, tokenizer,
@@ -233,25 +239,38 @@ def convert(
     `headless_head_init`: the vocabulary projection of a headless encoder's token heads starts from its input
     embeddings (`"embeddings"`) or at random (`"random"`). Returns the folder.
 
+    `gguf_file`: read the decoder from this GGUF file inside the folder `model_name_or_path` (dequantised, as
+    transformers' `from_pretrained(folder, gguf_file=...)` reads it; needs `pip install 'editflow-hf[real]'`).
+
     A non-empty `output_dir` is refused unless `overwrite`; the folder is written beside it and renamed into
     place, so a failed conversion (a full disk...) leaves `output_dir` as it was."""
     _heavy()
     if headless_head_init not in HEADLESS_HEAD_INITS:
         raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
     scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
+    source_path = Path(model_name_or_path).expanduser()
+    if source_path.exists() and Path(output_dir).expanduser().resolve() == source_path.resolve():
+        raise EditFlowError(f"--output_dir {output_dir} is the source model's folder: converting would replace it; choose another --output_dir.")
     check_output_folder(output_dir, overwrite=overwrite)
-    check_model_folder(model_name_or_path, what="source model")
-    with loading_errors(model_name_or_path, what="source model"):
-        source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    gguf_lm = None
+    if gguf_file:
+        # A GGUF file holds a decoder LM (llama.cpp's format) and its tokenizer: read both once (slow to parse).
+        with loading_errors(Path(model_name_or_path) / gguf_file, what="source model"):
+            gguf_lm, tokenizer = load_causal_lm(model_name_or_path, gguf_file=gguf_file)
+        source_config, causal = gguf_lm.config, True
+    else:
+        check_model_folder(model_name_or_path, what="source model")
+        with loading_errors(model_name_or_path, what="source model"):
+            source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        causal = _is_causal_lm(source_config)
+        with loading_errors(model_name_or_path, what="source model"):
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     if source_config.model_type == EditFlowConfig.model_type:
         raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
-    causal = _is_causal_lm(source_config)
-    with loading_errors(model_name_or_path, what="source model"):
-        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
     added_tokens = prepare_tokenizer(tokenizer, add_missing=causal)
     with loading_errors(model_name_or_path, what="source model"):
         if causal:
-            source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer))
+            source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer), lm=gguf_lm)
         else:
             source = _load_encoder(model_name_or_path, trust_remote_code, source_config)
     if headless_head_init == "random":
@@ -306,7 +325,8 @@ def convert(
                 _copy_linear(head.decoder, source.projection)
 
     output_dir = Path(output_dir)
-    with atomic_folder(output_dir, overwrite=overwrite) as staging:
+    needed = tensor_bytes(model.state_dict()) + (16 << 20)  # the weights, and room for tokenizer and code files
+    with atomic_folder(output_dir, overwrite=overwrite, needed=needed) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         editflow_generation_config().save_pretrained(staging)  # default sampling settings, raw-text prompts

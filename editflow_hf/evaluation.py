@@ -5,18 +5,23 @@ corrupted text (`restoration`). The command's help (`editflow-eval --help`) desc
 import re
 import string
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import torch
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer
 
+from .checkpoints import check_model_folder, loading_errors
+from .data.files import scan_dataset_files
+from .causal_lm import ReferenceLM, check_gguf_source
 from .errors import EditFlowError
+from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 from .modeling.edits_editflow import unwritable_token_ids
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
-from .path.collator import EditFlowCollator
+from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
 from .path.couplings import DEFAULT_X0_SAMPLER, Corrupt, parse_x0_sampler
 from .registration import register
 
@@ -66,27 +71,10 @@ def _cut(ids: list[int], eos_token_id: int | None) -> list[int]:
     return ids[: ids.index(eos_token_id)] if eos_token_id is not None and eos_token_id in ids else ids
 
 
-@torch.no_grad()
-def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu") -> float:
-    """exp(mean NLL per token) of `texts` under a causal LM (each text scored after the LM's BOS, if it has one)."""
-    from transformers import AutoModelForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(ref_model)
-    model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
-    total_nll, total_tokens = 0.0, 0
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        ids = start + ids
-        if len(ids) < 2:
-            continue
-        input_ids = torch.tensor([ids], device=device)
-        logits = model(input_ids=input_ids).logits[0, :-1].float()
-        total_nll += float(torch.nn.functional.cross_entropy(logits, input_ids[0, 1:], reduction="sum"))
-        total_tokens += len(ids) - 1
-    if total_tokens == 0:
-        return float("nan")
-    return float(np.exp(total_nll / total_tokens))
+def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu", gguf_file: str | None = None) -> float:
+    """exp(mean NLL per token) of `texts` under a causal LM (a folder, or `gguf_file` inside it; each text scored
+    after the LM's BOS, if it has one). The LM is loaded once per process (`ReferenceLM.load`)."""
+    return ReferenceLM.load(str(ref_model), gguf_file, device).perplexity(texts)
 
 
 def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max_length, split, seed) -> tuple[str, list[dict]]:
@@ -103,11 +91,47 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
 
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
     sampler = TauLeapSampler(
-        model, tau=tau, temperature=temperature, max_length=max_length,
-        generator=torch.Generator(device=next(model.parameters()).device).manual_seed(seed),
+        model, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
         suppress_token_ids=unwritable_token_ids(model.config),
     )  # fmt: skip
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
+
+
+EVAL_RULES = (
+    MAX_LENGTH_RULE,
+    seed_rule(),
+    NumberRule("num_t", lambda v: v >= 1, "at least 1 grid point in t"),
+    NumberRule("max_sequences", lambda v: v >= 2, "at least 2 sequences (the bound's standard error needs two)"),
+    NumberRule("num_samples", lambda v: v >= 1, "at least 1 sample"),
+    NumberRule("batch_size", lambda v: v >= 1, "at least 1 sequence per forward pass"),
+    NumberRule("corrupt_p", lambda v: 0 <= v <= 1, "a rate in [0, 1] (0 skips the restoration test)"),
+)
+
+
+def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler, ref_model, ref_gguf_file=None, **numbers) -> None:
+    """Everything `evaluate` can check before it loads a model or the data: the numbers (`EVAL_RULES`), the
+    coupling and tie-break, the model and --ref_model folders, the local data files. EditFlowError (one line)."""
+    for rule in EVAL_RULES:
+        check_finite(rule.flag, numbers[rule.flag])
+        rule.check(numbers[rule.flag])
+    if tie_break is not None and tie_break not in TIE_BREAK_CHOICES:
+        raise EditFlowError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {tie_break!r}.")
+    if x0_sampler is not None:
+        try:
+            parse_x0_sampler(x0_sampler)
+        except ValueError as err:
+            raise EditFlowError(f"--x0_sampler: {err}") from None
+    if ref_gguf_file and ref_model is None:
+        raise EditFlowError("--ref_gguf_file names a file inside the --ref_model folder; pass --ref_model too.")
+    check_model_folder(model_name_or_path)
+    if ref_model is not None:
+        if not Path(ref_model).expanduser().is_dir():
+            raise EditFlowError(f"--ref_model {ref_model}: no such folder; pass the folder of a local causal LM (saved with save_pretrained).")
+        if ref_gguf_file:
+            check_gguf_source(ref_model, ref_gguf_file, what="--ref_model")  # a GGUF folder has no config.json
+        else:
+            check_model_folder(ref_model, what="--ref_model")
+    scan_dataset_files(dataset_args)
 
 
 def evaluate(
@@ -130,14 +154,21 @@ def evaluate(
     tie_break: str | None = None,
     x0_sampler: str | None = None,
     ref_model: str | None = None,
+    ref_gguf_file: str | None = None,
     device: str | None = None,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    check_eval_inputs(
+        model_name_or_path, dataset_args, max_length=max_length, seed=seed, num_t=num_t, max_sequences=max_sequences,
+        num_samples=num_samples, batch_size=batch_size, corrupt_p=corrupt_p, tie_break=tie_break, x0_sampler=x0_sampler,
+        ref_model=ref_model, ref_gguf_file=ref_gguf_file,
+    )  # fmt: skip
     register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-    model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+    with loading_errors(model_name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
@@ -183,7 +214,7 @@ def evaluate(
     generation["examples"] = texts[:4]
     result["generation"] = generation
     if ref_model:
-        result["generative_perplexity"] = generative_perplexity(texts, ref_model, device)
+        result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
 
     if corrupt_p > 0:
         result["restoration"] = restoration(model, features[:num_samples], corrupt_p, tau=tau, temperature=temperature,

@@ -88,7 +88,7 @@ HUB_KWARGS = ("revision", "token", "local_files_only", "cache_dir")
 LOADING_KWARGS = {*HUB_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
 CALL_PARAMETERS = (
     "tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, max_length, "
-    "max_new_tokens, num_return_sequences, return_full_text, batch_size, return_trace, progress_bar"
+    "max_new_tokens, num_return_sequences, return_full_text, batch_size, return_trace, progress_bar, compile"
 )
 
 
@@ -197,6 +197,7 @@ class EditFlowGenerationPipeline(Pipeline):
         return_full_text=None,
         return_trace=None,
         progress_bar=None,
+        compile=None,
         **unknown,
     ):
         unknown = {k: v for k, v in unknown.items() if k not in LOADING_KWARGS}
@@ -205,7 +206,7 @@ class EditFlowGenerationPipeline(Pipeline):
         self._check_parameters(
             tau=tau, mask_length=mask_length, temperature=temperature, do_sample=do_sample, top_p=top_p, top_k=top_k,
             seed=seed, max_length=max_length, max_new_tokens=max_new_tokens,
-            num_return_sequences=num_return_sequences,
+            num_return_sequences=num_return_sequences, compile=compile,
         )  # fmt: skip
         preprocess, forward, postprocess = {}, {}, {}
         for key, value, target in (
@@ -223,6 +224,7 @@ class EditFlowGenerationPipeline(Pipeline):
             ("num_return_sequences", num_return_sequences, forward),
             ("return_trace", return_trace, forward),
             ("progress_bar", progress_bar, forward),
+            ("compile", compile, forward),
             ("return_trace", return_trace, postprocess),
             ("return_full_text", return_full_text, postprocess),
         ):
@@ -233,7 +235,7 @@ class EditFlowGenerationPipeline(Pipeline):
     @staticmethod
     def _check_parameters(
         tau, mask_length, temperature, do_sample, top_p, top_k, seed, max_length, max_new_tokens,
-        num_return_sequences,
+        num_return_sequences, compile=None,
     ) -> None:  # fmt: skip
         """One clear ValueError for a bad explicit value, before any input is read."""
         check_sampling_params(
@@ -251,6 +253,8 @@ class EditFlowGenerationPipeline(Pipeline):
             raise ValueError(f"`do_sample` must be True or False; got {do_sample!r}.")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+        if compile is not None and not isinstance(compile, bool):
+            raise ValueError(f"`compile` must be True or False; got {compile!r}.")
 
     def __call__(self, inputs, **kwargs):
         r"""
@@ -278,8 +282,8 @@ class EditFlowGenerationPipeline(Pipeline):
             top_p (`float`, *optional*, checkpoint default, else 1.0):
                 Nucleus sampling mass in (0, 1] for those tokens.
             seed (`int`, *optional*):
-                Seed of a `torch.Generator` that makes every random draw; the same seed, inputs and batch_size
-                give the same output.
+                Seed of the run: every sampled row draws from its own generator, keyed by the seed and the row's
+                index in the call, so the same seed and inputs give the same outputs whatever the `batch_size`.
             edit_prompt (`bool`, *optional*, defaults to `False`):
                 Let the model edit the prompt too (edit mode); by default the prompt is protected. BOS never changes.
             chat_template (`bool`, *optional*, checkpoint default, else False):
@@ -301,6 +305,10 @@ class EditFlowGenerationPipeline(Pipeline):
                 they happen, iterate [`iter_steps`] instead.
             progress_bar (`bool`, *optional*, defaults to `True`):
                 Show a tqdm bar over the steps.
+            compile (`bool`, *optional*, defaults to `False`):
+                Run the encoder under `torch.compile` at bucketed widths (CUDA graphs on GPU): faster steps once
+                compiled; the first call at each new width bucket compiles (seconds to minutes). Same outputs as
+                eager up to floating-point rounding.
 
         Return:
             For one input, a list of `num_return_sequences` dicts `{"generated_text": str}` (plus `"trace"` with
@@ -326,10 +334,7 @@ class EditFlowGenerationPipeline(Pipeline):
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         """Preprocess, sample `batch_size` inputs per tau-leaping run, postprocess each input. A list is checked
         whole before any sampling starts; a generator or dataset streams."""
-        forward_params = dict(forward_params)
-        seed = forward_params.pop("seed", None)
-        if seed is not None:
-            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
+        forward_params = self._with_run_seed(forward_params)
         if isinstance(inputs, list):
             dataset = [self.preprocess(item, **preprocess_params) for item in inputs]
         elif hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__"):
@@ -338,11 +343,25 @@ class EditFlowGenerationPipeline(Pipeline):
             num_workers = min(num_workers, 1)
             dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=list)
-        return (
-            self.postprocess(output, **postprocess_params)
-            for batch in loader
-            for output in self._split_batch(self.forward(batch, **forward_params))
-        )
+
+        def outputs():
+            first_input = 0  # global index of the batch's first input: it keys the rows' random draws
+            for batch in loader:
+                for output in self._split_batch(self.forward(batch, first_input=first_input, **forward_params)):
+                    yield self.postprocess(output, **postprocess_params)
+                first_input += len(batch)
+
+        return outputs()
+
+    @staticmethod
+    def _with_run_seed(forward_params: dict) -> dict:
+        """The forward parameters with `seed` set: the caller's, or one drawn from torch's global generator (so
+        `torch.manual_seed` still makes a run reproducible). Every batch of a call samples with this one seed and
+        its rows' global indices, so a row's output does not depend on `batch_size`."""
+        forward_params = dict(forward_params)
+        if forward_params.get("seed") is None:
+            forward_params["seed"] = int(torch.randint(0, 2**62, ()))
+        return forward_params
 
     def _prompt_messages(self, inputs, chat_template: bool, edit_prompt: bool) -> list[dict] | None:
         """The chat messages of an input, or None for a raw text prompt (the prompt rule)."""
@@ -445,8 +464,8 @@ class EditFlowGenerationPipeline(Pipeline):
         }
 
     def _sampler(
-        self, model_inputs, tau=None, temperature=None, do_sample=None, top_p=None, top_k=None, generator=None,
-        num_return_sequences=1, progress_bar=True,
+        self, model_inputs, tau=None, temperature=None, do_sample=None, top_p=None, top_k=None, seed=None,
+        num_return_sequences=1, progress_bar=True, compile=False,
     ) -> tuple[TauLeapSampler, list[dict]]:  # fmt: skip
         """The sampler of one batch of preprocessed inputs and its rows (`num_return_sequences` per input)."""
         defaults = self.generation_defaults
@@ -463,9 +482,10 @@ class EditFlowGenerationPipeline(Pipeline):
             top_p=defaults["top_p"] if top_p is None else top_p,
             top_k=defaults["top_k"] if top_k is None else top_k,
             max_length=[row["max_length"] for row in rows],
-            generator=generator,
+            seed=seed,
             suppress_token_ids=unwritable_token_ids(config),
             progress_bar=progress_bar,
+            compile=compile,
         )
         return sampler, rows
 
@@ -473,12 +493,14 @@ class EditFlowGenerationPipeline(Pipeline):
     def _sampler_inputs(rows: list[dict]) -> tuple[list, list, list]:
         return [row["input_ids"] for row in rows], [row["protected"] for row in rows], [row["open_end"] for row in rows]
 
-    def _forward(self, model_inputs, return_trace=False, num_return_sequences=1, **sampler_params):
-        """One tau-leaping run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
+    def _forward(self, model_inputs, return_trace=False, num_return_sequences=1, first_input=0, **sampler_params):
+        """One tau-leaping run over a batch of preprocessed inputs, `num_return_sequences` rows each; the batch's
+        first input is input `first_input` of the call (row ids: input index * num_return_sequences + j)."""
         sampler, rows = self._sampler(model_inputs, num_return_sequences=num_return_sequences, **sampler_params)
         result = sampler.sample(
-            *self._sampler_inputs(rows), prompt_lengths=[row["prompt_len"] for row in rows], return_trace=return_trace
-        )
+            *self._sampler_inputs(rows), prompt_lengths=[row["prompt_len"] for row in rows], return_trace=return_trace,
+            row_ids=range(first_input * num_return_sequences, first_input * num_return_sequences + len(rows)),
+        )  # fmt: skip
         # The SamplingResult object passes through Pipeline.forward untouched (it only walks dicts, lists and
         # tensors), so long traces are not copied element by element.
         return {"inputs": model_inputs, "num_return_sequences": num_return_sequences, "result": result}
@@ -505,9 +527,7 @@ class EditFlowGenerationPipeline(Pipeline):
         if not items:
             raise ValueError("iter_steps needs at least one input.")
         model_inputs = [self.preprocess(item, **preprocess_params) for item in items]
-        seed = forward_params.pop("seed", None)
-        if seed is not None:
-            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
+        forward_params = self._with_run_seed(forward_params)
         return_trace = forward_params.pop("return_trace", False)
         num_return_sequences = forward_params.get("num_return_sequences", 1)
         sampler, rows = self._sampler(model_inputs, **forward_params)

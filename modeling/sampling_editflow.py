@@ -16,12 +16,16 @@ so it stays finite (for the linear scheduler h * w(1 - tau) = 1 on the last step
 
 Everything per step is tensor ops on the padded batch [B, L]: no Python loop over positions. Rows whose
 sequence did not change since their last forward reuse its rates and hidden states (the model is
-time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder.
+time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder, and a step
+in which nothing fires applies nothing. Each row draws its random numbers from its own generator, keyed by the
+run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
+`compile=True` the encoder runs under torch.compile at bucketed widths ([`CompiledEditRates`]).
 """
 
 import math
+import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers.utils.logging import tqdm
@@ -51,6 +55,12 @@ class AppliedEdits:
     substituted: torch.BoolTensor
     deleted: torch.BoolTensor
     changed: torch.BoolTensor
+
+    @classmethod
+    def unchanged(cls, tokens: torch.LongTensor, lengths: torch.LongTensor, protected: torch.BoolTensor) -> "AppliedEdits":
+        """A step in which no edit fired: the same sequences, nothing inserted, substituted or deleted."""
+        none = torch.zeros_like(protected)
+        return cls(tokens, lengths, protected, none, none, none, none.new_zeros(tokens.shape[0]))
 
 
 def unpadded_rows(tokens: torch.LongTensor, lengths: torch.LongTensor) -> list[list[int]]:
@@ -151,11 +161,13 @@ def sample_tokens(
     generator: torch.Generator | None = None,
     suppress_token_ids: Sequence[int] = (),
     top_k: int | None = None,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.LongTensor:
     """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
     softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
     smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
-    `suppress_token_ids` (mask, BOS, padding) get probability 0.
+    `suppress_token_ids` (mask, BOS, padding) get probability 0. `uniforms` `[N]` in [0, 1): the draw of each row
+    (default: drawn from `generator`).
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
     one draw per row where `torch.multinomial` draws one exponential per vocabulary entry (several times
@@ -183,7 +195,9 @@ def sample_tokens(
         # keep token k while the mass before it is below top_p (the top token is always kept)
         weights = weights.masked_fill(cdf - weights >= top_p * cdf[:, -1:], 0.0)
     cdf = weights.cumsum_(dim=-1)
-    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
+    if uniforms is None:
+        uniforms = torch.rand((cdf.shape[0],), generator=generator, device=cdf.device)
+    u = uniforms.to(cdf.dtype)[:, None] * cdf[:, -1:]
     choice = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
     if sorted_ids is not None:
         choice = sorted_ids.gather(1, choice)
@@ -222,6 +236,101 @@ def check_sampling_params(
         raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
+# Widths a compiled step pads x_t to: the width changes with every insertion or deletion, and a compiled graph (a
+# CUDA graph above all) is specialised to its shapes, so the step runs at the next bucket up and records a new
+# graph only when a sequence crosses into a new bucket. Steps of 16 up to 256 (a sequence of BOS + 64 masks
+# hovers around 65: coarse buckets would pad it to 96), then 64, 256 and 512 (at most ~1/5 padding beyond 256).
+COMPILE_WIDTH_BUCKETS = (
+    *range(16, 257, 16), *range(320, 1025, 64), *range(1280, 4097, 256), *range(4608, 8193, 512)
+)  # fmt: skip
+
+
+def bucket_width(width: int, cap: int | None = None) -> int:
+    """The smallest bucket of `COMPILE_WIDTH_BUCKETS` holding `width` (multiples of 1024 beyond), at most `cap`
+    (the encoder's positions) and never less than `width`."""
+    bucket = next((b for b in COMPILE_WIDTH_BUCKETS if b >= width), -(-width // 1024) * 1024)
+    return max(width, min(bucket, cap)) if cap else bucket
+
+
+def bucket_rows(rows: int) -> int:
+    """The power of two holding `rows` (a compiled step runs the changed rows of a batch, a varying count)."""
+    return 1 << max(0, rows - 1).bit_length()
+
+
+class CompiledEditRates:
+    """`model.edit_rates` under `torch.compile`, run at bucketed shapes: rows are padded to a power of two and
+    the width to [`bucket_width`], so the compiled graphs are few and reused while sequences grow and shrink.
+    On CUDA the mode is "reduce-overhead" (CUDA graphs: one launch per step instead of one per kernel); on CPU the
+    default mode. Padded columns are masked out (attention mask 0) and padded rows hold BOS alone; both are cut off
+    before returning, so callers see the shapes they passed. One instance per model is shared by every sampler
+    ([`for_model`]), so a pipeline's batches reuse the compiled graphs."""
+
+    def __init__(self, model):
+        self.model = model
+        self.on_cuda = next(model.parameters()).device.type == "cuda"
+        self.mode = "reduce-overhead" if self.on_cuda else None
+        # dynamic=None: a second shape recompiles once with symbolic sizes, which then serve every bucket
+        self.compiled = torch.compile(model.edit_rates, mode=self.mode)
+        encoder_config = getattr(model.config, "encoder_config", None)
+        self.width_cap = getattr(encoder_config, "max_position_embeddings", None)
+        self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.shapes: set[tuple[int, int]] = set()  # the shapes compiled (or recorded) so far
+
+    @classmethod
+    def for_model(cls, model) -> "CompiledEditRates":
+        compiled = model.__dict__.get("_editflow_compiled_rates")
+        if compiled is None or compiled.on_cuda != (next(model.parameters()).device.type == "cuda"):  # new or moved
+            compiled = cls(model)
+            model.__dict__["_editflow_compiled_rates"] = compiled  # not a submodule: no state_dict entry
+        return compiled
+
+    def __call__(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
+        rows, width = input_ids.shape
+        padded_rows, padded_width = bucket_rows(rows), bucket_width(width, self.width_cap)
+        if (padded_rows, padded_width) != (rows, width):
+            ids = input_ids.new_full((padded_rows, padded_width), self.pad_token_id)
+            ids[:rows, :width] = input_ids
+            ids[rows:, 0] = input_ids[0, 0]  # filler rows: BOS alone (no all-masked attention row)
+            mask = attention_mask.new_zeros((padded_rows, padded_width))
+            mask[:rows, :width] = attention_mask
+            mask[rows:, 0] = 1
+            times = t.new_zeros(padded_rows)
+            times[:rows] = t
+            input_ids, attention_mask, t = ids, mask, times
+        self.shapes.add((padded_rows, padded_width))
+        if self.on_cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        rates, hidden = self.compiled(input_ids, attention_mask, t)
+        rates, hidden = rates[:rows, :width], hidden[:rows, :width]
+        if self.on_cuda:  # CUDA-graph outputs live in buffers the next replay overwrites; the sampler keeps them
+            rates, hidden = rates.clone(), hidden.clone()
+        return rates, hidden
+
+
+_UINT64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's output function: a bijection of 64-bit integers in which every input bit changes about half
+    of the output bits."""
+    x = (x + 0x9E3779B97F4A7C15) & _UINT64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _UINT64
+    return x ^ (x >> 31)
+
+
+def row_seed(seed: int, row: int) -> int:
+    """Seed of the generator of sampled row `row` (its global index in the request) in a run seeded with `seed`.
+    Mixed rather than added, so seed s row r + 1 and seed s + 1 row r draw unrelated numbers."""
+    return _splitmix64(_splitmix64(seed & _UINT64) ^ row) >> 1  # < 2**63
+
+
+# Random draws of one row and step, one set per position i of the row: whether an edit fires at i, its kind,
+# whether an insertion fires after i, and the uniforms that pick the tokens substituted at / inserted after i.
+DRAW_EVENT, DRAW_KIND, DRAW_INSERT, DRAW_SUB_TOKEN, DRAW_INS_TOKEN = range(5)
+NUM_DRAWS = 5
+
+
 def num_tau_steps(tau: float) -> int:
     """Number of steps from t = 0 to t = 1: ceil(1 / tau), tolerant to float error (1 / 0.01 = 100 steps)."""
     return max(1, math.ceil(1.0 / tau - 1e-6))
@@ -242,6 +351,9 @@ class SamplerState:
         rate_cache: `[B, L, 3]` rates of every row from its last encoder pass (None before the first step).
         hidden_cache: `[B, L, H]` the hidden states of that pass (the token heads read them at fired positions).
         stale: `[B]` rows whose sequence changed since their last encoder pass.
+        permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
+        host_lengths: `lengths` as Python ints (the sizes of each row's draws).
+        generators: one per row, the source of all of its random draws.
     """
 
     tokens: torch.LongTensor
@@ -253,6 +365,9 @@ class SamplerState:
     rate_cache: torch.Tensor | None = None
     hidden_cache: torch.Tensor | None = None
     stale: torch.BoolTensor | None = None
+    permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
+    host_lengths: list[int] = field(default_factory=list)
+    generators: list[torch.Generator] = field(default_factory=list)
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -336,10 +451,17 @@ class TauLeapSampler:
         top_p: nucleus mass in (0, 1].
         top_k: keep the k most likely tokens before top_p (None or 0: all).
         max_length: cap on every sequence, or one cap per row; insertions beyond it do not fire (leftmost ones win).
-        generator: source of all random draws (same seed -> same output).
+        seed: the run's seed. Row r of a batch draws from its own generator seeded with `row_seed(seed, row_ids[r])`
+            (`row_ids` default to 0..B-1; the pipeline passes global indices), `NUM_DRAWS` uniforms per position
+            per step, so a row's output depends on the seed and its index only, not on the batch it shares or
+            the padded width. None: drawn from `generator` (or torch's global generator) at each `init_state`.
+        generator: source of the seed when `seed` is None.
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
         progress_bar: show a tqdm bar over the steps.
+        compile: run the model's encoder and rate head under `torch.compile` ([`CompiledEditRates`]: bucketed
+            widths, CUDA graphs on GPU). The first steps at each new bucket pay the compilation (seconds to minutes);
+            the sampler's `compile_seconds` adds up the time spent in those first calls.
     """
 
     def __init__(
@@ -352,9 +474,11 @@ class TauLeapSampler:
         top_k: int | None = None,
         max_length: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
+        seed: int | None = None,
         suppress_token_ids: Sequence[int] = (),
         reuse_unchanged_rows: bool = True,
         progress_bar: bool = False,
+        compile: bool = False,
     ):
         check_sampling_params(tau, temperature, top_p, top_k)
         config = model.config
@@ -365,9 +489,14 @@ class TauLeapSampler:
         self.top_k = top_k
         self.max_length = max_length
         self.generator = generator
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+        self.seed = seed
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
+        self.compile = bool(compile)
+        self.compile_seconds = 0.0
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
 
@@ -380,14 +509,35 @@ class TauLeapSampler:
         """Steps from t = 0 to t = 1."""
         return num_tau_steps(self.tau)
 
-    def uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Uniform draws in [0, 1) that decide which edits fire (override for deterministic firing)."""
-        return torch.rand(shape, generator=self.generator, device=self.device)
+    def draw_uniforms(self, state: "SamplerState") -> torch.Tensor:
+        """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`: row b draws `[NUM_DRAWS, len_b]` from its own
+        generator (sized by the row, not the padded width; zeros at padding, where nothing can fire).
+        Override for deterministic firing."""
+        lengths, width = state.host_lengths, state.tokens.shape[1]
+        if len(lengths) == 1:  # batch 1: the row is the width
+            return torch.rand((NUM_DRAWS, 1, width), generator=state.generators[0], device=self.device)
+        draws = torch.zeros((NUM_DRAWS, len(lengths), width), device=self.device)
+        for row, (n, generator) in enumerate(zip(lengths, state.generators)):
+            draws[:, row, :n] = torch.rand((NUM_DRAWS, n), generator=generator, device=self.device)
+        return draws
 
     def step_weight(self, t: float, t_next: float) -> float:
         """h * w(t) with h = t_next - t: multiplies the model's rates into firing intensities for this step."""
         w = self.scheduler.weight(torch.tensor([t], dtype=torch.float64))
         return float((t_next - t) * w)
+
+    def _step_weights(self) -> list[float]:
+        """[`step_weight`] of every step, computed once (one scheduler call instead of one per step)."""
+        if getattr(self, "_weights", None) is None:
+            times = [step * self.tau for step in range(self.num_steps)]
+            ends = [min((step + 1) * self.tau, 1.0) for step in range(self.num_steps)]
+            w = self.scheduler.weight(torch.tensor(times, dtype=torch.float64)).tolist()
+            self._weights = [(end - t) * weight for t, end, weight in zip(times, ends, w)]
+        return self._weights
+
+    def temperature_at(self, t: float) -> float:
+        """The token temperature of the step that starts at `t` (the one place temperature is decided)."""
+        return self.temperature
 
     def choose_edits(
         self,
@@ -398,41 +548,64 @@ class TauLeapSampler:
         can_insert: torch.BoolTensor,
         lengths: torch.LongTensor,
         scale: float,
+        draws: torch.Tensor,
     ) -> tuple[torch.BoolTensor, torch.BoolTensor, torch.BoolTensor]:
-        """Fire edits, returning `(del_fire, sub_fire, ins_fire)`, each `[B, L]`:
+        """Fire edits with this step's uniforms `draws` (`[NUM_DRAWS, B, L]`, of which u0, u1, u2 are used), returning `(del_fire, sub_fire, ins_fire)`, each
+        `[B, L]`:
 
             event = u0 < min(1, scale * (sub + del))      and can_edit
             sub   = event and  u1 * (sub + del) < sub      (kind proportional to the rates)
             del   = event and not sub
             ins   = u2 < min(1, scale * ins)               and can_insert, and at most max_length - len per row
+
+        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.)
         """
-        draws = self.uniform((3, *sub_rate.shape))
         total = sub_rate + del_rate
-        event = (draws[0] < (scale * total).clamp(max=1.0)) & can_edit
-        sub_fire = event & (draws[1] * total < sub_rate)
+        event = (draws[DRAW_EVENT] < scale * total) & can_edit
+        sub_fire = event & (draws[DRAW_KIND] * total < sub_rate)
         del_fire = event & ~sub_fire
-        ins_fire = (draws[2] < (scale * ins_rate).clamp(max=1.0)) & can_insert
+        ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         if self.max_length is not None:
             room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
         return del_fire, sub_fire, ins_fire
 
-    def _encode_rows(self, tokens, lengths, rows, t):
-        """One encoder pass over `rows` (trimmed to their longest); returns rates [n, w, 3] and hidden [n, w, H]."""
-        width = int(lengths[rows].max())
-        input_ids = tokens[rows, :width]
-        attention_mask = valid_positions(lengths[rows], width)
-        empty = torch.zeros_like(attention_mask)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask.long(),
-            t=torch.full((len(rows),), t, device=tokens.device),
-            sub_logits_at=empty,
-            ins_logits_at=empty,
-            return_dict=True,
-        )
-        rates = torch.stack([out.sub_rate, out.del_rate, out.ins_rate], dim=-1).float()
-        return rates, out.last_hidden_state
+    def model_rates(
+        self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one call of the model in a step: rates `[n, w, 3]` (sub, del, ins per unit of w(t); float32, 0 where
+        no edit can fire) and last hidden states `[n, w, H]` of `n` rows of x_t at time `t`."""
+        t_rows = torch.full((input_ids.shape[0],), t, device=input_ids.device)
+        if not self.compile:
+            rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
+            return rates.float(), hidden
+        compiled = CompiledEditRates.for_model(self.model)
+        known = len(compiled.shapes)
+        start = time.perf_counter()
+        rates, hidden = compiled(input_ids, attention_mask.long(), t_rows)
+        if len(compiled.shapes) > known:  # a new shape: this call compiled (or recorded a CUDA graph)
+            self.compile_seconds += time.perf_counter() - start
+        return rates.float(), hidden
+
+    def _refresh_rates(self, state: SamplerState, t: float) -> None:
+        """Run the model on the rows that changed since their last pass (every row when reuse is off) and store
+        their rates and hidden states in the state's caches (`[B, width, ...]`; zeros beyond a row's length)."""
+        batch, width = state.tokens.shape
+        if state.stale.all() or not self.reuse_unchanged_rows:
+            # every row: the batch as it is, no gather or scatter (always the case at batch 1)
+            state.rate_cache, state.hidden_cache = self.model_rates(
+                state.tokens, valid_positions(state.lengths, width), t
+            )
+            return
+        rate_cache = self._fit_width(state.rate_cache, width)
+        hidden_cache = self._fit_width(state.hidden_cache, width)
+        rows = state.stale.nonzero().flatten()
+        rows_width = int(state.lengths[rows].max())
+        rates, hidden = self.model_rates(state.tokens[rows, :rows_width], valid_positions(state.lengths[rows], rows_width), t)
+        rate_cache[rows] = 0.0
+        rate_cache[rows, :rows_width] = rates
+        hidden_cache[rows, :rows_width] = hidden
+        state.rate_cache, state.hidden_cache = rate_cache, hidden_cache
 
     @staticmethod
     def _fit_width(cache: torch.Tensor | None, width: int) -> torch.Tensor | None:
@@ -445,83 +618,101 @@ class TauLeapSampler:
         return torch.cat([cache, pad], dim=1)
 
     def init_state(
-        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+        self,
+        sequences: Sequence[Sequence[int]],
+        protected: Sequence[Sequence[bool]],
+        open_end: Sequence[bool],
+        row_ids: Sequence[int] | None = None,
     ) -> SamplerState:
         """The state at t = 0 of a batch of start sequences (arguments as in [`sample`]), on the model's device."""
         if len(protected) != len(sequences) or len(open_end) != len(sequences):
             raise ValueError("`sequences`, `protected` and `open_end` must have one entry per row.")
+        row_ids = list(range(len(sequences))) if row_ids is None else [int(r) for r in row_ids]
+        if len(row_ids) != len(sequences):
+            raise ValueError(f"`row_ids` needs one index per row; got {len(row_ids)} for {len(sequences)} rows.")
         if any(len(ids) == 0 or len(ids) != len(flags) for ids, flags in zip(sequences, protected)):
             raise ValueError("Every row needs at least BOS, and one protection flag per token.")
         device = self.device
         batch = len(sequences)
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
-        width = int(lengths.max()) if batch > 0 else 0
-        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long, device=device)
-        protection = torch.zeros((batch, width), dtype=torch.bool, device=device)
+        width = max((len(s) for s in sequences), default=0)
+        # built on the host and moved once (one transfer, not one per row)
+        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        protection = torch.zeros((batch, width), dtype=torch.bool)
         for row, (ids, flags) in enumerate(zip(sequences, protected)):
-            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
-            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool, device=device)
+            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool)
         if width > 0:
             protection[:, 0] = True  # BOS never changes
+        seed = self.seed
+        if seed is None:
+            seed_source = self.generator.device if self.generator is not None else "cpu"
+            seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=seed_source))
+        generators = [torch.Generator(device=device).manual_seed(row_seed(seed, row)) for row in row_ids]
         return SamplerState(
-            tokens=tokens,
-            lengths=lengths,
-            protected=protection,
+            tokens=tokens.to(device),
+            lengths=torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device),
+            protected=protection.to(device),
             open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
             stale=torch.ones(batch, dtype=torch.bool, device=device),
+            host_lengths=[len(s) for s in sequences],
+            generators=generators,
         )
 
     @torch.no_grad()
     def step(self, state: SamplerState) -> SamplerStep:
         """One tau step from `state.t` to min(t + tau, 1): refresh the rates of the rows that changed, fire edits,
-        draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits."""
+        draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits.
+
+        Work follows what happened: the model runs only when some row changed in the last step (one host check),
+        edit permissions are recomputed only then, and a step where no edit fires applies nothing."""
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
-        batch = state.tokens.shape[0]
         t = state.step * self.tau
         t_next = min((state.step + 1) * self.tau, 1.0)
-        width = state.tokens.shape[1]
-        rate_cache = self._fit_width(state.rate_cache, width)
-        hidden_cache = self._fit_width(state.hidden_cache, width)
-
-        rows = state.stale.nonzero().flatten() if self.reuse_unchanged_rows else torch.arange(batch, device=state.tokens.device)
-        if rows.numel() > 0:
-            rates, hidden = self._encode_rows(state.tokens, state.lengths, rows, t)
-            if rate_cache is None:
-                rate_cache = rates.new_zeros((batch, width, 3))
-                hidden_cache = hidden.new_zeros((batch, width, hidden.shape[-1]))
-            rows_width = rates.shape[1]
-            rate_cache[rows] = 0.0
-            rate_cache[rows, :rows_width] = rates
-            hidden_cache[rows, :rows_width] = hidden
-
-        can_edit, can_insert = edit_permissions(state.protected, state.lengths, state.open_end)
+        if not self.reuse_unchanged_rows or state.stale.any():
+            self._refresh_rates(state, t)
+            state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        rates = state.rate_cache
+        draws = self.draw_uniforms(state)
         del_fire, sub_fire, ins_fire = self.choose_edits(
-            rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
-            can_edit, can_insert, state.lengths, self.step_weight(t, t_next),
+            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
+            draws,
         )  # fmt: skip
+        state.step, state.t = state.step + 1, t_next
+        del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
+        if del_count == sub_count == ins_count == 0:
+            edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
+            state.stale = edits.changed
+            return SamplerStep(step=state.step, t=t_next, edits=edits)
+
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
-        if sub_fire.any():
-            sub_tokens[sub_fire] = self._sample(self.model.sub_head(hidden_cache[sub_fire]))
-        if ins_fire.any():
-            ins_tokens[ins_fire] = self._sample(self.model.ins_head(hidden_cache[ins_fire]))
-
+        for count, fire, head, tokens, stream in (
+            (sub_count, sub_fire, self.model.sub_head, sub_tokens, DRAW_SUB_TOKEN),
+            (ins_count, ins_fire, self.model.ins_head, ins_tokens, DRAW_INS_TOKEN),
+        ):
+            if count:  # the head and the token draw at the fired positions only (row-major order)
+                where = fire.nonzero(as_tuple=True)
+                tokens[where] = self._sample(head(state.hidden_cache[where]), t, draws[stream][where])
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
         )  # fmt: skip
         state.tokens, state.lengths, state.protected = edits.tokens, edits.lengths, edits.protected
-        state.rate_cache, state.hidden_cache, state.stale = rate_cache, hidden_cache, edits.changed
-        state.step, state.t = state.step + 1, t_next
+        state.host_lengths = edits.lengths.tolist()
+        state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
 
     def iter_steps(
-        self, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool]
+        self,
+        sequences: Sequence[Sequence[int]],
+        protected: Sequence[Sequence[bool]],
+        open_end: Sequence[bool],
+        row_ids: Sequence[int] | None = None,
     ) -> Iterator[SamplerStep]:
         """Run tau-leaping from t = 0 to t = 1, yielding every step's edits (arguments as in [`sample`]).
         Stopping the iteration early stops the sampling."""
-        state = self.init_state(sequences, protected, open_end)
+        state = self.init_state(sequences, protected, open_end, row_ids)
         if state.tokens.shape[0] == 0:
             return
         for _ in tqdm(range(self.num_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
@@ -534,6 +725,7 @@ class TauLeapSampler:
         open_end: Sequence[bool],
         prompt_lengths: Sequence[int] | None = None,
         return_trace: bool = False,
+        row_ids: Sequence[int] | None = None,
     ) -> SamplingResult:
         """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
 
@@ -543,23 +735,29 @@ class TauLeapSampler:
             open_end: per row, whether insertions may extend the sequence after a protected last token.
             prompt_lengths: per row, the `prompt_len` recorded in its trace (default 1: BOS).
             return_trace: record a [`DecodeTrace`] of every row.
+            row_ids: per row, its global index in the request, which keys its random draws (default 0..B-1): a
+                row sampled with the same seed and index gives the same output in any batch.
         """
         traces = DecodeTrace.start(sequences, prompt_lengths) if return_trace else None
         final = [[int(x) for x in ids] for ids in sequences]
         last = None
-        for last in self.iter_steps(sequences, protected, open_end):
+        for last in self.iter_steps(sequences, protected, open_end, row_ids):
             if traces is not None:
                 last.record(traces)
         if last is not None:
             final = last.sequences()
         return SamplingResult(sequences=final, traces=traces)
 
-    def _sample(self, logits: torch.Tensor) -> torch.LongTensor:
-        return sample_tokens(logits, self.temperature, self.top_p, self.generator, self.suppress_token_ids, self.top_k)
+    def _sample(self, logits: torch.Tensor, t: float, uniforms: torch.Tensor) -> torch.LongTensor:
+        return sample_tokens(logits, self.temperature_at(t), self.top_p, None, self.suppress_token_ids, self.top_k, uniforms)
 
 
 __all__ = [
     "AppliedEdits",
+    "COMPILE_WIDTH_BUCKETS",
+    "CompiledEditRates",
+    "bucket_rows",
+    "bucket_width",
     "SamplerState",
     "SamplerStep",
     "SamplingResult",
@@ -570,6 +768,7 @@ __all__ = [
     "check_sampling_params",
     "edit_permissions",
     "num_tau_steps",
+    "row_seed",
     "sample_tokens",
     "unpadded_rows",
     "valid_positions",

@@ -20,7 +20,6 @@ queue. On a ZeroGPU Space (`spaces` importable) each generation runs under `spac
 """
 
 import base64
-import html
 import os
 import sys
 
@@ -68,6 +67,20 @@ MODE_HELP = {
 }
 
 
+def refuse(message: str) -> gr.Error:
+    """A refused request: one line in the Space's log (no traceback) and the message, as plain text, to the UI and
+    to API callers. Gradio renders an error message as HTML, so instead of escaping it (which gradio_client would
+    show as `&#x27;`) the characters that could be markup are replaced by look-alikes (`plain`)."""
+    text = plain(message)
+    print(f"{PROG}: refused: {text}", file=sys.stderr, flush=True)
+    return gr.Error(text, print_exception=False)
+
+
+def plain(text: str) -> str:
+    """`text` on one line, with no character that HTML would read as markup (< > & become ‹ › +)."""
+    return " ".join(str(text).split()).translate(str.maketrans({"<": "‹", ">": "›", "&": "+"}))
+
+
 def fail(message: str) -> None:
     """Stop start-up with one line (no traceback)."""
     sys.exit(f"{PROG}: {message}")
@@ -100,42 +113,42 @@ def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: 
 
     def number(value, name):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise gr.Error(f"{name} must be a number; got {html.escape(repr(value))}.")
+            raise refuse(f"{name} must be a number; got {repr(value)}.")
         return value
 
     if prompt is None:
         prompt = ""
     if not isinstance(prompt, str):
-        raise gr.Error("The prompt must be text.")
+        raise refuse("The prompt must be text.")
     try:
         prompt.encode("utf-8")
     except UnicodeEncodeError:
-        raise gr.Error("The prompt contains an invalid character (a lone surrogate, not real text): retype or re-paste it.") from None
+        raise refuse("The prompt contains an invalid character (a lone surrogate, not real text): retype or re-paste it.") from None
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise gr.Error(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
+        raise refuse(f"The prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
     mode = mode or "prompt"
     if mode not in MODES:
-        raise gr.Error(f"mode must be one of {', '.join(MODES)}; got {html.escape(repr(mode))}.")
+        raise refuse(f"mode must be one of {', '.join(MODES)}; got {repr(mode)}.")
     tau = float(number(tau, "tau"))
     if not MIN_TAU <= tau <= MAX_TAU:
-        raise gr.Error(f"tau must be between {MIN_TAU} and {MAX_TAU} (1/tau sampling steps); got {tau}.")
+        raise refuse(f"tau must be between {MIN_TAU} and {MAX_TAU} (1/tau sampling steps); got {tau}.")
     mask_length = number(mask_length, "mask length")
     if mask_length != int(mask_length) or not 0 <= mask_length <= max_mask_length:
-        raise gr.Error(f"mask length must be a whole number from 0 to {max_mask_length}; got {mask_length}.")
+        raise refuse(f"mask length must be a whole number from 0 to {max_mask_length}; got {mask_length}.")
     temperature = float(number(temperature, "temperature"))
     if not 0.0 <= temperature <= MAX_TEMPERATURE:
-        raise gr.Error(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE}; got {temperature}.")
+        raise refuse(f"temperature must be between 0 (greedy) and {MAX_TEMPERATURE}; got {temperature}.")
     if seed is not None:
         seed = number(seed, "seed")
         if seed != int(seed) or not 0 <= seed <= MAX_SEED:
-            raise gr.Error(f"seed must be a whole number from 0 to {MAX_SEED} (or empty for a random run); got {seed}.")
+            raise refuse(f"seed must be a whole number from 0 to {MAX_SEED} (or empty for a random run); got {seed}.")
         seed = int(seed)
     if mode == "infill" and mask_token not in prompt:
-        raise gr.Error(f"Infill mode fills in the text's {mask_token} tokens: put {mask_token} where words are missing.")
+        raise refuse(f"Infill mode fills in the text's {mask_token} tokens: put {mask_token} where words are missing.")
     if mode == "edit" and not prompt.strip():
-        raise gr.Error("Edit mode rewrites a text: type the text to edit.")
+        raise refuse("Edit mode rewrites a text: type the text to edit.")
     if not prompt.strip() and mask_length == 0:
-        raise gr.Error("An empty prompt with mask length 0 leaves nothing to generate: raise the mask length.")
+        raise refuse("An empty prompt with mask length 0 leaves nothing to generate: raise the mask length.")
     return prompt, tau, int(mask_length), temperature, seed, mode
 
 
@@ -179,14 +192,14 @@ class EditFlowSpace:
                 progress_bar=False,
             )
         except ValueError as err:
-            raise gr.Error(html.escape(str(err))) from None
+            raise refuse(str(err)) from None
 
     def _start(self, prompt: str, mask_length: int, mode: str) -> dict:
         """The start sequence (BOS + prompt + masks) and prompt length, as the pipeline builds them."""
         try:
             return self.generator.preprocess(prompt, mask_length=mask_length, edit_prompt=mode == "edit")
         except ValueError as err:
-            raise gr.Error(html.escape(str(err))) from None
+            raise refuse(str(err)) from None
 
     @gpu
     def generate(self, prompt, tau, mask_length, temperature, seed, mode="prompt"):

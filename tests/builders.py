@@ -106,3 +106,38 @@ def build_tiny_mlm(kind: str, out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def train_in_process(checkpoint, texts, out_dir, steps, *, prompts=None, batch_size: int = 32, append_eos: bool = False, **options):
+    """A few Trainer steps on `texts` (one feature per text: BOS + its tokens [+ EOS]), saved to out_dir; with
+    `prompts` (one per text), each feature is BOS + prompt + text with the prompt kept fixed, as sft builds them.
+    `options` are EditFlowTrainingArguments (e.g. x0_sampler). Returns out_dir."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+    from editflow_hf.training.args import EditFlowTrainingArguments
+    from editflow_hf.training.trainer import EditFlowTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    eos = [tokenizer.eos_token_id] if append_eos else []
+    prompt_ids = [encode(p) for p in prompts] if prompts is not None else [[] for _ in texts]
+    rows = {
+        "input_ids": [[tokenizer.bos_token_id, *p, *encode(t), *eos] for p, t in zip(prompt_ids, texts)],
+        "prompt_len": [1 + len(p) for p in prompt_ids],
+    }
+    torch.manual_seed(0)
+    args = EditFlowTrainingArguments(
+        output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=3e-3,
+        lr_scheduler_type="constant", report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True, seed=0,
+        **options,
+    )  # fmt: skip
+    trainer = EditFlowTrainer(
+        model=EditFlowForEditing.from_pretrained(checkpoint), args=args,
+        train_dataset=Dataset.from_dict(rows), processing_class=tokenizer,
+    )  # fmt: skip
+    trainer.train()
+    trainer.save_model(str(out_dir))
+    return out_dir

@@ -1,12 +1,16 @@
 """Data loading and preparation: --dataset_args parsing, local/Hub loading, pt blocks, SFT formatting."""
 
 import json
+import os
+import subprocess
+import sys
 
 import datasets
 import pytest
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import AutoTokenizer
 
+from conftest import REPO_ROOT
 from editflow_hf.data.prepare import (
     DatasetSpec,
     format_sft,
@@ -228,6 +232,41 @@ def test_prepare_pt_on_shakespeare(tokenizer, shared_data):
     first = splits["train"][0]["input_ids"]
     assert len(first) == 32 and first[0] == tokenizer.bos_token_id
     assert tokenizer.eos_token_id in sum(splits["train"]["input_ids"][:5], [])
+
+
+def test_group_texts_false_gives_one_truncated_row_per_text(tokenizer, shared_data):
+    """--group_texts False: one example per non-empty row (a .txt row: a paragraph), BOS + its tokens (+ EOS), cut at
+    max_length, as run_mlm's line_by_line; grouping stays the default."""
+    source = f"{shared_data / 'tiny-shakespeare.txt'}[train:60]"
+    lines = load_splits(parse_dataset_args(source)[0], eval_split_size=0)["train"]["text"]
+    for insert_eos in (False, True):
+        rows = prepare_datasets("pt", source, tokenizer, max_length=12, insert_eos=insert_eos, group=False)["train"]["input_ids"]
+        eos = [tokenizer.eos_token_id] if insert_eos else []
+        expected = [([tokenizer.bos_token_id] + tokenizer.encode(line, add_special_tokens=False) + eos)[:12]
+                    for line in lines if line.strip()]  # fmt: skip
+        assert rows == expected
+        assert any(len(row) < 12 for row in rows) and max(len(row) for row in rows) == 12  # short rows keep their length
+    grouped = prepare_datasets("pt", source, tokenizer, max_length=12)["train"]["input_ids"]
+    assert grouped != expected and all(len(row) == 12 for row in grouped[:-1])
+    streamed = prepare_datasets("pt", source, tokenizer, max_length=12, insert_eos=True, group=False, streaming=True)
+    assert [row["input_ids"] for row in streamed["train"]] == expected
+
+
+def test_pt_group_texts_false_trains_on_one_example_per_text(tiny_editflow_dir, shared_data, tmp_path):
+    source = f"{shared_data / 'tiny-shakespeare.txt'}[train:60]"
+    lines = [text for text in load_splits(parse_dataset_args(source)[0], eval_split_size=0)["train"]["text"] if text.strip()]
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "training" / "pt.py"), "--model_name_or_path", str(tiny_editflow_dir),
+         "--dataset_args", source, "--group_texts", "False",
+         "--max_length", "12", "--eval_split_size", "0", "--max_steps", "1", "--per_device_train_batch_size", "2",
+         "--output_dir", str(tmp_path / "run"), "--report_to", "none", "--save_strategy", "no", "--use_cpu", "True"],
+        cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"train: {len(lines)} examples" in proc.stdout + proc.stderr
+    recorded = json.loads((tmp_path / "run" / "checkpoint-final" / "training_args.json").read_text())
+    assert recorded["group_texts"] is False
 
 
 # --- sft --------------------------------------------------------------------------------------------------------

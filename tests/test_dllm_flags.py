@@ -109,6 +109,8 @@ def parse_sample(flags: str):
         ("--time_independent True", "time_independent", True),
         ("--chat_template False", "chat_template", False),
         ("--chat_template True", "chat_template", True),
+        ("--compile", "compile", True),
+        ("", "compile", False),
     ],
 )
 def test_sampling_flags_work(flags, name, expected):

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from datasets import Dataset
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer, pipeline
 
 import editflow_hf
+from builders import train_in_process
 from conftest import REPO_ROOT
 from editflow_hf import EditFlowForEditing
 from editflow_hf import evaluation
@@ -29,8 +29,6 @@ from editflow_hf.objective.bound import edit_flow_bound
 from editflow_hf.objective.loss import EditFlowLoss
 from editflow_hf.path.collator import EditFlowCollator
 from editflow_hf.path.couplings import Corrupt
-from editflow_hf.training.args import EditFlowTrainingArguments
-from editflow_hf.training.trainer import EditFlowTrainer
 
 editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
@@ -40,25 +38,6 @@ HELDOUT = "\n\n".join(
     zip(["king", "queen", "duke", "lord"] * 4, ["north", "south", "east", "west"] * 4,
         ["good", "bad", "old", "new"] * 4, ["men", "women", "children", "lords"] * 4)
 )  # fmt: skip
-
-
-def train_in_process(checkpoint, texts, out_dir, steps, **options):
-    """A few Trainer steps on `texts` (one feature per text), saved to out_dir; returns out_dir."""
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    ids = [[tokenizer.bos_token_id] + tokenizer.encode(t, add_special_tokens=False) for t in texts]
-    torch.manual_seed(0)
-    args = EditFlowTrainingArguments(
-        output_dir=str(out_dir), max_steps=steps, per_device_train_batch_size=32, learning_rate=3e-3,
-        lr_scheduler_type="constant", report_to="none", disable_tqdm=True, save_strategy="no", use_cpu=True, seed=0,
-        **options,
-    )  # fmt: skip
-    trainer = EditFlowTrainer(
-        model=EditFlowForEditing.from_pretrained(checkpoint), args=args,
-        train_dataset=Dataset.from_dict({"input_ids": ids}), processing_class=tokenizer,
-    )  # fmt: skip
-    trainer.train()
-    trainer.save_model(str(out_dir))
-    return out_dir
 
 
 def run_eval(*args):

@@ -2,6 +2,7 @@
 commands are leaves, each fact the code relies on has one definition, and registration uses no import hook."""
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,12 @@ MODELING = REPO_ROOT / "modeling"
 LAYERS = (
     ("errors", "flags"),  # the one user-facing error; boolean flag words
     ("modeling",),  # remote code: imports only torch, transformers and itself
-    ("registration", "checkpoints"),  # Auto-class registration; model folders on disk, Hub ids
+    ("registration", "checkpoints", "causal_lm"),  # Auto-class registration; model folders, Hub ids; causal LMs (GGUF)
     ("path", "objective"),  # the probability path; the loss and the bound
     ("data",),  # datasets for training and evaluation
     ("conversion", "hub"),  # encoder/decoder -> Edit Flow checkpoint; model card and upload
     ("training",),  # the training loop, its flags, checks and saves
-    ("evaluation", "generation", "visualize"),  # held-out metrics; pipeline loading and sampling flags; trace views
+    ("evaluation", "generation", "visualize", "lm_eval"),  # held-out metrics; pipeline + sampling flags; trace views; lm-eval model
     ("apps",),  # the commands: parse flags, call the library; nothing imports them
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
@@ -112,7 +113,7 @@ def test_remote_code_imports_only_torch_transformers_and_itself():
             assert not third_party, f"{path.name} imports {third_party}: remote code may import only torch and transformers"
 
 
-STDLIB = {"math", "collections", "dataclasses", "enum", "json", "os", "re", "typing", "copy", "warnings", "functools", "itertools", "inspect"}
+STDLIB = sys.stdlib_module_names
 
 
 def test_no_import_hook_and_no_private_importlib_state():
@@ -171,7 +172,7 @@ ONE_HOME = {
     "Hub id or local path": ("editflow_hf/checkpoints.py", ["is_hub_id"]),
     "boolean words": ("editflow_hf/flags.py", ["TRUE_WORDS", "FALSE_WORDS", "bool_word", "str_to_bool"]),
     "tokens no edit may write (suppress_token_ids)": ("modeling/edits_editflow.py", ["unwritable_token_ids"]),
-    "model folder completeness": ("editflow_hf/checkpoints.py", ["config_problem", "model_folder_problem", "weights_problem", "checkpoint_problem", "check_checkpoint"]),
+    "model folder completeness": ("editflow_hf/checkpoints.py", ["config_file_problem", "config_problem", "model_folder_problem", "weights_problem", "checkpoint_problem", "check_checkpoint"]),
     "recorded training arguments": ("editflow_hf/checkpoints.py", ["RECORDED_TRAINING_ARGS", "TRAINING_ARGS_FILE"]),
     "x0 spec parsing and default": ("editflow_hf/path/couplings.py", ["parse_x0_sampler", "DEFAULT_X0_SAMPLER"]),
     "the regime of an example": ("editflow_hf/path/collator.py", ["regime"]),

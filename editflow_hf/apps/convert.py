@@ -3,6 +3,7 @@ into an Edit Flow checkpoint.
 
     editflow-convert --model_name_or_path answerdotai/ModernBERT-large --output_dir .models/editflow/ModernBERT-large
     editflow-convert --model_name_or_path Qwen/Qwen3-0.6B --output_dir .models/editflow/Qwen3-0.6B
+    editflow-convert --model_name_or_path FOLDER --gguf_file SmolLM2-135M-Instruct.Q4_1.gguf --output_dir .models/editflow/SmolLM2
 
 With a masked-LM head, the backbone is copied and the MLM prediction head is cloned into both token heads
 (substitution and insertion), so the new model starts as the source MLM; the rate head starts fresh.
@@ -33,6 +34,12 @@ def main(argv=None) -> int:
         help="A headless encoder's token heads: vocabulary projection from its input embeddings (default) or random.",
     )
     parser.add_argument("--overwrite", action="store_true", help="Replace a non-empty --output_dir (refused without it).")
+    parser.add_argument(
+        "--gguf_file",
+        default=None,
+        help="Read the decoder LM from this GGUF file inside the folder --model_name_or_path (llama.cpp's format, "
+        "dequantised; needs pip install 'editflow-hf[real]').",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -44,6 +51,7 @@ def main(argv=None) -> int:
             trust_remote_code=args.trust_remote_code,
             headless_head_init=args.headless_head_init,
             overwrite=args.overwrite,
+            gguf_file=args.gguf_file,
         )
         print(f"Edit Flow checkpoint written to {out}")
         return 0

@@ -40,28 +40,23 @@ def main(argv=None) -> int:
 
 
 def _push_from_args(args) -> int:
-    from ..hub.upload import plan_upload, push_checkpoint  # here: `editflow-push --help` stays fast
+    from ..hub.upload import plan_upload, send_upload  # here: `editflow-push --help` stays fast
 
     card_options = dict(
         base_model=args.base_model, dataset=args.dataset, gif_path=args.gif, license=args.license,
         eval_results=args.eval_results,
     )  # fmt: skip
+    plan = plan_upload(args.checkpoint, args.repo_id, **card_options)
+    if plan.left_out:
+        print(f"editflow-push: not uploading {', '.join(plan.left_out)} (pickled: loading it would run code)", file=sys.stderr)
     if args.dry_run:
-        plan = plan_upload(args.checkpoint, args.repo_id, **card_options)
         print("\n".join(plan.repo_files))
         print()
         print(plan.card)
         if not plan.card_is_generated:
             print("editflow-push: the card is the folder's own README.md (delete it to use the generated one)", file=sys.stderr)
         return 0
-    result = push_checkpoint(
-        args.checkpoint,
-        args.repo_id,
-        private=args.private,
-        token=args.token,
-        commit_message=args.commit_message,
-        **card_options,
-    )
+    result = send_upload(plan, args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message)
     print(f"Pushed {args.checkpoint} to {result}")
     return 0
 

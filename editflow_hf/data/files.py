@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..errors import EditFlowError
-from .prepare import parse_dataset_args
+from .prepare import folder_data_files, parse_dataset_args
 
 # Escaped UTF-16 surrogates in a JSON line: a pair is one character, a lone one cannot be encoded (checked then).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -96,8 +96,12 @@ def scan_local_file(path) -> None:
 
 
 def scan_dataset_files(dataset_args: str) -> None:
-    """`scan_local_file` for every local file of `--dataset_args`."""
+    """`scan_local_file` for every local file of `--dataset_args`, and for every data file of a local folder
+    (`prepare.folder_data_files`: the files datasets reads from it)."""
     for spec in parse_dataset_args(dataset_args):
         path = Path(spec.source).expanduser()
         if path.is_file():
             scan_local_file(path)
+        elif path.is_dir():
+            for file in folder_data_files(path):
+                scan_local_file(file)

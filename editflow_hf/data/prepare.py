@@ -20,6 +20,7 @@ deterministically. Local .txt files are read one paragraph (blank-line separated
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,6 +40,8 @@ LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".csv": "cs
 _SPEC_RE = re.compile(r"^(?P<source>[^\[\]]+?)\s*(?:\[(?P<splits>[^\[\]]*)\])?$")
 _CONFIG_RE = re.compile(r"^(?P<source>.+?):(?P<config>[\w.-]+)$")
 FALLBACK_CONFIG = "all"
+# A data file named for a split (datasets' own rule: train.jsonl, test-00001.json, my_validation.csv...).
+_SPLIT_IN_NAME = re.compile(r"(^|[-_. ])(train|training|test|testing|eval|evaluation|valid|validation|dev)([-_. 0-9]|$)", re.IGNORECASE)
 # Datasets smaller than this are mapped in one process: worker start-up would cost more than it saves.
 MIN_ROWS_PER_EXTRA_PROCESS = 10_000
 
@@ -229,18 +232,45 @@ def _require_columns(dataset, needed: list[str], source: str, hint: str) -> None
         raise ValueError(f"{source}: no column {missing[0]!r}; available columns: {', '.join(columns)}. {hint}")
 
 
-def _line_of_row(source: str, row: int) -> int | None:
-    """The line of a local JSON-lines file that holds its `row`-th (0-based) row (blank lines hold none)."""
+def folder_data_files(folder) -> list[Path]:
+    """The files `datasets.load_dataset(folder)` reads from a folder of data files: those under it (at any depth,
+    names starting with `.` or `_` skipped, as datasets does) of its most common format, sorted. A folder saved
+    with `save_to_disk` holds none (it is Arrow, read as a whole)."""
+    folder = Path(folder)
+    if any((folder / name).exists() for name in ("dataset_dict.json", "dataset_info.json")):
+        return []
+    found = [
+        path for path in sorted(folder.rglob("*"))
+        if path.suffix.lower() in LOCAL_BUILDERS and path.is_file()
+        and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+    ]  # fmt: skip
+    formats = Counter(LOCAL_BUILDERS[path.suffix.lower()] for path in found)
+    if not formats:
+        return []
+    chosen = formats.most_common(1)[0][0]
+    return [path for path in found if LOCAL_BUILDERS[path.suffix.lower()] == chosen]
+
+
+def _line_of_row(source: str, row: int) -> str | None:
+    """Where the `row`-th (0-based) row of a local JSON-lines file is (`line N`; blank lines hold no row), or of a
+    folder of them read as one split (`name.jsonl line N`, files in the order datasets reads them)."""
     path = Path(source).expanduser()
-    if not path.is_file() or path.suffix.lower() not in (".jsonl", ".json"):
-        return None
-    with path.open("rb") as handle:
-        rows = -1
-        for line_number, raw in enumerate(handle, 1):
-            if raw.strip():
-                rows += 1
-                if rows == row:
-                    return line_number
+    if path.is_dir():
+        files = folder_data_files(path)
+        if any(_SPLIT_IN_NAME.search(file.stem) for file in files):
+            return None  # files split by name (train*, test*...): rows are counted per split, not through all files
+    else:
+        files = [path] if path.is_file() else []
+    rows = -1
+    for file in files:
+        if file.suffix.lower() not in (".jsonl", ".json"):
+            return None
+        with file.open("rb") as handle:
+            for line_number, raw in enumerate(handle, 1):
+                if raw.strip():
+                    rows += 1
+                    if rows == row:
+                        return f"line {line_number}" if file == path else f"{file.relative_to(path)} line {line_number}"
     return None
 
 
@@ -288,7 +318,7 @@ def check_rows(
     bad, lacking = found
     first = int(bad[0])
     line = _line_of_row(source, first)
-    where = f"row {first + 1}" + (f", line {line}" if line is not None else "")
+    where = f"row {first + 1}" + (f", {line}" if line is not None else "")
     summary = f"{source}: {len(bad)} of {len(dataset)} {split} rows have no {lacking} (first: {where})"
     if not drop_incomplete_rows:
         raise ValueError(f"{summary}; fix them, or pass --drop_incomplete_rows True to train without them.")
@@ -296,6 +326,28 @@ def check_rows(
     keep = np.ones(len(dataset), dtype=bool)
     keep[bad] = False
     return dataset.select(np.flatnonzero(keep))
+
+
+def _tokenize_text(dataset, tokenizer, *, text_field, max_length, insert_eos, num_proc, source, examples, desc):
+    """Tokenize `text_field` (no special tokens) and map each batch of documents to examples with
+    `examples(docs, eos)` (`eos`: [EOS id] when `insert_eos`, else []), after the checks both pt layouts share."""
+    if max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
+    if insert_eos and tokenizer.eos_token_id is None:
+        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
+    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
+    eos = [tokenizer.eos_token_id] if insert_eos else []
+
+    def tokenize(batch):
+        texts = [text for text in batch[text_field] if text]
+        # verbose=False: documents longer than the model's limit are expected, they are cut below.
+        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+        return {"input_ids": examples(docs, eos)}
+
+    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": desc}
+    if isinstance(dataset, IterableDataset):
+        kwargs = {}
+    return dataset.map(tokenize, batched=True, remove_columns=_column_names(dataset), **kwargs)
 
 
 def group_texts(
@@ -312,26 +364,36 @@ def group_texts(
 
     The stream is the documents of one map batch (1000 rows) concatenated, with EOS after each one when
     `insert_eos`; the last, shorter block of a batch is kept (Edit Flows train on any length)."""
-    if max_length < 2:
-        raise ValueError(f"--max_length must be at least 2 (BOS and one token); got {max_length}.")
-    if insert_eos and tokenizer.eos_token_id is None:
-        raise ValueError("--insert_eos True needs a tokenizer with an EOS token; convert the model with editflow-convert.")
-    _require_columns(dataset, [text_field], source, "Pass the right one with --text_field.")
-    bos_id, eos_id, block = tokenizer.bos_token_id, tokenizer.eos_token_id, max_length - 1
+    bos_id, block = tokenizer.bos_token_id, max_length - 1
 
-    def tokenize_and_group(batch):
-        texts = [text for text in batch[text_field] if text]
-        # verbose=False: documents longer than the model's limit are expected, they are cut into blocks below.
-        docs = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
-        if insert_eos:
-            docs = [doc + [eos_id] for doc in docs]
-        stream = np.fromiter((tok for doc in docs for tok in doc), dtype=np.int64)
-        return {"input_ids": [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]}
+    def blocks(docs, eos):
+        stream = np.fromiter((tok for doc in docs for tok in (*doc, *eos)), dtype=np.int64)
+        return [[bos_id] + stream[i : i + block].tolist() for i in range(0, len(stream), block)]
 
-    kwargs = {"num_proc": _default_num_proc(dataset, num_proc), "desc": "Tokenizing and grouping"}
-    if isinstance(dataset, IterableDataset):
-        kwargs = {}
-    return dataset.map(tokenize_and_group, batched=True, remove_columns=_column_names(dataset), **kwargs)
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=blocks, desc="Tokenizing and grouping")  # fmt: skip
+
+
+def tokenize_rows(
+    dataset: Dataset | IterableDataset,
+    tokenizer,
+    *,
+    text_field: str = "text",
+    max_length: int = 512,
+    insert_eos: bool = False,
+    num_proc: int | None = None,
+    source: str = "dataset",
+) -> Dataset | IterableDataset:
+    """One example per row of `text_field` with text: x1 = BOS + its tokens (+ EOS when `insert_eos`), truncated
+    to `max_length` (`--group_texts False`, like run_mlm's `line_by_line`): short texts keep their own length and
+    boundaries, which revision and short-text training need; a text longer than max_length loses its end."""
+    bos_id = tokenizer.bos_token_id
+
+    def rows(docs, eos):
+        return [([bos_id] + doc + eos)[:max_length] for doc in docs if doc]
+
+    return _tokenize_text(dataset, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
+                          num_proc=num_proc, source=source, examples=rows, desc="Tokenizing rows")  # fmt: skip
 
 
 def sft_messages(row: dict) -> list[dict]:
@@ -435,6 +497,7 @@ def prepare_datasets(
     text_field: str = "text",
     max_length: int = 512,
     insert_eos: bool = False,
+    group: bool = True,
     streaming: bool = False,
     num_proc: int | None = None,
     eval_split_size: float = 0.01,
@@ -442,7 +505,8 @@ def prepare_datasets(
     drop_incomplete_rows: bool = False,
 ) -> DatasetDict | IterableDatasetDict:
     """Load every `--dataset_args` source and turn it into training features: `task="pt"` groups raw text into
-    blocks (`group_texts`), `task="sft"` formats conversations (`format_sft`). Returns {"train", optional "test"}.
+    blocks (`group_texts`), or with `group=False` makes one example per row (`tokenize_rows`); `task="sft"` formats
+    conversations (`format_sft`). Returns {"train", optional "test"}.
     The raw rows are checked first (`check_rows`; incomplete ones refused unless `drop_incomplete_rows`)."""
     if task not in ("pt", "sft"):
         raise ValueError(f"task must be 'pt' or 'sft'; got {task!r}.")
@@ -455,7 +519,7 @@ def prepare_datasets(
         splits = {}
         for name, split in raw.items():
             if task == "pt":
-                splits[name] = group_texts(
+                splits[name] = (group_texts if group else tokenize_rows)(
                     split, tokenizer, text_field=text_field, max_length=max_length, insert_eos=insert_eos,
                     num_proc=num_proc, source=spec.source,
                 )
@@ -473,9 +537,11 @@ def prepare_datasets(
 __all__ = [
     "DatasetSpec",
     "parse_dataset_args",
+    "folder_data_files",
     "load_splits",
     "check_rows",
     "group_texts",
+    "tokenize_rows",
     "sft_messages",
     "tokenize_conversation",
     "format_sft",

@@ -3,7 +3,8 @@
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import huggingface_hub
@@ -29,13 +30,43 @@ OFFLINE_MESSAGE = "no network: cannot reach the Hub (HF_HUB_OFFLINE=1 is set; un
 
 # Trainer resume state: useless for inference, large (optimizer.pt is twice the weights) and partly pickled.
 UPLOAD_IGNORE_PATTERNS = ["optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "global_step*", "global_step*/**"]
+# Pickles run code when they are loaded (torch.load(weights_only=False), pickle.load): nothing pickled is uploaded
+# (training_args.bin, pytorch_model.bin, *.pt...). The weights go up as safetensors; any other file whose bytes are
+# a pickle or a torch.save archive is left out as well (`is_pickled`).
+PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib"]
+
+
+def is_pickled(path) -> bool:
+    """Whether a file holds a pickle (protocol 2 to 5 header) or a torch.save archive (a zip with a .pkl inside)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+                return True
+            if head != b"PK\x03\x04":
+                return False
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                return any(name.endswith(".pkl") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def sort_upload_files(checkpoint_dir) -> tuple[list[str], list[str]]:
+    """(files a push sends, pickled files it leaves out) of the folder, relative POSIX paths, sorted. Never sent:
+    resume state (optimizer, scheduler, RNG), anything pickled (`PICKLE_PATTERNS`, `is_pickled`) and what
+    huggingface_hub ignores (.git, .cache)."""
+    folder = Path(checkpoint_dir)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    wanted = list(filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE_PATTERNS + DEFAULT_IGNORE_PATTERNS))
+    by_name = set(filter_repo_objects(wanted, allow_patterns=PICKLE_PATTERNS))
+    pickled = [name for name in wanted if name in by_name or is_pickled(folder / name)]
+    return [name for name in wanted if name not in pickled], pickled
 
 
 def upload_file_list(checkpoint_dir) -> list[str]:
-    """Files of the folder that upload_folder sends, relative POSIX paths, sorted (same ignore patterns)."""
-    folder = Path(checkpoint_dir)
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    return list(filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE_PATTERNS + DEFAULT_IGNORE_PATTERNS))
+    """The files of the folder that a push sends (see `sort_upload_files`)."""
+    return sort_upload_files(checkpoint_dir)[0]
 
 
 def _hub_failure(err: Exception, repo_id: str) -> EditFlowError:
@@ -65,6 +96,7 @@ class UploadPlan:
     card: str
     card_is_generated: bool
     gif_path: Path | None = None
+    left_out: list[str] = field(default_factory=list)  # pickled files of the folder, never uploaded
 
     @property
     def repo_files(self) -> list[str]:
@@ -107,8 +139,9 @@ def plan_upload(
             license=license, eval_results=eval_results,
         ))  # fmt: skip
         generated = True
-    files = [name for name in upload_file_list(folder) if name != "README.md" and not (gif_path and name == gif_path.name)]
-    return UploadPlan(folder, files, card, generated, gif_path)
+    files, pickled = sort_upload_files(folder)
+    files = [name for name in files if name != "README.md" and not (gif_path and name == gif_path.name)]
+    return UploadPlan(folder, files, card, generated, gif_path, pickled)
 
 
 def push_checkpoint(
@@ -140,7 +173,12 @@ def push_checkpoint(
     )
     if dry_run:
         return "\n".join(plan.repo_files)
+    return send_upload(plan, repo_id, private=private, token=token, commit_message=commit_message)
 
+
+def send_upload(plan: UploadPlan, repo_id: str, *, private: bool = False, token: str | None = None, commit_message: str | None = None) -> str:
+    """Create `repo_id` (exist_ok) and upload what `plan` lists in one commit; returns the repo URL. EditFlowError
+    (one line) for no network, no token or a refused write."""
     if huggingface_hub.constants.HF_HUB_OFFLINE:
         raise EditFlowError(OFFLINE_MESSAGE)
     token = token or huggingface_hub.get_token()

@@ -71,6 +71,14 @@ class DataArguments:
     )
     text_field: str = field(default="text", metadata={"help": "Column holding the raw text (pt). A local .txt gives `text`."})
     insert_eos: bool = field(default=False, metadata={"help": "pt: put the EOS token after every document before grouping."})
+    group_texts: bool = field(
+        default=True,
+        metadata={
+            "help": "pt: concatenate the documents and cut the stream into blocks of --max_length (True), or train on "
+            "one example per document (row, or line of a .txt), truncated at --max_length (False, as run_mlm's "
+            "line_by_line): short texts keep their boundaries, as revision and short-text training need."
+        },
+    )
     max_length: int = field(default=512, metadata={"help": "Tokens per training example, BOS included."})
     streaming: bool = field(default=False, metadata={"help": "pt: stream the dataset (IterableDataset); needs --max_steps."})
     num_proc: int | None = field(

@@ -20,7 +20,9 @@ from ..checkpoints import (
     discard_staging,
     loading_errors,
     model_folder_problem,
+    save_failure_message,
     staging_path,
+    write_failure,
 )
 from ..errors import EditFlowError
 from ..modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
@@ -29,9 +31,10 @@ from ..registration import register
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .preflight import preflight
 from ..data.prepare import prepare_datasets
+from .numeric_flags import check_numeric_flags
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .preemption import StopOnSignal, stopped_exit_code
-from .trainer import EditFlowTrainer
+from .trainer import EditFlowTrainer, redact_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +96,16 @@ def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model
             (staging / TRAINING_ARGS_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
             save_generation_config(staging, model_path, task, trainer.args.x0_sampler)
             commit_folder(staging, final_dir)
-    except (OSError, EditFlowError):
+    except Exception as err:
         if trainer.is_world_process_zero():
             discard_staging(final_dir)
-        raise
+        reason = None if isinstance(err, EditFlowError) else write_failure(err)
+        if reason is None:
+            raise
+        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
+        resumable = any(final_dir.parent.glob("checkpoint-[0-9]*"))
+        after = f"{kept}; free the space, then " + ("finish with --resume_from_checkpoint True." if resumable else "run again.")
+        raise EditFlowError(save_failure_message(final_dir, reason, trainer.checkpoint_bytes(with_training_state=False), after)) from None
 
 
 def _push(final_dir, model_args, training_args, prog: str) -> None:
@@ -144,6 +153,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     )
 
     try:
+        check_numeric_flags(model_args, data_args, training_args)
         if data_args.streaming and training_args.max_steps <= 0:
             raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
         config = _load_config(model_args)
@@ -163,6 +173,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
                 text_field=data_args.text_field,
                 max_length=data_args.max_length,
                 insert_eos=data_args.insert_eos,
+                group=data_args.group_texts,
                 streaming=data_args.streaming,
                 num_proc=data_args.num_proc,
                 eval_split_size=data_args.eval_split_size,
@@ -188,7 +199,11 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
 
     stop_on_signal = StopOnSignal()
     trainer.add_callback(stop_on_signal)
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    except EditFlowError as err:  # a checkpoint-N that could not be saved (EditFlowTrainer._save_checkpoint)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return err.code
     if stop_on_signal.stopped_by:
         if trainer.is_world_process_zero():
             print(
@@ -200,17 +215,13 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
-    pt_only = ("text_field", "insert_eos") if task == "sft" else ()
-    recorded = {name: argument_values[name] for name in RECORDED_TRAINING_ARGS if name in argument_values and name not in pt_only}
+    pt_only = ("text_field", "insert_eos", "group_texts") if task == "sft" else ()
+    recorded = redact_secrets({name: argument_values[name] for name in RECORDED_TRAINING_ARGS if name in argument_values and name not in pt_only})
     try:
         _save_final(trainer, final_dir, recorded, model_path, model_args, task)
     except EditFlowError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.code
-    except OSError as err:
-        kept = "the earlier checkpoint-final is kept" if final_dir.exists() else "nothing was written under that name"
-        print(f"{prog}: error: could not save {final_dir}: {' '.join(str(err).split())}; {kept}.", file=sys.stderr)
-        return 2
     if trainer.is_world_process_zero():
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
         if push_requested:

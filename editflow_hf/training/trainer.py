@@ -20,14 +20,20 @@ number of DataLoader workers. The epoch lives in shared memory, set at every epo
 workers read the current one.
 """
 
+import copy
 import logging
 import math
+import re
+import shutil
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import has_length
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
+from ..checkpoints import folder_bytes, save_failure_message, tensor_bytes, write_failure
+from ..errors import EditFlowError
 from ..modeling.scheduling_editflow import get_scheduler
 from ..objective.loss import EditFlowLoss
 from ..path.collator import DRAW_KEY, EditFlowCollator
@@ -38,6 +44,35 @@ logger = logging.getLogger(__name__)
 _EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArguments) if f.name in (
     "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w", "time_epsilon", "tie_break"
 )}
+
+
+# What counts as a secret in saved arguments: transformers' rule (a field named `*_token` is a credential; its
+# to_dict() hides those), names that say so, and any string holding a Hugging Face access token.
+_SECRET_NAME = re.compile(r"(_token|secret|password|passwd|api_key|apikey|credentials?)$", re.IGNORECASE)
+_HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{20,}")
+_NUMBERED = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-\d+$")
+
+
+def is_secret(name: str, value) -> bool:
+    """Whether an argument `name` = `value` is a credential that must never be written to disk."""
+    return isinstance(value, str) and bool(value) and (bool(_SECRET_NAME.search(name)) or bool(_HF_TOKEN.search(value)))
+
+
+def redact_secrets(values: dict) -> dict:
+    """`values` with every credential (`is_secret`) replaced by None."""
+    return {name: None if is_secret(name, value) else value for name, value in values.items()}
+
+
+def redacted_training_args(args):
+    """A shallow copy of the TrainingArguments with every credential (e.g. `hub_token`) set to None: what the
+    Trainer pickles into training_args.bin, so that no checkpoint ever holds the token."""
+    secrets = [f.name for f in fields(args) if is_secret(f.name, getattr(args, f.name, None))]
+    if not secrets:
+        return args
+    redacted = copy.copy(args)
+    for name in secrets:
+        setattr(redacted, name, None)
+    return redacted
 
 
 def _scalar_components(output) -> dict[str, torch.Tensor]:
@@ -151,6 +186,48 @@ class EditFlowTrainer(Trainer):
         # compute_loss returns a per-batch mean: the Trainer divides it by the gradient accumulation steps.
         self.loss_is_scaled_for_ga = False
 
+    def _save(self, output_dir=None, state_dict=None):
+        """The Trainer's save (model, tokenizer, training_args.bin) with the credentials taken out of the
+        arguments it pickles (`redacted_training_args`): the token never reaches the disk, not even briefly."""
+        args = self.args
+        self.args = redacted_training_args(args)
+        try:
+            return super()._save(output_dir, state_dict=state_dict)
+        finally:
+            self.args = args
+
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint-N save; when a write fails (a full disk above all) the partial checkpoint-N is
+        removed, so that it neither holds the space nor gets resumed from, the earlier checkpoints are left as they
+        are (rotation runs only after a complete save), and an EditFlowError says in one line what the save needs."""
+        run_dir = Path(self._get_output_dir(trial=trial))
+        folder = run_dir / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            reason = write_failure(err)
+            if reason is None:
+                raise
+            numbered = [p for p in run_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p != folder and p.is_dir() and _NUMBERED.match(p.name)]
+            earlier = [p.name for p in sorted(numbered, key=lambda p: int(p.name.rpartition("-")[2]))]
+            needed = max([folder_bytes(run_dir / name) for name in earlier] or [self.checkpoint_bytes()])
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            if earlier:
+                after = (f"the partial {folder.name} was removed and {', '.join(earlier)} kept as they were; free the space, "
+                         "then continue with --resume_from_checkpoint True.")  # fmt: skip
+            else:
+                after = f"the partial {folder.name} was removed; free the space and run again."
+            raise EditFlowError(save_failure_message(folder, reason, needed, after)) from None
+
+    def checkpoint_bytes(self, with_training_state: bool = True) -> int:
+        """About the bytes a checkpoint of this run takes: the weights, and with `with_training_state` the optimizer
+        state (unless --save_only_model), plus a margin for the tokenizer, config and code files."""
+        total = tensor_bytes(self.accelerator.unwrap_model(self.model).state_dict())
+        if with_training_state and not self.args.save_only_model and self.optimizer is not None:
+            total += tensor_bytes(self.optimizer.state_dict().get("state", {}))
+        return total + (16 << 20)
+
     def get_train_dataloader(self):
         """The Trainer's training DataLoader over the rows keyed for the collator (`KeyedDraws`), for a map-style
         dataset and the Edit Flow collator; otherwise the Trainer's own."""
@@ -202,4 +279,4 @@ class EditFlowTrainer(Trainer):
         super().log(logs, start_time)
 
 
-__all__ = ["EditFlowTrainer", "KeyedDraws"]
+__all__ = ["EditFlowTrainer", "KeyedDraws", "is_secret", "redact_secrets", "redacted_training_args"]
