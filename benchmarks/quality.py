@@ -93,7 +93,9 @@ def final_train_loss(checkpoint: Path) -> float:
 def qa_check(checkpoint: Path, pairs: list[dict], seeds=(0,)) -> list[tuple[int, list[str]]]:
     """Greedy answers to the held-back questions through the pipeline, once per sampling seed (one model load);
     [(exact answers, answers)] per seed."""
-    import editflow_hf  # noqa: F401  (registers the pipeline)
+    import editflow_hf
+
+    editflow_hf.register()  # pipeline("editflow-generation") without trust_remote_code
     from transformers import pipeline
 
     generate = pipeline("editflow-generation", model=str(checkpoint), trust_remote_code=True)

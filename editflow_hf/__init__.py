@@ -1,17 +1,15 @@
 """editflow-hf: Edit Flows on BERT-family encoders, the Hugging Face way.
 
-Importing the package registers the Edit Flow config, model and pipeline with the transformers Auto
-classes; checkpoints saved from here carry the remote code of `editflow_hf.modeling`, so they also load
-without this package (`trust_remote_code=True`).
-
-The import itself is light: the classes below load on first access (module `__getattr__`), and the
-registration waits until transformers' Auto classes or pipelines are imported (see `_auto_registration`),
-so `import editflow_hf` and every `editflow-* --help` start without torch.
+`import editflow_hf` is light (no torch, no transformers). The classes below load on first access (module
+`__getattr__`), and that first access registers them with transformers (AutoConfig, AutoModel and the
+`editflow-generation` pipeline task); `editflow_hf.register()` does the same explicitly. Checkpoints saved from
+here carry the remote code of `editflow_hf.modeling`, so they also load without this package
+(`trust_remote_code=True`).
 """
 
 import importlib
 
-from . import _auto_registration
+from .registration import register
 
 __version__ = "0.1.0"
 
@@ -24,13 +22,14 @@ _LAZY_ATTRIBUTES = {
     "get_scheduler": ".modeling.scheduling_editflow",
 }
 
-__all__ = sorted(_LAZY_ATTRIBUTES)
+__all__ = sorted([*_LAZY_ATTRIBUTES, "register"])
 
 
 def __getattr__(name: str):
     module = _LAZY_ATTRIBUTES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    register()
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
@@ -38,6 +37,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY_ATTRIBUTES})
-
-
-_auto_registration.install()

@@ -35,8 +35,18 @@ from .errors import EditFlowError
 # Names ending like a data file are local files (e.g. --dataset_args data/qa.jsonl), never Hub repo ids.
 DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".arrow"}
 
+CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PIPELINE_TASK = "editflow-generation"
+# What a training run records beside its checkpoint-final (and the model card shows): the arguments that decide
+# what the model learned, in the card's order.
+TRAINING_ARGS_FILE = "training_args.json"
+RECORDED_TRAINING_ARGS = (
+    "model_name_or_path", "dataset_args", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_length", "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w",
+    "time_epsilon", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "insert_eos", "group_texts",
+    "text_field", "bf16", "seed",
+)  # fmt: skip
 TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
@@ -248,34 +258,53 @@ def weights_problem(folder) -> str | None:
     return _header_problem(folder / WEIGHTS_NAME)
 
 
-def _looks_local(name: str) -> bool:
-    """Whether a model name is meant as a local path (a Hub id is `name` or `namespace/name`)."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+def config_file_problem(folder) -> str | None:
+    """Why the config.json of `folder` is not a model config (missing, unreadable, not JSON, not an object), or None."""
+    config = Path(folder) / CONFIG_NAME
+    if not config.is_file():
+        return f"there is no {CONFIG_NAME}"
+    try:
+        parsed = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{CONFIG_NAME} is unreadable ({err})"
+    except json.JSONDecodeError as err:
+        return f"{CONFIG_NAME} is not valid JSON (line {err.lineno}: {err.msg})"
+    if not isinstance(parsed, dict):
+        return f"{CONFIG_NAME} is not a model config (a JSON object)"
+    return None
+
+
+def model_folder_problem(folder) -> str | None:
+    """Why `folder` is not a loadable model (see `config_file_problem`; weights missing or unreadable: safetensors,
+    headers checked, or a pytorch_model.bin), or None."""
+    folder = Path(folder)
+    problem = config_file_problem(folder)
+    if problem is not None:
+        return problem
+    if (folder / WEIGHTS_NAME).is_file() or (folder / WEIGHTS_INDEX_NAME).is_file():
+        return weights_problem(folder)
+    if not any((folder / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        return f"it has no weights ({WEIGHTS_NAME})"
+    return None
 
 
 def check_model_folder(model_name_or_path, what: str = "model") -> None:
     """Before anything is loaded: a local `model_name_or_path` must be a folder with a readable config.json and
-    loadable weights (safetensors headers checked, or a pytorch_model.bin); EditFlowError names what is wrong.
-    Names that can only be Hub ids pass (from_pretrained resolves them)."""
+    loadable weights (`model_folder_problem`); EditFlowError names what is wrong. Names that can only be Hub ids
+    pass (from_pretrained resolves them)."""
     name = str(model_name_or_path)
     path = Path(name).expanduser()
     if not path.exists():
-        if _looks_local(name):
+        if not is_hub_id(name):
             raise EditFlowError(f"{what} folder {name} does not exist.")
         return
     if not path.is_dir():
         raise EditFlowError(f"{name} is a file, not a model folder (a folder with config.json and the weights).")
-    config = path / "config.json"
-    if not config.is_file():
-        raise EditFlowError(f"{name} is not a model folder: it has no config.json (save one with save_pretrained).")
-    try:
-        parsed = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        raise EditFlowError(f"{config} is unreadable ({err}).") from None
-    except json.JSONDecodeError as err:
-        raise EditFlowError(f"{config} is not valid JSON (line {err.lineno}: {err.msg}); restore it from the original model.") from None
-    if not isinstance(parsed, dict):
-        raise EditFlowError(f"{config} is not a model config (a JSON object); restore it from the original model.")
+    config = path / CONFIG_NAME
+    problem = config_file_problem(path)
+    if problem is not None:
+        raise EditFlowError(f"{name} is not a model folder: {problem}; save it with save_pretrained, or restore it from the original model.")
+    parsed = read_json(config, "config")
     problem = config_problem(parsed)
     if problem is not None:
         raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
@@ -437,14 +466,13 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if not folder.is_dir():
         why = "is not a folder" if folder.exists() else "does not exist"
         raise EditFlowError(f"{folder} {why}: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
-    if not (folder / "config.json").is_file():
-        raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
-    config = read_json(folder / "config.json", "config")
-    if not isinstance(config, dict):
-        raise EditFlowError(f"{folder / 'config.json'} is not a model config (a JSON object); restore it from the original model.")
+    problem = config_file_problem(folder)
+    if problem is not None:
+        raise EditFlowError(f"{folder} is not a saved model: {problem} (save it with model.save_pretrained).")
+    config = read_json(folder / CONFIG_NAME, "config")
     problem = config_problem(config)
     if problem is not None:
-        raise EditFlowError(f"{folder / 'config.json'}: {problem}; restore it from the original model.")
+        raise EditFlowError(f"{folder / CONFIG_NAME}: {problem}; restore it from the original model.")
     problems = []
     auto_map = config.get("auto_map", {})
     if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
@@ -452,7 +480,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
     if PIPELINE_TASK not in config.get("custom_pipelines", {}):
         problems.append(f"config.json has no custom_pipelines entry for {PIPELINE_TASK!r}")
 
-    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+    if not (folder / WEIGHTS_NAME).is_file() and not (folder / WEIGHTS_INDEX_NAME).is_file():
         found = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else "no weights"
         problems.append(f"model.safetensors is missing ({found}; save with safe_serialization, the default)")
     else:
@@ -473,7 +501,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
 
 def checkpoint_problem(folder) -> str | None:
     """Why `folder` cannot be resumed from (missing, or not completely saved), or None when it is complete:
-    config.json, readable safetensors weights and a trainer_state.json."""
+    a readable trainer_state.json, config.json and safetensors weights."""
     folder = Path(folder)
     if not folder.is_dir():
         return "it does not exist"
@@ -484,21 +512,21 @@ def checkpoint_problem(folder) -> str | None:
         json.loads(state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "trainer_state.json is unreadable"
-    if not (folder / "config.json").is_file():
-        return "config.json is missing"
-    return weights_problem(folder)
+    return config_file_problem(folder) or weights_problem(folder)
 
 
 __all__ = [
     "DISK_FULL",
     "atomic_folder",
     "check_checkpoint",
+    "check_weights",
     "check_model_folder",
     "check_output_folder",
-    "check_weights",
     "checkpoint_problem",
+    "config_file_problem",
     "config_problem",
     "foreign_code",
+    "model_folder_problem",
     "commit_folder",
     "discard_staging",
     "folder_bytes",

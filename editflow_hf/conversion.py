@@ -39,6 +39,9 @@ def _heavy() -> None:
     from .modeling.generation_editflow import EditFlowGenerationConfig
     from .modeling.modeling_editflow import EditFlowForEditing
     from .modeling.scheduling_editflow import get_scheduler
+    from .registration import register
+
+    register()  # an Edit Flow checkpoint given as the source is recognised (and refused) by its config
 
 # Special tokens given to a decoder tokenizer that lacks them (the mask token is dLLM's for Llama/Qwen models).
 ADDED_MASK_TOKEN = "<|mask|>"

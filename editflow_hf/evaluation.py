@@ -18,11 +18,13 @@ from .causal_lm import ReferenceLM, check_gguf_source
 from .errors import EditFlowError
 from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 from .modeling.generation_editflow import EditFlowGenerationConfig
+from .modeling.edits_editflow import unwritable_token_ids
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import TauLeapSampler
 from .objective.bound import edit_flow_bound
 from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
-from .path.couplings import Corrupt, parse_x0_sampler
+from .path.couplings import DEFAULT_X0_SAMPLER, Corrupt, parse_x0_sampler
+from .registration import register
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -89,10 +91,9 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
 
 
 def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
-    config = model.config
     sampler = TauLeapSampler(
         model, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
-        suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
+        suppress_token_ids=unwritable_token_ids(model.config),
     )  # fmt: skip
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
@@ -163,6 +164,7 @@ def evaluate(
         num_samples=num_samples, batch_size=batch_size, corrupt_p=corrupt_p, tie_break=tie_break, x0_sampler=x0_sampler,
         ref_model=ref_model, ref_gguf_file=ref_gguf_file,
     )  # fmt: skip
+    register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature}
     EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
@@ -179,7 +181,7 @@ def evaluate(
     features = features[:max_sequences]
     if len(features) < 2:
         raise EditFlowError(f"{dataset_args}: {len(features)} evaluation sequence(s); the bound needs at least 2.")
-    x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or "masks[length:64]"
+    x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or DEFAULT_X0_SAMPLER
     collator = EditFlowCollator.from_tokenizer(
         tokenizer,
         x0_sampler=x0_sampler,

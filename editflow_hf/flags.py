@@ -8,14 +8,27 @@ from dataclasses import dataclass
 
 from .errors import EditFlowError
 
+# The words a boolean flag value may be, in any case.
+TRUE_WORDS = frozenset({"true", "yes", "1", "on"})
+FALSE_WORDS = frozenset({"false", "no", "0", "off"})
+
+
+def bool_word(value) -> bool | None:
+    """True / False for a boolean word (`TRUE_WORDS`, `FALSE_WORDS`, any case, surrounding spaces ignored), None
+    for anything else."""
+    lowered = str(value).strip().lower()
+    if lowered in TRUE_WORDS:
+        return True
+    if lowered in FALSE_WORDS:
+        return False
+    return None
+
 
 def str_to_bool(value: str) -> bool:
-    """`True`/`False` (any case), `yes`/`no`, `1`/`0`: dLLM passes booleans as values (`--make_gif True`)."""
-    lowered = str(value).lower()
-    if lowered in ("true", "yes", "1", "on"):
-        return True
-    if lowered in ("false", "no", "0", "off"):
-        return False
+    """`True`/`False` (any case), `yes`/`no`, `1`/`0`, `on`/`off`: dLLM passes booleans as values (`--make_gif True`)."""
+    parsed = bool_word(value)
+    if parsed is not None:
+        return parsed
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
 
 

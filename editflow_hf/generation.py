@@ -4,9 +4,8 @@
 import argparse
 import logging
 import os
-import re
 
-from .checkpoints import check_model_folder, loading_errors
+from .checkpoints import check_model_folder, is_hub_id, loading_errors
 from .errors import EditFlowError
 from .flags import add_bool_flag, str_to_bool
 
@@ -97,17 +96,18 @@ def check_common_args(args) -> None:
     if getattr(args, "prompt", None):
         check_text(args.prompt, "--prompt")
     path = args.model_name_or_path
-    hub_id = re.fullmatch(r"[A-Za-z0-9_][\w.-]*(/[\w.-]+)?", path) is not None
-    if not os.path.isdir(os.path.expanduser(path)) and not hub_id:
+    if not os.path.exists(os.path.expanduser(path)) and not is_hub_id(path):
         raise EditFlowError(f"model folder {path!r} does not exist; pass the folder of an Edit Flow checkpoint.")
 
 
 def load_pipeline(model_name_or_path: str, device: str | None = None):
     """The editflow-generation pipeline for a checkpoint, with this package's classes (no remote code needed)."""
-    import editflow_hf  # noqa: F401  (registers the Edit Flow classes)
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from .modeling.pipeline_editflow import EditFlowGenerationPipeline
+    from .registration import register
+
+    register()
 
     check_model_folder(model_name_or_path)
     try:

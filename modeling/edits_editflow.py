@@ -18,6 +18,13 @@ class EditKind(IntEnum):
     INS = 2  # insert a token in the gap after a position
 
 
+
+def unwritable_token_ids(config) -> list[int]:
+    """The special tokens no edit may write (the sampler's `suppress_token_ids`): mask, BOS and padding. Mask and
+    BOS are kept only where x0 put them; the sampler never inserts or substitutes them."""
+    return [config.mask_token_id, config.bos_token_id, config.pad_token_id]
+
+
 @dataclass
 class TraceStep:
     """One step of a decode that changed a sequence.
@@ -85,4 +92,4 @@ class DecodeTrace:
             ) from None
 
 
-__all__ = ["DecodeTrace", "EditKind", "TraceStep"]
+__all__ = ["DecodeTrace", "EditKind", "TraceStep", "unwritable_token_ids"]

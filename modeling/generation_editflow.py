@@ -18,7 +18,7 @@ import torch
 from transformers import GenerationConfig
 from transformers.utils import ModelOutput, logging
 
-from .edits_editflow import DecodeTrace
+from .edits_editflow import DecodeTrace, unwritable_token_ids
 from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, SamplerStep, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
@@ -336,7 +336,7 @@ class EditFlowDecode:
             max_length=self.rows.max_lengths,
             seed=generation_config.seed,
             generator=generator,
-            suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
+            suppress_token_ids=unwritable_token_ids(config),
             progress_bar=progress_bar,
             fixed_length=generation_config.infill == "fixed",
         )

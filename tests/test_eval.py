@@ -16,7 +16,7 @@ import yaml
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer, pipeline
 
-import editflow_hf  # noqa: F401  (registers the pipeline)
+import editflow_hf
 from builders import train_in_process
 from conftest import REPO_ROOT
 from editflow_hf import EditFlowForEditing
@@ -29,6 +29,8 @@ from editflow_hf.objective.bound import edit_flow_bound
 from editflow_hf.objective.loss import EditFlowLoss
 from editflow_hf.path.collator import EditFlowCollator
 from editflow_hf.path.couplings import Corrupt
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
 HELDOUT = "\n\n".join(

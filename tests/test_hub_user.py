@@ -9,10 +9,12 @@ import pytest
 import torch
 from transformers import AutoModel
 
-import editflow_hf  # noqa: F401  (registers the Edit Flow classes)
+import editflow_hf
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 
 from conftest import REPO_ROOT, minilm_dir
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 # What a user must never see while loading: transformers' interactive remote-code question, the fallback
 # warning that follows it, or a load report listing missing weights.
@@ -37,10 +39,11 @@ def assert_quiet(proc: subprocess.CompletedProcess) -> None:
     assert not [word for word in NOISE if word in output], output
 
 
-def test_autotokenizer_after_import_editflow_hf_asks_nothing(tiny_editflow_dir):
+def test_autotokenizer_after_register_asks_nothing(tiny_editflow_dir):
     proc = run_fresh(
         f"""
         import editflow_hf
+        editflow_hf.register()
         from transformers import AutoConfig, AutoTokenizer
         tokenizer = AutoTokenizer.from_pretrained({str(tiny_editflow_dir)!r})
         assert tokenizer.mask_token == "[MASK]"
@@ -130,7 +133,7 @@ def test_import_editflow_hf_is_light():
     assert not loaded & {*HEAVY, "transformers"}, loaded & {*HEAVY, "transformers"}
 
 
-@pytest.mark.parametrize("command", ["sample", "chat", "convert", "push"])
+@pytest.mark.parametrize("command", ["sample", "chat", "convert", "push", "eval"])
 def test_cli_help_imports_no_torch(command):
     loaded = modules_after(
         f"""
@@ -145,22 +148,33 @@ def test_cli_help_imports_no_torch(command):
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
-def test_registration_waits_for_transformers_and_happens_in_any_order(tiny_editflow_dir):
+def test_registration_on_first_class_access_or_register_in_any_order(tiny_editflow_dir):
+    """`import editflow_hf` registers nothing (and imports no transformers); the first access to a class of the
+    package, or `editflow_hf.register()`, registers config, model and pipeline task, before or after
+    transformers' Auto classes are imported."""
     path = str(tiny_editflow_dir)
     run_fresh(
         f"""
+        import sys
         import editflow_hf
+        assert "transformers" not in sys.modules
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+        assert "editflow" not in CONFIG_MAPPING
         from transformers import AutoModel
+        from editflow_hf import EditFlowForEditing
+        assert CONFIG_MAPPING["editflow"] is editflow_hf.EditFlowConfig
         model = AutoModel.from_pretrained({path!r})
-        assert type(model).__module__ == "editflow_hf.modeling.modeling_editflow", type(model)
+        assert type(model) is EditFlowForEditing, type(model)
         from transformers import pipeline
         assert pipeline("editflow-generation", model=model)("hi", tau=0.5, mask_length=2, progress_bar=False)
         """
     )
     run_fresh(
         f"""
-        from transformers import AutoModel, pipeline
         import editflow_hf
+        editflow_hf.register()
+        editflow_hf.register()  # idempotent
+        from transformers import AutoModel, pipeline
         generator = pipeline("editflow-generation", model=AutoModel.from_pretrained({path!r}))
         assert type(generator).__name__ == "EditFlowGenerationPipeline"
         assert editflow_hf.EditFlowConfig.model_type == "editflow" and "EditFlowForEditing" in dir(editflow_hf)
@@ -224,45 +238,3 @@ def test_card_never_publishes_local_paths(tiny_editflow_dir, tmp_path):
     assert "private-dir" not in card and str(tmp_path) not in card, card
     assert "base_model:" not in card and "built on a local encoder" in card
     assert "| `model_name_or_path` | `my-encoder` |" in card and "`qa.jsonl\\|tatsu-lab/alpaca`" in card
-
-
-@pytest.mark.parametrize(
-    "first_import",
-    ["editflow_hf", "editflow_hf.modeling.configuration_editflow", "editflow_hf.modeling.modeling_editflow",
-     "editflow_hf.modeling.pipeline_editflow", "editflow_hf.conversion", "transformers.pipelines"],
-)  # fmt: skip
-def test_registration_whichever_module_comes_first(first_import):
-    """Our own module may be the one that imports transformers (half-executed when the hook fires): the
-    registration then waits for it instead of failing."""
-    proc = run_fresh(
-        f"""
-        import importlib
-        importlib.import_module({first_import!r})
-        import editflow_hf
-        from editflow_hf.hub.card import build_model_card  # lazily imports the modeling modules
-        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-        from transformers.models.auto.modeling_auto import MODEL_MAPPING
-        from transformers.pipelines import PIPELINE_REGISTRY
-        assert CONFIG_MAPPING["editflow"] is editflow_hf.EditFlowConfig
-        assert MODEL_MAPPING[editflow_hf.EditFlowConfig] is editflow_hf.EditFlowForEditing
-        assert "editflow-generation" in PIPELINE_REGISTRY.get_supported_tasks()
-        print("REGISTERED")
-        """
-    )
-    assert "REGISTERED" in proc.stdout and "could not register" not in proc.stderr, proc.stderr
-
-
-def test_registration_after_auto_classes_then_pipelines_later():
-    """transformers' Auto classes imported before editflow_hf (registered at once), its pipelines only later."""
-    proc = run_fresh(
-        """
-        from transformers import AutoModel
-        import editflow_hf
-        from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
-        from transformers import pipeline
-        from transformers.pipelines import PIPELINE_REGISTRY
-        assert "editflow-generation" in PIPELINE_REGISTRY.get_supported_tasks()
-        print("REGISTERED")
-        """
-    )
-    assert "REGISTERED" in proc.stdout and "could not register" not in proc.stderr, proc.stderr

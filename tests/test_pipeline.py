@@ -7,13 +7,15 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, pipeline
 
-import editflow_hf  # noqa: F401  (registers the editflow-generation task)
+import editflow_hf
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 from editflow_hf.modeling.pipeline_editflow import EditFlowGenerationPipeline, GenerationStep
 from editflow_hf.modeling.sampling_editflow import num_tau_steps
 
 from builders import make_pipe, tiny_editflow_model
 from conftest import run_without_editflow_hf
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 QUIET = dict(progress_bar=False)
 

@@ -11,8 +11,10 @@ import sys
 
 from transformers import pipeline
 
-import editflow_hf  # noqa: F401  (registers the pipeline)
+import editflow_hf
 from conftest import REPO_ROOT
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 QA_PAIRS = REPO_ROOT / "tests" / "fixtures" / "qa8.jsonl"
 

@@ -9,12 +9,14 @@ import pytest
 from PIL import Image
 from transformers import AutoModel, AutoTokenizer, pipeline
 
-import editflow_hf  # noqa: F401
+import editflow_hf
 from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
 from editflow_hf.generation import build_parser
 from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
 from editflow_hf.visualize import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
+
+editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 
 
 @pytest.fixture(scope="module")

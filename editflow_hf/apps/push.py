@@ -15,7 +15,6 @@ import sys
 
 from ..errors import run_cli
 from ..hub.card import DEFAULT_LICENSE, EVAL_RESULTS_FILE
-from ..hub.upload import plan_upload, send_upload
 
 
 def main(argv=None) -> int:
@@ -41,6 +40,8 @@ def main(argv=None) -> int:
 
 
 def _push_from_args(args) -> int:
+    from ..hub.upload import plan_upload, send_upload  # here: `editflow-push --help` stays fast
+
     card_options = dict(
         base_model=args.base_model, dataset=args.dataset, gif_path=args.gif, license=args.license,
         eval_results=args.eval_results,

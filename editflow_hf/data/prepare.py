@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
+from ..checkpoints import is_hub_id
+
 logger = logging.getLogger(__name__)
 
 EVAL_SPLIT_NAMES = ("test", "validation", "eval", "dev")
@@ -111,7 +113,7 @@ def _load_source(source: str, streaming: bool, config: str | None = None) -> Dat
         return loaded
     if path.is_dir():
         return _load_with_config(str(path), source, config, streaming)
-    if source.startswith((".", "/", "~")) or path.suffix.lower() in LOCAL_BUILDERS:
+    if not is_hub_id(source):
         raise ValueError(f"--dataset_args: no such file or folder: {source}.")
     try:
         return _load_with_config(source, source, config, streaming)

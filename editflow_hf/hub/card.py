@@ -2,49 +2,27 @@
 datasets, tags, model-index from an `editflow-eval` result) and a body with usage snippets, the checkpoint's
 sampling defaults, its training arguments and the decode GIF (`build_model_card`)."""
 
+from __future__ import annotations
+
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-from ..checkpoints import PIPELINE_TASK, is_hub_id, read_json
+from ..checkpoints import CONFIG_NAME, PIPELINE_TASK, RECORDED_TRAINING_ARGS, TRAINING_ARGS_FILE, is_hub_id, read_json
 from ..errors import EditFlowError
+
+if TYPE_CHECKING:
+    from huggingface_hub import EvalResult, ModelCard
 
 PAPER_URL = "https://arxiv.org/abs/2506.09018"
 EXAMPLE_PROMPT = "Could you please write a poem for me?"
 # The license of the remote code and of the default backbones (ModernBERT, BERT); --license sets the base model's.
 DEFAULT_LICENSE = "apache-2.0"
 
-# Training arguments shown in the card, in this order (the ones that decide what the model learned).
-CARD_TRAINING_KEYS = (
-    "model_name_or_path",
-    "dataset_args",
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "global_step",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "train_batch_size",
-    "max_length",
-    "x0_sampler",
-    "scheduler",
-    "scheduler_cls",
-    "scheduler_kwargs",
-    "max_w",
-    "time_epsilon",
-    "lr_scheduler_type",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
-    "insert_eos",
-    "group_texts",
-    "text_field",
-    "bf16",
-    "seed",
-    "final_train_loss",
-)
+# The card's training table: the arguments a run records (training_args.json), then what its trainer state and
+# config say (steps taken, effective batch, scheduler, last logged loss).
+CARD_TRAINING_KEYS = (*RECORDED_TRAINING_ARGS, "global_step", "train_batch_size", "scheduler", "final_train_loss")
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -149,7 +127,7 @@ def _training_summary(folder: Path, config: dict, training_args: dict | None) ->
         losses = [entry["loss"] for entry in state.get("log_history", []) if "loss" in entry]
         if losses:
             summary["final_train_loss"] = round(float(losses[-1]), 4)
-    args_file = folder / "training_args.json"
+    args_file = folder / TRAINING_ARGS_FILE
     if args_file.is_file():
         summary.update(read_json(args_file, "training arguments"))
     summary.update(training_args or {})
@@ -220,8 +198,10 @@ def build_model_card(
     (a local base is named by its model type, local files by their name). `dataset` defaults to the training
     arguments' `dataset_args`; `gif_path` is linked relative to the repo root (push_checkpoint copies the file
     there)."""
+    from huggingface_hub import ModelCard, ModelCardData  # here: `editflow-push --help` stays fast
+
     folder = Path(checkpoint_dir)
-    config = read_json(folder / "config.json", "config")
+    config = read_json(folder / CONFIG_NAME, "config")
     if isinstance(eval_results, (str, Path)):
         eval_results = eval_results_for_card(eval_results)
     encoder_config = config.get("encoder_config") or {}
@@ -280,6 +260,8 @@ EVAL_RESULTS_FILE = "eval_results.json"
 def eval_results_for_card(eval_json) -> list[EvalResult]:
     """`model-index` entries (huggingface_hub `EvalResult`s) from an `editflow-eval` JSON file: the bound per
     token (and its standard error), the generation metrics and the restoration edit distances."""
+    from huggingface_hub import EvalResult
+
     path = Path(eval_json)
     result = read_json(path, "editflow-eval results")
     if "bound" not in result or "dataset" not in result:

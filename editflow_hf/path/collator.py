@@ -37,7 +37,7 @@ import torch
 from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
-from .couplings import X0Sampler, parse_x0_sampler
+from .couplings import DEFAULT_X0_SAMPLER, X0Sampler, parse_x0_sampler
 
 
 @dataclass(init=False, eq=False)
@@ -117,6 +117,14 @@ DRAW_KEY = "draw_key"
 # pairs). PT: "left" and "right" tie (bound 7.71 vs 7.67, stderr 0.10), "spread" and "random" lose; "left"
 # stays, the reference's (dLLM's) layout.
 AUTO_TIE_BREAK = {"sft": "right", "pt": "left"}
+
+
+def regime(prompt_len: int) -> str:
+    """The regime of an example: "sft" when it has a prompt after BOS (prompt_len > 1), else "pt". (A run's
+    `task` says how its data was formatted; an example's regime is read from the example alone.)"""
+    return "sft" if prompt_len > 1 else "pt"
+
+
 TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
 
 
@@ -146,7 +154,7 @@ class EditFlowCollator:
         mask_token_id: int,
         bos_token_id: int,
         pad_token_id: int,
-        x0_sampler: "str | X0Sampler" = "masks[length:64]",
+        x0_sampler: "str | X0Sampler" = DEFAULT_X0_SAMPLER,
         scheduler: "str | KappaScheduler" = "linear",
         scheduler_kwargs: dict | None = None,
         time_epsilon: float = 1e-3,
@@ -247,7 +255,7 @@ class EditFlowCollator:
         """The tie-break of an example: `tie_break`, or that of its regime (sft when it has a prompt, else pt) in a
         per-regime `tie_break` or, with "auto", in the measured `AUTO_TIE_BREAK`."""
         per_regime = AUTO_TIE_BREAK if self.tie_break == "auto" else self.tie_break  # no copy: runs per example
-        return per_regime["sft" if prompt_len > 1 else "pt"] if isinstance(per_regime, dict) else per_regime
+        return per_regime[regime(prompt_len)] if isinstance(per_regime, dict) else per_regime
 
     @property
     def tie_breaks_by_regime(self) -> "str | dict[str, str]":

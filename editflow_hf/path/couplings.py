@@ -23,6 +23,8 @@ import re
 
 import numpy as np
 
+# The x0 of training (and of evaluating a model that did not record its own): BOS + 64 masks, as in dLLM.
+DEFAULT_X0_SAMPLER = "masks[length:64]"
 VALID_FORMS = ('"masks[length:N]"', '"masks[min:A,max:B]"', '"empty"', '"corrupt[p:P]"', '"w1*spec1 + w2*spec2"')
 _SPEC = re.compile(r"^\s*(?P<name>[A-Za-z_]\w*)\s*(?:\[(?P<args>[^\]]*)\])?\s*$")
 _TERM = re.compile(r"^\s*(?:(?P<weight>[^*\[\]]+?)\s*\*)?\s*(?P<spec>.+?)\s*$")
@@ -276,4 +278,4 @@ def _parse_single(spec: str, part: str) -> X0Sampler:
     raise _bad(spec, f'"masks" needs either length, or both min and max; got {", ".join(sorted(keys)) or "none"}')
 
 
-__all__ = ["X0Sampler", "FixedMasks", "UniformMasks", "EmptyX0", "Corrupt", "Mixture", "VALID_FORMS", "parse_x0_sampler"]
+__all__ = ["DEFAULT_X0_SAMPLER", "X0Sampler", "FixedMasks", "UniformMasks", "EmptyX0", "Corrupt", "Mixture", "VALID_FORMS", "parse_x0_sampler"]

@@ -14,6 +14,7 @@ from transformers import TrainingArguments
 
 from ..modeling.scheduling_editflow import get_scheduler
 from ..path.collator import TIE_BREAK_CHOICES
+from ..path.couplings import DEFAULT_X0_SAMPLER
 from .dllm_compat import check_dllm_values
 
 
@@ -118,7 +119,7 @@ class DataArguments:
 @dataclass
 class EditFlowTrainingArguments(TrainingArguments):
     x0_sampler: str = field(
-        default="masks[length:64]",
+        default=DEFAULT_X0_SAMPLER,
         metadata={
             "help": "Source sequence x0: `masks[length:N]` (BOS + N masks), `masks[min:A,max:B]`, `empty` (BOS only), "
             "`corrupt[p:0.2]` (x1 corrupted: learn to revise) or a mixture `0.5*masks[length:64] + 0.5*corrupt[p:0.2]`."

@@ -10,15 +10,24 @@ import datasets
 import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
-from ..apps.convert import convert
+from ..conversion import convert
 from ..hub.upload import push_checkpoint
 from ..checkpoints import (
-    check_model_folder, commit_folder, discard_staging, loading_errors, save_failure_message, staging_path, weights_problem,
+    RECORDED_TRAINING_ARGS,
+    TRAINING_ARGS_FILE,
+    check_model_folder,
+    commit_folder,
+    discard_staging,
+    loading_errors,
+    model_folder_problem,
+    save_failure_message,
+    staging_path,
     write_failure,
-)  # fmt: skip
+)
 from ..errors import EditFlowError
 from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..path.couplings import parse_x0_sampler
+from ..registration import register
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .preflight import preflight
 from ..data.prepare import prepare_datasets
@@ -29,18 +38,11 @@ from .trainer import EditFlowTrainer, redact_secrets
 
 logger = logging.getLogger(__name__)
 
-# The arguments worth recording next to the checkpoint (training_args.json, shown on the model card).
-_RECORDED_ARGS = (
-    "model_name_or_path", "dataset_args", "text_field", "insert_eos", "group_texts", "max_length", "num_train_epochs", "max_steps",
-    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "x0_sampler", "scheduler_cls",
-    "scheduler_kwargs", "max_w", "time_epsilon", "seed",
-)
-
-
 def _load_config(model_args):
     """The config of --model_name_or_path, after checking that a local folder holds a loadable model."""
     source = model_args.model_name_or_path
     check_model_folder(source)
+    register()  # an Edit Flow checkpoint loads with this package's classes
     try:
         return AutoConfig.from_pretrained(source, trust_remote_code=model_args.trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -58,7 +60,7 @@ def _resolve_model_path(model_args, training_args, config) -> str:
     overwrite = training_args.overwrite_output_dir
     with training_args.main_process_first(desc="Edit Flow conversion"):
         if training_args.local_process_index == 0:
-            if not overwrite and (converted / "config.json").is_file() and weights_problem(converted) is None:
+            if not overwrite and model_folder_problem(converted) is None:
                 logger.info("Reusing the conversion of %s in %s.", source, converted)
             else:
                 logger.info("%s is a plain %s encoder: converting it to an Edit Flow model in %s.", source, config.model_type, converted)
@@ -90,7 +92,7 @@ def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model
         trainer.accelerator.wait_for_everyone()
         if trainer.is_world_process_zero():
             trainer.state.save_to_json(str(staging / "trainer_state.json"))
-            (staging / "training_args.json").write_text(json.dumps(recorded, indent=2) + "\n")
+            (staging / TRAINING_ARGS_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
             save_generation_config(staging, model_path, task, trainer.args.x0_sampler)
             commit_folder(staging, final_dir)
     except Exception as err:
@@ -213,7 +215,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
     argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
     pt_only = ("text_field", "insert_eos", "group_texts") if task == "sft" else ()
-    recorded = redact_secrets({name: argument_values[name] for name in _RECORDED_ARGS if name in argument_values and name not in pt_only})
+    recorded = redact_secrets({name: argument_values[name] for name in RECORDED_TRAINING_ARGS if name in argument_values and name not in pt_only})
     try:
         _save_final(trainer, final_dir, recorded, model_path, model_args, task)
     except EditFlowError as err:

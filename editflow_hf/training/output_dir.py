@@ -12,13 +12,12 @@ import torch.distributed as dist
 
 from ..checkpoints import checkpoint_problem, discard_staging
 from ..errors import EditFlowError
+from ..flags import bool_word
 
 logger = logging.getLogger(__name__)
 
 FINAL_CHECKPOINT = "checkpoint-final"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-_TRUE_WORDS = {"true", "yes", "1"}
-_FALSE_WORDS = {"false", "no", "0", ""}
 
 
 def numbered_checkpoints(output_dir) -> list[Path]:
@@ -52,7 +51,7 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
         return None
     text = str(resume).strip()
     auto = text.lower() == "auto"
-    if auto or resume is True or text.lower() in _TRUE_WORDS:
+    if auto or resume is True or bool_word(text) is True:
         newest, skipped = newest_complete_checkpoint(output_dir)
         if newest is not None or auto:  # (True without one: the refusal below names them)
             for path, why in skipped:
@@ -74,7 +73,7 @@ def resolve_resume_checkpoint(resume, output_dir) -> str | None:
             f"--resume_from_checkpoint True: {output_dir} holds no complete checkpoint-N to resume from{incomplete}; "
             "save them with --save_steps, pass auto to start afresh when there is none, or drop the flag."
         )
-    if text.lower() in _FALSE_WORDS:
+    if not text or bool_word(text) is False:
         return None
     problem = checkpoint_problem(text)
     if problem is not None:

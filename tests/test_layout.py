@@ -1,0 +1,226 @@
+"""The package's shape, read from the source (ast, nothing imported): arrows between layers point down, the
+commands are leaves, each fact the code relies on has one definition, and registration uses no import hook."""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+
+PACKAGE = REPO_ROOT / "editflow_hf"
+MODELING = REPO_ROOT / "modeling"
+
+# Lowest first. A module may import its own layer and the layers below it, never one above. `editflow_hf`
+# itself (the package's __init__) only re-exports `registration` and the modeling classes.
+LAYERS = (
+    ("errors", "flags"),  # the one user-facing error; boolean flag words
+    ("modeling",),  # remote code: imports only torch, transformers and itself
+    ("registration", "checkpoints", "causal_lm"),  # Auto-class registration; model folders, Hub ids; causal LMs (GGUF)
+    ("path", "objective"),  # the probability path; the loss and the bound
+    ("data",),  # datasets for training and evaluation
+    ("conversion", "hub"),  # encoder/decoder -> Edit Flow checkpoint; model card and upload
+    ("training",),  # the training loop, its flags, checks and saves
+    ("evaluation", "generation", "visualize", "lm_eval"),  # held-out metrics; pipeline + sampling flags; trace views; lm-eval model
+    ("apps",),  # the commands: parse flags, call the library; nothing imports them
+)
+LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def package_modules() -> dict[str, Path]:
+    """`editflow_hf.x.y` -> its file, for every module of the package (modeling/ through the symlink)."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+def imported_modules(module: str, path: Path) -> set[str]:
+    """Every `editflow_hf...` module `path` imports, at the top or inside a function (absolute and relative)."""
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from . import x` names a module
+    return {name for name in found if name == "editflow_hf" or name.startswith("editflow_hf.")}
+
+
+def top_name(module: str) -> str:
+    """The layer name of a module: its first component below `editflow_hf` (`editflow_hf.hub.card` -> `hub`)."""
+    return module.split(".")[1]
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    return {name: {m for m in imported_modules(name, path) if m in modules or m == "editflow_hf"} for name, path in modules.items()}
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted({top_name(m) for m in package_modules() if m != "editflow_hf"} - set(LAYER_OF))
+    assert not unplaced, f"give these a layer in LAYERS: {unplaced}"
+
+
+def test_imports_point_down_and_nothing_imports_the_commands():
+    wrong = []
+    for module, targets in import_graph().items():
+        for target in targets:
+            if module == "editflow_hf":
+                if top_name(target) not in ("registration", "modeling"):
+                    wrong.append(f"{module} -> {target} (the package root re-exports registration and the classes only)")
+                continue
+            if target == "editflow_hf":
+                wrong.append(f"{module} -> editflow_hf (import the module that defines the name)")
+                continue
+            if top_name(target) == "apps" and top_name(module) != "apps":
+                wrong.append(f"{module} -> {target} (commands are leaves)")
+            elif LAYER_OF[top_name(target)] > LAYER_OF[top_name(module)]:
+                wrong.append(f"{module} -> {target} (layer {top_name(target)} is above {top_name(module)})")
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+def test_the_graph_test_sees_relative_and_lazy_imports():
+    """The scanner itself: a lazy relative import inside a function is an edge (else the test above proves nothing)."""
+    graph = import_graph()
+    assert "editflow_hf.data.prepare" in graph["editflow_hf.evaluation"]  # `from .data.prepare import ...` in a function
+    assert "editflow_hf.hub.upload" in graph["editflow_hf.training.cli"]
+    assert "editflow_hf.visualize" in graph["editflow_hf.apps.sample"]
+
+
+def test_remote_code_imports_only_torch_transformers_and_itself():
+    allowed_roots = {"torch", "transformers", "__future__"}
+    for path in sorted(MODELING.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                roots = {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                roots = {node.module.split(".")[0]}
+            else:
+                continue
+            third_party = {root for root in roots if root not in allowed_roots and root not in STDLIB}
+            assert not third_party, f"{path.name} imports {third_party}: remote code may import only torch and transformers"
+
+
+STDLIB = sys.stdlib_module_names
+
+
+def test_no_import_hook_and_no_private_importlib_state():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "meta_path" not in text and "_initializing" not in text, path
+
+
+# --- one definition per fact --------------------------------------------------------------------------------------
+
+
+def definitions() -> list[tuple[str, ast.AST]]:
+    """(file, node) for every function, class and module-level assignment in editflow_hf/ and modeling/."""
+    found = []
+    for path in sorted({*PACKAGE.rglob("*.py"), *MODELING.glob("*.py")}, key=str):
+        if path.is_relative_to(PACKAGE / "modeling"):
+            continue  # the same files as modeling/ (symlink)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        found += [(str(path.relative_to(REPO_ROOT)), node) for node in ast.walk(tree)]
+    return found
+
+
+def defined_names(nodes) -> list[tuple[str, str]]:
+    names = []
+    for where, node in nodes:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.append((where, node.name))
+        elif isinstance(node, ast.Assign):
+            names += [(where, target.id) for target in node.targets if isinstance(target, ast.Name)]
+    return names
+
+
+def string_constants(nodes) -> list[tuple[str, str]]:
+    return [(where, node.value) for where, node in nodes if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def compared_to_constant(nodes, name: str, op: type, value) -> list[str]:
+    """Files with a comparison `<...name> <op> value` (e.g. `prompt_len > 1`)."""
+    hits = []
+    for where, node in nodes:
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], op):
+            left, right = node.left, node.comparators[0]
+            left_name = left.id if isinstance(left, ast.Name) else getattr(left, "attr", None)
+            if left_name == name and isinstance(right, ast.Constant) and right.value == value:
+                hits.append(where)
+    return hits
+
+
+@pytest.fixture(scope="module")
+def nodes():
+    return definitions()
+
+
+# fact -> the names that define it; each must be defined exactly once, in the named file.
+ONE_HOME = {
+    "Hub id or local path": ("editflow_hf/checkpoints.py", ["is_hub_id"]),
+    "boolean words": ("editflow_hf/flags.py", ["TRUE_WORDS", "FALSE_WORDS", "bool_word", "str_to_bool"]),
+    "tokens no edit may write (suppress_token_ids)": ("modeling/edits_editflow.py", ["unwritable_token_ids"]),
+    "model folder completeness": ("editflow_hf/checkpoints.py", ["config_file_problem", "config_problem", "model_folder_problem", "weights_problem", "checkpoint_problem", "check_checkpoint"]),
+    "recorded training arguments": ("editflow_hf/checkpoints.py", ["RECORDED_TRAINING_ARGS", "TRAINING_ARGS_FILE"]),
+    "x0 spec parsing and default": ("editflow_hf/path/couplings.py", ["parse_x0_sampler", "DEFAULT_X0_SAMPLER"]),
+    "the regime of an example": ("editflow_hf/path/collator.py", ["regime"]),
+    "edit kinds": ("modeling/edits_editflow.py", ["EditKind"]),
+    "decode record": ("modeling/edits_editflow.py", ["DecodeTrace", "TraceStep"]),
+    "rows of a padded batch": ("modeling/sampling_editflow.py", ["unpadded_rows"]),
+}
+
+
+@pytest.mark.parametrize("fact", sorted(ONE_HOME))
+def test_each_fact_has_one_definition(nodes, fact):
+    home, names = ONE_HOME[fact]
+    defined = defined_names(nodes)
+    for name in names:
+        places = [where for where, defined_name in defined if defined_name == name]
+        assert places == [home], f"{fact}: {name} defined in {places}, expected once in {home}"
+
+
+# The old second homes, by the shape they had: none may come back.
+def test_no_second_definition_by_shape(nodes):
+    strings = string_constants(nodes)
+    # a Hub-id regex or a "looks local" helper beside is_hub_id
+    assert not [w for w, s in strings if s.startswith("[A-Za-z0-9_][\\w.-]*")], "a second Hub-id pattern"
+    assert not [w for w, n in defined_names(nodes) if "looks_local" in n or (n.endswith("hub_id") and n != "is_hub_id")]
+    # boolean words spelled out again
+    assert [w for w, s in strings if s == "yes"] == ["editflow_hf/flags.py"], "boolean words outside flags.py"
+    # the regime read from prompt_len anywhere but `regime`
+    assert compared_to_constant(nodes, "prompt_len", ast.Gt, 1) == ["editflow_hf/path/collator.py"]
+    # the x0 default and the training-args file name written out twice
+    assert [w for w, s in strings if s == "masks[length:64]"] == ["editflow_hf/path/couplings.py"]
+    assert [w for w, s in strings if s == "training_args.json"] == ["editflow_hf/checkpoints.py"]
+    assert [w for w, s in strings if s == "config.json"] == ["editflow_hf/checkpoints.py"]
+    # `sequences()` written once: the sampler's two methods delegate to unpadded_rows
+    sampler = [node for where, node in nodes if where == "modeling/sampling_editflow.py"]
+    bodies = [ast.dump(node) for node in sampler if isinstance(node, ast.FunctionDef) and node.name == "sequences"]
+    assert all("unpadded_rows" in body for body in bodies) and len(bodies) == 2
+
+
+def test_suppress_token_ids_come_from_one_function(nodes):
+    """Every `suppress_token_ids=` keyword passed by the pipeline and evaluation is `unwritable_token_ids(...)`."""
+    passed = [
+        (where, keyword.value)
+        for where, node in nodes
+        if isinstance(node, ast.Call)
+        for keyword in node.keywords
+        if keyword.arg == "suppress_token_ids"
+    ]
+    assert len(passed) >= 2
+    for where, value in passed:
+        callee = getattr(value, "func", None)
+        assert isinstance(value, ast.Call) and getattr(callee, "id", None) == "unwritable_token_ids", where
