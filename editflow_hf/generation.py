@@ -4,6 +4,7 @@
 import argparse
 import logging
 import os
+import re
 
 from .checkpoints import check_model_folder, is_hub_id, loading_errors
 from .errors import EditFlowError

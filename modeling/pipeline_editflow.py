@@ -446,7 +446,7 @@ class EditFlowGenerationPipeline(Pipeline):
 
     def postprocess(self, model_outputs, return_trace=False, return_full_text=False):
         row, prompt_len = model_outputs["input"], model_outputs["prompt_len"]
-        prompt_ids = row["prompt_ids"] if prompt_len > 1 else []
+        prompt_ids = row["prompt_ids"][: prompt_len - 1]  # the prompt kept before the continuation (none after BOS: infill, edit)
         records = []
         for sequence, trace in zip(model_outputs["sequences"], model_outputs["traces"]):
             generated = self.generated_ids(sequence, prompt_len)

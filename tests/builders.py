@@ -63,7 +63,9 @@ def make_pipe(checkpoint, rate_bias=None):
     import torch
     from transformers import AutoModel, AutoTokenizer, pipeline
 
-    import editflow_hf  # noqa: F401  (registers the editflow-generation task)
+    import editflow_hf
+
+    editflow_hf.register()  # the Edit Flow classes and the editflow-generation task
 
     model = AutoModel.from_pretrained(checkpoint)
     if rate_bias is not None:

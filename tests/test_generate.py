@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, GenerationConfig, pipeline
 
-import editflow_hf  # noqa: F401  (registers the Edit Flow classes and the editflow-generation task)
+import editflow_hf
 from editflow_hf.apps import sample as sample_cli
 from editflow_hf.visualize import TokenDisplay, trace_frames
 from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
@@ -262,6 +262,7 @@ def test_size_inputs_refused_within_a_second_under_a_2gb_address_space(tiny_edit
     code = f"""
         import resource, time
         import editflow_hf
+        editflow_hf.register()
         from transformers import AutoModel, AutoTokenizer, pipeline
         path = {str(tiny_editflow_dir)!r}
         pipe = pipeline("editflow-generation", model=AutoModel.from_pretrained(path), tokenizer=AutoTokenizer.from_pretrained(path))
