@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 _RECORDED_ARGS = (
     "model_name_or_path", "dataset_args", "text_field", "insert_eos", "max_length", "num_train_epochs", "max_steps",
     "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "x0_sampler", "scheduler_cls",
-    "scheduler_kwargs", "max_w", "time_epsilon", "seed",
+    "scheduler_kwargs", "max_w", "time_epsilon", "seed", "path", "lambda_prop", "time_conditioning",
+    "prefix_conditioning", "prefix_drop_prob",
 )
 
 
@@ -150,7 +151,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         model_path = _resolve_model_path(model_args, training_args, config)
         with loading_errors(model_path):
             tokenizer = AutoTokenizer.from_pretrained(model_path)
-            model = load_model_for_training(model_path, model_args)
+            model = load_model_for_training(model_path, model_args, time_conditioning=training_args.time_conditioning)
         with training_args.main_process_first(desc="dataset preparation"):
             splits = prepare_datasets(
                 task,
