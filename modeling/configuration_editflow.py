@@ -1,18 +1,7 @@
 """Configuration of an Edit Flow model: an encoder backbone plus rate and token heads."""
 
-from transformers import AutoConfig, GenerationConfig, PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
-
-# Sampling defaults of a checkpoint when its generation_config.json does not set them.
-EDITFLOW_GENERATION_DEFAULTS = {
-    "tau": 0.01,
-    "mask_length": 64,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "top_k": 0,
-    "chat_template": False,
-}
-
 
 HEAD_TYPES = ("mlm", "linear")
 
@@ -146,6 +135,12 @@ class EditFlowConfig(PreTrainedConfig):
             }
 
     @property
+    def max_sequence_length(self) -> int:
+        """The longest x_t the model accepts (BOS included): the encoder's positions (see
+        [`encoder_max_positions`]), 512 when its config does not say."""
+        return encoder_max_positions(self.encoder_config) or 512
+
+    @property
     def hidden_size(self) -> int:
         return self.encoder_config.hidden_size
 
@@ -164,54 +159,17 @@ class EditFlowConfig(PreTrainedConfig):
 EditFlowConfig.register_for_auto_class()
 
 
-def editflow_generation_config(**values) -> GenerationConfig:
-    r"""
-    The `generation_config.json` of an Edit Flow checkpoint: a standard [`GenerationConfig`] (stock transformers
-    loads it without warnings) whose standard fields carry the token sampling defaults and whose extra attributes
-    carry the Edit Flow ones.
-
-    Args (each defaults to `EDITFLOW_GENERATION_DEFAULTS`):
-        tau (`float`): tau-leaping step size, stored as the extra attribute `tau`.
-        mask_length (`int`): masks appended after the prompt (the x0 length the model was trained with), extra
-            attribute `mask_length`.
-        temperature (`float`): token temperature; 0 is stored as `do_sample=False` (greedy token values).
-        top_p (`float`), top_k (`int`, 0 = off): nucleus and top-k filtering, the standard fields.
-        chat_template (`bool`): whether plain text prompts go through the tokenizer's chat template (a model
-            fine-tuned on chats) or are sent as raw text (a pretrained or freshly converted model), extra attribute.
-    """
-    unknown = sorted(set(values) - set(EDITFLOW_GENERATION_DEFAULTS))
-    if unknown:
-        raise TypeError(f"Unknown Edit Flow generation default(s) {unknown}; known: {sorted(EDITFLOW_GENERATION_DEFAULTS)}.")
-    settings = {**EDITFLOW_GENERATION_DEFAULTS, **values}
-    greedy = settings["temperature"] == 0
-    # Greedy token values leave temperature / top_p / top_k unset: GenerationConfig flags them otherwise.
-    sampling = {} if greedy else {
-        "temperature": float(settings["temperature"]), "top_p": float(settings["top_p"]), "top_k": int(settings["top_k"])
-    }  # fmt: skip
-    return GenerationConfig(
-        do_sample=not greedy,
-        **sampling,
-        tau=float(settings["tau"]),
-        mask_length=int(settings["mask_length"]),
-        chat_template=bool(settings["chat_template"]),
-    )
+def encoder_max_positions(encoder_config) -> int | None:
+    """The longest sequence an encoder config can embed: its `max_position_embeddings`, less RoBERTa's offset (its
+    positions start after the padding index, so `padding_idx + 1` table rows are never a position); None when the
+    config does not say. The one position rule of conversion, training checks, the pipeline and `generate()`."""
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if not positions:
+        return None
+    model_type = str(getattr(encoder_config, "model_type", ""))
+    if "roberta" in model_type or model_type == "camembert":
+        positions -= (getattr(encoder_config, "pad_token_id", None) or 0) + 1
+    return int(positions)
 
 
-def editflow_generation_defaults(generation_config: GenerationConfig | None) -> dict:
-    """The sampling defaults a [`GenerationConfig`] (e.g. a checkpoint's generation_config.json) gives, as the
-    pipeline's parameter names; what it leaves unset comes from `EDITFLOW_GENERATION_DEFAULTS`."""
-    defaults = dict(EDITFLOW_GENERATION_DEFAULTS)
-    if generation_config is None:
-        return defaults
-    for key in ("tau", "mask_length", "top_p", "top_k", "chat_template"):
-        value = getattr(generation_config, key, None)
-        if value is not None:
-            defaults[key] = value
-    if generation_config.do_sample is False:
-        defaults["temperature"] = 0.0
-    elif generation_config.temperature is not None:
-        defaults["temperature"] = generation_config.temperature
-    return defaults
-
-
-__all__ = ["EDITFLOW_GENERATION_DEFAULTS", "EditFlowConfig", "editflow_generation_config", "editflow_generation_defaults"]
+__all__ = ["EditFlowConfig", "encoder_max_positions"]

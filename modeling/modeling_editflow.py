@@ -24,6 +24,9 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .configuration_editflow import EditFlowConfig
+from .generation_editflow import EditFlowDecode, EditFlowGenerateOutput, EditFlowGenerationConfig
+
+HUB_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 
 
 @dataclass
@@ -132,6 +135,30 @@ class EditFlowPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # `model.generation_config` is an EditFlowGenerationConfig: built by PreTrainedModel.__init__ (can_generate), read
+    # from generation_config.json by from_pretrained (adjust_generation_fn) and written by save_pretrained.
+    generation_config_class = EditFlowGenerationConfig
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return True
+
+    def adjust_generation_fn(self, generation_config, from_auto_class, from_pipeline, pretrained_model_name_or_path, **kwargs):
+        """from_pretrained's hook: `model.generation_config` = the checkpoint's generation_config.json as an
+        [`EditFlowGenerationConfig`] (the `generation_config=` argument of from_pretrained wins; defaults when the
+        checkpoint has no file). A file with a bad value is refused in one line naming it."""
+        if generation_config is not None:
+            self.generation_config = EditFlowGenerationConfig.from_generation_config(generation_config)
+            return
+        if pretrained_model_name_or_path is None:
+            return
+        hub_kwargs = {key: kwargs[key] for key in HUB_DOWNLOAD_KWARGS if kwargs.get(key) is not None}
+        try:
+            self.generation_config = EditFlowGenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        except OSError:
+            pass  # no generation_config.json: the defaults built in __init__ stay
+        except ValueError as err:
+            raise ValueError(f"generation_config.json of {pretrained_model_name_or_path}: {err}") from None
 
     def _init_weights(self, module):
         # The encoder is a PreTrainedModel that initialises itself with its own scheme; this covers the heads.
@@ -271,6 +298,58 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
+    def generate(
+        self,
+        input_ids: torch.LongTensor | list[list[int]] | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: EditFlowGenerationConfig | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> torch.LongTensor | EditFlowGenerateOutput:
+        r"""
+        Generate by tau-leaping: every step inserts, substitutes and deletes tokens anywhere the prompt leaves open.
+
+            inputs = tokenizer(["To be or not", "Once upon a time"], return_tensors="pt", padding=True)
+            sequences = model.generate(**inputs, tau=0.02, mask_length=32, seed=0)
+            out = model.generate(**inputs, return_dict_in_generate=True, output_history=True)
+            out.history[0].steps[-1].tokens                     # the decode of row 0, step by step
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)` or a list of token id lists, *optional*):
+                The prompts. A leading BOS and a trailing EOS (what `tokenizer(text)` adds) are dropped, padding is
+                dropped by `attention_mask` (left or right). A prompt holding mask tokens is infilled; None: one
+                unconditional row (BOS + masks).
+            attention_mask (`torch.Tensor`, *optional*):
+                1 for prompt tokens, 0 for padding.
+            generation_config ([`EditFlowGenerationConfig`] or `GenerationConfig`, *optional*):
+                Defaults to `model.generation_config` (the checkpoint's generation_config.json).
+            generator (`torch.Generator`, *optional*):
+                Source of the random draws (else one seeded by `seed`, else torch's global one).
+            kwargs:
+                Overrides of `generation_config` fields (`tau`, `mask_length`, `temperature`, `top_p`, `top_k`,
+                `do_sample`, `max_length`, `max_new_tokens`, `num_return_sequences`, `edit_prompt`, `infill`, `seed`,
+                `output_history`, `return_dict_in_generate`, ...) and `progress_bar` (a tqdm bar over the steps).
+
+        Returns:
+            `torch.LongTensor` of shape `(batch_size * num_return_sequences, length)`: every row BOS + prompt + what
+            was generated (input-major), right-padded with the pad token and capped at `max_length`. With
+            `return_dict_in_generate=True`, an [`EditFlowGenerateOutput`] (`sequences`, `lengths`, and `history`,
+            one `DecodeTrace` per row, with `output_history=True`).
+        """
+        decode = self.prepare_decode(input_ids, attention_mask, generation_config, generator, **kwargs)
+        output = decode.run()
+        return output if decode.generation_config.return_dict_in_generate else output.sequences
+
+    def prepare_decode(
+        self, input_ids=None, attention_mask=None, generation_config=None, generator=None, progress_bar=False, **kwargs
+    ) -> EditFlowDecode:
+        """The tau-leaping run `generate()` makes (arguments as there), not started: iterate it for the steps (the
+        pipeline's `iter_steps` and the Space do) or `run()` it. Every setting and size is checked first."""
+        base = EditFlowGenerationConfig.from_generation_config(generation_config or self.generation_config)
+        config = base.updated(max_positions=self.config.max_sequence_length, **kwargs)
+        return EditFlowDecode(self, EditFlowDecode.prompts_of(input_ids, attention_mask, self.config), config,
+                              generator=generator, progress_bar=progress_bar)  # fmt: skip
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as a complete Hub repo: weights, config with `auto_map` and `custom_pipelines`, and the remote
         code, including the generation pipeline (which the model itself does not import)."""
@@ -284,4 +363,4 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
 # save_pretrained writes `auto_map` for the classes registered for an Auto class: checkpoints then load anywhere.
 EditFlowForEditing.register_for_auto_class("AutoModel")
 
-__all__ = ["make_bidirectional", "EditFlowOutput", "EditFlowTimeEmbedding", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]
+__all__ = ["EditFlowGenerateOutput", "make_bidirectional", "EditFlowOutput", "EditFlowTimeEmbedding", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]

@@ -17,9 +17,10 @@ Conventions: those of transformers' `text-generation` pipeline, where they make 
       tau-leaping run per batch; a batch holds `batch_size` inputs times `num_return_sequences` rows).
     - `do_sample=False` takes the most likely token at every substitution / insertion (= `temperature=0`);
       `temperature`, `top_k`, `top_p` shape the token distributions as in `generate()`.
-    - `max_length` caps the whole sequence (BOS + prompt + generated tokens); `max_new_tokens` caps the tokens
-      after the prompt: a row stops growing at BOS + prompt + max_new_tokens tokens, and when `mask_length` is not
-      given the start sequence holds min(mask_length default, max_new_tokens) masks.
+    - `max_length` caps the whole sequence (BOS + prompt + generated tokens), `max_new_tokens` the tokens after the
+      prompt: insertions stop there and the start sequence holds only the masks that fit.
+    - Text out as text-generation makes it: the continuation is decoded together with the prompt and the prompt's
+      text cut off, so no text starts with a dangling sub-word piece; it ends before the first EOS.
 Deviations from `text-generation`:
     - `return_full_text` defaults to False (the text after the prompt); True prepends the prompt (for a chat:
       the messages plus the assistant reply, as text-generation does).
@@ -28,12 +29,13 @@ Deviations from `text-generation`:
     - A plain string prompt goes through the tokenizer's chat template when the checkpoint was fine-tuned on chats
       (`chat_template` in its generation_config.json, or the `chat_template` argument); see "Prompt rule".
     - No `return_tensors`, `stop_sequence`, `prefix`, `handle_long_generation`, `continue_final_message`.
-Extra parameters: `tau`, `mask_length`, `edit_prompt`, `chat_template`, `seed`, `return_trace`,
-`progress_bar` (see `EditFlowGenerationPipeline.__call__`).
+Extra parameters: the Edit Flow fields of `EditFlowGenerationConfig` (`tau`, `mask_length`, `edit_prompt`,
+`chat_template`, `infill`, `seed`), `return_trace`, `progress_bar` (see `EditFlowGenerationPipeline.__call__`).
 
-Defaults: the checkpoint's generation_config.json (a `transformers.GenerationConfig`; see
-`configuration_editflow.editflow_generation_config`) gives tau, mask_length, temperature, top_p, top_k and
-chat_template; arguments of the call (or of `pipeline(...)`) override them.
+Defaults: the checkpoint's generation config (`model.generation_config`, an `EditFlowGenerationConfig` read from its
+generation_config.json) gives every sampling setting; `pipeline(..., tau=...)` overrides it for every call,
+`generation_config=` replaces it for one call, and the arguments of a call override both. The pipeline checks
+them all (`EditFlowGenerationConfig.validate`) before reading any input, then runs `model.generate()` per batch.
 
 Prompt rule (the one rule editflow-sample, editflow-chat and the Space follow by passing plain prompts):
     a chat (list of messages) always goes through the chat template with its generation prompt; a string goes
@@ -47,8 +49,10 @@ Modes, decided per input:
             text after the prompt, up to the first EOS.
     infill  (the text contains the tokenizer's mask token): the whole text is the sequence; its mask tokens
             are editable, the other tokens protected, gaps next to an editable token open; `mask_length` masks
-            are appended (pass 0 to infill only), the end stays open only then.
-            `generated_text` is the whole edited text (`return_full_text` changes nothing).
+            are appended (pass 0 to infill only), the end stays open only then. `infill="free"` (default) lets
+            the model grow or shrink each masked span; `infill="fixed"` turns each mask into exactly one token.
+            `generated_text` is the whole edited text (`return_full_text` changes nothing); the output also
+            says `"infill": "free"` or `"fixed"`.
     edit    (`edit_prompt=True`): nothing but BOS is protected, so the model may rewrite the prompt too;
             `generated_text` is the whole edited text (`return_full_text` changes nothing).
 
@@ -69,13 +73,13 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, GenerationConfig, Pipeline
+from transformers import AutoTokenizer, Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
-from .configuration_editflow import editflow_generation_defaults
-from .sampling_editflow import DecodeTrace, SamplingResult, TauLeapSampler, TraceStep, check_sampling_params
+from .generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, check_size, check_text
+from .sampling_editflow import TraceStep
 
 logger = logging.get_logger(__name__)
 
@@ -85,10 +89,12 @@ DEFAULT_BATCH_SIZE = 32
 # generation_config.json, the others are ignored.
 HUB_KWARGS = ("revision", "token", "local_files_only", "cache_dir")
 LOADING_KWARGS = {*HUB_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
-CALL_PARAMETERS = (
-    "tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, max_length, "
-    "max_new_tokens, num_return_sequences, return_full_text, batch_size, return_trace, progress_bar"
-)
+PIPELINE_PARAMETERS = ("generation_config", "return_full_text", "return_trace", "progress_bar", "batch_size")
+# A neutral word decoded in front of a continuation that has no prompt before it, so that a first sub-word piece
+# ("##unes") attaches to something instead of starting the text; its own text is then cut off.
+ANCHOR_TEXT = "a"
+# Longest prompt text read, in characters per model position (see `_prompt_ids`).
+PROMPT_CHARS_PER_POSITION = 64
 
 
 @dataclass
@@ -99,7 +105,7 @@ class GenerationStep:
         step: 1-based index of the step (`num_steps` steps reach t = 1).
         num_steps: steps in the whole run.
         t: the time reached.
-        rows: per input, the [`TraceStep`] of this step (tokens after it, inserted / substituted / deleted
+        rows: per sampled row, the [`TraceStep`] of this step (tokens after it, inserted / substituted / deleted
             indices), None where the step changed nothing.
         outputs: on the last step only, what the pipeline call returns for these inputs (a list, one per input).
     """
@@ -115,13 +121,9 @@ def _is_message_list(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(m, dict) for m in value)
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-
-
 class EditFlowGenerationPipeline(Pipeline):
-    """Generate, infill or edit text with an Edit Flow model by batched tau-leaping (see the module docstring)."""
+    """Generate, infill or edit text with an Edit Flow model: glue around `model.generate()` (see the module
+    docstring) as `text-generation` is around a causal LM's."""
 
     _load_processor = False
     _load_image_processor = False
@@ -133,6 +135,7 @@ class EditFlowGenerationPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if kwargs.get(key) is not None}
+        self.generation_config = None  # set below; _sanitize_parameters starts from the model's until then
         super().__init__(*args, **kwargs)
         source = getattr(self.model, "name_or_path", None)
         if self.tokenizer is None:
@@ -152,104 +155,48 @@ class EditFlowGenerationPipeline(Pipeline):
             )
         if self._batch_size is None:
             self._batch_size = DEFAULT_BATCH_SIZE
-        self.generation_config = self._load_generation_config(source, hub_kwargs)
+        # The settings given to pipeline(...) on top of the checkpoint's: the defaults of every call.
+        self.generation_config = self._preprocess_params.pop("generation_config", None) or self._model_generation_config()
+        self._forward_params.pop("generation_config", None)
         self.model.eval()
 
-    def _load_generation_config(self, source, hub_kwargs) -> GenerationConfig | None:
-        """The checkpoint's sampling defaults: `model.generation_config` if set, else its generation_config.json
-        (None when it has none: then `EDITFLOW_GENERATION_DEFAULTS` apply)."""
-        attached = getattr(self.model, "generation_config", None)
-        if attached is not None:
-            return attached
-        if not source:
-            return None
-        try:
-            return GenerationConfig.from_pretrained(source, **hub_kwargs)
-        except OSError:
-            return None
-
-    @property
-    def generation_defaults(self) -> dict:
-        """tau, mask_length, temperature, top_p, top_k and chat_template used when a call does not give them."""
-        return editflow_generation_defaults(self.generation_config)
+    def _model_generation_config(self) -> EditFlowGenerationConfig:
+        return EditFlowGenerationConfig.from_generation_config(getattr(self.model, "generation_config", None))
 
     @property
     def max_positions(self) -> int:
-        """The longest sequence the encoder accepts (its position table), 512 when it does not say."""
-        encoder_config = getattr(self.model.config, "encoder_config", None)
-        return int(getattr(encoder_config, "max_position_embeddings", None) or 512)
+        """The longest sequence the model accepts (BOS included): `model.config.max_sequence_length`."""
+        return self.model.config.max_sequence_length
 
     def _sanitize_parameters(
-        self,
-        tau=None,
-        mask_length=None,
-        temperature=None,
-        do_sample=None,
-        top_p=None,
-        top_k=None,
-        seed=None,
-        edit_prompt=None,
-        chat_template=None,
-        max_length=None,
-        max_new_tokens=None,
-        num_return_sequences=None,
-        return_full_text=None,
-        return_trace=None,
-        progress_bar=None,
-        **unknown,
+        self, generation_config=None, return_full_text=None, return_trace=None, progress_bar=None, **generate_kwargs
     ):
-        unknown = {k: v for k, v in unknown.items() if k not in LOADING_KWARGS}
+        """Route each argument to one stage: the generation settings (a `generation_config` and/or its fields, on
+        top of this pipeline's defaults, validated here against the model's positions before any input is read)
+        to preprocess (prompt format, edit mode, sizes) and forward (`generate()`); `progress_bar` and
+        `return_trace` to forward; `return_trace` and `return_full_text` to postprocess."""
+        generate_kwargs = {k: v for k, v in generate_kwargs.items() if k not in LOADING_KWARGS}
+        base = self.generation_config or self._model_generation_config()
+        if generation_config is not None:
+            base = EditFlowGenerationConfig.from_generation_config(generation_config)
+        unknown = sorted(key for key in generate_kwargs if not hasattr(base, key))
         if unknown:
-            raise ValueError(f"Unknown editflow-generation parameter(s) {sorted(unknown)}; valid ones: {CALL_PARAMETERS}.")
-        self._check_parameters(
-            tau=tau, mask_length=mask_length, temperature=temperature, do_sample=do_sample, top_p=top_p, top_k=top_k,
-            seed=seed, max_length=max_length, max_new_tokens=max_new_tokens,
-            num_return_sequences=num_return_sequences,
-        )  # fmt: skip
-        preprocess, forward, postprocess = {}, {}, {}
-        for key, value, target in (
-            ("mask_length", mask_length, preprocess),
-            ("edit_prompt", edit_prompt, preprocess),
-            ("chat_template", chat_template, preprocess),
-            ("max_length", max_length, preprocess),
-            ("max_new_tokens", max_new_tokens, preprocess),
-            ("tau", tau, forward),
-            ("temperature", temperature, forward),
-            ("do_sample", do_sample, forward),
-            ("top_p", top_p, forward),
-            ("top_k", top_k, forward),
-            ("seed", seed, forward),
-            ("num_return_sequences", num_return_sequences, forward),
-            ("return_trace", return_trace, forward),
-            ("progress_bar", progress_bar, forward),
-            ("return_trace", return_trace, postprocess),
-            ("return_full_text", return_full_text, postprocess),
+            raise ValueError(
+                f"Unknown editflow-generation parameter(s) {unknown}; valid ones: the fields of EditFlowGenerationConfig "
+                f"(tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, infill, "
+                f"max_length, max_new_tokens, num_return_sequences, ...) and {', '.join(PIPELINE_PARAMETERS)}."
+            )
+        config = base.updated(max_positions=self.max_positions, **generate_kwargs)
+        preprocess, forward, postprocess = {"generation_config": config}, {"generation_config": config}, {}
+        for key, value, targets in (
+            ("progress_bar", progress_bar, (forward,)),
+            ("return_trace", return_trace, (forward, postprocess)),
+            ("return_full_text", return_full_text, (postprocess,)),
         ):
             if value is not None:
-                target[key] = value
+                for target in targets:
+                    target[key] = value
         return preprocess, forward, postprocess
-
-    @staticmethod
-    def _check_parameters(
-        tau, mask_length, temperature, do_sample, top_p, top_k, seed, max_length, max_new_tokens,
-        num_return_sequences,
-    ) -> None:  # fmt: skip
-        """One clear ValueError for a bad explicit value, before any input is read."""
-        check_sampling_params(
-            0.01 if tau is None else tau, 1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p, top_k
-        )
-        for name, value, minimum in (
-            ("mask_length", mask_length, 0),
-            ("max_length", max_length, 2),
-            ("max_new_tokens", max_new_tokens, 1),
-            ("num_return_sequences", num_return_sequences, 1),
-        ):
-            if value is not None:
-                _check_int(name, value, minimum)
-        if do_sample is not None and not isinstance(do_sample, bool):
-            raise ValueError(f"`do_sample` must be True or False; got {do_sample!r}.")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
 
     def __call__(self, inputs, **kwargs):
         r"""
@@ -261,40 +208,17 @@ class EditFlowGenerationPipeline(Pipeline):
                 given as messages `[{"role": "user", "content": ...}, ...]` (roles system / user / assistant,
                 formatted with the tokenizer's chat template and its generation prompt), a list of those, or any
                 iterable of them (a generator, a `KeyDataset`).
-            tau (`float`, *optional*, checkpoint default, else 0.01):
-                Step size of tau-leaping in (0, 1]: 1 / tau model steps; smaller is slower and more faithful.
-            mask_length (`int`, *optional*, checkpoint default, else 64):
-                Number of mask tokens appended after the prompt (x0 = BOS + prompt + masks); the checkpoint's
-                default is the x0 length it was trained with. 0 starts from the prompt alone (insertions only).
-            temperature (`float`, *optional*, checkpoint default, else 1.0):
-                Temperature of the substituted / inserted tokens; 1.0 samples the model's distributions (the
-                chain the model was trained for), 0 takes the most likely token.
-            do_sample (`bool`, *optional*):
-                False takes the most likely token (same as `temperature=0`); True samples (temperature 1.0 when
-                the checkpoint's default is greedy).
-            top_k (`int`, *optional*, checkpoint default, else 0):
-                Keep only the k most likely tokens (0 keeps all), applied before `top_p`.
-            top_p (`float`, *optional*, checkpoint default, else 1.0):
-                Nucleus sampling mass in (0, 1] for those tokens.
-            seed (`int`, *optional*):
-                Seed of a `torch.Generator` that makes every random draw; the same seed, inputs and batch_size
-                give the same output.
-            edit_prompt (`bool`, *optional*, defaults to `False`):
-                Let the model edit the prompt too (edit mode); by default the prompt is protected. BOS never changes.
-            chat_template (`bool`, *optional*, checkpoint default, else False):
-                Whether a plain string prompt is sent as a user message through the chat template (see the prompt
-                rule in the module docstring). Chats always are.
-            max_length (`int`, *optional*):
-                Cap on the sequence length (tokens, BOS included); insertions stop there. Defaults to the encoder's
-                maximum positions.
-            max_new_tokens (`int`, *optional*):
-                Cap on the tokens after the prompt (see the module docstring).
-            num_return_sequences (`int`, *optional*, defaults to 1):
-                Samples returned per input.
+            generation_config (`EditFlowGenerationConfig` or `GenerationConfig`, *optional*):
+                Replaces the pipeline's settings (the checkpoint's generation_config.json plus those given to
+                `pipeline(...)`) for this call; e.g. `GenerationConfig.from_pretrained(checkpoint)`.
+            tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, infill,
+            max_length, max_new_tokens, num_return_sequences (*optional*):
+                Fields of [`EditFlowGenerationConfig`] (documented there), on top of the settings above. Every one
+                is checked before any input is read; `max_length` caps the output (the masks are trimmed to fit).
             return_full_text (`bool`, *optional*, defaults to `False`):
                 Prepend the prompt to the generated text (a chat: return the messages plus the assistant reply).
             batch_size (`int`, *optional*, defaults to 32):
-                Inputs sampled together in one batched run.
+                Inputs sampled together in one `generate()` run.
             return_trace (`bool`, *optional*, defaults to `False`):
                 Add the decode trace (format in the module docstring) under `"trace"`. To watch the steps as
                 they happen, iterate [`iter_steps`] instead.
@@ -302,13 +226,14 @@ class EditFlowGenerationPipeline(Pipeline):
                 Show a tqdm bar over the steps.
 
         Return:
-            For one input, a list of `num_return_sequences` dicts `{"generated_text": str}` (plus `"trace"` with
-            `return_trace=True`); for a list of inputs, a list of such lists; for a generator or dataset, an
-            iterator over such lists. Special tokens and leftover masks are removed from the text.
+            For one input, a list of `num_return_sequences` dicts `{"generated_text": str}` (plus `"infill"`:
+            "fixed" or "free" for an input with masks, and `"trace"` with `return_trace=True`); for a list of
+            inputs, a list of such lists; for a generator or dataset, an iterator over such lists. Special tokens and
+            leftover masks are removed from the text.
         """
         batch_size = kwargs.get("batch_size")
         if batch_size is not None:
-            _check_int("batch_size", batch_size, 1)
+            check_size("batch_size", batch_size, 1, MAX_BATCH_SIZE)
         if isinstance(inputs, tuple):
             inputs = list(inputs)
         if isinstance(inputs, list) and len(inputs) == 0:
@@ -323,11 +248,11 @@ class EditFlowGenerationPipeline(Pipeline):
         return next(iter(batch))
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
-        """Preprocess, sample `batch_size` inputs per tau-leaping run, postprocess each input. A list is checked
+        """Preprocess, run `generate()` on `batch_size` inputs at a time, postprocess each input. A list is checked
         whole before any sampling starts; a generator or dataset streams."""
         forward_params = dict(forward_params)
-        seed = forward_params.pop("seed", None)
-        if seed is not None:
+        seed = forward_params["generation_config"].seed
+        if seed is not None:  # one stream of draws for the whole call, whatever the batching
             forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
         if isinstance(inputs, list):
             dataset = [self.preprocess(item, **preprocess_params) for item in inputs]
@@ -363,6 +288,7 @@ class EditFlowGenerationPipeline(Pipeline):
                 raise ValueError(f"Unknown chat role {message['role']!r}; use one of {', '.join(CHAT_ROLES)}.")
             if not isinstance(message["content"], str):
                 raise ValueError(f"Chat message content must be a string; got {type(message['content']).__name__}.")
+            check_text(message["content"], "A chat message")
         return list(inputs)
 
     def _warn_if_never_trained_to_edit(self) -> None:
@@ -377,24 +303,11 @@ class EditFlowGenerationPipeline(Pipeline):
                 "\"0.5*masks[length:64] + 0.5*corrupt[p:0.2]\".", spec,
             )
 
-    def _resolve_max_length(self, max_length) -> int:
-        if max_length is None:
-            return self.max_positions
-        if max_length > self.max_positions:
-            raise ValueError(
-                f"`max_length` {max_length} exceeds the model's {self.max_positions} positions; pass at most that."
-            )
-        return max_length
-
-    def preprocess(
-        self, inputs, mask_length=None, edit_prompt=False, chat_template=None, max_length=None, max_new_tokens=None
-    ):
-        """Token ids of the start sequence, its protection flags, where the prompt ends and the row's length cap."""
-        defaults = self.generation_defaults
-        chat_template = defaults["chat_template"] if chat_template is None else chat_template
-        max_length = self._resolve_max_length(max_length)
-        config = self.model.config
-        messages = self._prompt_messages(inputs, chat_template, edit_prompt)
+    def preprocess(self, inputs, generation_config: EditFlowGenerationConfig | None = None):
+        """The prompt's token ids (BOS not included), after the prompt rule; its length is checked against the
+        model's positions and the length caps (`EditFlowGenerationConfig.start_layout`) before any row is built."""
+        config = generation_config or self.generation_config
+        messages = self._prompt_messages(inputs, config.chat_template, config.edit_prompt)
         if messages is None:
             text = inputs
         elif not getattr(self.tokenizer, "chat_template", None):
@@ -404,83 +317,42 @@ class EditFlowGenerationPipeline(Pipeline):
             )
         else:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prompt_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        infill = config.mask_token_id in prompt_ids
-        if mask_length is None:
-            mask_length = int(defaults["mask_length"])
-            if max_new_tokens is not None:
-                mask_length = min(mask_length, max_new_tokens)
-        if not prompt_ids and mask_length == 0:
-            raise ValueError("An empty prompt with mask_length=0 leaves nothing to generate; pass mask_length > 0.")
-        sequence = [config.bos_token_id, *prompt_ids] + [config.mask_token_id] * mask_length
-        if max_new_tokens is not None:
-            if mask_length > max_new_tokens:
-                raise ValueError(
-                    f"mask_length={mask_length} is more than max_new_tokens={max_new_tokens}: lower mask_length or "
-                    "raise max_new_tokens."
-                )
-            max_length = min(max_length, 1 + len(prompt_ids) + max_new_tokens)
-        if len(sequence) > max_length:
-            raise ValueError(
-                f"The start sequence has {len(sequence)} tokens (BOS + {len(prompt_ids)} prompt + {mask_length} masks), "
-                f"more than max_length={max_length}: shorten the prompt or lower mask_length."
-            )
-        if edit_prompt:
+        check_text(text)
+        prompt_ids = self._prompt_ids(text)
+        config.start_layout(
+            len(prompt_ids), infill=self.model.config.mask_token_id in prompt_ids, max_positions=self.max_positions
+        )
+        if config.edit_prompt:
             self._warn_if_never_trained_to_edit()
-            protected_prompt = [False] * len(prompt_ids)
-        elif infill:
-            protected_prompt = [token != config.mask_token_id for token in prompt_ids]
-        else:
-            protected_prompt = [True] * len(prompt_ids)
-        protected = [True, *protected_prompt] + [False] * mask_length
-        kept_prompt = not (edit_prompt or infill)
-        return {
-            "input_ids": sequence,
-            "protected": protected,
-            "open_end": not infill or mask_length > 0 or edit_prompt,
-            "prompt_len": 1 + len(prompt_ids) if kept_prompt else 1,
-            "max_length": max_length,
-            "prompt": inputs.messages if isinstance(inputs, Chat) else inputs,
-        }
+        return {"prompt_ids": prompt_ids, "prompt": inputs.messages if isinstance(inputs, Chat) else inputs}
 
-    def _sampler(
-        self, model_inputs, tau=None, temperature=None, do_sample=None, top_p=None, top_k=None, generator=None,
-        num_return_sequences=1, progress_bar=True,
-    ) -> tuple[TauLeapSampler, list[dict]]:  # fmt: skip
-        """The sampler of one batch of preprocessed inputs and its rows (`num_return_sequences` per input)."""
-        defaults = self.generation_defaults
-        if do_sample is False:
-            temperature = 0.0
-        elif temperature is None:
-            temperature = defaults["temperature"] or (1.0 if do_sample else 0.0)
-        rows = [row for row in model_inputs for _ in range(num_return_sequences)]
-        config = self.model.config
-        sampler = TauLeapSampler(
-            self.model,
-            tau=defaults["tau"] if tau is None else tau,
-            temperature=temperature,
-            top_p=defaults["top_p"] if top_p is None else top_p,
-            top_k=defaults["top_k"] if top_k is None else top_k,
-            max_length=[row["max_length"] for row in rows],
-            generator=generator,
-            suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
-            progress_bar=progress_bar,
-        )
-        return sampler, rows
+    def _prompt_ids(self, text: str) -> list[int]:
+        """The token ids of a prompt text, at most the model's positions of them (a longer prompt is then refused
+        by `start_layout`). A text longer than PROMPT_CHARS_PER_POSITION characters per position is refused
+        before tokenizing: no real text averages that many characters per token, and a tokenizer's time and memory
+        grow with the whole text, whatever the truncation."""
+        limit = self.max_positions
+        if len(text) > limit * PROMPT_CHARS_PER_POSITION:
+            raise ValueError(
+                f"The prompt has {len(text):,} characters, far more than the model's {limit} positions can take (at "
+                f"most {limit * PROMPT_CHARS_PER_POSITION:,} characters are read): shorten it."
+            )
+        return self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
 
-    @staticmethod
-    def _sampler_inputs(rows: list[dict]) -> tuple[list, list, list]:
-        return [row["input_ids"] for row in rows], [row["protected"] for row in rows], [row["open_end"] for row in rows]
+    def _decode(self, model_inputs, generation_config, generator=None, return_trace=False, progress_bar=True):
+        """The `generate()` run of a batch of preprocessed inputs, not started (see `EditFlowDecode`)."""
+        return self.model.prepare_decode(
+            [row["prompt_ids"] for row in model_inputs], generation_config=generation_config, generator=generator,
+            progress_bar=progress_bar, output_history=bool(return_trace),
+        )  # fmt: skip
 
-    def _forward(self, model_inputs, return_trace=False, num_return_sequences=1, **sampler_params):
-        """One tau-leaping run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
-        sampler, rows = self._sampler(model_inputs, num_return_sequences=num_return_sequences, **sampler_params)
-        result = sampler.sample(
-            *self._sampler_inputs(rows), prompt_lengths=[row["prompt_len"] for row in rows], return_trace=return_trace
-        )
-        # The SamplingResult object passes through Pipeline.forward untouched (it only walks dicts, lists and
-        # tensors), so long traces are not copied element by element.
-        return {"inputs": model_inputs, "num_return_sequences": num_return_sequences, "result": result}
+    def _forward(self, model_inputs, generation_config, generator=None, return_trace=False, progress_bar=True):
+        """One `generate()` run over a batch of preprocessed inputs, `num_return_sequences` rows each."""
+        decode = self._decode(model_inputs, generation_config, generator, return_trace, progress_bar)
+        decode.run()
+        # The decode object passes through Pipeline.forward untouched (it only walks dicts, lists and tensors),
+        # so long traces are not copied element by element.
+        return {"inputs": model_inputs, "decode": decode}
 
     def iter_steps(self, inputs, **kwargs) -> Iterator[GenerationStep]:
         r"""
@@ -496,7 +368,6 @@ class EditFlowGenerationPipeline(Pipeline):
         """
         kwargs.pop("batch_size", None)
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
-        preprocess_params = {**self._preprocess_params, **preprocess_params}
         forward_params = {**self._forward_params, **forward_params}
         postprocess_params = {**self._postprocess_params, **postprocess_params}
         single = isinstance(inputs, (str, Chat)) or _is_message_list(inputs)
@@ -504,42 +375,65 @@ class EditFlowGenerationPipeline(Pipeline):
         if not items:
             raise ValueError("iter_steps needs at least one input.")
         model_inputs = [self.preprocess(item, **preprocess_params) for item in items]
-        seed = forward_params.pop("seed", None)
-        if seed is not None:
-            forward_params["generator"] = torch.Generator(device=self.device).manual_seed(int(seed))
-        return_trace = forward_params.pop("return_trace", False)
-        num_return_sequences = forward_params.get("num_return_sequences", 1)
-        sampler, rows = self._sampler(model_inputs, **forward_params)
-        traces = DecodeTrace.start([row["input_ids"] for row in rows], [row["prompt_len"] for row in rows])
-        for sampler_step in sampler.iter_steps(*self._sampler_inputs(rows)):
-            step = GenerationStep(sampler_step.step, sampler.num_steps, sampler_step.t, sampler_step.record(traces))
-            if step.step == sampler.num_steps:
-                result = SamplingResult(sequences=sampler_step.sequences(), traces=traces if return_trace else None)
-                batch = {"inputs": model_inputs, "num_return_sequences": num_return_sequences, "result": result}
+        config = forward_params["generation_config"]
+        generator = None if config.seed is None else torch.Generator(device=self.device).manual_seed(int(config.seed))
+        decode = self._decode(model_inputs, config, generator, True, forward_params.get("progress_bar", True))
+        for sampler_step in decode:
+            step = GenerationStep(sampler_step.step, decode.num_steps, sampler_step.t, decode.step_rows)
+            if step.step == decode.num_steps:
+                batch = {"inputs": model_inputs, "decode": decode}
                 step.outputs = [self.postprocess(output, **postprocess_params) for output in self._split_batch(batch)]
             yield step
 
     @staticmethod
     def _split_batch(model_outputs):
-        """The sampled rows of a batch, regrouped per input: `{"input", "sequences", "traces"}` each."""
-        count = model_outputs["num_return_sequences"]
-        result = model_outputs["result"]
+        """The sampled rows of a batch, regrouped per input: `{"input", "sequences", "traces", ...}` each."""
+        decode = model_outputs["decode"]
+        count = decode.generation_config.num_return_sequences or 1
+        sequences = decode.sequences()
         for index, row in enumerate(model_outputs["inputs"]):
             rows = slice(index * count, (index + 1) * count)
-            traces = result.traces[rows] if result.traces is not None else [None] * count
-            yield {"input": row, "sequences": result.sequences[rows], "traces": traces}
+            yield {
+                "input": row,
+                "sequences": sequences[rows],
+                "traces": decode.history[rows],
+                "prompt_len": decode.rows.prompt_lengths[index * count],
+                "infill": decode.rows.infill[index * count] and decode.generation_config.infill,
+            }
+
+    def continuation_text(self, prefix_ids: list[int], generated: list[int]) -> str:
+        """The text of `generated` as it reads after `prefix_ids`, as text-generation makes it: both are decoded
+        together and the prefix's text cut off, so the tokenizer decides the junction (a WordPiece "##" piece joins
+        the word before it). With no prefix (unconditional, infill, edit) a neutral word stands in for it, so no text
+        starts with a dangling sub-word piece."""
+        if not prefix_ids:
+            if getattr(self, "_anchor_ids", None) is None:
+                self._anchor_ids = self.tokenizer(ANCHOR_TEXT, add_special_tokens=False)["input_ids"]
+            prefix_ids = self._anchor_ids
+        head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True)
+        whole = self.tokenizer.decode([*prefix_ids, *generated], skip_special_tokens=True)
+        if whole.startswith(head):
+            return whole[len(head) :].strip()
+        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+    def generated_ids(self, sequence: list[int], prompt_len: int) -> list[int]:
+        """The tokens after the prompt, up to the first EOS: what `generated_text` shows."""
+        generated = list(sequence[prompt_len:])
+        eos = self.model.config.eos_token_id
+        if eos is not None and eos in generated:
+            generated = generated[: generated.index(eos)]
+        return generated
 
     def postprocess(self, model_outputs, return_trace=False, return_full_text=False):
-        row = model_outputs["input"]
-        eos = self.model.config.eos_token_id
-        prompt_ids = row["input_ids"][1 : row["prompt_len"]]
+        row, prompt_len = model_outputs["input"], model_outputs["prompt_len"]
+        prompt_ids = row["prompt_ids"] if prompt_len > 1 else []
         records = []
         for sequence, trace in zip(model_outputs["sequences"], model_outputs["traces"]):
-            generated = sequence[row["prompt_len"] :]
-            if eos is not None and eos in generated:
-                generated = generated[: generated.index(eos)]
-            text = self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+            generated = self.generated_ids(sequence, prompt_len)
+            text = self.continuation_text(prompt_ids, generated)
             record = {"generated_text": self._full_text(row["prompt"], prompt_ids, generated, text) if return_full_text else text}
+            if model_outputs["infill"]:
+                record["infill"] = model_outputs["infill"]
             if return_trace:
                 record["trace"] = trace.to_dict()
             records.append(record)
@@ -551,7 +445,6 @@ class EditFlowGenerationPipeline(Pipeline):
             return [*prompt, {"role": "assistant", "content": text}]
         if not prompt_ids:  # infill, edit or unconditional: the text already is the whole sequence
             return text
-        # The tokenizer decides the spacing at the junction (WordPiece "##" pieces join, words get a space).
         head = self.tokenizer.decode(prompt_ids, skip_special_tokens=True)
         whole = self.tokenizer.decode([*prompt_ids, *generated], skip_special_tokens=True)
         tail = whole[len(head) :] if whole.startswith(head) else (" " + text if text else "")

@@ -429,6 +429,9 @@ class TauLeapSampler:
         guidance_scale: w of naive rate classifier-free guidance (module doc); 0 = off. A number, or a function of
             t as `temperature`. The paper's w (its code models use 0.5); transformers' CFG scale is 1 + w. Needs a
             model trained with dropped prompts (`config.prefix_conditioning`, or SFT data without prompts).
+        fixed_length: substitutions only (each editable token fires as a substitution, at the rate of both; no
+            insertion, no deletion) and every mask still left is substituted on the last step: each mask becomes
+            exactly one token (fixed-length infill).
     """
 
     def __init__(
@@ -445,6 +448,7 @@ class TauLeapSampler:
         reuse_unchanged_rows: bool | None = None,
         progress_bar: bool = False,
         guidance_scale: "float | str | tuple[float, float]" = 0.0,
+        fixed_length: bool = False,
     ):
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
@@ -468,6 +472,8 @@ class TauLeapSampler:
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
+        self.fixed_length = fixed_length
+        self.mask_token_id = config.mask_token_id
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
 
@@ -642,6 +648,11 @@ class TauLeapSampler:
             rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
             can_edit, can_insert, state.lengths, self.step_weight(t, t_next),
         )  # fmt: skip
+        if self.fixed_length:  # one event per token, always a substitution; the last step fills every mask left
+            sub_fire = sub_fire | del_fire
+            if state.step + 1 == self.num_steps:
+                sub_fire |= can_edit & (state.tokens == self.mask_token_id)
+            del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
         if sub_fire.any():

@@ -9,7 +9,8 @@ template), infill (the text's [MASK] tokens are filled in, the rest kept) and ed
 whole text). The UI streams every sampling step as coloured HTML (inserted blue, substituted red, deleted struck
 through, masks grey: the colours of the decode GIF) by iterating the pipeline's steps, then shows the final text
 and the GIF. `/generate` is the non-streaming API:
-(prompt, tau, mask_length, temperature, seed, mode) -> (final text, decode trace as JSON).
+(prompt, tau, mask_length, temperature, seed, mode, infill) -> (final text, decode trace as JSON); mode and infill may
+be left out (prompt, and the checkpoint's infill length). The controls open at the checkpoint's generation config.
 
 The GIF travels inside the page (a data URL), so no file is written per request: neither a temporary folder nor
 Gradio's cache grows with the number of requests.
@@ -49,6 +50,7 @@ MAX_TEMPERATURE = 2.0
 MAX_SEED = 2**31 - 1
 QUEUE_SIZE = 32
 MODES = ("prompt", "infill", "edit")
+INFILL_MODES = ("fixed", "free")
 
 CSS = """
 #live-trace { min-height: 6em; padding: 0.75em; border: 1px solid var(--border-color-primary); border-radius: 8px; }
@@ -63,7 +65,8 @@ LEGEND = '<div class="legend">' + segments_to_html(
 
 MODE_HELP = {
     "prompt": "the model continues the prompt after it (empty: unconditional)",
-    "infill": "the model fills in every [MASK] of the text and keeps the rest",
+    "infill": "the model fills in the text's [MASK]s and keeps the rest (infill length: fixed = one token per mask, "
+    "free = each masked span may grow or shrink)",
     "edit": "the model may rewrite the whole text (nothing is protected)",
 }
 
@@ -94,8 +97,11 @@ def load_generator(model_name_or_path: str):
         )
 
 
-def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: int, mode: str = "prompt", mask_token: str = "[MASK]"):
-    """The request's values as the pipeline wants them, (prompt, tau, mask_length, temperature, seed, mode);
+def check_request(
+    prompt, tau, mask_length, temperature, seed, max_mask_length: int, mode: str = "prompt", mask_token: str = "[MASK]",
+    infill: str = "free",
+):  # fmt: skip
+    """The request's values as the pipeline wants them, (prompt, tau, mask_length, temperature, seed, mode, infill);
     gr.Error naming the bad value otherwise."""
 
     def number(value, name):
@@ -130,13 +136,15 @@ def check_request(prompt, tau, mask_length, temperature, seed, max_mask_length: 
         if seed != int(seed) or not 0 <= seed <= MAX_SEED:
             raise gr.Error(f"seed must be a whole number from 0 to {MAX_SEED} (or empty for a random run); got {seed}.")
         seed = int(seed)
+    if infill not in INFILL_MODES:
+        raise gr.Error(f"infill must be one of {', '.join(INFILL_MODES)}; got {html.escape(repr(infill))}.")
     if mode == "infill" and mask_token not in prompt:
         raise gr.Error(f"Infill mode fills in the text's {mask_token} tokens: put {mask_token} where words are missing.")
     if mode == "edit" and not prompt.strip():
         raise gr.Error("Edit mode rewrites a text: type the text to edit.")
     if not prompt.strip() and mask_length == 0:
         raise gr.Error("An empty prompt with mask length 0 leaves nothing to generate: raise the mask length.")
-    return prompt, tau, int(mask_length), temperature, seed, mode
+    return prompt, tau, int(mask_length), temperature, seed, mode, infill
 
 
 def gif_html(data: bytes) -> str:
@@ -158,13 +166,22 @@ class EditFlowSpace:
         self.model_name = model_name
         self.mask_token = self.tokenizer.mask_token or "[MASK]"
         self.max_mask_length = max(0, min(MAX_MASK_LENGTH, generator.max_positions - 2))
+        # The controls open at the checkpoint's generation config (within the Space's ranges).
+        defaults = generator.generation_config.summary()
+        self.defaults = {
+            "tau": min(max(defaults["tau"], MIN_TAU), MAX_TAU),
+            "mask_length": min(defaults["mask_length"], self.max_mask_length),
+            "temperature": min(defaults["temperature"], MAX_TEMPERATURE),
+            "infill": defaults["infill"],
+        }
 
-    def _check(self, prompt, tau, mask_length, temperature, seed, mode):
+    def _check(self, prompt, tau, mask_length, temperature, seed, mode, infill=None):
         return check_request(
-            prompt, tau, mask_length, temperature, seed, self.max_mask_length, mode=mode, mask_token=self.mask_token
-        )
+            prompt, tau, mask_length, temperature, seed, self.max_mask_length, mode=mode, mask_token=self.mask_token,
+            infill=infill or self.defaults["infill"],
+        )  # fmt: skip
 
-    def _steps(self, prompt, tau, mask_length, temperature, seed, mode):
+    def _steps(self, prompt, tau, mask_length, temperature, seed, mode, infill):
         """The pipeline's steps for one request; its ValueErrors (e.g. too long for the model) become gr.Error.
         The prompt goes in as plain text: the pipeline decides between chat template and raw text."""
         try:
@@ -175,6 +192,7 @@ class EditFlowSpace:
                 temperature=temperature,
                 seed=seed,
                 edit_prompt=mode == "edit",
+                infill=infill,
                 return_trace=True,
                 progress_bar=False,
             )
@@ -189,24 +207,25 @@ class EditFlowSpace:
             raise gr.Error(html.escape(str(err))) from None
 
     @gpu
-    def generate(self, prompt, tau, mask_length, temperature, seed, mode="prompt"):
+    def generate(self, prompt, tau, mask_length, temperature, seed, mode="prompt", infill=None):
         """Non-streaming API: (final text, decode trace as JSON)."""
-        args = self._check(prompt, tau, mask_length, temperature, seed, mode)
+        args = self._check(prompt, tau, mask_length, temperature, seed, mode, infill)
         for step in self._steps(*args):
             pass
         output = step.outputs[0][0]
         return output["generated_text"], output["trace"]
 
     @gpu
-    def stream(self, prompt, tau, mask_length, temperature, seed, mode="prompt"):
+    def stream(self, prompt, tau, mask_length, temperature, seed, mode="prompt", infill=None):
         """Yield (step HTML, final text, GIF HTML) while sampling: the start sequence, every step that changed the
         text, then the final text and the GIF. Gradio stops the iteration (and so the sampling) when the page goes."""
-        prompt, tau, mask_length, temperature, seed, mode = self._check(prompt, tau, mask_length, temperature, seed, mode)
+        args = self._check(prompt, tau, mask_length, temperature, seed, mode, infill)
+        prompt, mask_length, mode = args[0], args[2], args[5]
         start = self._start(prompt, mask_length, mode)
         previous, prompt_len = start["input_ids"], start["prompt_len"]
         shown_html = segments_to_html(sequence_segments(self.display, previous, prompt_len))
         yield shown_html, "", ""
-        for step in self._steps(prompt, tau, mask_length, temperature, seed, mode):
+        for step in self._steps(*args):
             row = step.rows[0]
             if row is not None:
                 shown_html = segments_to_html(step_segments(self.display, previous, row, prompt_len))
@@ -217,7 +236,7 @@ class EditFlowSpace:
                 continue
             # The last changed step stays on show, its edits coloured, beside the final text and the GIF.
             output = step.outputs[0][0]
-            data, _ = gif_bytes(output["trace"], self.tokenizer)
+            data, _ = gif_bytes(output["trace"], self.tokenizer, final_text=output["generated_text"])
             yield shown_html, output["generated_text"], gif_html(data)
 
     def build(self) -> gr.Blocks:
@@ -244,12 +263,20 @@ class EditFlowSpace:
                         max_length=MAX_PROMPT_CHARS,
                         elem_id="prompt",
                     )
-                    tau = gr.Slider(MIN_TAU, MAX_TAU, value=0.02, step=0.005, label="tau (step size; 1/tau steps)")
+                    defaults = self.defaults
+                    tau = gr.Slider(MIN_TAU, MAX_TAU, value=defaults["tau"], step=0.005, label="tau (step size; 1/tau steps)")
                     mask_length = gr.Slider(
-                        0, self.max_mask_length, value=min(64, self.max_mask_length), step=1,
+                        0, self.max_mask_length, value=defaults["mask_length"], step=1,
                         label="mask length (masks appended after the text)",
                     )  # fmt: skip
-                    temperature = gr.Slider(0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="temperature (0 = greedy)")
+                    temperature = gr.Slider(
+                        0.0, MAX_TEMPERATURE, value=defaults["temperature"], step=0.05, label="temperature (0 = greedy)"
+                    )
+                    infill = gr.Radio(
+                        list(INFILL_MODES), value=defaults["infill"], label="infill length",
+                        info="fixed: each [MASK] becomes one token; free: each masked span may grow or shrink",
+                        elem_id="infill",
+                    )  # fmt: skip
                     seed = gr.Number(value=42, precision=0, label="seed (empty = random)")
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column(scale=2):
@@ -258,13 +285,15 @@ class EditFlowSpace:
                     final_text = gr.Textbox(label="Final text", lines=4, interactive=False, elem_id="final-text")
                     gr.Markdown("**Decode trace** (one frame per step that changed the text)")
                     gif = gr.HTML(elem_id="trace-gif-panel")
-            inputs = [prompt, tau, mask_length, temperature, seed, mode]
+            inputs = [prompt, tau, mask_length, temperature, seed, mode, infill]
+            tau0, masks0, temperature0 = defaults["tau"], defaults["mask_length"], defaults["temperature"]
+            mask = self.mask_token
             gr.Examples(
                 examples=[
-                    ["Could you please write a poem for me?", 0.02, 64, 1.0, 42, "prompt"],
-                    ["", 0.02, 64, 1.0, 0, "prompt"],
-                    [f"To be or {self.mask_token} {self.mask_token} be, that is the {self.mask_token}.", 0.02, 0, 1.0, 7, "infill"],
-                    ["The quick brown fox jump over the the lazy dog.", 0.02, 0, 0.7, 3, "edit"],
+                    ["Could you please write a poem for me?", tau0, masks0, temperature0, 42, "prompt", defaults["infill"]],
+                    ["", tau0, masks0, temperature0, 0, "prompt", defaults["infill"]],
+                    [f"To be or {mask} {mask} be, that is the {mask}.", tau0, 0, temperature0, 7, "infill", "fixed"],
+                    ["The quick brown fox jump over the the lazy dog.", tau0, 0, 0.7, 3, "edit", defaults["infill"]],
                 ],
                 inputs=inputs,
                 label="Examples (prompt, infill, edit)",
@@ -275,6 +304,7 @@ class EditFlowSpace:
             # reaches check_request and gets a message naming the field instead of Gradio's nameless bound check.
             api_inputs = [gr.Textbox(visible=False)] + [gr.Number(visible=False) for _ in range(4)]
             api_inputs.append(gr.Textbox(value="prompt", visible=False))
+            api_inputs.append(gr.Textbox(value=defaults["infill"], visible=False))
             api_button = gr.Button(visible=False)
             api_button.click(self.generate, api_inputs, [final_text, gr.JSON(visible=False)], api_name="generate")
         return demo

@@ -166,8 +166,11 @@ def test_iter_steps_streams_each_row_then_the_outputs(pipe):
         ("hi", dict(top_p=0.0), "top_p"),
         ("hi", dict(top_p=1.5), "top_p"),
         ("hi", dict(max_length=100000), "max_length"),
-        ("word " * 600, dict(), "max_length"),
-        ("hi there you", dict(max_length=6, mask_length=4), "max_length"),
+        ("word " * 600, dict(), "512 or more tokens.*positions"),
+        ("hi there you", dict(max_length=4), "no room under max_length=4"),
+        ("hi", dict(infill="bogus"), "infill"),
+        ("hi\udc80", dict(), "lone surrogate"),
+        ([{"role": "user", "content": "\ud800"}], dict(), "lone surrogate"),
         ([{"role": "robot", "content": "x"}], dict(), "role"),
         ([{"role": "user"}], dict(), "content"),
         (42, dict(), "string"),
@@ -288,8 +291,8 @@ def test_generator_and_key_dataset_inputs_stream_one_sampler_run_per_batch(pipe,
     from editflow_hf.modeling.sampling_editflow import TauLeapSampler
 
     runs = []
-    original = TauLeapSampler.sample
-    monkeypatch.setattr(TauLeapSampler, "sample", lambda self, seqs, *a, **k: runs.append(len(seqs)) or original(self, seqs, *a, **k))
+    original = TauLeapSampler.iter_steps
+    monkeypatch.setattr(TauLeapSampler, "iter_steps", lambda self, seqs, *a, **k: runs.append(len(seqs)) or original(self, seqs, *a, **k))
     kwargs = dict(tau=0.25, mask_length=3, seed=0, batch_size=2, **QUIET)
     prompts = ["a", "b c", "d"]
     streamed = pipe((p for p in prompts), **kwargs)
@@ -309,29 +312,31 @@ def test_max_new_tokens_caps_the_tokens_after_the_prompt(tiny_editflow_dir):
     assert max((len(s["tokens"]) for s in out["trace"]["steps"]), default=prompt_len + 5) == prompt_len + 5
     [out] = growing("hello there", tau=0.1, max_new_tokens=6, mask_length=2, seed=0, return_trace=True, **QUIET)
     assert max(len(s["tokens"]) for s in out["trace"]["steps"]) == prompt_len + 6
-    with pytest.raises(ValueError, match="max_new_tokens"):
-        growing("hello", max_new_tokens=2, mask_length=4, **QUIET)
+    [out] = growing("hello", max_new_tokens=2, mask_length=4, tau=0.5, return_trace=True, **QUIET)  # masks trimmed
+    assert out["trace"]["initial"].count(growing.tokenizer.mask_token_id) == 2
     with pytest.raises(ValueError, match="max_new_tokens"):
         growing("hello", max_new_tokens=0, **QUIET)
 
 
 @pytest.fixture
 def chat_checkpoint(tiny_editflow_dir, tmp_path):
-    """A copy of the tiny checkpoint whose generation_config.json says: fine-tuned on chats, 5 masks, tau 0.5."""
+    """A copy of the tiny checkpoint whose generation_config.json says: fine-tuned on chats, 5 masks, tau 0.5, greedy
+    tokens; written as checkpoints made before EditFlowGenerationConfig wrote it (they must keep loading)."""
+    import json
     import shutil
-
-    from editflow_hf.modeling.configuration_editflow import editflow_generation_config
 
     folder = tmp_path / "chat-model"
     shutil.copytree(tiny_editflow_dir, folder)
-    editflow_generation_config(tau=0.5, mask_length=5, chat_template=True, temperature=0).save_pretrained(folder)
+    old_format = {"chat_template": True, "do_sample": False, "mask_length": 5, "tau": 0.5, "transformers_version": "5.0.0"}
+    (folder / "generation_config.json").write_text(json.dumps(old_format))
     return folder
 
 
 def test_checkpoint_generation_config_gives_the_defaults(tiny_editflow_dir, chat_checkpoint):
     assert (tiny_editflow_dir / "generation_config.json").is_file()
-    assert make_pipe(tiny_editflow_dir).generation_defaults == {
-        "tau": 0.01, "mask_length": 64, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "chat_template": False
+    assert make_pipe(tiny_editflow_dir).generation_config.summary() == {
+        "tau": 0.01, "mask_length": 64, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "chat_template": False,
+        "infill": "free",
     }  # fmt: skip
     chat_pipe = make_pipe(chat_checkpoint)
     tokenizer = chat_pipe.tokenizer

@@ -215,7 +215,7 @@ def test_request_checks(space_module):
     import gradio as gr
 
     check = space_module.check_request
-    assert check(None, 0.05, 8.0, 0, 7.0, max_mask_length=64) == ("", 0.05, 8, 0.0, 7, "prompt")
+    assert check(None, 0.05, 8.0, 0, 7.0, max_mask_length=64) == ("", 0.05, 8, 0.0, 7, "prompt", "free")
     assert check("hi", 0.05, 8, 1.0, None, max_mask_length=64)[4] is None  # empty seed: a random run
     for bad, message in [
         (("hi", 0.0001, 8, 1.0, 0), "tau"),

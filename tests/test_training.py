@@ -237,14 +237,12 @@ def test_push_offline_fails_cleanly_and_keeps_the_model(tiny_editflow_dir, share
     "task, x0_sampler, mask_length", [("pt", "masks[length:24]", 24), ("sft", "masks[min:8,max:48]", 48), ("sft", "empty", 0)]
 )
 def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow_dir, tmp_path, task, x0_sampler, mask_length):
-    from transformers import GenerationConfig
-
-    from editflow_hf.modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
+    from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
     from editflow_hf.training.cli import save_generation_config
 
     start = shutil.copytree(tiny_editflow_dir, tmp_path / "start")
-    editflow_generation_config(tau=0.05, top_p=0.9).save_pretrained(start)  # the starting checkpoint's own settings
+    EditFlowGenerationConfig(tau=0.05, top_p=0.9).save_pretrained(start)  # the starting checkpoint's own settings
     save_generation_config(tmp_path, str(start), task, x0_sampler)
-    defaults = editflow_generation_defaults(GenerationConfig.from_pretrained(tmp_path))
+    defaults = EditFlowGenerationConfig.from_pretrained(tmp_path).summary()
     assert defaults["mask_length"] == mask_length and defaults["chat_template"] is (task == "sft")
     assert defaults["tau"] == 0.05 and defaults["top_p"] == 0.9  # carried over

@@ -28,7 +28,7 @@ def run(args, stdin=None, stdout=None) -> int:
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     chat_mode = not args.plain and (
-        generator.generation_defaults["chat_template"] if args.chat_template is None else args.chat_template
+        generator.generation_config.chat_template if args.chat_template is None else args.chat_template
     )
     interactive = stdin.isatty()
     history: list[dict] = []

@@ -34,12 +34,13 @@ def _heavy() -> None:
     """Import torch, transformers and the model classes into this module's namespace (once)."""
     global torch, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     global MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    global EditFlowConfig, editflow_generation_config, EditFlowForEditing, get_scheduler
+    global EditFlowConfig, EditFlowGenerationConfig, EditFlowForEditing, get_scheduler
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
-    from ..modeling.configuration_editflow import EditFlowConfig, editflow_generation_config
+    from ..modeling.configuration_editflow import EditFlowConfig
+    from ..modeling.generation_editflow import EditFlowGenerationConfig
     from ..modeling.modeling_editflow import EditFlowForEditing
     from ..modeling.scheduling_editflow import get_scheduler
 
@@ -311,7 +312,7 @@ def convert(
     with atomic_folder(output_dir, overwrite=overwrite) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        editflow_generation_config().save_pretrained(staging)  # default sampling settings, raw-text prompts
+        EditFlowGenerationConfig().save_pretrained(staging)  # default sampling settings, raw-text prompts
     return output_dir
 
 

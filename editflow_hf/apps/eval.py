@@ -38,6 +38,7 @@ from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from ..errors import EditFlowError, run_cli
+from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..modeling.modeling_editflow import EditFlowForEditing
 from ..modeling.sampling_editflow import TauLeapSampler
 from ..objective.bound import edit_flow_bound
@@ -147,10 +148,10 @@ def evaluate(
     num_t: int = 16,
     max_sequences: int = 256,
     num_samples: int = 16,
-    mask_length: int = 32,
+    mask_length: int | None = None,
     batch_size: int = 32,
-    tau: float = 0.01,
-    temperature: float = 1.0,
+    tau: float | None = None,
+    temperature: float | None = None,
     corrupt_p: float = 0.2,
     tie_break: str | None = None,
     x0_sampler: str | None = None,
@@ -158,11 +159,16 @@ def evaluate(
     device: str | None = None,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature}
+    EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
+    # Sampling settings: the checkpoint's generation config, with the flags given on top (checked there).
+    sampling = model.generation_config.updated(tau=tau, mask_length=mask_length, temperature=temperature)
+    tau, mask_length, temperature = sampling.tau, sampling.mask_length, sampling.sampling_temperature
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
     features = features[:max_sequences]
@@ -254,10 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_t", type=int, default=16, help="Grid points in t of the bound (default 16).")
     parser.add_argument("--max_sequences", type=int, default=256, help="Sequences for the bound (default 256, the first ones).")
     parser.add_argument("--num_samples", type=int, default=16, help="Samples for the generation metrics (default 16).")
-    parser.add_argument("--mask_length", type=int, default=32, help="Masks after BOS / the prompt when sampling (default 32).")
+    parser.add_argument("--mask_length", type=int, default=None, help="Masks after BOS / the prompt when sampling (default: the checkpoint's generation config).")
     parser.add_argument("--batch_size", type=int, default=32, help="Sequences per forward pass of the bound (default 32).")
-    parser.add_argument("--tau", type=float, default=0.01, help="Tau-leaping step (default 0.01).")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature; 0 = greedy (default 1).")
+    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step (default: the checkpoint's generation config).")
+    parser.add_argument("--temperature", type=float, default=None, help="Sampling temperature; 0 = greedy (default: the checkpoint's generation config).")
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
     parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")
     parser.add_argument("--x0_sampler", default=None, help="Coupling of the bound (default: the model's, else masks[length:64]).")

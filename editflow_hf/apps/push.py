@@ -293,12 +293,10 @@ def _public_value(key: str, value):
 
 def _generation_defaults(folder: Path) -> dict:
     """The sampling defaults the pipeline takes from the folder (its generation_config.json, else the fallbacks)."""
-    from transformers import GenerationConfig  # here: `editflow-push --help` stays fast
-
-    from ..modeling.configuration_editflow import editflow_generation_defaults
+    from ..modeling.generation_editflow import EditFlowGenerationConfig  # here: `editflow-push --help` stays fast
 
     path = folder / "generation_config.json"
-    return editflow_generation_defaults(GenerationConfig.from_pretrained(folder) if path.is_file() else None)
+    return (EditFlowGenerationConfig.from_pretrained(folder) if path.is_file() else EditFlowGenerationConfig()).summary()
 
 
 def _dataset_ids(dataset) -> list[str]:

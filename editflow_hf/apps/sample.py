@@ -58,12 +58,12 @@ def refuse_dllm_sampling_flags(args) -> None:
 def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_name_or_path", required=True, help="Edit Flow checkpoint folder (or Hub id).")
-    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step size in (0, 1], at least 1e-4 (at most 10,000 steps) (default: the checkpoint's, else 0.01).")
-    parser.add_argument("--mask_length", type=int, default=None, help="Masks appended after the prompt (default: the checkpoint's x0 length, else 64).")
+    parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step size in (0, 1], at least 1e-4 (at most 10,000 steps) (default: the checkpoint's generation config).")
+    parser.add_argument("--mask_length", type=int, default=None, help="Masks appended after the prompt (default: the checkpoint's generation config: its x0 length).")
     parser.add_argument("--seed", type=int, default=None, help="Random seed: same seed, same output.")
-    parser.add_argument("--temperature", type=float, default=None, help="Token temperature; 0 = greedy (default: the checkpoint's, else 1.0).")
-    parser.add_argument("--top_p", type=float, default=None, help="Nucleus sampling mass in (0, 1] (default: the checkpoint's, else 1.0).")
-    parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens; 0 = all (default: the checkpoint's, else 0).")
+    parser.add_argument("--temperature", type=float, default=None, help="Token temperature; 0 = greedy (default: the checkpoint's generation config).")
+    parser.add_argument("--top_p", type=float, default=None, help="Nucleus sampling mass in (0, 1] (default: the checkpoint's generation config).")
+    parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens; 0 = all (default: the checkpoint's generation config).")
     parser.add_argument(
         "--chat_template",
         type=parse_chat_template,
@@ -72,7 +72,9 @@ def build_parser(prog: str = "editflow-sample", description: str = __doc__) -> a
         help="Send a plain prompt as a user message through the chat template: auto (default) = as the checkpoint "
         "says (fine-tuned on chats or not); True / on; False / off = raw text.",
     )
-    parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length (default: model max).")
+    parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length, BOS and prompt included: the masks are trimmed to fit (default: the model's positions).")
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="Cap on the tokens after the prompt.")
+    parser.add_argument("--infill", choices=("free", "fixed"), default=None, help="What a [MASK] in the prompt becomes: free = a span the model may grow or shrink, fixed = exactly one token (default: the checkpoint's generation config).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
@@ -102,35 +104,34 @@ def parse_chat_template(value: str) -> bool | None:
 
 
 def check_text(text: str, what: str) -> None:
-    """EditFlowError for text the tokenizer cannot encode: a lone surrogate (e.g. an undecodable byte of the
-    command line or of stdin, which Python keeps as \\udcXX)."""
+    """EditFlowError for text the tokenizer cannot encode (a lone surrogate, e.g. an undecodable byte of the command
+    line or of stdin, which Python keeps as \\udcXX); the pipeline's own check, named for the command line."""
+    from ..modeling.generation_editflow import check_text as check_encodable
+
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise EditFlowError(
-            f"{what} is not valid UTF-8 text (character {err.start}: {text[err.start]!r}, a lone surrogate, e.g. an "
-            "undecodable byte); pass UTF-8 text."
-        ) from None
+        check_encodable(text, what)
+    except ValueError as err:
+        raise EditFlowError(str(err)) from None
+
+
+def as_flags(message: str) -> str:
+    """A generation-config message with its `setting` names spelled as command-line flags (`--setting`)."""
+    return re.sub(r"`(\w+)`", r"`--\1`", message)
 
 
 def check_common_args(args) -> None:
-    """Reject bad values before loading the model (the pipeline checks them again)."""
+    """Reject bad values before loading the model, with the checks of the generation config (the flags given; the
+    checkpoint's generation config fills the rest and the pipeline checks the merged values against the model)."""
     refuse_dllm_sampling_flags(args)
-    from ..modeling.sampling_editflow import check_sampling_params
+    from ..modeling.generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, check_size
 
-    # The checkpoint's defaults fill what is unset; the pipeline checks the merged values again.
     try:
-        check_sampling_params(
-            0.01 if args.tau is None else args.tau,
-            1.0 if args.temperature is None else args.temperature,
-            1.0 if args.top_p is None else args.top_p,
-            args.top_k,
-            flag_prefix="--",
-        )
+        EditFlowGenerationConfig(**sampling_kwargs(args))
+        for name in ("num_samples", "batch_size"):
+            if hasattr(args, name):
+                check_size(name, getattr(args, name), 1, MAX_BATCH_SIZE)
     except ValueError as err:
-        raise EditFlowError(str(err)) from None
-    if args.mask_length is not None and args.mask_length < 0:
-        raise EditFlowError(f"--mask_length must be >= 0; got {args.mask_length}.")
+        raise EditFlowError(as_flags(str(err))) from None
     if getattr(args, "prompt", None):
         check_text(args.prompt, "--prompt")
     path = args.model_name_or_path
@@ -175,15 +176,14 @@ def sampling_kwargs(args) -> dict:
     """The pipeline arguments the flags give; unset flags are left out, so the checkpoint's defaults apply."""
     values = dict(
         tau=args.tau, mask_length=args.mask_length, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-        chat_template=args.chat_template, max_length=args.max_length, seed=args.seed,
+        chat_template=args.chat_template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
+        infill=args.infill, seed=args.seed,
     )  # fmt: skip
     return {key: value for key, value in values.items() if value is not None}
 
 
 def run(args) -> int:
     check_common_args(args)
-    if args.num_samples < 1 or args.batch_size < 1:
-        raise EditFlowError("--num_samples and --batch_size must be >= 1.")
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
@@ -207,14 +207,17 @@ def run(args) -> int:
         if index > 0:
             print()
         print(output["generated_text"])
+    if "infill" in outputs[0]:
+        meaning = "each mask became one token" if outputs[0]["infill"] == "fixed" else "the masked spans could grow or shrink"
+        print(f"infill: {outputs[0]['infill']} ({meaning}; --infill fixed|free)", file=sys.stderr)
     if args.show_trace:
         from .trace import trace_to_ansi
 
-        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer), file=sys.stderr)
+        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer, outputs[0]["generated_text"]), file=sys.stderr)
     if args.make_gif:
         from .trace import make_gif
 
-        frames = make_gif(outputs[0]["trace"], generator.tokenizer, args.gif_path)
+        frames = make_gif(outputs[0]["trace"], generator.tokenizer, args.gif_path, final_text=outputs[0]["generated_text"])
         print(f"decode trace ({frames} frames) written to {args.gif_path}", file=sys.stderr)
     return 0
 

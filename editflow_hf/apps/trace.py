@@ -52,6 +52,8 @@ class TokenDisplay:
         self.mask_token_id = tokenizer.mask_token_id
         hidden = {tokenizer.bos_token_id, tokenizer.pad_token_id, tokenizer.cls_token_id}
         self.hidden_ids = {i for i in hidden if i is not None}
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        self.eos_token_id = eos if eos not in self.hidden_ids else None
         sample = tokenizer.convert_ids_to_tokens(tokenizer("hello world", add_special_tokens=False)["input_ids"])
         self.space_marked = any(piece[:1] in ("Ġ", "▁") for piece in sample)
 
@@ -111,8 +113,20 @@ def step_segments(display: TokenDisplay, previous: list[int], step: TraceStep, p
     return [s for s in out if s is not None]
 
 
-def trace_frames(display: TokenDisplay, trace: DecodeTrace | dict) -> list[tuple[str, list[Segment]]]:
-    """(caption, segments) of every changing step, then the final text without marks."""
+def final_segments(display: TokenDisplay, tokens: list[int], prompt_len: int, final_text: str | None = None) -> list[Segment]:
+    """The final frame: the prompt, then `final_text` (the text the pipeline printed, so that both read the same)
+    or, without it, the tokens after the prompt up to the first EOS (where the printed text stops too)."""
+    if final_text is not None:
+        text = [Segment(final_text, "plain")] if final_text else []
+        return sequence_segments(display, tokens[:prompt_len], prompt_len) + text
+    generated = list(tokens[prompt_len:])
+    if display.eos_token_id in generated:
+        generated = generated[: generated.index(display.eos_token_id)]
+    return sequence_segments(display, [*tokens[:prompt_len], *generated], prompt_len)
+
+
+def trace_frames(display: TokenDisplay, trace: DecodeTrace | dict, final_text: str | None = None) -> list[tuple[str, list[Segment]]]:
+    """(caption, segments) of every changing step, then the final text without marks (see [`final_segments`])."""
     trace = DecodeTrace.from_dict(trace)
     prompt_len = trace.prompt_len
     previous = trace.initial
@@ -121,7 +135,7 @@ def trace_frames(display: TokenDisplay, trace: DecodeTrace | dict) -> list[tuple
         caption = f"step {step.step}  t = {step.t:.2f}"
         frames.append((caption, step_segments(display, previous, step, prompt_len)))
         previous = step.tokens
-    frames.append(("final", sequence_segments(display, previous, prompt_len)))
+    frames.append(("final", final_segments(display, previous, prompt_len, final_text)))
     return frames
 
 
@@ -139,10 +153,11 @@ def segments_to_ansi(segments: list[Segment]) -> str:
     return _join(segments, lambda s: f"{ANSI[s.kind]}{s.text}{ANSI_RESET}" if ANSI[s.kind] else s.text)
 
 
-def trace_to_ansi(trace: DecodeTrace | dict, tokenizer) -> str:
-    """The whole trace for a terminal: one line per changing step, then the final text."""
+def trace_to_ansi(trace: DecodeTrace | dict, tokenizer, final_text: str | None = None) -> str:
+    """The whole trace for a terminal: one line per changing step, then the final text (see [`final_segments`])."""
     display = TokenDisplay(tokenizer)
-    return "\n".join(f"[{caption}] {segments_to_ansi(segments)}" for caption, segments in trace_frames(display, trace))
+    frames = trace_frames(display, trace, final_text)
+    return "\n".join(f"[{caption}] {segments_to_ansi(segments)}" for caption, segments in frames)
 
 
 HTML_STYLE = {
@@ -176,7 +191,7 @@ def trace_to_html(trace: DecodeTrace | dict, tokenizer, step_index: int | None =
     trace = DecodeTrace.from_dict(trace)
     display = TokenDisplay(tokenizer)
     if step_index is None:
-        return segments_to_html(sequence_segments(display, trace.final_tokens, trace.prompt_len))
+        return segments_to_html(final_segments(display, trace.final_tokens, trace.prompt_len))
     previous = trace.steps[step_index - 1].tokens if step_index > 0 else trace.initial
     return segments_to_html(step_segments(display, previous, trace.steps[step_index], trace.prompt_len))
 
@@ -224,11 +239,12 @@ def gif_bytes(
     font_size: int = 16,
     frame_ms: int = 120,
     hold_ms: int = 3000,
+    final_text: str | None = None,
 ) -> tuple[bytes, int]:
     """The trace as an animated GIF in memory: (bytes, number of frames). One frame per step that changed the
     sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged, so the
     hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the height of the
-    tallest."""
+    tallest. The last frame shows `final_text` after the prompt when given (see [`final_segments`])."""
     import imageio.v3 as iio
     import numpy as np
     from PIL import Image, ImageDraw
@@ -238,7 +254,7 @@ def gif_bytes(
     margin = 12
     line_height = int(font_size * 1.5)
     space = font.getlength(" ")
-    frames = trace_frames(display, trace)
+    frames = trace_frames(display, trace, final_text)
     layouts = [(caption, _layout(segments, font, width - 2 * margin, space)) for caption, segments in frames]
     height = 2 * margin + line_height * (1 + max(len(lines) for _, lines in layouts))
     colours = {
@@ -280,6 +296,7 @@ def make_gif(trace: DecodeTrace | dict, tokenizer, path: str | Path = "decode_tr
 __all__ = [
     "Segment",
     "TokenDisplay",
+    "final_segments",
     "gif_bytes",
     "make_gif",
     "segments_to_ansi",

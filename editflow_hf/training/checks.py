@@ -75,15 +75,11 @@ def max_xt_length_any_coupling(task: str, max_length: int, x0_sampler) -> int:
 
 
 def encoder_positions(config) -> int | None:
-    """The number of positions the encoder can embed: its max_position_embeddings, less RoBERTa's offset
-    (its positions start after the padding index), or None when the config does not say."""
-    encoder = getattr(config, "encoder_config", None) or config
-    positions = getattr(encoder, "max_position_embeddings", None)
-    if not positions:
-        return None
-    if "roberta" in str(getattr(encoder, "model_type", "")) or getattr(encoder, "model_type", "") == "camembert":
-        positions -= (getattr(encoder, "pad_token_id", None) or 0) + 1
-    return int(positions)
+    """The number of positions the encoder can embed (an EditFlowConfig or a plain encoder config): the model's one
+    position rule, `encoder_max_positions` (RoBERTa's offset applied), or None when the config does not say."""
+    from ..modeling.configuration_editflow import encoder_max_positions
+
+    return encoder_max_positions(getattr(config, "encoder_config", None) or config)
 
 
 def check_positions(config, task: str, max_length: int, x0_sampler) -> None:

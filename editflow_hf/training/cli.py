@@ -8,13 +8,13 @@ from pathlib import Path
 
 import datasets
 import transformers
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig, HfArgumentParser, set_seed
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
 from ..apps.convert import convert
 from ..apps.push import push_checkpoint
 from ..checkpoints import check_model_folder, commit_folder, discard_staging, loading_errors, staging_path, weights_problem
 from ..errors import EditFlowError
-from ..modeling.configuration_editflow import editflow_generation_config, editflow_generation_defaults
+from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..path.couplings import parse_x0_sampler
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
 from .checks import preflight
@@ -70,12 +70,11 @@ def save_generation_config(final_dir, source, task: str, x0_sampler) -> None:
     started from, with `mask_length` = the x0 length it trained with (see `X0Sampler.sampling_mask_length`) and
     `chat_template` = whether it was fine-tuned on chats (sft) or pretrained on raw text (pt)."""
     try:
-        start = GenerationConfig.from_pretrained(source)
+        start = EditFlowGenerationConfig.from_pretrained(source)
     except OSError:
-        start = None
-    defaults = editflow_generation_defaults(start)
-    defaults.update(mask_length=parse_x0_sampler(x0_sampler).sampling_mask_length, chat_template=task == "sft")
-    editflow_generation_config(**defaults).save_pretrained(final_dir)
+        start = EditFlowGenerationConfig()
+    mask_length = parse_x0_sampler(x0_sampler).sampling_mask_length
+    start.updated(mask_length=mask_length, chat_template=task == "sft").save_pretrained(final_dir)
 
 
 def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model_args, task: str) -> None:
