@@ -76,7 +76,8 @@ class EditFlowConfig(PreTrainedConfig):
         path (`str`, *optional*, defaults to `"factorized"`):
             The probability path the model was trained on: `"factorized"` (each column switches independently) or
             `"localized"` (the paper's appendix C.1: edits propagate to neighbouring columns at rate `lambda_prop`).
-            Sampling is the same; recorded so that evaluation draws x_t as training did.
+            Sampling is the same; recorded for reproducibility. (The held-out bound of `editflow-eval` is computed
+            on the factorized path for every model: a valid bound for any model, and comparable across models.)
         lambda_prop (`float`, *optional*, defaults to 0.0):
             Propagation rate of the localized path (expected propagations per unit time per side).
         prefix_conditioning (`dict`, *optional*):
