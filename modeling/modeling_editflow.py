@@ -235,6 +235,25 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         embeds = embeds + self.time_embedding(t)[:, None, :].to(embeds.dtype)
         return self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)[0]
 
+    def edit_rates(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        t: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
+        r"""The encoder and the rate head without the token heads: what a sampling step needs from the model
+        (the token heads then run on the few positions where an edit fired). Returns `(rates, hidden)`:
+        `rates` `(batch_size, sequence_length, 3)` float32 (sub, del, ins; sub and del are 0 at BOS, all three
+        0 at padding) and the last hidden states `(batch_size, sequence_length, hidden_size)`. Arguments as in
+        `forward` (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
+        hidden = self.encode(input_ids, attention_mask, t, **kwargs)
+        rates = self.rate_head(hidden)
+        valid = attention_mask.to(rates.dtype)
+        editable = valid.clone()
+        editable[:, 0] = 0.0  # BOS is never substituted or deleted
+        return rates * torch.stack([editable, editable, valid], dim=-1), hidden
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -273,15 +292,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
 
-        hidden = self.encode(input_ids, attention_mask, t, **kwargs)
-
-        rates = self.rate_head(hidden)
-        valid = attention_mask.to(rates.dtype)
-        editable = valid.clone()
-        editable[:, 0] = 0.0  # BOS is never substituted or deleted
-        sub_rate = rates[..., 0] * editable
-        del_rate = rates[..., 1] * editable
-        ins_rate = rates[..., 2] * valid
+        rates, hidden = self.edit_rates(input_ids, attention_mask, t, **kwargs)
+        sub_rate, del_rate, ins_rate = rates.unbind(dim=-1)
 
         sub_at = sub_logits_at if sub_logits_at is not None else logits_at
         ins_at = ins_logits_at if ins_logits_at is not None else logits_at

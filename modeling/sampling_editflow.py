@@ -74,6 +74,12 @@ class AppliedEdits:
     deleted: torch.BoolTensor
     changed: torch.BoolTensor
 
+    @classmethod
+    def unchanged(cls, tokens: torch.LongTensor, lengths: torch.LongTensor, protected: torch.BoolTensor) -> "AppliedEdits":
+        """A step in which no edit fired: the same sequences, nothing inserted, substituted or deleted."""
+        none = torch.zeros_like(protected)
+        return cls(tokens, lengths, protected, none, none, none, none.new_zeros(tokens.shape[0]))
+
 
 def valid_positions(lengths: torch.Tensor, width: int) -> torch.BoolTensor:
     """`[B, width]` mask of the real (non-padding) positions: valid[b, i] = i < lengths[b]."""
@@ -326,6 +332,7 @@ class SamplerState:
         rate_cache: `[B, L, 3]` rates of every row from its last encoder pass (None before the first step).
         hidden_cache: `[B, L, H]` the hidden states of that pass (the token heads read them at fired positions).
         stale: `[B]` rows whose sequence changed since their last encoder pass.
+        permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
     """
 
     tokens: torch.LongTensor
@@ -337,6 +344,7 @@ class SamplerState:
     rate_cache: torch.Tensor | None = None
     hidden_cache: torch.Tensor | None = None
     stale: torch.BoolTensor | None = None
+    permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -495,6 +503,15 @@ class TauLeapSampler:
         w = self.scheduler.weight(torch.tensor([t], dtype=torch.float64))
         return float((t_next - t) * w)
 
+    def _step_weights(self) -> list[float]:
+        """[`step_weight`] of every step, computed once (one scheduler call instead of one per step)."""
+        if getattr(self, "_weights", None) is None:
+            times = [step * self.tau for step in range(self.num_steps)]
+            ends = [min((step + 1) * self.tau, 1.0) for step in range(self.num_steps)]
+            w = self.scheduler.weight(torch.tensor(times, dtype=torch.float64)).tolist()
+            self._weights = [(end - t) * weight for t, end, weight in zip(times, ends, w)]
+        return self._weights
+
     def choose_edits(
         self,
         sub_rate: torch.Tensor,
@@ -511,13 +528,15 @@ class TauLeapSampler:
             sub   = event and  u1 * (sub + del) < sub      (kind proportional to the rates)
             del   = event and not sub
             ins   = u2 < min(1, scale * ins)               and can_insert, and at most max_length - len per row
+
+        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.)
         """
         draws = self.uniform((3, *sub_rate.shape))
         total = sub_rate + del_rate
-        event = (draws[0] < (scale * total).clamp(max=1.0)) & can_edit
+        event = (draws[0] < scale * total) & can_edit
         sub_fire = event & (draws[1] * total < sub_rate)
         del_fire = event & ~sub_fire
-        ins_fire = (draws[2] < (scale * ins_rate).clamp(max=1.0)) & can_insert
+        ins_fire = (draws[2] < scale * ins_rate) & can_insert
         if self.max_length is not None:
             room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
@@ -528,16 +547,9 @@ class TauLeapSampler:
         return self.temperature_schedule(t)
 
     def _model_pass(self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float):
-        empty = torch.zeros_like(attention_mask)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask.long(),
-            t=torch.full((input_ids.shape[0],), t, device=input_ids.device),
-            sub_logits_at=empty,
-            ins_logits_at=empty,
-            return_dict=True,
-        )
-        return torch.stack([out.sub_rate, out.del_rate, out.ins_rate], dim=-1).float(), out.last_hidden_state
+        t_rows = torch.full((input_ids.shape[0],), t, device=input_ids.device)
+        rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
+        return rates.float(), hidden
 
     def model_rates(
         self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float, protected: torch.BoolTensor | None = None
@@ -576,11 +588,27 @@ class TauLeapSampler:
         cond, uncond = hidden.chunk(2, dim=-1)
         return guided_logits(head(cond), head(uncond), self.guidance(t))
 
-    def _encode_rows(self, state, rows, t):
-        """One model pass over `rows` (trimmed to their longest); returns rates [n, w, 3] and hidden [n, w, H or 2H]."""
-        width = int(state.lengths[rows].max())
-        attention_mask = valid_positions(state.lengths[rows], width)
-        return self.model_rates(state.tokens[rows, :width], attention_mask, t, state.protected[rows, :width])
+    def _refresh_rates(self, state: SamplerState, t: float) -> None:
+        """Run the model on the rows that changed since their last pass (every row when reuse is off) and store
+        their rates and hidden states in the state's caches (`[B, width, ...]`; zeros beyond a row's length)."""
+        batch, width = state.tokens.shape
+        if state.stale.all() or not self.reuse_unchanged_rows:
+            # every row: the batch as it is, no gather or scatter (always the case at batch 1)
+            state.rate_cache, state.hidden_cache = self.model_rates(
+                state.tokens, valid_positions(state.lengths, width), t, state.protected
+            )
+            return
+        rate_cache = self._fit_width(state.rate_cache, width)
+        hidden_cache = self._fit_width(state.hidden_cache, width)
+        rows = state.stale.nonzero().flatten()
+        rows_width = int(state.lengths[rows].max())
+        rates, hidden = self.model_rates(
+            state.tokens[rows, :rows_width], valid_positions(state.lengths[rows], rows_width), t, state.protected[rows, :rows_width]
+        )
+        rate_cache[rows] = 0.0
+        rate_cache[rows, :rows_width] = rates
+        hidden_cache[rows, :rows_width] = hidden
+        state.rate_cache, state.hidden_cache = rate_cache, hidden_cache
 
     @staticmethod
     def _fit_width(cache: torch.Tensor | None, width: int) -> torch.Tensor | None:
@@ -602,19 +630,19 @@ class TauLeapSampler:
             raise ValueError("Every row needs at least BOS, and one protection flag per token.")
         device = self.device
         batch = len(sequences)
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device)
-        width = int(lengths.max()) if batch > 0 else 0
-        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long, device=device)
-        protection = torch.zeros((batch, width), dtype=torch.bool, device=device)
+        width = max((len(s) for s in sequences), default=0)
+        # built on the host and moved once (one transfer, not one per row)
+        tokens = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
+        protection = torch.zeros((batch, width), dtype=torch.bool)
         for row, (ids, flags) in enumerate(zip(sequences, protected)):
-            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long, device=device)
-            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool, device=device)
+            tokens[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+            protection[row, : len(flags)] = torch.tensor(list(flags), dtype=torch.bool)
         if width > 0:
             protection[:, 0] = True  # BOS never changes
         return SamplerState(
-            tokens=tokens,
-            lengths=lengths,
-            protected=protection,
+            tokens=tokens.to(device),
+            lengths=torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device),
+            protected=protection.to(device),
             open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
             stale=torch.ones(batch, dtype=torch.bool, device=device),
         )
@@ -622,51 +650,45 @@ class TauLeapSampler:
     @torch.no_grad()
     def step(self, state: SamplerState) -> SamplerStep:
         """One tau step from `state.t` to min(t + tau, 1): refresh the rates of the rows that changed, fire edits,
-        draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits."""
+        draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits.
+
+        Work follows what happened: the model runs only when some row changed in the last step (one host check),
+        edit permissions are recomputed only then, and a step where no edit fires applies nothing."""
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
-        batch = state.tokens.shape[0]
         t = state.step * self.tau
         t_next = min((state.step + 1) * self.tau, 1.0)
-        width = state.tokens.shape[1]
-        rate_cache = self._fit_width(state.rate_cache, width)
-        hidden_cache = self._fit_width(state.hidden_cache, width)
-
-        rows = state.stale.nonzero().flatten() if self.reuse_unchanged_rows else torch.arange(batch, device=state.tokens.device)
-        if rows.numel() > 0:
-            rates, hidden = self._encode_rows(state, rows, t)
-            if rate_cache is None:
-                rate_cache = rates.new_zeros((batch, width, 3))
-                hidden_cache = hidden.new_zeros((batch, width, hidden.shape[-1]))
-            rows_width = rates.shape[1]
-            rate_cache[rows] = 0.0
-            rate_cache[rows, :rows_width] = rates
-            hidden_cache[rows, :rows_width] = hidden
-
-        can_edit, can_insert = edit_permissions(state.protected, state.lengths, state.open_end)
+        if not self.reuse_unchanged_rows or state.stale.any():
+            self._refresh_rates(state, t)
+            state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        rates = state.rate_cache
         del_fire, sub_fire, ins_fire = self.choose_edits(
-            rate_cache[..., 0], rate_cache[..., 1], rate_cache[..., 2],
-            can_edit, can_insert, state.lengths, self.step_weight(t, t_next),
+            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step]
         )  # fmt: skip
         if self.fixed_length:  # one event per token, always a substitution; the last step fills every mask left
             sub_fire = sub_fire | del_fire
             if state.step + 1 == self.num_steps:
-                sub_fire |= can_edit & (state.tokens == self.mask_token_id)
+                sub_fire |= state.permissions[0] & (state.tokens == self.mask_token_id)
             del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
+        state.step, state.t = state.step + 1, t_next
+        del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
+        if del_count == sub_count == ins_count == 0:
+            edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
+            state.stale = edits.changed
+            return SamplerStep(step=state.step, t=t_next, edits=edits)
+
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
-        if sub_fire.any():
-            sub_tokens[sub_fire] = self._sample(self.token_logits(self.model.sub_head, hidden_cache[sub_fire], t), t)
-        if ins_fire.any():
-            ins_tokens[ins_fire] = self._sample(self.token_logits(self.model.ins_head, hidden_cache[ins_fire], t), t)
-
+        if sub_count:
+            sub_tokens[sub_fire] = self._sample(self.token_logits(self.model.sub_head, state.hidden_cache[sub_fire], t), t)
+        if ins_count:
+            ins_tokens[ins_fire] = self._sample(self.token_logits(self.model.ins_head, state.hidden_cache[ins_fire], t), t)
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
         )  # fmt: skip
         state.tokens, state.lengths, state.protected = edits.tokens, edits.lengths, edits.protected
-        state.rate_cache, state.hidden_cache, state.stale = rate_cache, hidden_cache, edits.changed
-        state.step, state.t = state.step + 1, t_next
+        state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
 
     def iter_steps(

@@ -361,7 +361,7 @@ def test_step_by_step_with_a_state_and_early_stop():
     assert again.sequences == state.sequences()
     # breaking out of the loop stops the sampling: no further model call
     calls = []
-    model.register_forward_hook(lambda *_: calls.append(1))
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
     for _ in TauLeapSampler(model, tau=0.1).iter_steps(sequences, protected, [True, True]):
         break
     assert len(calls) == 1
