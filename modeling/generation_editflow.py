@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .guidance_editflow import TimeSchedule
 from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, DecodeTrace, SamplerStep, TauLeapSampler, check_sampling_params
+
+logger = logging.get_logger(__name__)
 
 # Absolute caps on size-like settings, checked before anything is allocated (the model's position limit, checked
 # where the model is known, is usually far lower): a typo such as mask_length=10**9 is refused in one line
@@ -62,7 +64,8 @@ class EditFlowGenerationConfig(GenerationConfig):
             Tau-leaping step size in (0, 1], at least 1e-4: `ceil(1 / tau)` model steps from t = 0 to t = 1.
         mask_length (`int`, *optional*, defaults to 64):
             Masks appended after the prompt (x0 = BOS + prompt + masks); a checkpoint records the x0 length it was
-            trained with. 0 starts from the prompt alone. Trimmed to fit `max_length` / `max_new_tokens`.
+            trained with. 0 starts from the prompt alone. Trimmed to fit `max_length` / `max_new_tokens` and the
+            model's positions; at most 2**20 - 1.
         temperature (`float`, *optional*, defaults to 1.0), top_p (`float`, *optional*, defaults to 1.0),
         top_k (`int`, *optional*, defaults to 0 = off), do_sample (`bool`, *optional*, defaults to `True`):
             Token sampling of each substitution / insertion, as in `generate()`; `do_sample=False` (or
@@ -156,7 +159,8 @@ class EditFlowGenerationConfig(GenerationConfig):
     def validate(self, strict=False, user_set_attributes=None, *, max_positions: int | None = None):
         """One ValueError naming the setting and the fix for any bad value, before anything is allocated: tau,
         temperature, top_p, top_k, every size (mask_length, max_length, max_new_tokens, num_return_sequences) as an
-        integer within its cap (`max_positions`, the model's longest sequence, when given), the prompt format and
+        integer within its cap (for max_length and max_new_tokens: `max_positions`, the model's longest sequence, when
+        given; a mask_length that does not fit is trimmed by `start_layout`), the prompt format and
         infill mode, and Edit-Flow-meaningless beam settings. (GenerationConfig's own checks assume left-to-right
         decoding, e.g. that greedy decoding cannot return several sequences; tau-leaping needs none of them.)"""
         temperature = 1.0 if self.temperature is None else self.temperature
@@ -164,7 +168,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         longest = MAX_SEQUENCE_TOKENS if max_positions is None else int(max_positions)
         where = "" if max_positions is None else f" (the model's {longest} positions)"
         for name, minimum, maximum in (
-            ("mask_length", 0, longest - 1),
+            ("mask_length", 0, MAX_SEQUENCE_TOKENS - 1),  # within the model's positions it is trimmed, not refused
             ("max_length", 2, longest),
             ("max_new_tokens", 1, longest - 1),
             ("num_return_sequences", 1, MAX_RETURN_SEQUENCES),
@@ -173,7 +177,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-                bound = "" if name == "num_return_sequences" else where
+                bound = where if name in ("max_length", "max_new_tokens") else ""
                 raise ValueError(f"`{name}` must be an integer from {minimum} to {maximum:,}{bound}; got {value!r}.")
         for name in ("do_sample", "chat_template", "edit_prompt", "compile", "output_history"):
             value = getattr(self, name)
@@ -211,10 +215,11 @@ class EditFlowGenerationConfig(GenerationConfig):
     def start_layout(self, prompt_length: int, *, infill: bool, max_positions: int) -> tuple[int, int]:
         """`(masks, cap)` of one start row: how many masks follow a prompt of `prompt_length` tokens (BOS not
         counted) and the length its sequence may grow to. Checked with plain integers, so nothing is allocated for
-        a row that cannot fit: ValueError (one line, the fix named) when the prompt leaves no room.
+        a row that cannot fit: ValueError (one line, the fix named) when the prompt exceeds the model's positions.
 
         The cap is the smallest of the model's positions, `max_length` and BOS + prompt + `max_new_tokens`; the
-        masks are `mask_length`, trimmed to the cap (max_length caps the output, as in `generate()`)."""
+        masks are `mask_length`, trimmed to the cap: max_length caps the output, as in `generate()`, which also
+        generates nothing (and warns) when the prompt alone reaches it."""
         self.validate(max_positions=max_positions)
         cap = max_positions if self.max_length is None else min(self.max_length, max_positions)
         if self.max_new_tokens is not None:
@@ -225,12 +230,12 @@ class EditFlowGenerationConfig(GenerationConfig):
                 f"The prompt has {prompt_length}{' or more' if prompt_length >= max_positions else ''} tokens; with BOS "
                 f"that is more than the model's {max_positions} positions: shorten it to at most {max_positions - 1} tokens."
             )
-        if start > cap or (start == cap and not (infill or self.edit_prompt)):
-            raise ValueError(
-                f"The prompt has {prompt_length} tokens (+ BOS), which leaves no room under max_length={cap}: raise "
-                "max_length or max_new_tokens, or shorten the prompt."
+        if start >= cap and not (infill or self.edit_prompt):
+            logger.warning(
+                "The prompt has %d tokens (+ BOS), which leaves no room under max_length=%d: nothing is generated. "
+                "Raise max_length or max_new_tokens.", prompt_length, cap,
             )
-        return min(self.mask_length, cap - start), cap
+        return max(0, min(self.mask_length, cap - start)), cap
 
 
 @dataclass
