@@ -139,3 +139,27 @@ def test_guidance_moves_samples_toward_the_conditioning():
     # w = 2: Q proportional to Q_c^3 / Q_u^2, i.e. 0.8^3 : 0.2^3 = 98.5% A, against 80% for the conditional model.
     assert abs(plain - 0.8) < 0.06
     assert guided > 0.95
+
+
+def test_temperature_schedule_reaches_the_token_draws():
+    """A schedule equal to a constant samples exactly as that constant (the schedule is what the draws read), and a
+    schedule that changes with t gives other samples than either end held fixed."""
+    model = tiny_editflow_model(seed=0, rate_bias=1.0, vocab_size=VOCAB)
+    assert _run(model, 5, temperature="0*t") == _run(model, 5, temperature=0.0)
+    assert _run(model, 5, temperature=(1.0, 1.0)) == _run(model, 5, temperature=1.0)
+    sampler = TauLeapSampler(model, temperature="0.8*t + 1.0*(1-t)")
+    assert sampler.temperature_at(0.0) == 1.0 and math.isclose(sampler.temperature_at(0.5), 0.9)
+    assert sampler.reuse_unchanged_rows  # temperature does not touch the rates: reuse stays on
+    assert not TauLeapSampler(model, guidance_scale=(0.0, 1.0)).reuse_unchanged_rows
+
+
+def test_generation_config_carries_and_checks_the_settings():
+    from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
+
+    config = EditFlowGenerationConfig(guidance_scale=0.5, temperature_schedule="0.8*t + 1.0*(1-t)")
+    again = EditFlowGenerationConfig.from_dict(config.to_dict())
+    assert again.guidance_scale == 0.5 and again.temperature_schedule == "0.8*t + 1.0*(1-t)"
+    with pytest.raises(ValueError, match="guidance_scale"):
+        EditFlowGenerationConfig(guidance_scale="0.5 * import")
+    with pytest.raises(ValueError, match="temperature_schedule"):
+        EditFlowGenerationConfig().updated(temperature_schedule=[1.0])
