@@ -131,9 +131,11 @@ def to_conditional_positions(values: torch.Tensor, cond_len: torch.LongTensor, w
 
 
 def guided_rates(cond: torch.Tensor, uncond: torch.Tensor, scale: float, floor: float = 1e-30) -> torch.Tensor:
-    """lambda_c^(1 + w) * lambda_u^(-w), computed in log space; 0 where lambda_c is 0 (masked positions)."""
+    """lambda_c^(1 + w) * lambda_u^(-w), computed in log space, where both rates are positive; lambda_c elsewhere
+    (0 at masked positions; the unconditional BOS, whose substitution and deletion rates are 0, sits under the last
+    prompt token, which is protected)."""
     log_rate = (1.0 + scale) * cond.clamp_min(floor).log() - scale * uncond.clamp_min(floor).log()
-    return torch.where(cond > 0, log_rate.exp(), torch.zeros_like(cond))
+    return torch.where((cond > 0) & (uncond > 0), log_rate.exp(), cond)
 
 
 def guided_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:

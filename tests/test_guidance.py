@@ -81,9 +81,10 @@ def test_guided_rates_and_tokens_match_two_plain_passes():
                     expected_rates, expected_logits = cond_rates[i], cond.ins_logits[0, i]
                 else:
                     j = i - p + 1
-                    expected_rates = torch.where(
-                        cond_rates[i] > 0, cond_rates[i] ** (1 + w) * uncond_rates[j] ** (-w), torch.zeros_like(cond_rates[i])
+                    expected_rates = torch.where(  # the unconditional BOS has no sub / del rate: lambda_c there
+                        (cond_rates[i] > 0) & (uncond_rates[j] > 0), cond_rates[i] ** (1 + w) * uncond_rates[j] ** (-w), cond_rates[i]
                     )
+                    assert torch.isfinite(rates[b, i]).all()
                     expected_logits = (1 + w) * torch.log_softmax(cond.ins_logits[0, i], -1) - w * torch.log_softmax(uncond.ins_logits[0, j], -1)
                 torch.testing.assert_close(rates[b, i].double(), expected_rates.float().double(), rtol=1e-5, atol=1e-7)
                 logits = sampler.token_logits(model.ins_head, hidden[b, i][None], 0.3)[0]
