@@ -27,7 +27,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from editflow_hf.apps.convert import convert  # noqa: E402
+from editflow_hf.conversion import convert  # noqa: E402
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing  # noqa: E402
 
 VARIANTS = ("random", "embeddings", "embeddings_identity")

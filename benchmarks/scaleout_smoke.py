@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def prepare(folder: Path) -> None:
-    from editflow_hf.apps.convert import convert
+    from editflow_hf.conversion import convert
     from tiny_decoders import build_tiny_causal_lm, corpus
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -33,7 +33,7 @@ def prepare(folder: Path) -> None:
 
 
 def check(checkpoint: Path) -> None:
-    from editflow_hf.apps.push import check_checkpoint
+    from editflow_hf.checkpoints import check_checkpoint
 
     check_checkpoint(checkpoint)
     code = (

@@ -14,7 +14,9 @@ Multi-process savers (the Trainer's save_model runs on every rank) use the piece
 `staging_path(final)`, then one process calls `commit_folder(staging, final)`.
 
 `weights_problem(folder)` tells whether a folder's safetensors weights are present and readable (a truncated
-file fails its header check) without loading them.
+file fails its header check) without loading them; `check_checkpoint(folder)` whether a folder is a complete
+Edit Flow repo (config with auto_map, weights, remote code, tokenizer). `is_hub_id(name)` tells a Hub repo id
+from a local path.
 """
 
 import errno
@@ -28,7 +30,12 @@ from safetensors import SafetensorError, safe_open
 
 from .errors import EditFlowError
 
+# Names ending like a data file are local files (e.g. --dataset_args data/qa.jsonl), never Hub repo ids.
+DATA_FILE_SUFFIXES = {".json", ".jsonl", ".csv", ".tsv", ".txt", ".parquet", ".arrow"}
+
 WEIGHTS_NAME = "model.safetensors"
+PIPELINE_TASK = "editflow-generation"
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 
 
@@ -183,15 +190,114 @@ def check_weights(folder) -> None:
         raise EditFlowError(f"{folder}: {problem}; save or download the model again.")
 
 
+def is_hub_id(name: str | None) -> bool:
+    """Whether `name` can be a Hub repo id (`name` or `namespace/name`) rather than a local path."""
+    from huggingface_hub.errors import HFValidationError  # here: `editflow-* --help` stays fast
+    from huggingface_hub.utils import validate_repo_id
+
+    if not name or name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
+        return False
+    if Path(name).suffix.lower() in DATA_FILE_SUFFIXES:
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise EditFlowError(f"cannot read {what} {path}: {err}") from None
+
+
+def required_code_files(folder: Path, config: dict) -> tuple[set[str], list[str]]:
+    """Remote-code files the config points to (auto_map, custom_pipelines) plus, recursively, their relative
+    imports (e.g. the pipeline's sampling module): (files present, files missing)."""
+    from transformers.dynamic_module_utils import get_relative_imports  # here: `editflow-push --help` stays fast
+
+    modules = {ref.split(".")[0] for ref in config.get("auto_map", {}).values() if isinstance(ref, str)}
+    modules |= {task["impl"].split(".")[0] for task in config.get("custom_pipelines", {}).values() if "impl" in task}
+    present, missing, pending = set(), [], sorted(modules)
+    while pending:
+        filename = pending.pop() + ".py"
+        if filename in present or filename in missing:
+            continue
+        if not (folder / filename).is_file():
+            missing.append(filename)
+            continue
+        present.add(filename)
+        pending.extend(name.split(".")[0] for name in get_relative_imports(folder / filename))
+    return present, sorted(missing)
+
+
+def check_checkpoint(checkpoint_dir) -> dict:
+    """Check that `checkpoint_dir` is a complete Edit Flow repo; return its config. EditFlowError names what is missing."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        raise EditFlowError(f"{folder} is not a folder: pass the checkpoint folder (e.g. <output_dir>/checkpoint-final).")
+    if not (folder / "config.json").is_file():
+        raise EditFlowError(f"{folder} has no config.json: it is not a saved model (save it with model.save_pretrained).")
+    config = read_json(folder / "config.json", "config")
+    problems = []
+    auto_map = config.get("auto_map", {})
+    if "AutoConfig" not in auto_map or "AutoModel" not in auto_map:
+        problems.append("config.json has no auto_map for AutoConfig/AutoModel (save with editflow_hf's EditFlowForEditing.save_pretrained)")
+    if PIPELINE_TASK not in config.get("custom_pipelines", {}):
+        problems.append(f"config.json has no custom_pipelines entry for {PIPELINE_TASK!r}")
+
+    if not (folder / "model.safetensors").is_file() and not (folder / "model.safetensors.index.json").is_file():
+        found = "pytorch_model.bin" if (folder / "pytorch_model.bin").is_file() else "no weights"
+        problems.append(f"model.safetensors is missing ({found}; save with safe_serialization, the default)")
+    else:
+        weights = weights_problem(folder)
+        if weights is not None:
+            problems.append(weights)
+
+    _, missing_code = required_code_files(folder, config)
+    if missing_code:
+        problems.append(f"remote code files are missing: {', '.join(missing_code)}")
+
+    if not (folder / "tokenizer_config.json").is_file() or not any((folder / f).is_file() for f in TOKENIZER_VOCAB_FILES):
+        problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
+    if problems:
+        raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
+    return config
+
+
+def checkpoint_problem(folder) -> str | None:
+    """Why `folder` cannot be resumed from (missing, or not completely saved), or None when it is complete:
+    config.json, readable safetensors weights and a trainer_state.json."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "it does not exist"
+    state = folder / "trainer_state.json"
+    if not state.is_file():
+        return "trainer_state.json is missing"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "trainer_state.json is unreadable"
+    if not (folder / "config.json").is_file():
+        return "config.json is missing"
+    return weights_problem(folder)
+
+
 __all__ = [
     "atomic_folder",
+    "check_checkpoint",
     "check_model_folder",
     "check_output_folder",
     "check_weights",
+    "checkpoint_problem",
     "commit_folder",
     "discard_staging",
+    "is_hub_id",
     "is_nonempty_dir",
     "loading_errors",
+    "read_json",
     "staging_path",
     "weights_problem",
 ]

@@ -163,7 +163,7 @@ EditFlowConfig.register_for_auto_class()
 def encoder_max_positions(encoder_config) -> int | None:
     """The longest sequence an encoder config can embed: its `max_position_embeddings`, less RoBERTa's offset (its
     positions start after the padding index, so `padding_idx + 1` table rows are never a position); None when the
-    config does not say. The one position rule of conversion, training checks, the pipeline and `generate()`."""
+    config does not say. The one position rule of the training checks, the pipeline and `generate()`."""
     positions = getattr(encoder_config, "max_position_embeddings", None)
     if not positions:
         return None

@@ -18,8 +18,9 @@ import torch
 from transformers import GenerationConfig
 from transformers.utils import ModelOutput, logging
 
+from .edits_editflow import DecodeTrace
 from .guidance_editflow import TimeSchedule
-from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, DecodeTrace, SamplerStep, TauLeapSampler, check_sampling_params
+from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, SamplerStep, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
 

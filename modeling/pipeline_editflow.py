@@ -78,8 +78,9 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
-from .generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, check_size, check_text
-from .sampling_editflow import TraceStep
+from .edits_editflow import TraceStep
+from .generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, StartRows, check_size, check_text
+from .generation_editflow import start_rows as build_start_rows
 
 logger = logging.get_logger(__name__)
 
@@ -354,6 +355,29 @@ class EditFlowGenerationPipeline(Pipeline):
         # so long traces are not copied element by element.
         return {"inputs": model_inputs, "decode": decode}
 
+    def _batch_inputs(self, inputs, kwargs) -> tuple[list[dict], dict, dict]:
+        """The preprocessed inputs of `iter_steps` / `start_rows` (all in one batch) and the forward and
+        postprocess parameters of the call."""
+        kwargs = {key: value for key, value in kwargs.items() if key != "batch_size"}
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        single = isinstance(inputs, (str, Chat)) or _is_message_list(inputs)
+        items = [inputs] if single else list(inputs)
+        if not items:
+            raise ValueError("iter_steps needs at least one input.")
+        return [self.preprocess(item, **preprocess_params) for item in items], forward_params, postprocess_params
+
+    def start_rows(self, inputs, **kwargs) -> StartRows:
+        """The start rows (BOS + prompt + masks, protection, prompt lengths...) a call with these inputs and parameters
+        samples from, e.g. to show the start before iterating the steps."""
+        model_inputs, forward_params, _ = self._batch_inputs(inputs, kwargs)
+        config = self.model.config
+        return build_start_rows(
+            [row["prompt_ids"] for row in model_inputs], forward_params["generation_config"],
+            bos_token_id=config.bos_token_id, mask_token_id=config.mask_token_id, max_positions=self.max_positions,
+        )  # fmt: skip
+
     def iter_steps(self, inputs, **kwargs) -> Iterator[GenerationStep]:
         r"""
         Generate as `__call__` does (same inputs and parameters; all inputs in one batch), yielding a
@@ -366,15 +390,7 @@ class EditFlowGenerationPipeline(Pipeline):
                     print(step.t, generator.tokenizer.decode(step.rows[0].tokens))
             print(step.outputs[0][0]["generated_text"])
         """
-        kwargs.pop("batch_size", None)
-        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
-        forward_params = {**self._forward_params, **forward_params}
-        postprocess_params = {**self._postprocess_params, **postprocess_params}
-        single = isinstance(inputs, (str, Chat)) or _is_message_list(inputs)
-        items = [inputs] if single else list(inputs)
-        if not items:
-            raise ValueError("iter_steps needs at least one input.")
-        model_inputs = [self.preprocess(item, **preprocess_params) for item in items]
+        model_inputs, forward_params, postprocess_params = self._batch_inputs(inputs, kwargs)
         config = forward_params["generation_config"]
         generator = None if config.seed is None else torch.Generator(device=self.device).manual_seed(int(config.seed))
         decode = self._decode(model_inputs, config, generator, True, forward_params.get("progress_bar", True))

@@ -27,12 +27,12 @@ prompt) batched beside the conditional one; w = 0 runs no unconditional pass and
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import IntEnum
+from dataclasses import dataclass
 
 import torch
 from transformers.utils.logging import tqdm
 
+from .edits_editflow import DecodeTrace, TraceStep
 from .guidance_editflow import (
     TimeSchedule,
     condition_lengths,
@@ -42,14 +42,6 @@ from .guidance_editflow import (
     unconditional_inputs,
 )
 from .scheduling_editflow import get_scheduler
-
-
-class EditKind(IntEnum):
-    """The three edit operations, with the integer codes that training batches and tensors carry."""
-
-    SUB = 0  # substitute the token at a position
-    DEL = 1  # delete the token at a position
-    INS = 2  # insert a token in the gap after a position
 
 
 @dataclass
@@ -79,6 +71,11 @@ class AppliedEdits:
         """A step in which no edit fired: the same sequences, nothing inserted, substituted or deleted."""
         none = torch.zeros_like(protected)
         return cls(tokens, lengths, protected, none, none, none, none.new_zeros(tokens.shape[0]))
+
+
+def unpadded_rows(tokens: torch.LongTensor, lengths: torch.LongTensor) -> list[list[int]]:
+    """The token ids of each row of a right-padded `[B, L]` batch, without padding."""
+    return [row[:n].tolist() for row, n in zip(tokens.cpu(), lengths.cpu().tolist())]
 
 
 def valid_positions(lengths: torch.Tensor, width: int) -> torch.BoolTensor:
@@ -251,73 +248,6 @@ def num_tau_steps(tau: float) -> int:
 
 
 @dataclass
-class TraceStep:
-    """One step of a decode that changed a sequence.
-
-    Attributes:
-        step: 1-based index of the tau step.
-        t: the time reached by the step (in (0, 1]).
-        tokens: the whole sequence after the step, BOS included.
-        inserted: indices into `tokens` of the tokens this step inserted.
-        substituted: indices into `tokens` of the tokens whose value this step changed.
-        deleted: indices into the previous step's tokens of the tokens this step deleted.
-    """
-
-    step: int
-    t: float
-    tokens: list[int]
-    inserted: list[int] = field(default_factory=list)
-    substituted: list[int] = field(default_factory=list)
-    deleted: list[int] = field(default_factory=list)
-
-
-@dataclass
-class DecodeTrace:
-    """The decode of one sequence: its start and every step that changed it (steps that changed nothing are left out).
-
-    Attributes:
-        prompt_len: leading tokens shown as the prompt (BOS included).
-        initial: the start sequence (BOS + prompt + masks).
-        steps: the changing steps, in order.
-
-    `to_dict()` gives the JSON-friendly form the pipeline returns under "trace" and `from_dict()` reads it back
-    (checking its shape once, so the trace views can trust it).
-    """
-
-    prompt_len: int
-    initial: list[int]
-    steps: list[TraceStep] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, sequences: Sequence[Sequence[int]], prompt_lengths: Sequence[int] | None = None) -> "list[DecodeTrace]":
-        """Empty traces of a batch of start sequences (`prompt_lengths` default to 1: BOS)."""
-        prompt_lengths = list(prompt_lengths) if prompt_lengths is not None else [1] * len(sequences)
-        return [cls(prompt_len=int(p), initial=[int(x) for x in ids]) for p, ids in zip(prompt_lengths, sequences)]
-
-    @property
-    def final_tokens(self) -> list[int]:
-        """The sequence after the last step (the start sequence when no step changed it)."""
-        return self.steps[-1].tokens if self.steps else self.initial
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: "dict | DecodeTrace") -> "DecodeTrace":
-        """A trace from `to_dict()`'s form (a `DecodeTrace` passes through); ValueError naming what is malformed."""
-        if isinstance(data, cls):
-            return data
-        try:
-            steps = [TraceStep(**step) for step in data["steps"]]
-            return cls(prompt_len=int(data.get("prompt_len", 0)), initial=list(data["initial"]), steps=steps)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise ValueError(
-                "A decode trace must be a DecodeTrace or its to_dict() form {'prompt_len', 'initial', 'steps': "
-                f"[{{'step', 't', 'tokens', 'inserted', 'substituted', 'deleted'}}, ...]}}; got {type(data).__name__} ({err})."
-            ) from None
-
-
-@dataclass
 class SamplerState:
     """Where a tau-leaping run stands between two steps (built by [`TauLeapSampler.init_state`], advanced in
     place by [`TauLeapSampler.step`]).
@@ -348,7 +278,7 @@ class SamplerState:
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
-        return [row[:n].tolist() for row, n in zip(self.tokens.cpu(), self.lengths.cpu().tolist())]
+        return unpadded_rows(self.tokens, self.lengths)
 
 
 @dataclass
@@ -367,7 +297,7 @@ class SamplerStep:
 
     def sequences(self) -> list[list[int]]:
         """The token ids of each row after this step, without padding."""
-        return [row[:n].tolist() for row, n in zip(self.edits.tokens.cpu(), self.edits.lengths.cpu().tolist())]
+        return unpadded_rows(self.edits.tokens, self.edits.lengths)
 
     def record(self, traces: "list[DecodeTrace]") -> list[TraceStep | None]:
         """Append this step to the trace of every row it changed; return [`trace_steps`]."""
@@ -735,13 +665,10 @@ class TauLeapSampler:
 
 __all__ = [
     "AppliedEdits",
-    "DecodeTrace",
-    "EditKind",
     "SamplerState",
     "SamplerStep",
     "SamplingResult",
     "TauLeapSampler",
-    "TraceStep",
     "apply_edits",
     "MAX_TAU_STEPS",
     "MIN_TAU",
@@ -749,5 +676,6 @@ __all__ = [
     "edit_permissions",
     "num_tau_steps",
     "sample_tokens",
+    "unpadded_rows",
     "valid_positions",
 ]

@@ -28,7 +28,7 @@ import sys
 import gradio as gr
 from transformers import pipeline
 
-from editflow_hf.apps.trace import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
+from editflow_hf.visualize import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
 
 try:  # ZeroGPU Spaces provide `spaces`; elsewhere the decorator is a no-op
     import spaces
@@ -199,12 +199,13 @@ class EditFlowSpace:
         except ValueError as err:
             raise gr.Error(html.escape(str(err))) from None
 
-    def _start(self, prompt: str, mask_length: int, mode: str) -> dict:
+    def _start(self, prompt: str, mask_length: int, mode: str, infill: str) -> tuple[list[int], int]:
         """The start sequence (BOS + prompt + masks) and prompt length, as the pipeline builds them."""
         try:
-            return self.generator.preprocess(prompt, mask_length=mask_length, edit_prompt=mode == "edit")
+            rows = self.generator.start_rows(prompt, mask_length=mask_length, edit_prompt=mode == "edit", infill=infill)
         except ValueError as err:
             raise gr.Error(html.escape(str(err))) from None
+        return rows.sequences[0], rows.prompt_lengths[0]
 
     @gpu
     def generate(self, prompt, tau, mask_length, temperature, seed, mode="prompt", infill=None):
@@ -220,9 +221,8 @@ class EditFlowSpace:
         """Yield (step HTML, final text, GIF HTML) while sampling: the start sequence, every step that changed the
         text, then the final text and the GIF. Gradio stops the iteration (and so the sampling) when the page goes."""
         args = self._check(prompt, tau, mask_length, temperature, seed, mode, infill)
-        prompt, mask_length, mode = args[0], args[2], args[5]
-        start = self._start(prompt, mask_length, mode)
-        previous, prompt_len = start["input_ids"], start["prompt_len"]
+        prompt, mask_length, mode, infill = args[0], args[2], args[5], args[6]
+        previous, prompt_len = self._start(prompt, mask_length, mode, infill)
         shown_html = segments_to_html(sequence_segments(self.display, previous, prompt_len))
         yield shown_html, "", ""
         for step in self._steps(*args):

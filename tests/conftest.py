@@ -40,7 +40,7 @@ def tiny_mlm_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_editflow_dir(tiny_mlm_dir, tmp_path_factory) -> Path:
     """The tiny ModernBERT MLM converted to an Edit Flow checkpoint. Treat as read-only (copy to modify)."""
-    from editflow_hf.apps.convert import convert
+    from editflow_hf.conversion import convert
 
     return convert(str(tiny_mlm_dir), tmp_path_factory.mktemp("tiny-editflow") / "model")
 
@@ -48,7 +48,7 @@ def tiny_editflow_dir(tiny_mlm_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def minilm_editflow_dir(minilm_path, tmp_path_factory) -> Path:
     """The packaged pretrained MiniLM encoder (headless BertModel) converted. Treat as read-only."""
-    from editflow_hf.apps.convert import convert
+    from editflow_hf.conversion import convert
 
     return convert(str(minilm_path), tmp_path_factory.mktemp("minilm-editflow") / "model")
 

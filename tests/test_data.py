@@ -7,7 +7,7 @@ import pytest
 from datasets import Dataset, DatasetDict, IterableDataset
 from transformers import AutoTokenizer
 
-from editflow_hf.training.data import (
+from editflow_hf.data.prepare import (
     DatasetSpec,
     format_sft,
     group_texts,
@@ -133,7 +133,7 @@ def test_dataset_config_is_named_after_a_colon(dataset_with_configs):
 
 
 def test_dataset_of_several_configs_falls_back_to_all_or_says_which(dataset_with_configs, caplog):
-    with caplog.at_level("WARNING", logger="editflow_hf.training.data"):
+    with caplog.at_level("WARNING", logger="editflow_hf.data.prepare"):
         splits = load_splits(DatasetSpec(dataset_with_configs(["all", "short"]), {"train": None}))
     assert list(splits["train"]["text"]) == [f"all {i}" for i in range(4)]
     assert "using 'all'" in caplog.text

@@ -14,8 +14,8 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from conftest import REPO_ROOT, run_without_editflow_hf
 from editflow_hf import EditFlowForEditing
-from editflow_hf.apps.convert import ADDED_BOS_TOKEN, ADDED_MASK_TOKEN, ADDED_PAD_TOKEN, convert, prepare_tokenizer
-from editflow_hf.apps.push import push_checkpoint
+from editflow_hf.conversion import ADDED_BOS_TOKEN, ADDED_MASK_TOKEN, ADDED_PAD_TOKEN, convert, prepare_tokenizer
+from editflow_hf.hub.upload import push_checkpoint
 from editflow_hf.errors import EditFlowError
 from editflow_hf.modeling.sampling_editflow import TauLeapSampler
 from tiny_decoders import bpe_tokenizer, build_tiny_causal_lm, corpus

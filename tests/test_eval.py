@@ -20,9 +20,9 @@ from transformers import AutoTokenizer, pipeline
 import editflow_hf  # noqa: F401  (registers the pipeline)
 from conftest import REPO_ROOT
 from editflow_hf import EditFlowForEditing
-from editflow_hf.apps import eval as eval_app
-from editflow_hf.apps.eval import generation_metrics, generative_perplexity, normalize_answer, token_f1
-from editflow_hf.apps.push import plan_upload, push_checkpoint
+from editflow_hf import evaluation
+from editflow_hf.evaluation import generation_metrics, generative_perplexity, normalize_answer, token_f1
+from editflow_hf.hub.upload import plan_upload, push_checkpoint
 from editflow_hf.errors import EditFlowError
 from editflow_hf.modeling import pipeline_editflow
 from editflow_hf.objective.bound import edit_flow_bound
@@ -90,7 +90,7 @@ def test_eval_cli_bound_is_deterministic_and_lower_after_training(tiny_editflow_
 
 
 def test_eval_sft_reports_exact_match_and_f1(tiny_editflow_dir, monkeypatch):
-    result = eval_app.evaluate(str(tiny_editflow_dir), str(REPO_ROOT / "tests/fixtures/qa.jsonl[train:4]"), task="sft",
+    result = evaluation.evaluate(str(tiny_editflow_dir), str(REPO_ROOT / "tests/fixtures/qa.jsonl[train:4]"), task="sft",
                                max_length=64, num_t=2, num_samples=4, mask_length=8, tau=0.1, temperature=0,
                                corrupt_p=0)  # fmt: skip
     assert result["bound"]["num_sequences"] == 4 and "restoration" not in result
@@ -98,7 +98,7 @@ def test_eval_sft_reports_exact_match_and_f1(tiny_editflow_dir, monkeypatch):
     # Exact match compares normalised answers: a model that writes the reference gets 1.
     references = ["paris is the capital of france.", "rome is the capital of italy.",
                   "madrid is the capital of spain.", "tokyo is the capital of japan."]  # fmt: skip
-    real_sample = eval_app._sample
+    real_sample = evaluation._sample
     tokenizer = AutoTokenizer.from_pretrained(tiny_editflow_dir)
 
     def perfect(model, starts, protected, **kwargs):
@@ -106,8 +106,8 @@ def test_eval_sft_reports_exact_match_and_f1(tiny_editflow_dir, monkeypatch):
             return real_sample(model, starts, protected, **kwargs)
         return [s[: sum(p)] + tokenizer.encode(r.upper(), add_special_tokens=False) for s, p, r in zip(starts, protected, references)]
 
-    monkeypatch.setattr(eval_app, "_sample", perfect)
-    result = eval_app.evaluate(str(tiny_editflow_dir), str(REPO_ROOT / "tests/fixtures/qa.jsonl[train:4]"), task="sft",
+    monkeypatch.setattr(evaluation, "_sample", perfect)
+    result = evaluation.evaluate(str(tiny_editflow_dir), str(REPO_ROOT / "tests/fixtures/qa.jsonl[train:4]"), task="sft",
                                max_length=64, num_t=1, num_samples=4, corrupt_p=0)  # fmt: skip
     assert result["generation"]["exact_match"] == 1.0 and result["generation"]["token_f1"] == 1.0
 

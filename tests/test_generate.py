@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoTokenizer, GenerationConfig, pipeline
 
 import editflow_hf  # noqa: F401  (registers the Edit Flow classes and the editflow-generation task)
 from editflow_hf.apps import sample as sample_cli
-from editflow_hf.apps.trace import TokenDisplay, trace_frames
+from editflow_hf.visualize import TokenDisplay, trace_frames
 from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
 
 from builders import minilm_dir, tiny_encoder_kwargs
@@ -208,7 +208,7 @@ def test_no_text_starts_with_a_dangling_word_piece_over_20_seeds(pipe):
 
 
 def test_printed_text_terminal_trace_and_gif_last_frame_agree(tiny_editflow_dir, tmp_path, monkeypatch, capsys):
-    from editflow_hf.apps import trace as trace_views
+    from editflow_hf import visualize as trace_views
 
     drawn = {}
 
@@ -333,7 +333,7 @@ def tiny_roberta_editflow(tmp_path_factory):
 def test_tiny_roberta_at_its_position_limit_is_refused_by_every_entry_point(tiny_roberta_editflow, monkeypatch, capsys):
     model = AutoModel.from_pretrained(tiny_roberta_editflow)
     assert model.config.max_sequence_length == 11
-    from editflow_hf.training.checks import encoder_positions
+    from editflow_hf.training.positions import encoder_positions
 
     assert encoder_positions(model.config) == 11  # training checks and generation share the rule
     tokenizer = AutoTokenizer.from_pretrained(tiny_roberta_editflow)
@@ -388,6 +388,6 @@ def test_space_controls_open_at_the_checkpoints_generation_config(tuned_checkpoi
 
 def test_pipeline_module_has_no_sampling_fallbacks():
     """Sampling defaults have one home, EditFlowGenerationConfig: the pipeline, sample CLI and Space hold none."""
-    for path in ("modeling/pipeline_editflow.py", "editflow_hf/apps/sample.py", "space/app.py"):
+    for path in ("modeling/pipeline_editflow.py", "editflow_hf/generation.py", "space/app.py"):
         source = (REPO_ROOT / path).read_text()
         assert "0.01 if" not in source and "value=0.02" not in source and "EDITFLOW_GENERATION_DEFAULTS" not in source, path

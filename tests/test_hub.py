@@ -17,8 +17,10 @@ from huggingface_hub import ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
-from editflow_hf.apps import push as hub
-from editflow_hf.apps.push import EditFlowError, build_model_card, push_checkpoint
+from editflow_hf.errors import EditFlowError
+from editflow_hf.hub import upload as hub
+from editflow_hf.hub.card import build_model_card
+from editflow_hf.hub.upload import push_checkpoint
 
 EXPECTED_FILES = {
     "README.md",
@@ -162,13 +164,14 @@ def _pipeline_imports_a_missing_module(folder):
         (_drop("pipeline_editflow.py"), "pipeline_editflow.py"),
         (_drop("modeling_editflow.py"), "modeling_editflow.py"),
         (_drop("sampling_editflow.py"), "sampling_editflow.py"),
+        (_drop("edits_editflow.py"), "edits_editflow.py"),
         (_drop("tokenizer.json"), "tokenizer"),
         (_drop("config.json"), "config.json"),
         (_edit_config(lambda c: c.pop("auto_map")), "auto_map"),
         (_edit_config(lambda c: c.pop("custom_pipelines")), "custom_pipelines"),
         (_pipeline_imports_a_missing_module, "decoding_helpers_editflow.py"),
     ],
-    ids=["weights", "pipeline", "modeling", "sampling", "tokenizer", "config", "auto_map", "custom_pipelines", "relative-import"],
+    ids=["weights", "pipeline", "modeling", "sampling", "edits", "tokenizer", "config", "auto_map", "custom_pipelines", "relative-import"],
 )
 def test_incomplete_folder_is_refused_naming_what_is_missing(checkpoint, break_folder, named, fake_api):
     break_folder(checkpoint)

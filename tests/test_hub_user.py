@@ -209,7 +209,7 @@ def test_every_python_block_of_the_card_runs_as_written(tiny_editflow_dir, tmp_p
 def test_card_never_publishes_local_paths(tiny_editflow_dir, tmp_path):
     import shutil
 
-    from editflow_hf.apps.push import build_model_card
+    from editflow_hf.hub.card import build_model_card
 
     checkpoint = shutil.copytree(tiny_editflow_dir, tmp_path / "private-dir" / "checkpoint-final")
     base = tmp_path / "private-dir" / "my-encoder"
@@ -229,7 +229,7 @@ def test_card_never_publishes_local_paths(tiny_editflow_dir, tmp_path):
 @pytest.mark.parametrize(
     "first_import",
     ["editflow_hf", "editflow_hf.modeling.configuration_editflow", "editflow_hf.modeling.modeling_editflow",
-     "editflow_hf.modeling.pipeline_editflow", "editflow_hf.apps.convert", "transformers.pipelines"],
+     "editflow_hf.modeling.pipeline_editflow", "editflow_hf.conversion", "transformers.pipelines"],
 )  # fmt: skip
 def test_registration_whichever_module_comes_first(first_import):
     """Our own module may be the one that imports transformers (half-executed when the hook fires): the
@@ -239,7 +239,7 @@ def test_registration_whichever_module_comes_first(first_import):
         import importlib
         importlib.import_module({first_import!r})
         import editflow_hf
-        from editflow_hf.apps.push import build_model_card  # lazily imports the modeling modules
+        from editflow_hf.hub.card import build_model_card  # lazily imports the modeling modules
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING
         from transformers.models.auto.modeling_auto import MODEL_MAPPING
         from transformers.pipelines import PIPELINE_REGISTRY

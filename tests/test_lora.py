@@ -124,7 +124,7 @@ def test_dtype_and_attn_implementation_reach_from_pretrained(tiny_editflow_dir):
 
 
 def test_added_special_tokens_rows_are_trained_under_lora(tmp_path):
-    from editflow_hf.apps.convert import convert
+    from editflow_hf.conversion import convert
     from tiny_decoders import build_tiny_causal_lm
 
     folder = convert(str(build_tiny_causal_lm("qwen3", tmp_path / "source")), tmp_path / "editflow")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from builders import BOS, MASK, PAD, tiny_editflow_model
-from editflow_hf.modeling.sampling_editflow import EditKind
+from editflow_hf.modeling.edits_editflow import EditKind
 from editflow_hf.modeling.scheduling_editflow import get_scheduler
 from editflow_hf.objective.loss import EditFlowLoss
 from editflow_hf.path.collator import EditFlowBatch, EditFlowCollator

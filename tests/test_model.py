@@ -11,7 +11,8 @@ from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
 import editflow_hf
 from editflow_hf import EditFlowConfig, EditFlowForEditing
-from editflow_hf.apps.convert import EditFlowError, convert, prepare_tokenizer
+from editflow_hf.conversion import convert, prepare_tokenizer
+from editflow_hf.errors import EditFlowError
 
 from builders import build_tiny_mlm
 from conftest import run_without_editflow_hf
@@ -87,7 +88,8 @@ def test_headless_random_head_init_on_request(minilm_path, tmp_path):
 def test_checkpoint_is_a_complete_hub_repo(tiny_editflow_dir):
     files = {p.name for p in tiny_editflow_dir.iterdir()}
     assert {"config.json", "model.safetensors", "modeling_editflow.py", "configuration_editflow.py",
-            "scheduling_editflow.py", "pipeline_editflow.py", "tokenizer_config.json"} <= files
+            "scheduling_editflow.py", "sampling_editflow.py", "edits_editflow.py", "pipeline_editflow.py",
+            "tokenizer_config.json"} <= files
     assert not any(name.endswith(".bin") for name in files), "weights are safetensors only"
     config = json.loads((tiny_editflow_dir / "config.json").read_text())
     assert config["custom_pipelines"]["editflow-generation"]["impl"] == "pipeline_editflow.EditFlowGenerationPipeline"

@@ -30,7 +30,7 @@ from editflow_hf.modeling.sampling_editflow import MIN_TAU, check_sampling_param
 from editflow_hf.path.alignment import align_masks, remaining_edits, sample_zt
 from editflow_hf.path.collator import EditFlowCollator
 from editflow_hf.path.couplings import parse_x0_sampler
-from editflow_hf.training.checks import max_xt_length, max_xt_length_any_coupling
+from editflow_hf.training.positions import max_xt_length, max_xt_length_any_coupling
 from editflow_hf.training.cli import train_from_cli
 
 SHAKESPEARE = DATA_DIR / "tiny-shakespeare.txt"
@@ -233,7 +233,7 @@ def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, ta
 
 def test_json_files_name_the_line_of_the_error(tmp_path):
     from editflow_hf.errors import EditFlowError
-    from editflow_hf.training.checks import scan_local_file
+    from editflow_hf.data.files import scan_local_file
 
     cases = {
         "array.json": ('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "c" "output": "d"}\n]\n', "line 3"),
@@ -339,7 +339,7 @@ def test_convert_refuses_a_non_empty_folder_and_overwrites_when_asked(tiny_mlm_d
 def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, tmp_path, monkeypatch):
     """The disk fills up after part of the weights is written: nothing appears under the final name, and an
     existing folder being overwritten keeps its contents."""
-    from editflow_hf.apps import convert as convert_app
+    from editflow_hf.conversion import convert
     from editflow_hf.errors import EditFlowError
     from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 
@@ -350,12 +350,12 @@ def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, 
     monkeypatch.setattr(EditFlowForEditing, "save_pretrained", full_disk)
     fresh = tmp_path / "fresh"
     with pytest.raises(EditFlowError, match="the disk is full; nothing was written under that name"):
-        convert_app.convert(str(tiny_mlm_dir), fresh)
+        convert(str(tiny_mlm_dir), fresh)
     assert not fresh.exists()
     existing = Path(shutil.copytree(model_dir, tmp_path / "existing"))
     before = snapshot(existing)
     with pytest.raises(EditFlowError, match="the disk is full; its previous contents are kept"):
-        convert_app.convert(str(tiny_mlm_dir), existing, overwrite=True)
+        convert(str(tiny_mlm_dir), existing, overwrite=True)
     assert snapshot(existing) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]  # no staging folder left behind
 

@@ -12,8 +12,9 @@ from transformers import AutoModel, AutoTokenizer, pipeline
 import editflow_hf  # noqa: F401
 from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
-from editflow_hf.modeling.sampling_editflow import DecodeTrace, TraceStep
-from editflow_hf.apps.trace import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
+from editflow_hf.generation import build_parser
+from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
+from editflow_hf.visualize import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,8 @@ def test_num_samples_prints_each(tiny_editflow_dir, capsys):
         (["--top_p", "2"], "--top_p"),
         (["--temperature", "-1"], "--temperature"),
         (["--mask_length", "0"], "mask_length"),
-        (["--max_length", "4", "--prompt", "a b c d e"], "max_length"),
+        (["--max_length", "1000000", "--prompt", "a b c d e"], "--max_length"),
+        (["--infill", "fixed", "--num_samples", "0"], "--num_samples"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tiny_editflow_dir, capsys, extra, match):
@@ -103,7 +105,7 @@ def test_console_script_runs_the_seed_command(tiny_editflow_dir, tmp_path):
 
 
 def test_chat_template_flag_takes_dllm_spelling_and_reaches_the_pipeline(tiny_editflow_dir, pipe, capsys):
-    parser = sample_cli.build_parser()
+    parser = build_parser()
     sample_cli.add_sample_arguments(parser)
     for value, expected in (("auto", None), ("True", True), ("true", True), ("on", True), ("False", False), ("off", False)):
         assert parser.parse_args(["--model_name_or_path", "m", "--chat_template", value]).chat_template is expected
@@ -172,7 +174,7 @@ def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):
 
 
 def test_gif_lines_wrap_whole_words_within_the_width():
-    from editflow_hf.apps.trace import Segment, _layout, _load_font
+    from editflow_hf.visualize import Segment, _layout, _load_font
 
     font = _load_font(16)
     # Long words made of many subword pieces: a word must move to the next line whole, never run past the edge.

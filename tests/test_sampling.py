@@ -9,11 +9,10 @@ import pytest
 import torch
 
 from builders import BOS, MASK, PAD, tiny_editflow_model
+from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
 from editflow_hf.modeling.sampling_editflow import (
-    DecodeTrace,
     SamplerStep,
     TauLeapSampler,
-    TraceStep,
     apply_edits,
     edit_permissions,
     num_tau_steps,

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from editflow_hf.modeling.sampling_editflow import DecodeTrace
+from editflow_hf.modeling.edits_editflow import DecodeTrace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SPACE_DIR = REPO_ROOT / "space"

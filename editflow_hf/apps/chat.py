@@ -12,7 +12,8 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 import sys
 
 from ..errors import EditFlowError, run_cli
-from .sample import add_bool_flag, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs, str_to_bool
+from ..flags import add_bool_flag, str_to_bool
+from ..generation import as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
 
 EXIT_WORDS = {"exit", "quit"}
 
@@ -63,7 +64,7 @@ def run(args, stdin=None, stdout=None) -> int:
             )
         except ValueError as err:
             # e.g. the conversation outgrew max_length: report it, start over, keep the session alive
-            print(f"editflow-chat: {' '.join(str(err).split())} (history cleared)", file=sys.stderr)
+            print(f"editflow-chat: {as_flags(' '.join(str(err).split()))} (history cleared)", file=sys.stderr)
             history = []
             continue
         reply = output[0]["generated_text"]

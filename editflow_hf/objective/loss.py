@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from ..modeling.sampling_editflow import EditKind
+from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from ..path.collator import EditFlowBatch
 

@@ -37,7 +37,7 @@ numpy operations, without any dynamic program; it gives the same alignment as `a
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from ..modeling.sampling_editflow import EditKind
+from ..modeling.edits_editflow import EditKind
 
 BLANK = -1
 # Plain ints: an IntEnum member costs a slow attribute lookup and conversion in every numpy call of the collator.

@@ -44,7 +44,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from ..modeling.sampling_editflow import EditKind
+from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
 from .couplings import X0Sampler, parse_x0_sampler

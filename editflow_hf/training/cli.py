@@ -11,14 +11,14 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
 from ..apps.convert import convert
-from ..apps.push import push_checkpoint
+from ..hub.upload import push_checkpoint
 from ..checkpoints import check_model_folder, commit_folder, discard_staging, loading_errors, staging_path, weights_problem
 from ..errors import EditFlowError
 from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..path.couplings import parse_x0_sampler
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
-from .checks import preflight
-from .data import prepare_datasets
+from .preflight import preflight
+from ..data.prepare import prepare_datasets
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .trainer import EditFlowTrainer
 

@@ -12,7 +12,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..modeling.sampling_editflow import DecodeTrace, TraceStep
+from .modeling.edits_editflow import DecodeTrace, TraceStep
 
 INSERTED_RGB = (31, 111, 235)
 SUBSTITUTED_RGB = (209, 36, 47)

@@ -1,0 +1,222 @@
+"""Evaluation of an Edit Flow checkpoint on held-out data (`evaluate`, the body of `editflow-eval`): the bound
+per token, generation metrics (`generation_metrics`, `token_f1`, `generative_perplexity`) and restoration of
+corrupted text (`restoration`). The command's help (`editflow-eval --help`) describes every number."""
+
+import re
+import string
+from collections import Counter
+
+import numpy as np
+import torch
+from rapidfuzz.distance import Levenshtein
+from transformers import AutoTokenizer
+
+from .errors import EditFlowError
+from .modeling.generation_editflow import EditFlowGenerationConfig
+from .modeling.modeling_editflow import EditFlowForEditing
+from .modeling.sampling_editflow import TauLeapSampler
+from .objective.bound import edit_flow_bound
+from .path.collator import EditFlowCollator
+from .path.couplings import Corrupt, parse_x0_sampler
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's answer normalisation: lowercase, no punctuation, no articles (a, an, the), single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 of the normalised words (1.0 when both are empty)."""
+    pred, ref = normalize_answer(prediction).split(), normalize_answer(reference).split()
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(ids[i : i + n]) for i in range(len(ids) - n + 1)]
+
+
+def generation_metrics(samples: list[list[int]], mask_token_id: int) -> dict:
+    """Length, distinct-1/2, repeated-bigram rate and leftover masks of token-id samples (see the module doc)."""
+    lengths = [len(s) for s in samples]
+    metrics = {"num_samples": len(samples), "length": float(np.mean(lengths)) if samples else 0.0}
+    for n in (1, 2):
+        grams = [g for s in samples for g in _ngrams(s, n)]
+        metrics[f"distinct_{n}"] = len(set(grams)) / len(grams) if grams else 0.0
+    repeated = []
+    for s in samples:
+        bigrams = _ngrams(s, 2)
+        if bigrams:
+            repeated.append(sum(bigrams[i] in set(bigrams[:i]) for i in range(len(bigrams))) / len(bigrams))
+    metrics["repeated_2gram_rate"] = float(np.mean(repeated)) if repeated else 0.0
+    metrics["leftover_masks"] = sum(s.count(mask_token_id) for s in samples) / max(sum(lengths), 1)
+    return metrics
+
+
+def _cut(ids: list[int], eos_token_id: int | None) -> list[int]:
+    return ids[: ids.index(eos_token_id)] if eos_token_id is not None and eos_token_id in ids else ids
+
+
+@torch.no_grad()
+def generative_perplexity(texts: list[str], ref_model: str, device: str = "cpu") -> float:
+    """exp(mean NLL per token) of `texts` under a causal LM (each text scored after the LM's BOS, if it has one)."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(ref_model)
+    model = AutoModelForCausalLM.from_pretrained(ref_model).to(device).eval()
+    total_nll, total_tokens = 0.0, 0
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        start = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        ids = start + ids
+        if len(ids) < 2:
+            continue
+        input_ids = torch.tensor([ids], device=device)
+        logits = model(input_ids=input_ids).logits[0, :-1].float()
+        total_nll += float(torch.nn.functional.cross_entropy(logits, input_ids[0, 1:], reduction="sum"))
+        total_tokens += len(ids) - 1
+    if total_tokens == 0:
+        return float("nan")
+    return float(np.exp(total_nll / total_tokens))
+
+
+def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max_length, split, seed) -> tuple[str, list[dict]]:
+    from .data.prepare import prepare_datasets
+
+    splits = prepare_datasets(
+        task, dataset_args, tokenizer, text_field=text_field, max_length=max_length, eval_split_size=0, seed=seed
+    )
+    name = split if split != "auto" else ("test" if "test" in splits else "train")
+    if name not in splits:
+        raise EditFlowError(f"--split {name}: {dataset_args} has only {', '.join(splits)}.")
+    return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row.get("prompt_len", 1))} for row in splits[name]]
+
+
+def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
+    config = model.config
+    sampler = TauLeapSampler(
+        model, tau=tau, temperature=temperature, max_length=max_length,
+        generator=torch.Generator(device=next(model.parameters()).device).manual_seed(seed),
+        suppress_token_ids=[config.mask_token_id, config.bos_token_id, config.pad_token_id],
+    )  # fmt: skip
+    return sampler.sample(starts, protected, [True] * len(starts)).sequences
+
+
+def evaluate(
+    model_name_or_path: str,
+    dataset_args: str,
+    *,
+    task: str = "pt",
+    text_field: str = "text",
+    max_length: int = 512,
+    split: str = "auto",
+    seed: int = 0,
+    num_t: int = 16,
+    max_sequences: int = 256,
+    num_samples: int = 16,
+    mask_length: int | None = None,
+    batch_size: int = 32,
+    tau: float | None = None,
+    temperature: float | None = None,
+    corrupt_p: float = 0.2,
+    tie_break: str | None = None,
+    x0_sampler: str | None = None,
+    ref_model: str | None = None,
+    device: str | None = None,
+) -> dict:
+    """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature}
+    EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
+    config = model.config
+    # Sampling settings: the checkpoint's generation config, with the ones given on top.
+    sampling = model.generation_config.updated(tau=tau, mask_length=mask_length, temperature=temperature)
+    tau, mask_length, temperature = sampling.tau, sampling.mask_length, sampling.sampling_temperature
+    features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
+                              max_length=max_length, split=split, seed=seed)  # fmt: skip
+    features = features[:max_sequences]
+    if len(features) < 2:
+        raise EditFlowError(f"{dataset_args}: {len(features)} evaluation sequence(s); the bound needs at least 2.")
+    x0_sampler = x0_sampler or getattr(config, "x0_sampler", None) or "masks[length:64]"
+    collator = EditFlowCollator.from_tokenizer(
+        tokenizer,
+        x0_sampler=x0_sampler,
+        scheduler=config.scheduler,
+        scheduler_kwargs=config.scheduler_kwargs,
+        tie_break=tie_break or getattr(config, "tie_break", None) or "auto",
+        seed=seed,
+    )
+    bound = edit_flow_bound(model, features, collator, num_t=num_t, batch_size=batch_size)
+    result = {
+        "model": str(model_name_or_path),
+        "dataset": dataset_args,
+        "task": task,
+        "split": features_split,
+        "seed": seed,
+        "x0_sampler": collator.x0_sampler.spec,
+        "bound": bound.to_dict(),
+    }
+
+    eos, mask = config.eos_token_id, config.mask_token_id
+    prompts = [f["input_ids"][: f["prompt_len"]] for f in features[:num_samples]] if task == "sft" else [[config.bos_token_id]] * num_samples
+    room = [max(0, min(mask_length, max_length - len(p))) for p in prompts]
+    starts = [p + [mask] * n for p, n in zip(prompts, room)]
+    protected = [[True] * len(p) + [False] * n for p, n in zip(prompts, room)]
+    sequences = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed)
+    generated = [_cut(seq[len(p) :], eos) for seq, p in zip(sequences, prompts)]
+    texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
+    generation = generation_metrics(generated, mask)
+    if task == "sft":
+        references = [
+            tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
+            for f in features[:num_samples]
+        ]
+        generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
+        generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
+    generation["examples"] = texts[:4]
+    result["generation"] = generation
+    if ref_model:
+        result["generative_perplexity"] = generative_perplexity(texts, ref_model, device)
+
+    if corrupt_p > 0:
+        result["restoration"] = restoration(model, features[:num_samples], corrupt_p, tau=tau, temperature=temperature,
+                                            max_length=max_length, seed=seed)  # fmt: skip
+    return result
+
+
+def restoration(model, features: list[dict], p: float, *, tau: float, temperature: float, max_length: int, seed: int) -> dict:
+    """Corrupt each x1 after its prompt as `corrupt[p:P]` does, let the model revise it in edit mode (BOS and
+    prompt protected), and measure the token edit distance to the clean text before and after."""
+    rng = np.random.default_rng(seed)
+    corrupt = Corrupt(p)
+    data = [np.asarray(f["input_ids"][f["prompt_len"] :]) for f in features]
+    pool = np.concatenate(data)
+    starts, protected = [], []
+    for f, clean in zip(features, data):
+        noisy = corrupt.corrupt(clean, rng, pool)
+        prompt = f["input_ids"][: f["prompt_len"]]
+        starts.append(prompt + noisy.tolist()[: max_length - len(prompt)])
+        protected.append([True] * len(prompt) + [False] * (len(starts[-1]) - len(prompt)))
+    revised = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed)
+    before = [Levenshtein.distance(s[f["prompt_len"] :], c.tolist()) for s, f, c in zip(starts, features, data)]
+    after = [Levenshtein.distance(r[f["prompt_len"] :], c.tolist()) for r, f, c in zip(revised, features, data)]
+    recorded = getattr(model.config, "x0_sampler", None)
+    return {
+        "corrupt_p": p,
+        "num_sequences": len(features),
+        "edit_distance_before": float(np.mean(before)),
+        "edit_distance_after": float(np.mean(after)),
+        "trained_x0_sampler": recorded,
+        "trained_to_edit": recorded is not None and not parse_x0_sampler(recorded).masks_only,
+    }
