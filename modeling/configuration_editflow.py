@@ -55,7 +55,7 @@ class EditFlowConfig(PreTrainedConfig):
             Initial bias of the rate head, before the softplus: rates start small (softplus(-2) = 0.13)
             so that a fresh model does not fire every edit at once.
         scheduler (`str`, *optional*, defaults to `"linear"`):
-            Name of the kappa scheduler the model was trained with (`linear`, `cubic`, `cosine`, or dLLM's
+            Name of the kappa scheduler the model was trained with (`linear`, `cubic`, `cosine`, `power`, or dLLM's
             `LinearKappaScheduler`, `CubicKappaScheduler`, `CosineKappaScheduler`); the sampler uses the same one.
         scheduler_kwargs (`dict`, *optional*):
             Arguments of the scheduler, e.g. `{"a": 2.0, "b": 0.5}` for `cubic`.
@@ -67,6 +67,23 @@ class EditFlowConfig(PreTrainedConfig):
         tie_break (`str` or `dict`, *optional*):
             The alignment tie-break the model was trained with, for evaluation: one of `left`, `right`, `spread`,
             `random`, or one per regime (`{"sft": "right", "pt": "left"}`, what training's `auto` resolves to).
+        time_conditioning (`bool`, *optional*, defaults to `False`):
+            Whether the model reads the flow time t, as the paper's models do: a learned embedding of t
+            (`EditFlowTimeEmbedding`, zero-initialised) is added to every input embedding, and samplers must pass t
+            and recompute every row at every step (no reuse of the rates of unchanged rows).
+        time_embedding_dim (`int`, *optional*, defaults to 64):
+            Number of sinusoidal features of t fed to the time embedding's MLP.
+        path (`str`, *optional*, defaults to `"factorized"`):
+            The probability path the model was trained on: `"factorized"` (each column switches independently) or
+            `"localized"` (the paper's appendix C.1: edits propagate to neighbouring columns at rate `lambda_prop`).
+            Sampling is the same; recorded for reproducibility. (The held-out bound of `editflow-eval` is computed
+            on the factorized path for every model: a valid bound for any model, and comparable across models.)
+        lambda_prop (`float`, *optional*, defaults to 0.0):
+            Propagation rate of the localized path (expected propagations per unit time per side).
+        prefix_conditioning (`dict`, *optional*):
+            Set when the model was pretrained with random prefixes as prompts (`{"drop_prob": 0.1}`: a prefix of
+            fraction c^3, c ~ U[0, 1], dropped for that share of sequences), i.e. it knows both conditional and
+            unconditional generation and supports classifier-free guidance (`guidance_scale`).
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialisation of fresh heads.
     """
@@ -93,6 +110,11 @@ class EditFlowConfig(PreTrainedConfig):
     scheduler_kwargs: dict | None = None
     x0_sampler: str | None = None
     tie_break: str | dict | None = None
+    time_conditioning: bool = False
+    time_embedding_dim: int = 64
+    path: str = "factorized"
+    lambda_prop: float = 0.0
+    prefix_conditioning: dict | None = None
     initializer_range: float = 0.02
     tie_word_embeddings: bool = False
 

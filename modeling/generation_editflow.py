@@ -19,6 +19,7 @@ from transformers import GenerationConfig
 from transformers.utils import ModelOutput, logging
 
 from .edits_editflow import DecodeTrace, unwritable_token_ids
+from .guidance_editflow import TimeSchedule
 from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, SamplerStep, TauLeapSampler, check_sampling_params
 
 logger = logging.get_logger(__name__)
@@ -70,6 +71,15 @@ class EditFlowGenerationConfig(GenerationConfig):
         top_k (`int`, *optional*, defaults to 0 = off), do_sample (`bool`, *optional*, defaults to `True`):
             Token sampling of each substitution / insertion, as in `generate()`; `do_sample=False` (or
             temperature 0) takes the most likely token. *Which* edits fire stays random either way.
+        temperature_schedule (`float`, `list` or `str`, *optional*):
+            The token temperature as a function of the flow time t, replacing `temperature` when set: a pair
+            `[at t=0, at t=1]` (linear) or a formula in t such as `"0.8*t + 1.0*(1-t)"` (the paper's code sampler);
+            see `guidance_editflow.TimeSchedule`. Ignored when `do_sample` is False.
+        guidance_scale (`float`, `list` or `str`, *optional*, defaults to 0 = off):
+            w of the paper's naive rate classifier-free guidance: rates lambda_c^(1+w) lambda_u^(-w), token
+            distributions Q_c^(1+w) Q_u^(-w), the unconditional pass reading x_t without its prompt; a number or a
+            function of t as `temperature_schedule`. Note: the paper's w, so 0 is off (transformers' CFG scale is
+            1 + w). Meaningful for models trained with dropped prompts (`--prefix_conditioning`).
         max_length (`int`, *optional*):
             Cap on the whole sequence (BOS + prompt + generated tokens); defaults to the model's positions.
             Insertions stop there and the masks are trimmed to fit, as `generate()` caps its output.
@@ -105,6 +115,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         "seed": None,
         "compile": False,
         "output_history": False,
+        "temperature_schedule": None,
     }
 
     def __init__(self, **kwargs):
@@ -179,6 +190,9 @@ class EditFlowGenerationConfig(GenerationConfig):
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"`seed` must be an integer or None; got {self.seed!r}.")
+        for name in ("temperature_schedule", "guidance_scale"):
+            if getattr(self, name, None) is not None:
+                TimeSchedule(getattr(self, name), name)  # ValueError naming the setting and the accepted forms
         for name, neutral in UNSUPPORTED_FIELDS.items():
             value = getattr(self, name, None)
             if value is not None and value != neutral:
@@ -330,7 +344,12 @@ class EditFlowDecode:
         )  # fmt: skip
         options = dict(
             tau=generation_config.tau,
-            temperature=generation_config.sampling_temperature,
+            temperature=(
+                generation_config.temperature_schedule
+                if generation_config.temperature_schedule is not None and generation_config.do_sample is not False
+                else generation_config.sampling_temperature
+            ),
+            guidance_scale=generation_config.guidance_scale or 0.0,
             top_p=1.0 if generation_config.top_p is None else generation_config.top_p,
             top_k=generation_config.top_k or 0,
             max_length=self.rows.max_lengths,

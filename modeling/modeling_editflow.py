@@ -6,8 +6,11 @@ At position i of x_t the model outputs
     ins_rate[i]               - rate of inserting a token in the gap right after token i,
     sub_logits[i], ins_logits[i] - distributions of the substituted / inserted token.
 Rates are non-negative (softplus) and per unit of the scheduler weight w(t): the actual CTMC rate is
-w(t) * rate, so a time-independent network serves every t.
+w(t) * rate, so a time-independent network serves every t. With `config.time_conditioning` the network also
+reads t (the paper's models do): a learned embedding of t is added to every input embedding.
 """
+
+import math
 
 from dataclasses import dataclass
 
@@ -85,6 +88,32 @@ class EditFlowRateHead(nn.Linear):
         return F.softplus(super().forward(hidden_states).float())
 
 
+class EditFlowTimeEmbedding(nn.Module):
+    """A learned embedding of the flow time, added to every input token embedding (`config.time_conditioning`):
+
+        e(t) = W2 silu(W1 phi(t) + b1) + b2,  phi(t) = [cos(1000 t f_k), sin(1000 t f_k)]_k,
+        f_k = 10000^(-k / (d/2)), k = 0 .. d/2 - 1,  d = `config.time_embedding_dim`
+
+    (the sinusoidal timestep features of diffusion models, on t in [0, 1] scaled by 1000). W2 and b2 start at zero
+    (`_init_weights`), so a model given time conditioning computes exactly what it computed without it until
+    training moves them.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        self.dim = config.time_embedding_dim
+        self.hidden = nn.Linear(self.dim, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output.zero_init = True  # read by `_init_weights`
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        angles = 1000.0 * t.float()[:, None] * freqs[None, :]
+        features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1).to(self.hidden.weight.dtype)
+        return self.output(F.silu(self.hidden(features)))
+
+
 def make_bidirectional(backbone: nn.Module) -> None:
     """Switch a causal (decoder) backbone to full attention, in place. transformers' `create_causal_mask` builds a
     bidirectional padding mask when `config.is_causal` is False (eager and sdpa read the mask); sdpa without a mask
@@ -134,7 +163,10 @@ class EditFlowPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         # The encoder is a PreTrainedModel that initialises itself with its own scheme; this covers the heads.
         std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and getattr(module, "zero_init", False):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
             init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 bias = self.config.rate_head_bias_init if isinstance(module, EditFlowRateHead) else 0.0
@@ -156,10 +188,22 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         # A pooler (BERT, RoBERTa) is never used here: drop it so that DDP sees no unused parameters.
         if getattr(self.encoder, "pooler", None) is not None:
             self.encoder.pooler = None
+        self.time_embedding = EditFlowTimeEmbedding(config) if config.time_conditioning else None
         self.rate_head = EditFlowRateHead(config)
         self.sub_head = EditFlowTokenHead(config)
         self.ins_head = EditFlowTokenHead(config)
         self.post_init()
+
+    def enable_time_conditioning(self) -> None:
+        """Make the model read t (`config.time_conditioning = True`): adds a zero-initialised time embedding, so the
+        outputs are unchanged until training moves it. A no-op on a model that reads t already."""
+        if self.time_embedding is not None:
+            return
+        self.config.time_conditioning = True
+        reference = self.get_input_embeddings().weight
+        self.time_embedding = EditFlowTimeEmbedding(self.config).to(device=reference.device, dtype=reference.dtype)
+        for layer in (self.time_embedding.hidden, self.time_embedding.output):
+            self._init_weights(layer)
 
     def get_input_embeddings(self):
         return self.encoder.get_input_embeddings()
@@ -179,6 +223,18 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 head.decoder = self._get_resized_lm_head(head.decoder, vocab_size, mean_resizing=mean_resizing)
         return embeddings
 
+    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The encoder's last hidden states of x_t; a time-conditioned model adds its embedding of `t` (`[batch]`
+        or one value for all rows) to every input embedding first, and needs `t`."""
+        if self.time_embedding is None:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+        if t is None:
+            raise ValueError("This model is time-conditioned (config.time_conditioning): pass the flow time `t` of each row.")
+        t = torch.as_tensor(t, device=input_ids.device).reshape(-1).expand(input_ids.shape[0])
+        embeds = self.get_input_embeddings()(input_ids)
+        embeds = embeds + self.time_embedding(t)[:, None, :].to(embeds.dtype)
+        return self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)[0]
+
     def edit_rates(
         self,
         input_ids: torch.LongTensor,
@@ -191,7 +247,7 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         `rates` `(batch_size, sequence_length, 3)` float32 (sub, del, ins; sub and del are 0 at BOS, all three
         0 at padding) and the last hidden states `(batch_size, sequence_length, hidden_size)`. Arguments as in
         `forward` (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+        hidden = self.encode(input_ids, attention_mask, t, **kwargs)
         rates = self.rate_head(hidden)
         valid = attention_mask.to(rates.dtype)
         editable = valid.clone()
@@ -216,8 +272,9 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 1 for tokens, 0 for padding.
             t (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
-                Flow time of each row. Part of the interface; the default model is time-independent
-                because its rates are per unit of the scheduler weight w(t).
+                Flow time of each row. Required by a time-conditioned model (`config.time_conditioning`); the
+                default model is time-independent (its rates are per unit of the scheduler weight w(t)) and
+                ignores it.
             logits_at (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
                 `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on
@@ -322,4 +379,4 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
 # save_pretrained writes `auto_map` for the classes registered for an Auto class: checkpoints then load anywhere.
 EditFlowForEditing.register_for_auto_class("AutoModel")
 
-__all__ = ["EditFlowGenerateOutput", "make_bidirectional", "EditFlowOutput", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]
+__all__ = ["EditFlowGenerateOutput", "make_bidirectional", "EditFlowOutput", "EditFlowTimeEmbedding", "EditFlowTokenHead", "EditFlowRateHead", "EditFlowPreTrainedModel", "EditFlowForEditing"]

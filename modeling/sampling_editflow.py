@@ -17,9 +17,15 @@ so it stays finite (for the linear scheduler h * w(1 - tau) = 1 on the last step
 Everything per step is tensor ops on the padded batch [B, L]: no Python loop over positions. Rows whose
 sequence did not change since their last forward reuse its rates and hidden states (the model is
 time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder, and a step
-in which nothing fires applies nothing. Each row draws its random numbers from its own generator, keyed by the
-run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
+in which nothing fires applies nothing. A time-conditioned model (`config.time_conditioning`) or a guidance
+scale that varies with t turns the reuse off. Each row draws its random numbers from its own generator, keyed
+by the run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
 `compile=True` the encoder runs under torch.compile at bucketed widths ([`CompiledEditRates`]).
+
+The paper's sampler settings (Havasi et al. 2025, appendix C; `guidance_editflow`): the token temperature may
+be a function of t (e.g. "0.8*t + 1.0*(1-t)"), and `guidance_scale` w applies naive rate classifier-free guidance,
+lambda_c^(1+w) lambda_u^(-w) and Q proportional to Q_c^(1+w) Q_u^(-w), the unconditional pass (x_t without its
+prompt) batched beside the conditional one; w = 0 runs no unconditional pass and is the unguided sampler exactly.
 """
 
 import math
@@ -31,6 +37,14 @@ import torch
 from transformers.utils.logging import tqdm
 
 from .edits_editflow import DecodeTrace, TraceStep
+from .guidance_editflow import (
+    TimeSchedule,
+    condition_lengths,
+    guided_logits,
+    guided_rates,
+    to_conditional_positions,
+    unconditional_inputs,
+)
 from .scheduling_editflow import get_scheduler
 
 
@@ -447,7 +461,8 @@ class TauLeapSampler:
     Args:
         model: the Edit Flow model (eval mode is set by the caller).
         tau: step size in (0, 1].
-        temperature: 0 = greedy tokens; 1 = the model's distributions.
+        temperature: 0 = greedy tokens; 1 = the model's distributions; or a function of t: a pair (at t=0, at t=1)
+            or a formula such as "0.8*t + 1.0*(1-t)" (the paper's code sampler), see `guidance_editflow.TimeSchedule`.
         top_p: nucleus mass in (0, 1].
         top_k: keep the k most likely tokens before top_p (None or 0: all).
         max_length: cap on every sequence, or one cap per row; insertions beyond it do not fire (leftmost ones win).
@@ -457,8 +472,12 @@ class TauLeapSampler:
             the padded width. None: drawn from `generator` (or torch's global generator) at each `init_state`.
         generator: source of the seed when `seed` is None.
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
-        reuse_unchanged_rows: reuse the rates of rows that did not change (valid for time-independent models).
+        reuse_unchanged_rows: reuse the rates of rows that did not change; None (default) = whenever valid: the
+            model does not read t and the guidance scale does not change with t.
         progress_bar: show a tqdm bar over the steps.
+        guidance_scale: w of naive rate classifier-free guidance (module doc); 0 = off. A number, or a function of
+            t as `temperature`. The paper's w (its code models use 0.5); transformers' CFG scale is 1 + w. Needs a
+            model trained with dropped prompts (`config.prefix_conditioning`, or SFT data without prompts).
         fixed_length: substitutions only (each editable token fires as a substitution, at the rate of both; no
             insertion, no deletion) and every mask still left is substituted on the last step: each mask becomes
             exactly one token (fixed-length infill).
@@ -472,23 +491,34 @@ class TauLeapSampler:
         model,
         *,
         tau: float = 0.01,
-        temperature: float = 1.0,
+        temperature: "float | str | tuple[float, float]" = 1.0,
         top_p: float = 1.0,
         top_k: int | None = None,
         max_length: int | Sequence[int] | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         suppress_token_ids: Sequence[int] = (),
-        reuse_unchanged_rows: bool = True,
+        reuse_unchanged_rows: bool | None = None,
         progress_bar: bool = False,
+        guidance_scale: "float | str | tuple[float, float]" = 0.0,
         fixed_length: bool = False,
         compile: bool = False,
     ):
-        check_sampling_params(tau, temperature, top_p, top_k)
+        self.temperature_schedule = TimeSchedule(temperature, "temperature")
+        self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
+        check_sampling_params(tau, self.temperature_schedule(0.0), top_p, top_k)
         config = model.config
+        time_conditioned = bool(getattr(config, "time_conditioning", False))
+        if reuse_unchanged_rows is None:
+            reuse_unchanged_rows = not time_conditioned and self.guidance.is_constant
+        elif reuse_unchanged_rows and (time_conditioned or not self.guidance.is_constant):
+            raise ValueError(
+                "reuse_unchanged_rows=True reuses rates computed at an earlier t: not valid for a time-conditioned "
+                "model or a guidance scale that changes with t; leave it None."
+            )
         self.model = model
         self.tau = float(tau)
-        self.temperature = float(temperature)
+        self.guided = self.guidance.spec != 0.0
         self.top_p = float(top_p)
         self.top_k = top_k
         self.max_length = max_length
@@ -541,10 +571,6 @@ class TauLeapSampler:
             self._weights = [(end - t) * weight for t, end, weight in zip(times, ends, w)]
         return self._weights
 
-    def temperature_at(self, t: float) -> float:
-        """The token temperature of the step that starts at `t` (the one place temperature is decided)."""
-        return self.temperature
-
     def choose_edits(
         self,
         sub_rate: torch.Tensor,
@@ -576,11 +602,11 @@ class TauLeapSampler:
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
         return del_fire, sub_fire, ins_fire
 
-    def model_rates(
-        self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The one call of the model in a step: rates `[n, w, 3]` (sub, del, ins per unit of w(t); float32, 0 where
-        no edit can fire) and last hidden states `[n, w, H]` of `n` rows of x_t at time `t`."""
+    def temperature_at(self, t: float) -> float:
+        """The token temperature of the step that starts at `t` (the one place temperature is decided)."""
+        return self.temperature_schedule(t)
+
+    def _model_pass(self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float):
         t_rows = torch.full((input_ids.shape[0],), t, device=input_ids.device)
         if not self.compile:
             rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
@@ -593,6 +619,43 @@ class TauLeapSampler:
             self.compile_seconds += time.perf_counter() - start
         return rates.float(), hidden
 
+    def model_rates(
+        self, input_ids: torch.LongTensor, attention_mask: torch.BoolTensor, t: float, protected: torch.BoolTensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The one call of the model in a step: rates `[n, w, 3]` (sub, del, ins per unit of w(t); float32, 0 where
+        no edit can fire) and last hidden states `[n, w, H]` of `n` rows of x_t at time `t`.
+
+        With guidance, the unconditional rows (x_t without the leading protected tokens after BOS, `protected`) run
+        in the same pass; the rates returned are guided, and the hidden states are `[n, w, 2H]`: the conditional
+        ones, then the unconditional ones at their conditional positions (the token heads' inputs for
+        [`token_logits`])."""
+        if not self.guided:
+            return self._model_pass(input_ids, attention_mask, t)
+        n, width = input_ids.shape
+        lengths = attention_mask.sum(dim=1)
+        cond_len = condition_lengths(protected & attention_mask).clamp(max=lengths)
+        conditioned = (cond_len > 1).nonzero().flatten()  # rows without a prompt need no unconditional pass
+        u_ids, u_lengths = unconditional_inputs(input_ids[conditioned], lengths[conditioned], cond_len[conditioned], self.pad_token_id)
+        both_ids = torch.cat([input_ids, u_ids], dim=0)
+        both_mask = torch.cat([attention_mask, valid_positions(u_lengths, width)], dim=0)
+        rates, hidden = self._model_pass(both_ids, both_mask, t)
+        u_rates, has = to_conditional_positions(rates[n:], cond_len[conditioned], width)
+        u_hidden, _ = to_conditional_positions(hidden[n:], cond_len[conditioned], width)
+        rates, hidden = rates[:n], hidden[:n].clone()
+        guided, u_hidden_all = rates.clone(), hidden.clone()
+        mixed = guided_rates(rates[conditioned], u_rates, self.guidance(t))
+        guided[conditioned] = torch.where(has[..., None], mixed, rates[conditioned])
+        u_hidden_all[conditioned] = torch.where(has[..., None], u_hidden, hidden[conditioned])
+        return guided, torch.cat([hidden, u_hidden_all], dim=-1)
+
+    def token_logits(self, head, hidden: torch.Tensor, t: float) -> torch.Tensor:
+        """Token logits of the fired positions from their hidden states `[m, H]` (`[m, 2H]` with guidance: the
+        conditional and unconditional logits combined as (1 + w) log Q_c - w log Q_u)."""
+        if not self.guided:
+            return head(hidden)
+        cond, uncond = hidden.chunk(2, dim=-1)
+        return guided_logits(head(cond), head(uncond), self.guidance(t))
+
     def _refresh_rates(self, state: SamplerState, t: float) -> None:
         """Run the model on the rows that changed since their last pass (every row when reuse is off) and store
         their rates and hidden states in the state's caches (`[B, width, ...]`; zeros beyond a row's length)."""
@@ -600,14 +663,16 @@ class TauLeapSampler:
         if state.stale.all() or not self.reuse_unchanged_rows:
             # every row: the batch as it is, no gather or scatter (always the case at batch 1)
             state.rate_cache, state.hidden_cache = self.model_rates(
-                state.tokens, valid_positions(state.lengths, width), t
+                state.tokens, valid_positions(state.lengths, width), t, state.protected
             )
             return
         rate_cache = self._fit_width(state.rate_cache, width)
         hidden_cache = self._fit_width(state.hidden_cache, width)
         rows = state.stale.nonzero().flatten()
         rows_width = int(state.lengths[rows].max())
-        rates, hidden = self.model_rates(state.tokens[rows, :rows_width], valid_positions(state.lengths[rows], rows_width), t)
+        rates, hidden = self.model_rates(
+            state.tokens[rows, :rows_width], valid_positions(state.lengths[rows], rows_width), t, state.protected[rows, :rows_width]
+        )
         rate_cache[rows] = 0.0
         rate_cache[rows, :rows_width] = rates
         hidden_cache[rows, :rows_width] = hidden
@@ -704,7 +769,7 @@ class TauLeapSampler:
         ):
             if count:  # the head and the token draw at the fired positions only (row-major order)
                 where = fire.nonzero(as_tuple=True)
-                tokens[where] = self._sample(head(state.hidden_cache[where]), t, draws[stream][where])
+                tokens[where] = self._sample(self.token_logits(head, state.hidden_cache[where], t), t, draws[stream][where])
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,

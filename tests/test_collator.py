@@ -57,7 +57,7 @@ def test_output_layout():
     rng = np.random.default_rng(1)
     features = random_features(rng, n=6)
     batch = make_collator(seed=0, pad_to_multiple_of=8)(features)
-    assert set(batch) == {"input_ids", "attention_mask", "t", "x1_len", "prompt_len", "edit_batch", "edit_pos", "edit_kind", "edit_token"}
+    assert set(batch) == {"input_ids", "attention_mask", "t", "x1_len", "prompt_len", "edit_batch", "edit_pos", "edit_kind", "edit_token", "edit_prop_rate"}
     for key in ("input_ids", "attention_mask", "prompt_len", "edit_batch", "edit_pos", "edit_kind", "edit_token"):
         assert batch[key].dtype == torch.long, key
     assert batch["t"].dtype == batch["x1_len"].dtype == torch.float32

@@ -43,8 +43,9 @@ def compute(loss_fn, model, batch):
     return loss_fn(model(**batch.model_inputs()), batch)
 
 
-def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_len", eps=1e-8):
-    """Plain reference: the per-sequence loss formula, full logits everywhere, one loop iteration per edit."""
+def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_len", eps=1e-8, prop_rate=None):
+    """Plain reference: the per-sequence loss formula, full logits everywhere, one loop iteration per edit; edit e
+    weighs w(t) + prop_rate[e] when `prop_rate` (a localized path's propagation rates) is given, else w(t)."""
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     sub_logp = torch.log_softmax(out.sub_logits.double(), dim=-1)
     ins_logp = torch.log_softmax(out.ins_logits.double(), dim=-1)
@@ -63,16 +64,17 @@ def reference_loss(model, batch, scheduler="linear", max_w=20.0, normalize="x1_l
                 survival = survival + rates[0][b, i] + rates[1][b, i]
             if i >= prompt_len - 1:
                 survival = survival + rates[2][b, i]
-        log_lik = 0.0
+        weighted_log_lik = 0.0
         for e in torch.nonzero(batch["edit_batch"] == b).flatten().tolist():
             pos, kind, token = (int(batch[k][e]) for k in ("edit_pos", "edit_kind", "edit_token"))
-            log_lik = log_lik + torch.log(rates[kind][b, pos] + eps)
+            log_lik = torch.log(rates[kind][b, pos] + eps)
             if kind == EditKind.SUB:
                 log_lik = log_lik + sub_logp[b, pos, token]
             elif kind == EditKind.INS:
                 log_lik = log_lik + ins_logp[b, pos, token]
+            weighted_log_lik = weighted_log_lik + (w + (prop_rate[e] if prop_rate is not None else 0.0)) * log_lik
         norm = {"x1_len": float(batch["x1_len"][b]), "x_t_len": float(length), "none": 1.0}[normalize]
-        total = total + (w * survival - w * log_lik) / norm
+        total = total + (w * survival - weighted_log_lik) / norm
     return total / batch["input_ids"].shape[0]
 
 
@@ -117,7 +119,7 @@ def test_protected_prompt_rates_do_not_count():
     model = tiny_model(5).eval()
     batch = random_batch(5)
     keep = batch.edit_pos >= 3
-    edits = {key: batch[key][keep] for key in ("edit_batch", "edit_pos", "edit_kind", "edit_token")}
+    edits = {key: batch[key][keep] for key in ("edit_batch", "edit_pos", "edit_kind", "edit_token", "edit_prop_rate")}
     batch = replace(batch, prompt_len=torch.full_like(batch.prompt_len, 3), **edits)
     loss_fn = EditFlowLoss()
     with torch.no_grad():
@@ -210,7 +212,7 @@ def test_batch_is_a_mapping_that_moves_like_a_dict():
 
     batch = random_batch(1)
     rebuilt = type(batch)({key: value for key, value in batch.items()})
-    assert isinstance(rebuilt, EditFlowBatch) and list(rebuilt) == list(batch) and len(rebuilt) == 9
+    assert isinstance(rebuilt, EditFlowBatch) and list(rebuilt) == list(batch) and len(rebuilt) == 10
     moved = send_to_device(batch, "cpu")
     assert isinstance(moved, EditFlowBatch) and torch.equal(moved.edit_token, batch.edit_token)
     sub_at, ins_at = batch.logits_at()

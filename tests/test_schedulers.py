@@ -8,8 +8,23 @@ from editflow_hf.modeling.scheduling_editflow import SCHEDULERS, get_scheduler
 CASES = [
     ("linear", {}), ("cosine", {}), ("cubic", {}), ("cubic", {"a": 1.0, "b": 1.0}), ("cubic", {"a": 0.5, "b": 3.0}),
     ("LinearKappaScheduler", {}), ("CubicKappaScheduler", {}), ("CubicKappaScheduler", {"a": 2.0, "b": 0.5}),
-    ("CosineKappaScheduler", {}),
+    ("CosineKappaScheduler", {}), ("power", {}), ("power", {"exponent": 1.5}),
 ]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, kwargs", CASES)
+def test_inverse_kappa(name, kwargs):
+    """kappa(kappa^{-1}(k)) = k (closed forms for linear and power, bisection otherwise): the localized path draws
+    switch times with it."""
+    scheduler = get_scheduler(name, **kwargs)
+    k = torch.linspace(0.0, 1.0, 41, dtype=torch.float64)
+    torch.testing.assert_close(scheduler.kappa(scheduler.inverse_kappa(k)), k, atol=1e-9, rtol=0)
+
+
+def test_power_is_the_papers_t_cubed():
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    torch.testing.assert_close(get_scheduler("power").kappa(t), t**3)
+    torch.testing.assert_close(get_scheduler("power").inverse_kappa(t**3), t)
 
 
 @pytest.mark.parametrize("name, kwargs", CASES)

@@ -14,6 +14,9 @@ For row b of a batch from `EditFlowCollator` (x_t, time t_b, remaining edits e =
   and for substitutions / insertions the probability of its token under the sub / ins head (deletions have no
   token term). Several insertions in one gap share the gap's rate and distribution, each counted once.
 - w(t) = kappa'(t) / (1 - kappa(t)), clamped at `max_w` (it diverges as t -> 1).
+- Localized paths (`batch.edit_prop_rate`, appendix C.1 of the paper, `path.localized`): the weight of edit e is
+  its effective rate w(t_b) + edit_prop_rate_e instead of w(t_b); the survival term keeps w(t_b), the rates being
+  per unit of w. For the factorized path edit_prop_rate is 0 and the loss is the formula above exactly.
 - n_b is len(x1) with BOS (`normalize="x1_len"`, default), the number of x_t tokens (`"x_t_len"`), or 1 (`"none"`).
 - eps = `rate_eps` (1e-8) guards log(0): softplus underflows to exactly 0 in float32 for pre-activations below
   about -100, and the model's masked positions are exactly 0; eps is far below any rate that matters.
@@ -147,6 +150,11 @@ class EditFlowLoss:
         edit_log_lik = torch.zeros(n_rows, dtype=dtype, device=device).index_add(0, edit_batch, log_rate + log_token)
 
         weight = self.scheduler.weight(batch.t.to(device=device, dtype=survival.dtype), self.max_w)
+        # Localized paths: sum_e edit_prop_rate_e * log-lik_e per row, added apart so that the factorized loss is
+        # computed exactly as before (the term is then 0).
+        prop_log_lik = torch.zeros_like(edit_log_lik).index_add(
+            0, edit_batch, batch.edit_prop_rate.to(device=device, dtype=dtype) * (log_rate + log_token)
+        )
         if self.normalize == "x1_len":
             norm = batch.x1_len.to(device=device, dtype=survival.dtype)
         elif self.normalize == "x_t_len":
@@ -154,7 +162,7 @@ class EditFlowLoss:
         else:
             norm = torch.ones_like(survival)
         survival_term = weight * survival / norm
-        edit_term = -weight * edit_log_lik / norm
+        edit_term = -(weight * edit_log_lik + prop_log_lik) / norm
         row_loss = survival_term + edit_term
         loss = row_loss.mean()
 

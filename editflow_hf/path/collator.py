@@ -14,6 +14,16 @@ For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = le
 (benchmarks/RESULTS.md, "Model quality by tie-break"): `AUTO_TIE_BREAK["sft"]` for examples with a prompt
 (prompt_len > 1), `AUTO_TIE_BREAK["pt"]` for plain text.
 
+Options from the paper (Havasi et al. 2025), each off by default:
+- `path="localized"` with `lambda_prop` > 0: z_t from the localized propagation path (appendix C.1,
+  `localized.sample_localized_path`) instead of the column-wise draw; each remaining edit carries the propagation
+  part of its effective rate, `edit_prop_rate = lambda_prop * (runs next to its column)`, which the loss adds to
+  w(t) as that edit's weight.
+- `prefix_conditioning=True` (pretraining): a row without a prompt (prompt_len = 1) gets as prompt the first
+  1 + floor(c^3 (len(x1) - 1)) tokens of x1, c ~ U[0, 1], except with probability `prefix_drop_prob` (0.1 in the
+  paper) where it stays unconditional, so that one model continues prompts and also gives the unconditional
+  rates of classifier-free guidance. Rows with a prompt (SFT) keep theirs.
+
 The prompt columns are identical in z0 and z1, so the prompt is in every x_t and never edited. t stays below
 1 - time_epsilon because the loss weight w(t) = kappa'/(1 - kappa) diverges at t = 1.
 
@@ -38,6 +48,7 @@ from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
 from .couplings import DEFAULT_X0_SAMPLER, X0Sampler, parse_x0_sampler
+from .localized import PATHS, localized_zt, sample_localized_path
 
 
 @dataclass(init=False, eq=False)
@@ -52,6 +63,8 @@ class EditFlowBatch(Mapping):
         prompt_len: `[B]` long, protected leading tokens, BOS included (>= 1).
         edit_batch, edit_pos, edit_kind, edit_token: `[E]` long: row, position in x_t, `EditKind` code and target
             token (BLANK = -1 for deletions) of each remaining edit.
+        edit_prop_rate: `[E]` float32, the localized path's propagation rate into each edit's column (its
+            effective rate is w(t) + edit_prop_rate); zeros for the factorized path, and when not given.
 
     It is also a read-only Mapping of its fields, so the Trainer, accelerate and the DataLoader move it to a device
     as they move a dict: they rebuild it as `EditFlowBatch({name: tensor})`, which the constructor accepts besides
@@ -67,9 +80,12 @@ class EditFlowBatch(Mapping):
     edit_pos: torch.LongTensor
     edit_kind: torch.LongTensor
     edit_token: torch.LongTensor
+    edit_prop_rate: torch.FloatTensor
 
     def __init__(self, mapping: Mapping | None = None, /, **values):
         values = {**(mapping or {}), **values}
+        if "edit_prop_rate" not in values and "edit_kind" in values:  # a factorized batch built by hand
+            values["edit_prop_rate"] = torch.zeros(values["edit_kind"].shape, device=values["edit_kind"].device)
         names = [f.name for f in fields(self)]
         missing, unknown = [n for n in names if n not in values], sorted(set(values) - set(names))
         if missing or unknown:
@@ -161,6 +177,10 @@ class EditFlowCollator:
         tie_break: str = "auto",
         pad_to_multiple_of: int | None = None,
         seed: int | None = None,
+        path: str = "factorized",
+        lambda_prop: float = 0.0,
+        prefix_conditioning: bool = False,
+        prefix_drop_prob: float = 0.1,
     ):
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
@@ -170,6 +190,18 @@ class EditFlowCollator:
             raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:
             raise ValueError(f"pad_to_multiple_of must be a positive integer or None; got {pad_to_multiple_of}.")
+        if path not in PATHS:
+            raise ValueError(f"Unknown path {path!r}; valid values: {', '.join(map(repr, PATHS))}.")
+        if not (lambda_prop >= 0 and np.isfinite(lambda_prop)):
+            raise ValueError(f"lambda_prop must be a finite number >= 0; got {lambda_prop}.")
+        if lambda_prop > 0 and path != "localized":
+            raise ValueError(f"lambda_prop={lambda_prop} only applies to path='localized' (--path localized).")
+        if not 0.0 <= prefix_drop_prob <= 1.0:
+            raise ValueError(f"prefix_drop_prob must be in [0, 1]; got {prefix_drop_prob}.")
+        self.path = path
+        self.lambda_prop = float(lambda_prop)
+        self.prefix_conditioning = bool(prefix_conditioning)
+        self.prefix_drop_prob = float(prefix_drop_prob)
         self.mask_token_id = int(mask_token_id)
         self.bos_token_id = int(bos_token_id)
         self.pad_token_id = int(pad_token_id)
@@ -271,16 +303,24 @@ class EditFlowCollator:
         rng = self._batch_generator(features)
         if t is None:
             t = (rng.random(len(examples)) * (1.0 - self.time_epsilon)).astype(np.float32)
+        if self.prefix_conditioning:
+            examples = self._with_prefix_prompts(examples, rng)
         t = np.asarray(t, dtype=np.float32).reshape(len(examples))
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
         noise_pool = np.zeros(0, np.int64)
         if not self.x0_sampler.masks_only:
             noise_pool = np.concatenate([x1[prompt_len:] for x1, prompt_len in examples])
 
-        x_ts, edits = [], []
+        x_ts, edits, prop_rates = [], [], []
         for b, (x1, prompt_len) in enumerate(examples):
             z0, z1 = self._align(x1, prompt_len, noise_pool, rng)
-            x_t, pos, kind, token = remaining_edits(sample_zt(z0, z1, kappa[b], rng), z1)
+            if self.path == "localized":
+                draw = sample_localized_path(len(z0), float(t[b]), self.scheduler, self.lambda_prop, rng)
+                z_t = localized_zt(z0, z1, draw)
+                prop_rates.append(self.lambda_prop * draw.neighbour_runs[np.flatnonzero(z_t != z1)])
+            else:
+                z_t = sample_zt(z0, z1, kappa[b], rng)
+            x_t, pos, kind, token = remaining_edits(z_t, z1)
             x_ts.append(x_t)
             edits.append((np.full(len(pos), b), pos, kind, token))
 
@@ -292,6 +332,7 @@ class EditFlowCollator:
         attention_mask = np.arange(width)[None, :] < lengths[:, None]
         input_ids[attention_mask] = np.concatenate(x_ts)
         edit_batch, edit_pos, edit_kind, edit_token = (np.concatenate(column).astype(np.int64) for column in zip(*edits))
+        edit_prop_rate = np.concatenate(prop_rates) if prop_rates else np.zeros(len(edit_kind))
         return EditFlowBatch(
             input_ids=torch.from_numpy(input_ids),
             attention_mask=torch.from_numpy(attention_mask.astype(np.int64)),
@@ -302,13 +343,26 @@ class EditFlowCollator:
             edit_pos=torch.from_numpy(edit_pos),
             edit_kind=torch.from_numpy(edit_kind),
             edit_token=torch.from_numpy(edit_token),
+            edit_prop_rate=torch.from_numpy(edit_prop_rate.astype(np.float32)),
         )
+
+    def _with_prefix_prompts(self, examples: list, rng: np.random.Generator) -> list:
+        """Prefix conditioning: rows without a prompt get the first 1 + floor(c^3 (len(x1) - 1)) tokens as one,
+        c ~ U[0, 1], unless dropped (probability `prefix_drop_prob`). Draws for every row, so that a row's prefix
+        does not depend on the prompts of the others."""
+        c, keep = rng.random(len(examples)), rng.random(len(examples)) >= self.prefix_drop_prob
+        return [
+            (x1, 1 + int(np.floor(c[b] ** 3 * (len(x1) - 1))) if prompt_len == 1 and keep[b] else prompt_len)
+            for b, (x1, prompt_len) in enumerate(examples)
+        ]
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(mask_token_id={self.mask_token_id}, bos_token_id={self.bos_token_id}, "
             f"pad_token_id={self.pad_token_id}, x0_sampler={self.x0_sampler.spec!r}, scheduler={self.scheduler!r}, "
-            f"time_epsilon={self.time_epsilon}, tie_break={self.tie_break!r})"
+            f"time_epsilon={self.time_epsilon}, tie_break={self.tie_break!r}, path={self.path!r}, "
+            f"lambda_prop={self.lambda_prop}, prefix_conditioning={self.prefix_conditioning}, "
+            f"prefix_drop_prob={self.prefix_drop_prob})"
         )
 
 

@@ -15,6 +15,7 @@ from transformers import TrainingArguments
 from ..modeling.scheduling_editflow import get_scheduler
 from ..path.collator import TIE_BREAK_CHOICES
 from ..path.couplings import DEFAULT_X0_SAMPLER
+from ..path.localized import PATHS
 from .dllm_compat import check_dllm_values
 
 
@@ -145,6 +146,31 @@ class EditFlowTrainingArguments(TrainingArguments):
             "random."
         },
     )
+    path: str = field(
+        default="factorized",
+        metadata={
+            "help": "Probability path: factorized (each alignment column switches independently) or localized (the "
+            "paper's appendix C.1: an edit propagates to its neighbours at rate --lambda_prop; for long sequences)."
+        },
+    )
+    lambda_prop: float = field(
+        default=0.0,
+        metadata={"help": "Propagation rate of --path localized: expected propagations per unit time on each side."},
+    )
+    time_conditioning: bool = field(
+        default=False,
+        metadata={"help": "Make the model read t (a learned, zero-initialised embedding of t added to its inputs), as the paper's models do."},
+    )
+    prefix_conditioning: bool = field(
+        default=False,
+        metadata={
+            "help": "Pretraining: use the first 1 + floor(c^3 (len - 1)) tokens (c ~ U[0, 1]) of each text as its prompt, "
+            "dropped for --prefix_drop_prob of the texts, so the model continues prompts and supports --guidance_scale."
+        },
+    )
+    prefix_drop_prob: float = field(
+        default=0.1, metadata={"help": "Share of texts left unconditional under --prefix_conditioning (paper: 0.1)."}
+    )
     warmup_ratio: float | None = field(
         default=None,
         metadata={"help": "Warm-up as a fraction of the total steps (dLLM's flag; transformers 5 spells it --warmup_steps 0.1)."},
@@ -187,6 +213,12 @@ class EditFlowTrainingArguments(TrainingArguments):
             raise ValueError(f"--max_w must be positive; got {self.max_w}.")
         if not 0 <= self.time_epsilon < 1:
             raise ValueError(f"--time_epsilon must be in [0, 1); got {self.time_epsilon}.")
+        if self.path not in PATHS:
+            raise ValueError(f"--path must be one of {', '.join(PATHS)}; got {self.path!r}.")
+        if not self.lambda_prop >= 0 or (self.lambda_prop > 0 and self.path != "localized"):
+            raise ValueError(f"--lambda_prop must be >= 0 and needs --path localized; got {self.lambda_prop} with --path {self.path}.")
+        if not 0 <= self.prefix_drop_prob <= 1:
+            raise ValueError(f"--prefix_drop_prob must be in [0, 1]; got {self.prefix_drop_prob}.")
 
 
 __all__ = ["ModelArguments", "DataArguments", "EditFlowTrainingArguments"]

@@ -15,6 +15,7 @@ from ..checkpoints import check_checkpoint
 from ..errors import EditFlowError
 from ..modeling.modeling_editflow import EditFlowForEditing
 from .lora import apply_lora
+from .trainer import RECIPE_CONFIG_FIELDS
 
 ADAPTER_DIR = "adapter"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
@@ -49,9 +50,9 @@ def _quantization_config(model_args):
     )
 
 
-def load_model_for_training(model_path: str, model_args):
-    """`EditFlowForEditing.from_pretrained` with `--dtype`, `--attn_implementation` and `--load_in_4bit`; wrapped
-    with LoRA adapters when `--lora True`."""
+def load_model_for_training(model_path: str, model_args, time_conditioning: bool = False):
+    """`EditFlowForEditing.from_pretrained` with `--dtype`, `--attn_implementation` and `--load_in_4bit`, made to
+    read t when `time_conditioning` (`--time_conditioning True`); wrapped with LoRA adapters when `--lora True`."""
     kwargs = {"dtype": _dtype(model_args.dtype)}
     if model_args.attn_implementation:
         kwargs["attn_implementation"] = model_args.attn_implementation
@@ -59,6 +60,8 @@ def load_model_for_training(model_path: str, model_args):
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     model = EditFlowForEditing.from_pretrained(model_path, **kwargs)
+    if time_conditioning:
+        model.enable_time_conditioning()
     return apply_lora(model, model_args) if model_args.lora else model
 
 
@@ -107,10 +110,14 @@ def _save_merged(trainer, final_dir: Path, model_path: str, model_args) -> None:
 
     trained_config = trainer.accelerator.unwrap_model(trainer.model).get_base_model().config
     base = EditFlowForEditing.from_pretrained(model_path, dtype=_dtype(model_args.dtype))
+    if trained_config.time_conditioning:
+        base.enable_time_conditioning()  # its trained weights come with the adapter (modules_to_save)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
     # The trainer wrote the training schedule into the config; the reloaded base still has the converter's.
     merged.config.scheduler = trained_config.scheduler
     merged.config.scheduler_kwargs = trained_config.scheduler_kwargs
+    for name in RECIPE_CONFIG_FIELDS:
+        setattr(merged.config, name, getattr(trained_config, name))
     merged.save_pretrained(final_dir)
     trainer.processing_class.save_pretrained(final_dir)
 

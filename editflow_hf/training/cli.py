@@ -163,7 +163,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         model_path = _resolve_model_path(model_args, training_args, config)
         with loading_errors(model_path):
             tokenizer = AutoTokenizer.from_pretrained(model_path)
-            model = load_model_for_training(model_path, model_args)
+            model = load_model_for_training(model_path, model_args, time_conditioning=training_args.time_conditioning)
         with training_args.main_process_first(desc="dataset preparation"):
             splits = prepare_datasets(
                 task,

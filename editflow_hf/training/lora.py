@@ -23,6 +23,8 @@ PRETRAINED_HEAD_INITS = ("mlm_head", "lm_head")
 def fully_trained_modules(model: EditFlowForEditing, extra: str | None = None) -> list[str]:
     """The heads that start fresh (the rate head; token heads that are not pretrained copies) plus `extra`."""
     names = ["rate_head"]
+    if getattr(model.config, "time_conditioning", False):
+        names.append("time_embedding")
     if model.config.token_head_init not in PRETRAINED_HEAD_INITS:
         names += ["sub_head", "ins_head"]
     if extra:

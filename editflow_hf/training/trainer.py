@@ -42,8 +42,11 @@ from .args import EditFlowTrainingArguments
 logger = logging.getLogger(__name__)
 
 _EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArguments) if f.name in (
-    "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w", "time_epsilon", "tie_break"
+    "x0_sampler", "scheduler_cls", "scheduler_kwargs", "max_w", "time_epsilon", "tie_break", "path", "lambda_prop",
+    "time_conditioning", "prefix_conditioning", "prefix_drop_prob",
 )}
+# The paper's recipe options the trainer writes into model.config (besides the scheduler, x0 sampler, tie-break).
+RECIPE_CONFIG_FIELDS = ("time_conditioning", "path", "lambda_prop", "prefix_conditioning")
 
 
 # What counts as a secret in saved arguments: transformers' rule (a field named `*_token` is a credential; its
@@ -131,7 +134,8 @@ class EditFlowTrainer(Trainer):
     """Trainer for `EditFlowForEditing` on features `{"input_ids": x1, "prompt_len": p}`.
 
     The Edit Flow options (`x0_sampler`, `scheduler_cls`, `scheduler_kwargs`, `max_w`, `time_epsilon`,
-    `tie_break`) come from `args` when it is an `EditFlowTrainingArguments`, else their defaults. A custom
+    `tie_break`, and the paper's `path`, `lambda_prop`, `time_conditioning`, `prefix_conditioning`,
+    `prefix_drop_prob`) come from `args` when it is an `EditFlowTrainingArguments`, else their defaults. A custom
     `data_collator` (returning an `EditFlowBatch`) or `loss_fn` (callable `(model_outputs, batch) -> output with
     .loss`) replaces the default one. Each step the trainer runs `model(**batch.model_inputs())` (x_t, t and the
     token-logit rows the edits need) and hands the outputs and the batch to the loss.
@@ -158,6 +162,10 @@ class EditFlowTrainer(Trainer):
                 scheduler=self.kappa_scheduler,
                 time_epsilon=options["time_epsilon"],
                 tie_break=options["tie_break"],
+                path=options["path"],
+                lambda_prop=options["lambda_prop"],
+                prefix_conditioning=options["prefix_conditioning"],
+                prefix_drop_prob=options["prefix_drop_prob"],
             )
         if loss_fn is None:
             loss_fn = EditFlowLoss(scheduler=self.kappa_scheduler, max_w=options["max_w"])
@@ -170,6 +178,13 @@ class EditFlowTrainer(Trainer):
         # reach the heads), so DDP can skip its extra search for unused parameters.
         if getattr(args, "ddp_find_unused_parameters", None) is None:
             args.ddp_find_unused_parameters = False
+        if options["time_conditioning"] and model is not None and not getattr(model.config, "time_conditioning", False):
+            if hasattr(model, "peft_config"):  # its new embedding would not be trained: enable before wrapping
+                raise ValueError(
+                    "--time_conditioning True: call model.enable_time_conditioning() before wrapping the model with "
+                    "LoRA (the training command does)."
+                )
+            model.enable_time_conditioning()
         if model is not None and hasattr(model, "config"):
             # Sampling reads the scheduler from the config: it must be the one the model is trained with.
             model.config.scheduler = self.kappa_scheduler.name
@@ -178,6 +193,11 @@ class EditFlowTrainer(Trainer):
             if isinstance(data_collator, EditFlowCollator):
                 model.config.x0_sampler = data_collator.x0_sampler.spec
                 model.config.tie_break = data_collator.tie_breaks_by_regime
+                model.config.path = data_collator.path
+                model.config.lambda_prop = data_collator.lambda_prop
+                model.config.prefix_conditioning = (
+                    {"drop_prob": data_collator.prefix_drop_prob} if data_collator.prefix_conditioning else None
+                )
         self._component_sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "eval": {}}
         self._component_counts = {"train": 0, "eval": 0}
         super().__init__(model=model, args=args, data_collator=data_collator, processing_class=processing_class, **kwargs)
