@@ -54,7 +54,7 @@ try:
 except ImportError as err:
     raise ImportError(f"editflow_hf.lm_eval needs lm-eval ({err}): pip install 'editflow-hf[lmeval]'") from None
 
-from ..modeling.configuration_editflow import editflow_generation_defaults
+from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..modeling.modeling_editflow import EditFlowForEditing
 from ..modeling.pipeline_editflow import EditFlowGenerationPipeline
 from ..objective.bound import sequence_bounds
@@ -114,14 +114,14 @@ class EditFlowLM(TemplateLM):
         self.tokenizer = AutoTokenizer.from_pretrained(self.pretrained)
         self.model = EditFlowForEditing.from_pretrained(self.pretrained, dtype=getattr(torch, dtype)).to(self._device).eval()
         config = self.model.config
-        self.generation = editflow_generation_defaults(getattr(self.model, "generation_config", None))
-        self.tau = float(tau) if tau is not None else float(self.generation["tau"])
-        self.mask_length = int(mask_length) if mask_length is not None else int(self.generation["mask_length"])
-        self.append_eos = bool(self.generation["chat_template"]) if append_eos is None else bool(append_eos)
+        self.generation = EditFlowGenerationConfig.from_generation_config(getattr(self.model, "generation_config", None))
+        self.tau = float(tau) if tau is not None else float(self.generation.tau)
+        self.mask_length = int(mask_length) if mask_length is not None else int(self.generation.mask_length)
+        self.append_eos = bool(self.generation.chat_template) if append_eos is None else bool(append_eos)
         if self.append_eos and config.eos_token_id is None:
             raise ValueError("append_eos=True needs a tokenizer with an EOS token; this checkpoint has none.")
         self.x0_sampler = self._scoring_coupling(x0_sampler or getattr(config, "x0_sampler", None))
-        self.max_positions = int(getattr(config.encoder_config, "max_position_embeddings", None) or 512)
+        self.max_positions = int(config.max_sequence_length)  # the one position rule (RoBERTa's offset included)
         self._pipeline = None
         self._warned_greedy = False
 
