@@ -54,7 +54,7 @@ def conditional_metrics(checkpoint: Path, features: list[dict], prompt_tokens: i
     import torch
     from transformers import AutoTokenizer
 
-    from editflow_hf.apps.eval import token_f1
+    from editflow_hf.evaluation import token_f1
     from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
     from editflow_hf.modeling.sampling_editflow import TauLeapSampler
     from editflow_hf.objective.bound import edit_flow_bound
@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    from editflow_hf.apps.eval import _load_features, evaluate
+    from editflow_hf.evaluation import _load_features, evaluate
 
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)

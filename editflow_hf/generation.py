@@ -44,6 +44,8 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length, BOS and prompt included: the masks are trimmed to fit (default: the model's positions).")
     parser.add_argument("--max_new_tokens", type=int, default=None, help="Cap on the tokens after the prompt.")
     parser.add_argument("--infill", choices=("free", "fixed"), default=None, help="What a [MASK] in the prompt becomes: free = a span the model may grow or shrink, fixed = exactly one token (default: the checkpoint's generation config).")
+    parser.add_argument("--guidance_scale", type=time_schedule_flag, default=None, help="Classifier-free guidance w (the paper's naive rate CFG; 0 = off; a model trained with --prefix_conditioning): a number, 'a,b' (w at t=0 and t=1) or a formula in t such as '0.5*(1-t)' (default: the checkpoint's generation config).")
+    parser.add_argument("--temperature_schedule", type=time_schedule_flag, default=None, help="Token temperature as a function of t: 'a,b' (at t=0 and t=1) or a formula such as '0.8*t + 1.0*(1-t)' (default: --temperature throughout).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
@@ -52,6 +54,21 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     parser.add_argument("--time_epsilon", type=float, default=None, help="dLLM's sampler option; refused (not needed here).")
     parser.add_argument("--time_independent", type=str_to_bool, default=True, help="dLLM's sampler option; only True.")
     return parser
+
+
+def time_schedule_flag(value: str) -> "float | list[float] | str":
+    """A setting that may change with t, as the generation config takes it: a number, 'a,b' (its values at t = 0
+    and t = 1) or a formula in t (checked by the generation config)."""
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        return value
+    if len(numbers) == 1:
+        return numbers[0]
+    if len(numbers) == 2:
+        return numbers
+    raise argparse.ArgumentTypeError(f"expected a number, 'a,b' or a formula in t; got {value!r}")
 
 
 def parse_chat_template(value: str) -> bool | None:
@@ -140,6 +157,7 @@ def sampling_kwargs(args) -> dict:
     values = dict(
         tau=args.tau, mask_length=args.mask_length, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
         chat_template=args.chat_template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
-        infill=args.infill, seed=args.seed, compile=args.compile or None,
+        infill=args.infill, seed=args.seed, compile=args.compile or None, guidance_scale=args.guidance_scale,
+        temperature_schedule=args.temperature_schedule,
     )  # fmt: skip
     return {key: value for key, value in values.items() if value is not None}

@@ -164,3 +164,21 @@ def test_generation_config_carries_and_checks_the_settings():
         EditFlowGenerationConfig(guidance_scale="0.5 * import")
     with pytest.raises(ValueError, match="temperature_schedule"):
         EditFlowGenerationConfig().updated(temperature_schedule=[1.0])
+
+
+def test_sample_flags_carry_the_schedules_and_refuse_a_bad_one_in_one_line(tmp_path):
+    """`--guidance_scale` / `--temperature_schedule` on editflow-sample and editflow-chat: a number, 'a,b' or a
+    formula in t reach the pipeline's arguments; a formula the generation config cannot read is refused as a flag."""
+    from editflow_hf.errors import EditFlowError
+    from editflow_hf.generation import build_parser, check_common_args, sampling_kwargs
+
+    parse = build_parser().parse_args
+    base = ["--model_name_or_path", str(tmp_path)]
+    args = parse([*base, "--guidance_scale", "0.5", "--temperature_schedule", "0.8*t + 1.0*(1-t)"])
+    assert sampling_kwargs(args)["guidance_scale"] == 0.5
+    assert sampling_kwargs(args)["temperature_schedule"] == "0.8*t + 1.0*(1-t)"
+    assert sampling_kwargs(parse([*base, "--guidance_scale", "1,0"]))["guidance_scale"] == [1.0, 0.0]
+    assert "guidance_scale" not in sampling_kwargs(parse(base))  # unset: the checkpoint's default applies
+    check_common_args(args)
+    with pytest.raises(EditFlowError, match="--guidance_scale"):
+        check_common_args(parse([*base, "--guidance_scale", "__import__('os')"]))
