@@ -17,7 +17,9 @@ SFT: batch `--batch_size`, `--max_length` tokens, x0 = prompt + `masks[length:--
 bound per token (nats, lower is better), exact answers and SQuAD token F1 of greedy answers (temperature 0, tau
 `--tau`, `--mask_length` masks), and `fact`: the share of answers that contain the row's `answer` field (the fact
 asked for, e.g. "Paris"). The same metrics on `--heldin` training rows tell apart "did not learn the task" from
-"does not know the fact". Seconds per step = the trainer's train_runtime / steps (wall clock: compare only runs on an
+"does not know the fact". `sub_head_at_mask`: with one held-out answer token masked (the rest of the row given), how
+often the substitution head's argmax there is that token (`in_place`) or the token after it (`next_token`, what a
+head cloned from a causal LM head predicts). Seconds per step = the trainer's train_runtime / steps (wall clock: compare only runs on an
 equally loaded machine); `cpu_seconds` is the CPU time of the training call, loading included. A run whose checkpoint
 exists under --work_dir is not retrained. The last printed line is the JSON of all results.
 
@@ -128,6 +130,33 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
     }  # fmt: skip
 
 
+def masked_token_probe(checkpoint: Path, rows_file: Path, max_length: int) -> dict:
+    """Where the substitution head points at a mask: each answer token of each row is masked in turn (the rest of
+    the row given) and the head's argmax there is compared with the masked token and with the token after it. A
+    head cloned from a causal LM head predicts the next token (the LM's job); an Edit Flow head must predict the
+    token in place."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from editflow_hf.data.prepare import prepare_datasets
+    from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = EditFlowForEditing.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    features = prepare_datasets("sft", str(rows_file), tokenizer, max_length=max_length, eval_split_size=0)["train"]
+    in_place = next_token = total = 0
+    for feature in features:
+        ids, positions = list(feature["input_ids"]), range(int(feature["prompt_len"]), len(feature["input_ids"]) - 1)
+        rows = torch.tensor([ids[:i] + [model.config.mask_token_id] + ids[i + 1 :] for i in positions])
+        with torch.no_grad():
+            top = model(input_ids=rows, attention_mask=torch.ones_like(rows)).sub_logits.argmax(-1)
+        for row, i in enumerate(positions):
+            in_place += int(top[row, i] == ids[i])
+            next_token += int(top[row, i] == ids[i + 1])
+            total += 1
+    return {"positions": total, "in_place": round(in_place / total, 3), "next_token": round(next_token / total, 3)}
+
+
 def read_rows(path: Path, picks: range | None = None) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [rows[i] for i in picks] if picks is not None else rows
@@ -187,6 +216,7 @@ def main(argv=None) -> dict:
         row["heldout"] = ask(checkpoint, HELDOUT_ROWS, heldout, args)
         if heldin_file is not None:
             row["heldin"] = ask(checkpoint, heldin_file, heldin, args)
+        row["sub_head_at_mask"] = masked_token_probe(checkpoint, HELDOUT_ROWS, args.max_length)
         print(json.dumps(row), flush=True)
         results.append(row)
     summary = {
