@@ -19,9 +19,9 @@ bound per token (nats, lower is better), exact answers and SQuAD token F1 of gre
 asked for, e.g. "Paris"). The same metrics on `--heldin` training rows tell apart "did not learn the task" from
 "does not know the fact". `sub_head_at_mask`: with one held-out answer token masked (the rest of the row given), how
 often the substitution head's argmax there is that token (`in_place`) or the token after it (`next_token`, what a
-head cloned from a causal LM head predicts). Seconds per step = the trainer's train_runtime / steps (wall clock: compare only runs on an
-equally loaded machine); `cpu_seconds` is the CPU time of the training call, loading included. A run whose checkpoint
-exists under --work_dir is not retrained. The last printed line is the JSON of all results.
+head cloned from a causal LM head predicts). Seconds per step = the trainer's train_runtime / steps (wall clock:
+compare only runs on an equally loaded machine); `cpu_seconds` is the CPU time of the training call, loading
+included. A run whose checkpoint exists under --work_dir is not retrained. The last printed line is the JSON of all results.
 
 `--smoke`: a tiny random Llama (2 layers, hidden 32, byte-level BPE trained in a second: tests/tiny_decoders.py) in
 place of SmolLM2, a few steps, coarse evaluation: checks that every arm runs end to end, says nothing of quality.
