@@ -17,11 +17,12 @@ SFT: batch `--batch_size`, `--max_length` tokens, x0 = prompt + `masks[length:--
 bound per token (nats, lower is better), exact answers and SQuAD token F1 of greedy answers (temperature 0, tau
 `--tau`, `--mask_length` masks), and `fact`: the share of answers that contain the row's `answer` field (the fact
 asked for, e.g. "Paris"). The same metrics on `--heldin` training rows tell apart "did not learn the task" from
-"does not know the fact". `sub_head_at_mask`: with one held-out answer token masked (the rest of the row given), how
-often the substitution head's argmax there is that token (`in_place`) or the token after it (`next_token`, what a
-head cloned from a causal LM head predicts). Seconds per step = the trainer's train_runtime / steps (wall clock:
-compare only runs on an equally loaded machine); `cpu_seconds` is the CPU time of the training call, loading
-included. A run whose checkpoint exists under --work_dir is not retrained. The last printed line is the JSON of all results.
+"does not know the fact". `sub_head_at_mask` (a one-position cloze, the rest of the row given): with one held-out
+answer token masked, how often the substitution head's argmax there is that token (`in_place`) or the token after it
+(`next_token`, what a head cloned from a causal LM head predicts); `fact_cloze`: the share of rows whose fact tokens,
+all masked, come back. Seconds per step = the trainer's train_runtime / steps (wall clock: compare only runs on an
+equally loaded machine); `cpu_seconds` is the CPU time of the training call, loading included. A run whose checkpoint
+exists under --work_dir is not retrained. The last printed line is the JSON of all results.
 
 `--smoke`: a tiny random Llama (2 layers, hidden 32, byte-level BPE trained in a second: tests/tiny_decoders.py) in
 place of SmolLM2, a few steps, coarse evaluation: checks that every arm runs end to end, says nothing of quality.
@@ -131,30 +132,46 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
 
 
 def masked_token_probe(checkpoint: Path, rows_file: Path, max_length: int) -> dict:
-    """Where the substitution head points at a mask: each answer token of each row is masked in turn (the rest of
-    the row given) and the head's argmax there is compared with the masked token and with the token after it. A
-    head cloned from a causal LM head predicts the next token (the LM's job); an Edit Flow head must predict the
-    token in place."""
+    """Where the substitution head points at a mask, the rest of the row given. `in_place` / `next_token`: each answer
+    token of each row masked in turn, how often the head's argmax there is the masked token / the token after it (a
+    head cloned from a causal LM head predicts the next token, the LM's job; an Edit Flow head must predict the token
+    in place). `fact_cloze`: the tokens of the row's `answer` field (e.g. " Paris") all masked at once, the share of
+    rows whose every masked position gets its token back: does the model know the fact, asked as a cloze?"""
     import torch
     from transformers import AutoTokenizer
 
     from editflow_hf.data.prepare import prepare_datasets
     from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
+    from editflow_hf.registration import register
 
+    register()  # the checkpoint's tokenizer loads without trust_remote_code
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = EditFlowForEditing.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    mask = model.config.mask_token_id
     features = prepare_datasets("sft", str(rows_file), tokenizer, max_length=max_length, eval_split_size=0)["train"]
-    in_place = next_token = total = 0
-    for feature in features:
-        ids, positions = list(feature["input_ids"]), range(int(feature["prompt_len"]), len(feature["input_ids"]) - 1)
-        rows = torch.tensor([ids[:i] + [model.config.mask_token_id] + ids[i + 1 :] for i in positions])
+
+    def argmax_at(rows: list[list[int]]) -> torch.Tensor:
+        batch = torch.tensor(rows)
         with torch.no_grad():
-            top = model(input_ids=rows, attention_mask=torch.ones_like(rows)).sub_logits.argmax(-1)
-        for row, i in enumerate(positions):
-            in_place += int(top[row, i] == ids[i])
-            next_token += int(top[row, i] == ids[i + 1])
+            return model(input_ids=batch, attention_mask=torch.ones_like(batch)).sub_logits.argmax(-1)
+
+    in_place = next_token = total = facts = 0
+    for feature, row in zip(features, read_rows(rows_file)):
+        ids, start = list(feature["input_ids"]), int(feature["prompt_len"])
+        positions = range(start, len(ids) - 1)
+        top = argmax_at([ids[:i] + [mask] + ids[i + 1 :] for i in positions])
+        for r, i in enumerate(positions):
+            in_place += int(top[r, i] == ids[i])
+            next_token += int(top[r, i] == ids[i + 1])
             total += 1
-    return {"positions": total, "in_place": round(in_place / total, 3), "next_token": round(next_token / total, 3)}
+        fact = tokenizer(" " + row["answer"], add_special_tokens=False)["input_ids"]
+        at = next((i for i in range(start, len(ids) - len(fact) + 1) if ids[i : i + len(fact)] == fact), None)
+        if at is not None:
+            span = range(at, at + len(fact))
+            top = argmax_at([[mask if i in span else t for i, t in enumerate(ids)]])[0]
+            facts += all(int(top[i]) == ids[i] for i in span)
+    return {"positions": total, "in_place": round(in_place / total, 3), "next_token": round(next_token / total, 3),
+            "fact_cloze": round(facts / len(features), 3)}  # fmt: skip
 
 
 def read_rows(path: Path, picks: range | None = None) -> list[dict]:

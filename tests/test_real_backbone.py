@@ -40,7 +40,7 @@ def test_real_backbone_smoke_runs_both_arms(tmp_path, capsys):
             assert len(metrics["answers"]) == rows
             assert all(0 <= metrics[key] <= 1 for key in ("exact", "token_f1", "fact"))
         probe = row["sub_head_at_mask"]
-        assert probe["positions"] > 16 and 0 <= probe["in_place"] <= 1 and 0 <= probe["next_token"] <= 1
+        assert probe["positions"] > 16 and all(0 <= probe[key] <= 1 for key in ("in_place", "next_token", "fact_cloze"))
         if name == "converted-0":
             assert row["steps"] == 0 and "seconds_per_step" not in row
             continue
