@@ -283,7 +283,8 @@ def convert(
         token_head_init = "random"
     else:
         token_head_init = "lm_head" if source.causal else "input_embeddings"
-    head_options = dict(head_type=source.head_type, token_head_init=token_head_init)
+    # A decoder's LM head reads position i to predict token i + 1: the substitution head reads i - 1 (Dream's shift).
+    head_options = dict(head_type=source.head_type, token_head_init=token_head_init, sub_head_shift=token_head_init == "lm_head")
     if source.mlm_head is not None:
         dense, norm, decoder, activation = source.mlm_head
         head_options.update(

@@ -235,6 +235,14 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         embeds = embeds + self.time_embedding(t)[:, None, :].to(embeds.dtype)
         return self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)[0]
 
+    def sub_head_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden states the substitution head reads at each position: `hidden` itself, or with
+        `config.sub_head_shift` position i - 1's (a converted decoder's LM head predicts the token after the position
+        it reads); position 0 (BOS, never substituted) keeps its own."""
+        if not self.config.sub_head_shift:
+            return hidden
+        return torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
+
     def edit_rates(
         self,
         input_ids: torch.LongTensor,
@@ -297,7 +305,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
 
         sub_at = sub_logits_at if sub_logits_at is not None else logits_at
         ins_at = ins_logits_at if ins_logits_at is not None else logits_at
-        sub_logits = self.sub_head(hidden if sub_at is None else hidden[sub_at])
+        sub_hidden = self.sub_head_input(hidden)
+        sub_logits = self.sub_head(sub_hidden if sub_at is None else sub_hidden[sub_at])
         ins_logits = self.ins_head(hidden if ins_at is None else hidden[ins_at])
 
         output = EditFlowOutput(
