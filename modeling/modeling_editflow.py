@@ -287,6 +287,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
                 `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on
                 those rows only. `None`: logits at every position, `(batch_size, sequence_length, vocab_size)`.
+                With `config.sub_head_shift` the substitution logits at position i come from the hidden state of
+                i - 1 ([`sub_head_input`]).
             sub_logits_at, ins_logits_at (`torch.BoolTensor`, *optional*):
                 The same, for one head only (override `logits_at` for that head).
             kwargs:
