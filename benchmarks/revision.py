@@ -93,7 +93,7 @@ def main() -> None:
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     backbone = build_backbone(work) if args.backbone == "tiny" else minilm_backbone(work)
-    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    tokenizer = AutoTokenizer.from_pretrained(backbone, trust_remote_code=True)  # our own converted folder
     text = (REPO_ROOT / "data" / "tiny-shakespeare.txt").read_text()
     train_text, held_text = text[: -args.held_out_chars], text[-args.held_out_chars :]
 
