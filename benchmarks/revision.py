@@ -160,7 +160,7 @@ def main() -> None:
                     for kind, given in inputs.items():
                         after = revise(given, tau=tau, strength=strength, edit_rule=rule)
                         row[f"{kind}_before"], row[f"{kind}_after"] = distance(given, clean), distance(after, clean)
-                    if rule == "sample":
+                    if rule == "sample" and not model.config.time_conditioning:
                         row["predicted_clean_edits"] = BLOCK * rate * (math.log(strength / tau) + 1)
                     row["seconds"] = round(time.perf_counter() - start, 1)
                     print(json.dumps(row), flush=True)
