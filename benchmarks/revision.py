@@ -18,7 +18,8 @@ held-out region: pick settings here) and held-out (later in the held-out region:
 clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each token with probability 0.2 substituted
 / deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
 replaced by other words of the training text). Reported: the mean token edit distance to the clean block before and
-after, per split, corruption and setting, and the mean rates the model gives clean text, with the number of edits they
+after, per split, corruption and setting; whether the model detects corrupted tokens (`detection`: its sub + del
+rates at t = 0 at substituted vs kept tokens, and their AUC); and the mean rates the model gives clean text, with the number of edits they
 predict on clean text for `edit_rule="sample"` when the rates do not depend on t:
 
     E[edits on a clean block] ~= n * (sub + del + ins rate) * sum_k h_k w(t_k) ~= n * rate * (ln((1 - t0) / tau) + 1)
@@ -141,8 +142,25 @@ def main() -> None:
             out = model(batch, t=torch.full((len(rows),), t)) if model.config.time_conditioning else model(batch)
         return float((out.sub_rate + out.del_rate + out.ins_rate)[:, 1:].mean())
 
+    def detection(blocks: list[list[int]], t: float = 0.0) -> dict:
+        """Does the model tell corrupted tokens from clean ones? 20% of the tokens substituted by corpus tokens; the
+        sub + del rate at t at substituted vs kept tokens: means, share above 1/2, and the AUC (0.5 = no idea)."""
+        rng = np.random.default_rng(1)
+        hit = [rng.random(len(b)) < 0.2 for b in blocks]
+        noisy = [np.where(h, pool_ids[rng.integers(len(pool_ids), size=len(b))], b).tolist() for h, b in zip(hit, blocks)]
+        batch = torch.tensor([[bos, *b] for b in noisy])
+        with torch.no_grad():
+            out = model(batch, t=torch.full((len(noisy),), t)) if model.config.time_conditioning else model(batch)
+        rates, hit = (out.sub_rate + out.del_rate)[:, 1:].numpy(), np.array(hit)
+        pos, neg = rates[hit], rates[~hit]
+        return {"t": t, "rate_substituted": float(pos.mean()), "rate_kept": float(neg.mean()),
+                "above_half_substituted": float((pos > 0.5).mean()), "above_half_kept": float((neg > 0.5).mean()),
+                "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())}  # fmt: skip
+
     rng = np.random.default_rng(0)
     rate = mean_rate(splits["held-in"])
+    detections = {name: detection(splits[name]) for name in args.splits.split(",")}
+    print(json.dumps({"detection": detections}), flush=True)
     rows = []
     for name in args.splits.split(","):
         texts = [tokenizer.decode(b) for b in splits[name]]
@@ -166,7 +184,7 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     print(json.dumps({"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
-                      "mean_rate_on_clean_held_in": rate, "rows": rows}))  # fmt: skip
+                      "mean_rate_on_clean_held_in": rate, "detection": detections, "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":
