@@ -238,14 +238,14 @@ def _is_number(value) -> bool:
 EDIT_RULES = ("sample", "threshold")
 
 
-def check_edit_params(strength: float, edit_rule: str, *, flag_prefix: str = "") -> None:
+def check_edit_params(strength: float, edit_rule: str) -> None:
     """ValueError naming the fix for a `strength` outside (0, 1] or an unknown `edit_rule`."""
     if not _is_number(strength) or not 0.0 < strength <= 1.0:
         raise ValueError(
-            f"`{flag_prefix}strength` must be a number in (0, 1] (1 = the whole path, as for masks); got {strength!r}."
+            f"`strength` must be a number in (0, 1] (1 = the whole path, as for masks); got {strength!r}."
         )
     if edit_rule not in EDIT_RULES:
-        raise ValueError(f"`{flag_prefix}edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
+        raise ValueError(f"`edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
 
 
 def check_sampling_params(
@@ -855,7 +855,8 @@ class TauLeapSampler:
         open_end: Sequence[bool],
         row_ids: Sequence[int] | None = None,
     ) -> Iterator[SamplerStep]:
-        """Run tau-leaping from t = 0 to t = 1, yielding every step's edits (arguments as in [`sample`]).
+        """Run tau-leaping from the start time (1 - strength) to t = 1, yielding every step's edits (arguments as in
+        [`sample`]).
         Stopping the iteration early stops the sampling."""
         state = self.init_state(sequences, protected, open_end, row_ids)
         if state.tokens.shape[0] == 0:
@@ -872,7 +873,7 @@ class TauLeapSampler:
         return_trace: bool = False,
         row_ids: Sequence[int] | None = None,
     ) -> SamplingResult:
-        """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
+        """Run tau-leaping from the start time (t = 1 - strength, 0 by default) to t = 1 on a batch of start sequences.
 
         Args:
             sequences: start token ids of each row, BOS first (e.g. BOS + prompt + masks).
