@@ -157,6 +157,7 @@ def evaluate(
     ref_model: str | None = None,
     ref_gguf_file: str | None = None,
     device: str | None = None,
+    num_examples: int = 4,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
     check_eval_inputs(
@@ -217,7 +218,7 @@ def evaluate(
         ]
         generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
         generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
-    generation["examples"] = texts[:4]
+    generation["examples"] = texts[:num_examples]
     result["generation"] = generation
     if ref_model:
         result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
