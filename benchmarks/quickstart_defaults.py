@@ -10,7 +10,8 @@ A configuration is BACKBONE:STEPS:LR:MASKS. Backbones: `minilm` (the packaged pr
 converts), `minilm-random` (the same architecture from random weights: what the pretraining is worth) and `tiny`
 (the tiny random 2-layer ModernBERT of benchmarks/quality.py). Each backbone is converted once; every configuration
 runs the quickstart script itself (STEPS, LR, MASKS from the environment, JUDGE=0) with the converted backbone
-copied into its folder. A configuration whose model exists under --work_dir is not retrained (its times are kept).
+copied into its folder. A configuration whose model exists under --work_dir is not retrained (its times are kept)
+nor judged again by the same judge.
 
 The judged figure (`judged_figures`, the same protocol the quickstart prints at its end): `editflow-eval`'s
 evaluation of the model (bound on 32 blocks, 16 samples from BOS + MASKS masks at tau 0.02, seed 0), the samples'
@@ -169,6 +170,17 @@ def judged_figures(checkpoint: str, data: Path, mask_length: int, judge: tuple[s
             "generation": result["generation"]}  # fmt: skip
 
 
+def judged_once(row: dict, data: Path, judge: tuple[str, str | None]) -> dict:
+    """`judged_figures` of a run, kept beside its checkpoint (judged again only for another judge or data)."""
+    kept = Path(row["checkpoint"]).parents[2] / "judged.json"
+    key = {"judge": list(judge), "data": str(data)}
+    if kept.exists() and json.loads(kept.read_text())["key"] == key:
+        return json.loads(kept.read_text())["figures"]
+    figures = judged_figures(row["checkpoint"], data, row["config"]["masks"], judge)
+    kept.write_text(json.dumps({"key": key, "figures": figures}))
+    return figures
+
+
 def choose(rows: list[dict], current: dict, budget: float) -> dict:
     """The chosen configuration and why (see the module docstring): eligible rows, best by judged perplexity, the
     current defaults kept unless beaten by more than SIGMAS standard errors."""
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     if judge is not None:
         summary["judge"] = "/".join(part for part in judge if part)
         for row in rows:
-            row["judged"] = judged_figures(row["checkpoint"], data, row["config"]["masks"], judge)
+            row["judged"] = judged_once(row, data, judge)
             print(json.dumps({"config": row["config"], **row["judged"]}), flush=True)
         summary["chosen"] = choose(rows, current, args.budget)
     summary["results"] = rows

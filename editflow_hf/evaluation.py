@@ -147,6 +147,7 @@ def evaluate(
     num_t: int = 16,
     max_sequences: int = 256,
     num_samples: int = 16,
+    num_examples: int = 4,
     mask_length: int | None = None,
     batch_size: int = 32,
     tau: float | None = None,
@@ -157,7 +158,6 @@ def evaluate(
     ref_model: str | None = None,
     ref_gguf_file: str | None = None,
     device: str | None = None,
-    num_examples: int = 4,
 ) -> dict:
     """All of `editflow-eval` as a function; returns the JSON-able result (see the module docstring)."""
     check_eval_inputs(
