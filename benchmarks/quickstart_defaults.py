@@ -22,7 +22,8 @@ The choice (`choose`): among the configurations whose quickstart run took at mos
 the current defaults (the values in training/quickstart.sh) and whose samples are not degenerate (at least 8 tokens
 on average, distinct-2 at least 0.5), the lowest generative perplexity; the current defaults stay unless it beats
 them by more than two standard errors of the log-perplexity difference (bootstrap over samples). The last printed
-line is the JSON of all results with the choice; benchmarks/quickstart_defaults.json keeps the recorded run.
+line is the JSON of all results with the choice; `--record` keeps it in benchmarks/quickstart_defaults.json, and a
+test checks that training/quickstart.sh holds the choice recorded there.
 """
 
 from __future__ import annotations
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mask_length", type=int, default=None, help="With --judge: the x0 masks sampled from.")
     parser.add_argument("--ref_model", default=None, help="Judge folder (default: the offline SmolLM2 if installed).")
     parser.add_argument("--ref_gguf_file", default=None)
+    parser.add_argument("--record", action="store_true", help=f"Also write the summary to {RECORDED.name} (what the tests check).")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
     if args.judge:
@@ -279,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({"config": row["config"], **row["judged"]}), flush=True)
         summary["chosen"] = choose(rows, current, args.budget)
     summary["results"] = rows
+    if args.record:
+        RECORDED.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
 
 
