@@ -176,12 +176,14 @@ def sample_tokens(
     suppress_token_ids: Sequence[int] = (),
     top_k: int | None = None,
     uniforms: torch.Tensor | None = None,
+    overwrite_logits: bool = False,
 ) -> torch.LongTensor:
     """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
     softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
     smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
     `suppress_token_ids` (mask, BOS, padding) get probability 0. `uniforms` `[N]` in [0, 1): the draw of each row
-    (default: drawn from `generator`).
+    (default: drawn from `generator`). `overwrite_logits`: float32 `logits` the caller no longer needs are worked on
+    in place (one copy of `[N, V]` fewer).
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
     one draw per row where `torch.multinomial` draws one exponential per vocabulary entry (several times
@@ -190,7 +192,12 @@ def sample_tokens(
     if logits.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=logits.device)
     # A fresh float32 copy, modified in place from here on (fewer passes over the vocabulary).
-    scores = logits.float().clone() if temperature in (0, 1) else logits.float() / temperature
+    if temperature not in (0, 1):
+        scores = logits.float() / temperature
+    elif overwrite_logits and logits.dtype == torch.float32:
+        scores = logits
+    else:
+        scores = logits.float().clone()
     if len(suppress_token_ids) > 0:
         suppress = torch.as_tensor(list(suppress_token_ids), device=scores.device)
         scores.index_fill_(1, suppress, float("-inf"))
@@ -343,6 +350,9 @@ def row_seed(seed: int, row: int) -> int:
 # whether an insertion fires after i, and the uniforms that pick the tokens substituted at / inserted after i.
 DRAW_EVENT, DRAW_KIND, DRAW_INSERT, DRAW_SUB_TOKEN, DRAW_INS_TOKEN = range(5)
 NUM_DRAWS = 5
+# Steps whose draws a batch-1 run tests at once while its row does not change (`TauLeapSampler.look_ahead`): about
+# half of the steps of a 64-mask run fire nothing, and a quiet run of steps then costs one draw and one test.
+LOOK_AHEAD_STEPS = 8
 
 
 def num_tau_steps(tau: float) -> int:
@@ -368,6 +378,8 @@ class SamplerState:
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
         host_lengths: `lengths` as Python ints (the sizes of each row's draws).
         generators: one per row, the source of all of its random draws.
+        quiet_steps: steps already known to fire no edit (drawn ahead by [`TauLeapSampler.look_ahead`]).
+        next_draws: the uniforms of the step after those quiet ones, already drawn (None: draw them then).
     """
 
     tokens: torch.LongTensor
@@ -382,6 +394,8 @@ class SamplerState:
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
     host_lengths: list[int] = field(default_factory=list)
     generators: list[torch.Generator] = field(default_factory=list)
+    quiet_steps: int = 0
+    next_draws: torch.Tensor | None = None
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -549,12 +563,12 @@ class TauLeapSampler:
         """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`: row b draws `[NUM_DRAWS, len_b]` from its own
         generator (sized by the row, not the padded width; zeros at padding, where nothing can fire).
         Override for deterministic firing."""
-        lengths, width = state.host_lengths, state.tokens.shape[1]
+        lengths, (width, device) = state.host_lengths, (state.tokens.shape[1], state.tokens.device)
         if len(lengths) == 1:  # batch 1: the row is the width
-            return torch.rand((NUM_DRAWS, 1, width), generator=state.generators[0], device=self.device)
-        draws = torch.zeros((NUM_DRAWS, len(lengths), width), device=self.device)
+            return torch.rand((NUM_DRAWS, 1, width), generator=state.generators[0], device=device)
+        draws = torch.zeros((NUM_DRAWS, len(lengths), width), device=device)
         for row, (n, generator) in enumerate(zip(lengths, state.generators)):
-            draws[:, row, :n] = torch.rand((NUM_DRAWS, n), generator=generator, device=self.device)
+            draws[:, row, :n] = torch.rand((NUM_DRAWS, n), generator=generator, device=device)
         return draws
 
     def step_weight(self, t: float, t_next: float) -> float:
@@ -740,11 +754,19 @@ class TauLeapSampler:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
         t = state.step * self.tau
         t_next = min((state.step + 1) * self.tau, 1.0)
-        if not self.reuse_unchanged_rows or state.stale.any():
-            self._refresh_rates(state, t)
-            state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        if state.quiet_steps:  # known from an earlier look-ahead to fire nothing
+            state.quiet_steps -= 1
+            return self._quiet_step(state, t_next)
+        if state.next_draws is not None:  # drawn by that look-ahead; the rates are still those it tested
+            draws, state.next_draws = state.next_draws, None
+        else:
+            if not self.reuse_unchanged_rows or state.stale.any():
+                self._refresh_rates(state, t)
+                state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+            draws = self.look_ahead(state) if self._can_look_ahead(state) else self.draw_uniforms(state)
+            if draws is None:
+                return self._quiet_step(state, t_next)
         rates = state.rate_cache
-        draws = self.draw_uniforms(state)
         del_fire, sub_fire, ins_fire = self.choose_edits(
             rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
             draws,
@@ -754,22 +776,32 @@ class TauLeapSampler:
             if state.step + 1 == self.num_steps:
                 sub_fire |= state.permissions[0] & (state.tokens == self.mask_token_id)
             del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
-        state.step, state.t = state.step + 1, t_next
         del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
         if del_count == sub_count == ins_count == 0:
-            edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
-            state.stale = edits.changed
-            return SamplerStep(step=state.step, t=t_next, edits=edits)
+            return self._quiet_step(state, t_next)
+        state.step, state.t = state.step + 1, t_next
 
+        # the heads at the fired positions only (row-major order); the tokens of both heads in one draw (each
+        # row of the logits is drawn alone, so drawing them together gives the tokens of drawing them apart)
+        fired = [
+            (fire.nonzero(as_tuple=True), head, stream)
+            for count, fire, head, stream in (
+                (sub_count, sub_fire, self.model.sub_head, DRAW_SUB_TOKEN),
+                (ins_count, ins_fire, self.model.ins_head, DRAW_INS_TOKEN),
+            )
+            if count
+        ]
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
-        for count, fire, head, tokens, stream in (
-            (sub_count, sub_fire, self.model.sub_head, sub_tokens, DRAW_SUB_TOKEN),
-            (ins_count, ins_fire, self.model.ins_head, ins_tokens, DRAW_INS_TOKEN),
-        ):
-            if count:  # the head and the token draw at the fired positions only (row-major order)
-                where = fire.nonzero(as_tuple=True)
-                tokens[where] = self._sample(self.token_logits(head, state.hidden_cache[where], t), t, draws[stream][where])
+        if fired:
+            logits = [self.token_logits(head, state.hidden_cache[where], t) for where, head, _ in fired]
+            uniforms = [draws[stream][where] for where, _, stream in fired]
+            drawn = self._sample(torch.cat(logits) if len(logits) > 1 else logits[0], t, torch.cat(uniforms))
+            start = 0
+            for (where, head, _), part in zip(fired, logits):
+                tokens = sub_tokens if head is self.model.sub_head else ins_tokens
+                tokens[where] = drawn[start : start + part.shape[0]]
+                start += part.shape[0]
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
@@ -825,7 +857,65 @@ class TauLeapSampler:
         return SamplingResult(sequences=final, traces=traces)
 
     def _sample(self, logits: torch.Tensor, t: float, uniforms: torch.Tensor) -> torch.LongTensor:
-        return sample_tokens(logits, self.temperature_at(t), self.top_p, None, self.suppress_token_ids, self.top_k, uniforms)
+        return sample_tokens(
+            logits, self.temperature_at(t), self.top_p, None, self.suppress_token_ids, self.top_k, uniforms,
+            overwrite_logits=True,  # the step's own temporary
+        )  # fmt: skip
+
+    def _quiet_step(self, state: SamplerState, t_next: float) -> SamplerStep:
+        """A step in which no edit fires: only the time moves."""
+        state.step, state.t = state.step + 1, t_next
+        edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
+        state.stale = edits.changed
+        return SamplerStep(step=state.step, t=t_next, edits=edits)
+
+    def _can_look_ahead(self, state: SamplerState) -> bool:
+        """Look-ahead ([`look_ahead`]) needs one row, rates that stay valid while the row does not change, the
+        sampler's own draws and firing rule, and a CPU generator (whose stream is the same drawn in one call or in
+        many; a CUDA generator's is not)."""
+        return (
+            len(state.generators) == 1
+            and self.reuse_unchanged_rows
+            and state.generators[0].device.type == "cpu"
+            and type(self).draw_uniforms is TauLeapSampler.draw_uniforms
+            and type(self).choose_edits is TauLeapSampler.choose_edits
+        )
+
+    def look_ahead(self, state: SamplerState) -> torch.Tensor | None:
+        """Batch 1: draw this step's uniforms together with those of the next steps (up to `LOOK_AHEAD_STEPS`,
+        one call: the same numbers in the same order as one call per step) and test them all against the current
+        rates at once, as [`choose_edits`] would. The leading steps in which nothing fires change nothing, so the
+        rates stay valid across them and they need no work of their own: `state.quiet_steps` counts them and
+        `state.next_draws` keeps the uniforms of the step after them. Returns this step's uniforms when it fires,
+        None when it is quiet. The generator is rewound to just after the last step whose draws are used, so
+        every later draw is the one drawing step by step gives: the outputs are identical."""
+        generator, (width, device) = state.generators[0], (state.tokens.shape[1], state.tokens.device)
+        steps = min(LOOK_AHEAD_STEPS, self.num_steps - state.step)
+        saved = generator.get_state()
+        block = torch.rand((steps, NUM_DRAWS, 1, width), generator=generator, device=device)
+        rates, (can_edit, can_insert) = state.rate_cache, state.permissions
+        scale = torch.tensor(self._step_weights()[state.step : state.step + steps], device=device)
+        scale = scale.to(rates.dtype)[:, None, None]  # the Python float of choose_edits, as float32
+        fires = ((block[:, DRAW_EVENT] < scale * (rates[..., 0] + rates[..., 1])) & can_edit).flatten(1).any(1)
+        if not self.fixed_length:
+            inserts = ((block[:, DRAW_INSERT] < scale * rates[..., 2]) & can_insert).flatten(1).any(1)
+            if self.max_length is not None:  # no room: choose_edits drops every insertion
+                inserts &= bool((torch.as_tensor(self.max_length, device=device) - state.lengths).clamp_min(0).gt(0).all())
+            fires |= inserts
+        elif state.step + steps == self.num_steps:
+            fires[-1] = True  # fixed length: the last step fills the masks left
+        fired = fires.nonzero().flatten().tolist()
+        if not fired:  # a quiet block: the generator is already past it
+            state.quiet_steps = steps - 1
+            return None
+        first = fired[0]
+        if first + 1 < steps:  # rewind to just after the step that fires (the row may change its length there)
+            generator.set_state(saved)
+            torch.rand(((first + 1) * NUM_DRAWS * width,), generator=generator, device=device)
+        if first == 0:
+            return block[0]
+        state.quiet_steps, state.next_draws = first - 1, block[first]
+        return None
 
 
 __all__ = [
