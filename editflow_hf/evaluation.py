@@ -148,6 +148,7 @@ def evaluate(
     num_t: int = 16,
     max_sequences: int = 256,
     num_samples: int = 16,
+    num_examples: int = 4,
     mask_length: int | None = None,
     batch_size: int = 32,
     tau: float | None = None,
@@ -218,7 +219,7 @@ def evaluate(
         ]
         generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
         generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
-    generation["examples"] = texts[:4]
+    generation["examples"] = texts[:num_examples]
     result["generation"] = generation
     if ref_model:
         result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)

@@ -1,0 +1,61 @@
+"""benchmarks/real_backbone.py: its --smoke path (a tiny random Llama, no wheel) runs every arm end to end and ends
+with its JSON line; the held-out questions are not training rows. No quality is asserted here."""
+
+import importlib.util
+import json
+import math
+
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO_ROOT
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("real_backbone_benchmark", REPO_ROOT / "benchmarks" / "real_backbone.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_heldout_questions_are_not_training_rows():
+    benchmark = load_benchmark()
+    train = {(row["instruction"], row["input"]) for row in benchmark.read_rows(benchmark.TRAIN_ROWS)}
+    heldout = benchmark.read_rows(benchmark.HELDOUT_ROWS)
+    assert len(heldout) >= 12 and not train & {(row["instruction"], row["input"]) for row in heldout}
+    assert all(row["answer"] in row["output"] for row in heldout)  # the fact each answer must contain
+
+
+def test_real_backbone_smoke_runs_both_arms(tmp_path, capsys):
+    benchmark = load_benchmark()
+    summary = benchmark.main(["--smoke", "--work_dir", str(tmp_path)])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(summary))
+    arms = {row["arm"]: row for row in summary["results"]}
+    assert list(arms) == ["converted-0", "converted", "random"]
+    assert summary["heldout_rows"] == 16 and summary["heldin_rows"] == 2
+    for name, row in arms.items():
+        for split, rows in (("heldout", 16), ("heldin", 2)):
+            metrics = row[split]
+            assert metrics["bound"]["num_sequences"] == rows and math.isfinite(metrics["bound"]["per_token"])
+            assert len(metrics["answers"]) == rows
+            assert all(0 <= metrics[key] <= 1 for key in ("exact", "token_f1", "fact"))
+        probe = row["sub_head_at_mask"]
+        assert probe["positions"] > 16 and all(0 <= probe[key] <= 1 for key in ("in_place", "next_token", "fact_cloze"))
+        if name == "converted-0":
+            assert row["steps"] == 0 and "seconds_per_step" not in row
+            continue
+        # Both arms trained the same number of steps, each from its own backbone.
+        assert row["steps"] == 2 and row["seconds_per_step"] > 0 and row["cpu_seconds"] > 0
+        assert math.isfinite(row["final_train_loss"])
+        state = json.loads((tmp_path / f"sft-{name}" / "checkpoint-final" / "trainer_state.json").read_text())
+        assert state["global_step"] == 2
+        config = json.loads((tmp_path / f"sft-{name}" / "checkpoint-final" / "config.json").read_text())
+        assert config["token_head_init"] == ("random" if name == "random" else "lm_head")
+    # The random arm is the converted architecture (same config but the head record, same tokenizer) re-initialised.
+    converted, random = tmp_path / "backbone-converted", tmp_path / "backbone-random"
+    config_of = lambda folder: {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k != "token_head_init"}
+    assert config_of(converted) == config_of(random)
+    assert (converted / "tokenizer.json").read_text() == (random / "tokenizer.json").read_text()
+    weights = load_file(converted / "model.safetensors"), load_file(random / "model.safetensors")
+    assert weights[0].keys() == weights[1].keys()
+    assert not torch.equal(weights[0]["encoder.layers.0.self_attn.q_proj.weight"], weights[1]["encoder.layers.0.self_attn.q_proj.weight"])
