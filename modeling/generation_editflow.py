@@ -20,7 +20,14 @@ from transformers.utils import ModelOutput, logging
 
 from .edits_editflow import DecodeTrace, unwritable_token_ids
 from .guidance_editflow import TimeSchedule
-from .sampling_editflow import MAX_TAU_STEPS, MIN_TAU, SamplerStep, TauLeapSampler, check_sampling_params
+from .sampling_editflow import (
+    MAX_TAU_STEPS,
+    MIN_TAU,
+    SamplerStep,
+    TauLeapSampler,
+    check_edit_params,
+    check_sampling_params,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -92,6 +99,15 @@ class EditFlowGenerationConfig(GenerationConfig):
             message (a model fine-tuned on chats) or is sent as raw text (pretrained or freshly converted).
         edit_prompt (`bool`, *optional*, defaults to `False`):
             Let the model edit the prompt too (only BOS is protected).
+        strength (`float`, *optional*, defaults to 1.0):
+            How much of the path is run, in (0, 1], as diffusers' img2img `strength`: the start rows are placed at
+            t0 = 1 - strength and `ceil(strength / tau)` steps take them to t = 1. 1 runs the whole path (what masks
+            need); for `edit_prompt` a lower value tells the model the text is already mostly right, so it expects
+            fewer edits (a time-conditioned model reads t0) and takes fewer steps.
+        edit_rule (`str`, *optional*, defaults to `"sample"`):
+            When an edit fires: `"sample"` (tau-leaping: with probability tau * w(t) * rate) or `"threshold"`
+            (at every step, where the rate per unit w(t), the model's probability that the position still holds an
+            edit, is above 1/2: edits more likely than not, and no small rate integrated over many steps).
         infill (`str`, *optional*, defaults to `"free"`):
             What a mask means: `"free"` lets the Edit Flow grow or shrink the masked spans (insertions and
             deletions anywhere editable); `"fixed"` turns each mask into exactly one token (substitutions only,
@@ -112,6 +128,8 @@ class EditFlowGenerationConfig(GenerationConfig):
         "chat_template": False,
         "edit_prompt": False,
         "infill": "free",
+        "strength": 1.0,
+        "edit_rule": "sample",
         "seed": None,
         "compile": False,
         "output_history": False,
@@ -186,6 +204,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; got {value!r}.")
+        check_edit_params(self.strength, self.edit_rule)
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
@@ -358,6 +377,8 @@ class EditFlowDecode:
             suppress_token_ids=unwritable_token_ids(config),
             progress_bar=progress_bar,
             fixed_length=generation_config.infill == "fixed",
+            strength=generation_config.strength,
+            edit_rule=generation_config.edit_rule,
         )
         accepted = inspect.signature(TauLeapSampler).parameters
         if "compile" in accepted:

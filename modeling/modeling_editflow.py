@@ -351,8 +351,9 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 its own generator keyed by the seed and its index, so a row's output does not depend on the batch.
             kwargs:
                 Overrides of `generation_config` fields (`tau`, `mask_length`, `temperature`, `top_p`, `top_k`,
-                `do_sample`, `max_length`, `max_new_tokens`, `num_return_sequences`, `edit_prompt`, `infill`, `seed`,
-                `output_history`, `return_dict_in_generate`, ...) and `progress_bar` (a tqdm bar over the steps).
+                `do_sample`, `max_length`, `max_new_tokens`, `num_return_sequences`, `edit_prompt`, `strength`,
+                `edit_rule`, `infill`, `seed`, `output_history`, `return_dict_in_generate`, ...) and `progress_bar` (a
+                tqdm bar over the steps).
 
         Returns:
             `torch.LongTensor` of shape `(batch_size * num_return_sequences, length)`: every row BOS + prompt + what

@@ -235,6 +235,19 @@ def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
+EDIT_RULES = ("sample", "threshold")
+
+
+def check_edit_params(strength: float, edit_rule: str) -> None:
+    """ValueError naming the fix for a `strength` outside (0, 1] or an unknown `edit_rule`."""
+    if not _is_number(strength) or not 0.0 < strength <= 1.0:
+        raise ValueError(
+            f"`strength` must be a number in (0, 1] (1 = the whole path, as for masks); got {strength!r}."
+        )
+    if edit_rule not in EDIT_RULES:
+        raise ValueError(f"`edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
+
+
 def check_sampling_params(
     tau: float, temperature: float, top_p: float, top_k: int | None = None, *, flag_prefix: str = ""
 ) -> None:
@@ -498,6 +511,15 @@ class TauLeapSampler:
         compile: run the model's encoder and rate head under `torch.compile` ([`CompiledEditRates`]: bucketed
             widths, CUDA graphs on GPU). The first steps at each new bucket pay the compilation (seconds to minutes);
             the sampler's `compile_seconds` adds up the time spent in those first calls.
+        strength: how much of the path is run, in (0, 1] (diffusers img2img's `strength`): the start sequences are
+            placed at t0 = 1 - strength and ceil(strength / tau) steps take them to t = 1. 1 = the whole path (masks
+            and corrupted text are x0, at t = 0); below 1 a text to revise is treated as already partly revised, so
+            the model expects fewer edits (a time-conditioned model reads t0; every model runs fewer steps).
+        edit_rule: "sample" (tau-leaping: an edit fires with probability h * w(t) * rate) or "threshold" (an edit
+            fires, at every step, where its rate per unit w(t) is above 1/2: the model's probability that the
+            position still holds an edit, so it fires where an edit is more likely than not; the kind is the larger
+            of the substitution and deletion rates). "threshold" is deterministic apart from the token draws and does
+            not integrate small false-alarm rates over the steps.
     """
 
     def __init__(
@@ -517,10 +539,13 @@ class TauLeapSampler:
         guidance_scale: "float | str | tuple[float, float]" = 0.0,
         fixed_length: bool = False,
         compile: bool = False,
+        strength: float = 1.0,
+        edit_rule: str = "sample",
     ):
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
         check_sampling_params(tau, self.temperature_schedule(0.0), top_p, top_k)
+        check_edit_params(strength, edit_rule)
         config = model.config
         time_conditioned = bool(getattr(config, "time_conditioning", False))
         if reuse_unchanged_rows is None:
@@ -532,6 +557,8 @@ class TauLeapSampler:
             )
         self.model = model
         self.tau = float(tau)
+        self.start_time = 1.0 - float(strength)
+        self.edit_rule = edit_rule
         self.guided = self.guidance.spec != 0.0
         self.sub_head_shift = bool(getattr(config, "sub_head_shift", False))
         self.top_p = float(top_p)
@@ -557,8 +584,12 @@ class TauLeapSampler:
 
     @property
     def num_steps(self) -> int:
-        """Steps from t = 0 to t = 1."""
-        return num_tau_steps(self.tau)
+        """Steps from the start time (0 unless `strength` < 1) to t = 1."""
+        return num_tau_steps(self.tau / (1.0 - self.start_time))
+
+    def step_time(self, step: int) -> float:
+        """The time at which step `step` (0-based) starts; `step_time(num_steps)` = 1."""
+        return 1.0 if step >= self.num_steps else min(self.start_time + step * self.tau, 1.0)
 
     def draw_uniforms(self, state: "SamplerState") -> torch.Tensor:
         """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`: row b draws `[NUM_DRAWS, len_b]` from its own
@@ -580,8 +611,8 @@ class TauLeapSampler:
     def _step_weights(self) -> list[float]:
         """[`step_weight`] of every step, computed once (one scheduler call instead of one per step)."""
         if getattr(self, "_weights", None) is None:
-            times = [step * self.tau for step in range(self.num_steps)]
-            ends = [min((step + 1) * self.tau, 1.0) for step in range(self.num_steps)]
+            times = [self.step_time(step) for step in range(self.num_steps)]
+            ends = [self.step_time(step + 1) for step in range(self.num_steps)]
             w = self.scheduler.weight(torch.tensor(times, dtype=torch.float64)).tolist()
             self._weights = [(end - t) * weight for t, end, weight in zip(times, ends, w)]
         return self._weights
@@ -605,13 +636,19 @@ class TauLeapSampler:
             del   = event and not sub
             ins   = u2 < min(1, scale * ins)               and can_insert, and at most max_length - len per row
 
-        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.)
+        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.) With `edit_rule="threshold"` the draws
+        and `scale` are not used: event = sub + del > 1/2, sub = event and sub >= del, ins = ins > 1/2.
         """
         total = sub_rate + del_rate
-        event = (draws[DRAW_EVENT] < scale * total) & can_edit
-        sub_fire = event & (draws[DRAW_KIND] * total < sub_rate)
+        if self.edit_rule == "threshold":
+            event = (total > 0.5) & can_edit
+            sub_fire = event & (sub_rate >= del_rate)
+            ins_fire = (ins_rate > 0.5) & can_insert
+        else:
+            event = (draws[DRAW_EVENT] < scale * total) & can_edit
+            sub_fire = event & (draws[DRAW_KIND] * total < sub_rate)
+            ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         del_fire = event & ~sub_fire
-        ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         if self.max_length is not None:
             room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
             ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
@@ -748,6 +785,7 @@ class TauLeapSampler:
             lengths=torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device),
             protected=protection.to(device),
             open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
+            t=self.start_time,
             stale=torch.ones(batch, dtype=torch.bool, device=device),
             host_lengths=[len(s) for s in sequences],
             generators=generators,
@@ -762,8 +800,7 @@ class TauLeapSampler:
         edit permissions are recomputed only then, and a step where no edit fires applies nothing."""
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
-        t = state.step * self.tau
-        t_next = min((state.step + 1) * self.tau, 1.0)
+        t, t_next = self.step_time(state.step), self.step_time(state.step + 1)
         if state.quiet_steps:  # known from an earlier look-ahead to fire nothing
             state.quiet_steps -= 1
             return self._quiet_step(state, t_next)
@@ -828,7 +865,8 @@ class TauLeapSampler:
         open_end: Sequence[bool],
         row_ids: Sequence[int] | None = None,
     ) -> Iterator[SamplerStep]:
-        """Run tau-leaping from t = 0 to t = 1, yielding every step's edits (arguments as in [`sample`]).
+        """Run tau-leaping from the start time (1 - strength) to t = 1, yielding every step's edits (arguments as in
+        [`sample`]).
         Stopping the iteration early stops the sampling."""
         state = self.init_state(sequences, protected, open_end, row_ids)
         if state.tokens.shape[0] == 0:
@@ -845,7 +883,7 @@ class TauLeapSampler:
         return_trace: bool = False,
         row_ids: Sequence[int] | None = None,
     ) -> SamplingResult:
-        """Run tau-leaping from t = 0 to t = 1 on a batch of start sequences.
+        """Run tau-leaping from the start time (t = 1 - strength, 0 by default) to t = 1 on a batch of start sequences.
 
         Args:
             sequences: start token ids of each row, BOS first (e.g. BOS + prompt + masks).
@@ -882,13 +920,14 @@ class TauLeapSampler:
     def _can_look_ahead(self, state: SamplerState) -> bool:
         """Look-ahead ([`look_ahead`]) needs one row, rates that stay valid while the row does not change, the
         sampler's own draws and firing rule, and a CPU generator (whose stream is the same drawn in one call or in
-        many; a CUDA generator's is not)."""
+        many; a CUDA generator's is not); the threshold rule fires without draws."""
         return (
             len(state.generators) == 1
             and self.reuse_unchanged_rows
             and state.generators[0].device.type == "cpu"
             and type(self).draw_uniforms is TauLeapSampler.draw_uniforms
             and type(self).choose_edits is TauLeapSampler.choose_edits
+            and self.edit_rule == "sample"
         )
 
     def look_ahead(self, state: SamplerState) -> torch.Tensor | None:
@@ -939,6 +978,8 @@ __all__ = [
     "SamplingResult",
     "TauLeapSampler",
     "apply_edits",
+    "check_edit_params",
+    "EDIT_RULES",
     "MAX_TAU_STEPS",
     "MIN_TAU",
     "check_sampling_params",

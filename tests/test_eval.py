@@ -224,3 +224,22 @@ def test_corrupt_trained_model_revises_text_and_masks_only_model_warns(tiny_edit
     assert len(warnings) == 1 and "masks[length:64]" in warnings[0] and "corrupt" in warnings[0]
     edit(noisy[0], mask_length=4, tau=0.5, seed=0, progress_bar=False)  # not editing: nothing to say
     assert len(warnings) == 1
+
+
+def test_restoration_revises_with_the_checkpoints_edit_rule():
+    """The restoration test samples as the generation config says: a model that finds every edit unlikely (rate 0.1
+    per unit w everywhere) rewrites corrupted text under tau-leaping, and leaves it as it is under the threshold
+    rule."""
+    from builders import BOS, tiny_editflow_model
+
+    model = tiny_editflow_model(vocab_size=48, hidden_size=16, num_hidden_layers=1)
+    with torch.no_grad():
+        model.rate_head.weight.zero_()
+        model.rate_head.bias.fill_(math.log(math.expm1(0.1)))
+    features = [{"input_ids": [BOS, *range(10 + i, 40 + i)], "prompt_len": 1} for i in range(4)]
+    kwargs = dict(tau=0.01, temperature=0.0, max_length=48, seed=0)
+    tau_leaping = evaluation.restoration(model, features, 0.2, **kwargs)
+    threshold = evaluation.restoration(model, features, 0.2, edit_rule="threshold", **kwargs)
+    assert threshold["edit_rule"] == "threshold" and tau_leaping["edit_rule"] == "sample"
+    assert threshold["edit_distance_after"] == threshold["edit_distance_before"] == tau_leaping["edit_distance_before"]
+    assert tau_leaping["edit_distance_after"] > tau_leaping["edit_distance_before"] + 3

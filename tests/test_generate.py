@@ -81,6 +81,9 @@ BAD_SETTINGS = [
     (dict(edit_prompt="yes"), "`edit_prompt`"),
     (dict(seed="0"), "`seed`"),
     (dict(num_beams=4), "`num_beams`"),
+    (dict(strength=0.0), "`strength`"),
+    (dict(strength=1.5), "`strength`"),
+    (dict(edit_rule="greedy"), "`edit_rule`"),
 ]
 
 
@@ -182,6 +185,28 @@ def test_iter_steps_is_the_pipelines_one_streaming_path(pipe):
     kwargs = dict(tau=0.25, mask_length=4, seed=5, return_trace=True)
     steps = list(pipe.iter_steps(["hello", "the cat"], **kwargs, **QUIET))
     assert steps[-1].outputs == pipe(["hello", "the cat"], batch_size=2, **kwargs, **QUIET)
+
+
+def test_edit_mode_strength_runs_the_end_of_the_path_and_keeps_bos(pipe):
+    """strength s places the text at t = 1 - s: ceil(s / tau) steps, the first starting there, BOS unchanged."""
+    seen_t = []
+    model = pipe.model
+    hook = model.edit_rates
+    model.edit_rates = lambda ids, mask, t: (seen_t.append(float(t[0])), hook(ids, mask, t))[1]
+    try:
+        kwargs = dict(tau=0.1, edit_prompt=True, mask_length=0, seed=0, **QUIET)
+        full = list(pipe.iter_steps("the cat sat on the mat", **kwargs))
+        assert [s.num_steps for s in full[:1]] == [10] and full[-1].t == 1.0
+        seen_t.clear()
+        late = list(pipe.iter_steps("the cat sat on the mat", strength=0.25, **kwargs))
+    finally:
+        del model.edit_rates
+    assert [step.num_steps for step in late[:1]] == [3] and len(late) == 3
+    assert [round(step.t, 6) for step in late] == [0.85, 0.95, 1.0]
+    assert seen_t and seen_t[0] == pytest.approx(0.75)  # the model is asked at the start time, not at 0
+    for step in late:
+        for row in step.rows:
+            assert row is None or row.tokens[0] == model.config.bos_token_id
 
 
 # --- text out ------------------------------------------------------------------------------------------------------

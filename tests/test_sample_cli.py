@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoTokenizer, pipeline
 import editflow_hf
 from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
-from editflow_hf.generation import build_parser
+from editflow_hf.generation import build_parser, sampling_kwargs
 from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
 from editflow_hf.visualize import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
 
@@ -76,12 +76,23 @@ def test_num_samples_prints_each(tiny_editflow_dir, capsys):
         (["--mask_length", "0"], "mask_length"),
         (["--max_length", "1000000", "--prompt", "a b c d e"], "--max_length"),
         (["--infill", "fixed", "--num_samples", "0"], "--num_samples"),
+        (["--strength", "0"], "--strength"),
+        (["--strength", "1.5"], "--strength"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tiny_editflow_dir, capsys, extra, match):
     assert sample_cli.main(["--model_name_or_path", str(tiny_editflow_dir), "--no_progress", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err and "Traceback" not in err
+
+
+def test_edit_mode_flags_reach_the_pipeline(tiny_editflow_dir, capsys):
+    args = ["--model_name_or_path", str(tiny_editflow_dir), "--strength", "0.2", "--edit_rule", "threshold"]
+    assert sampling_kwargs(build_parser().parse_args(args)).items() >= {"strength": 0.2, "edit_rule": "threshold"}.items()
+    text = "the cat sat on the mat"
+    run = [*args, "--prompt", text, "--edit_prompt", "True", "--mask_length", "0", "--tau", "0.1", "--no_progress"]
+    assert sample_cli.main(run) == 0  # the random tiny model's rates are all below 1/2: nothing fires
+    assert capsys.readouterr().out.strip() == text
 
 
 def test_missing_or_wrong_model_folder_exits_2(tmp_path, tiny_mlm_dir, capsys):

@@ -215,6 +215,57 @@ def test_step_weight_linear_last_step_is_finite():
     assert math.isfinite(sampler.step_weight(0.999, 1.0))
 
 
+def test_strength_starts_at_one_minus_strength_and_weights_the_rest_of_the_path():
+    model = tiny_model(rate_bias=0.0)
+    sampler = TauLeapSampler(model, tau=0.1, strength=0.3, reuse_unchanged_rows=False, seed=0)
+    assert sampler.num_steps == 3 and TauLeapSampler(model, tau=0.1).num_steps == 10
+    # linear schedule, w = 1 / (1 - t): h * w over 0.7 -> 0.8 -> 0.9 -> 1
+    assert sampler._step_weights() == pytest.approx([0.1 / 0.3, 0.1 / 0.2, 1.0])
+    state = sampler.init_state([[BOS, 10, 11, 12]], [[True, False, False, False]], [True])
+    assert state.t == pytest.approx(0.7)
+    times = [sampler.step(state).t for _ in range(sampler.num_steps)]
+    assert times == pytest.approx([0.8, 0.9, 1.0]) and times[-1] == 1.0
+    assert state.tokens[0, 0] == BOS
+
+
+def test_threshold_rule_fires_where_an_edit_is_more_likely_than_not():
+    sampler = TauLeapSampler(tiny_model(), tau=0.1, edit_rule="threshold")
+    sub = torch.tensor([[0.2, 0.6, 0.3, 0.05, 0.9]])
+    dele = torch.tensor([[0.2, 0.1, 0.3, 0.05, 0.9]])
+    ins = torch.tensor([[0.6, 0.4, 0.0, 0.49, 0.9]])
+    everywhere = torch.ones((1, 5), dtype=torch.bool)
+    blocked = everywhere.clone()
+    blocked[0, 4] = False
+    for scale, draws in ((0.01, torch.zeros((NUM_DRAWS, 1, 5))), (100.0, torch.full((NUM_DRAWS, 1, 5), 0.99))):
+        del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, blocked, blocked, torch.tensor([5]), scale, draws)
+        assert sub_fire.tolist() == [[False, True, True, False, False]]  # sub + del > 1/2; a tie goes to sub
+        assert del_fire.tolist() == [[False] * 5]
+        assert ins_fire.tolist() == [[True, False, False, False, False]]
+    del_fire, _, _ = sampler.choose_edits(sub, dele * 8, ins, everywhere, everywhere, torch.tensor([5]), 1.0, draws)
+    assert del_fire.tolist() == [[True, True, True, False, True]]
+
+
+def test_threshold_rule_leaves_text_alone_where_tau_leaping_integrates_a_small_rate():
+    """A model that gives every position the same small rate (0.1 per unit w: an edit unlikely anywhere) rewrites
+    text under tau-leaping, about n * 3 * 0.1 * (ln(1 / tau) + 1) edits, and leaves it unchanged under the threshold
+    rule; at rate 0.9 the threshold rule edits."""
+    model = tiny_model()
+    text = [[BOS, *range(10, 40)]]
+    protected = [[True] + [False] * 30]
+
+    def edits(rate: float, rule: str) -> int:
+        with torch.no_grad():
+            model.rate_head.weight.zero_()
+            model.rate_head.bias.fill_(math.log(math.expm1(rate)))  # softplus(bias) = rate
+        sampler = TauLeapSampler(model, tau=0.01, seed=0, edit_rule=rule, max_length=40, suppress_token_ids=[PAD, BOS, MASK])
+        final = sampler.sample(text, protected, [True]).sequences[0]
+        return sum(a != b for a, b in zip(final, text[0])) + abs(len(final) - len(text[0]))
+
+    assert edits(0.1, "sample") > 10
+    assert edits(0.1, "threshold") == 0
+    assert edits(0.9, "threshold") > 10
+
+
 def start_rows(prompts, mask_length):
     sequences = [[BOS, *p] + [MASK] * mask_length for p in prompts]
     protected = [[True] * (1 + len(p)) + [False] * mask_length for p in prompts]
@@ -536,7 +587,8 @@ def test_compiled_step_equals_eager_for_the_same_seed():
 
 def test_bad_sampler_arguments_raise_value_error():
     model = tiny_model()
-    for kwargs in (dict(tau=0.0), dict(tau=1.5), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.2)):
+    for kwargs in (dict(tau=0.0), dict(tau=1.5), dict(temperature=-1.0), dict(top_p=0.0), dict(top_p=1.2), dict(strength=0),
+                   dict(strength=1.01), dict(edit_rule="argmax")):  # fmt: skip
         with pytest.raises(ValueError):
             TauLeapSampler(model, **kwargs)
     sampler = TauLeapSampler(model)

@@ -21,8 +21,9 @@ one JSON object:
   shuffled under the same judge (SmolLM2-135M-Instruct, 16 held-out tiny-shakespeare lines scored one by one:
   561 real, 5360 shuffled).
 - `restoration` (`--corrupt_p` > 0): the held-out texts corrupted as `corrupt[p:P]` does (the prompt kept for
-  sft), revised by the model in edit mode (only BOS and the sft prompt protected); the mean token edit distance
-  to the clean text before and after, and the model's recorded `x0_sampler`.
+  sft), revised by the model in edit mode (only BOS and the sft prompt protected; the checkpoint's `strength` and
+  `edit_rule`); the mean token edit distance to the clean text before and after, and the model's recorded
+  `x0_sampler`.
 
 Same checkpoint, data and `--seed`: the same JSON, exactly.
 """
