@@ -262,8 +262,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
     def rates_from_hidden(
         self, hidden: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor | None = None
     ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
-        """[`edit_rates`] from the encoder's last hidden states `hidden` (which do not depend on t): what a sampler
-        needs to move a row that did not change to a new t without running the encoder again."""
+        """[`edit_rates`] from the encoder's last hidden states `hidden` ([`encode`], which do not depend on t): the
+        time conditioning, the rate head, and zero rates at BOS (sub, del) and padding."""
         hidden = self.condition_on_time(hidden, t)
         rates = self.rate_head(hidden)
         valid = attention_mask.to(rates.dtype)
@@ -290,8 +290,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 1 for tokens, 0 for padding.
             t (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
                 Flow time of each row. Required by a time-conditioned model (`config.time_conditioning`: the heads
-                read it, the encoder does not); the default model is time-independent (its rates are per unit of the scheduler weight w(t)) and
-                ignores it.
+                read it, the encoder does not); the default model is time-independent (its rates are per unit of the
+                scheduler weight w(t)) and ignores it.
             logits_at (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
                 `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on
