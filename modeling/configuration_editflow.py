@@ -75,8 +75,9 @@ class EditFlowConfig(PreTrainedConfig):
             `random`, or one per regime (`{"sft": "right", "pt": "left"}`, what training's `auto` resolves to).
         time_conditioning (`bool`, *optional*, defaults to `False`):
             Whether the model reads the flow time t, as the paper's models do: a learned embedding of t
-            (`EditFlowTimeEmbedding`, zero-initialised) is added to every input embedding, and samplers must pass t
-            and recompute every row at every step (no reuse of the rates of unchanged rows).
+            (`EditFlowTimeEmbedding`, zero-initialised) is added to the encoder's last hidden states before the rate
+            and token heads (the encoder itself never reads t), and samplers must pass t and recompute every row at
+            every step (no reuse of the rates of unchanged rows).
         time_embedding_dim (`int`, *optional*, defaults to 64):
             Number of sinusoidal features of t fed to the time embedding's MLP.
         path (`str`, *optional*, defaults to `"factorized"`):

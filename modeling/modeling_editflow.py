@@ -7,7 +7,8 @@ At position i of x_t the model outputs
     sub_logits[i], ins_logits[i] - distributions of the substituted / inserted token.
 Rates are non-negative (softplus) and per unit of the scheduler weight w(t): the actual CTMC rate is
 w(t) * rate, so a time-independent network serves every t. With `config.time_conditioning` the network also
-reads t (the paper's models do): a learned embedding of t is added to every input embedding.
+reads t (the paper's models do): a learned embedding of t is added to the encoder's last hidden states before the
+heads (the encoder itself never reads t).
 """
 
 import math
@@ -46,7 +47,8 @@ class EditFlowOutput(ModelOutput):
         ins_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)` or `(num_rows, vocab_size)`):
             Logits of the inserted token; only the rows selected by `logits_at` / `ins_logits_at` when given.
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
-            The encoder's last hidden states.
+            The heads' input: the encoder's last hidden states, plus the time embedding of `t` at every position
+            for a time-conditioned model (`config.time_conditioning`).
     """
 
     sub_rate: torch.FloatTensor | None = None
@@ -89,14 +91,18 @@ class EditFlowRateHead(nn.Linear):
 
 
 class EditFlowTimeEmbedding(nn.Module):
-    """A learned embedding of the flow time, added to every input token embedding (`config.time_conditioning`):
+    """A learned embedding of the flow time, added to the encoder's last hidden state at every position before the
+    rate and token heads (`config.time_conditioning`):
 
         e(t) = W2 silu(W1 phi(t) + b1) + b2,  phi(t) = [cos(1000 t f_k), sin(1000 t f_k)]_k,
         f_k = 10000^(-k / (d/2)), k = 0 .. d/2 - 1,  d = `config.time_embedding_dim`
 
     (the sinusoidal timestep features of diffusion models, on t in [0, 1] scaled by 1000). W2 and b2 start at zero
     (`_init_weights`), so a model given time conditioning computes exactly what it computed without it until
-    training moves them.
+    training moves them. The encoder never reads t: added to its input embeddings (the same vector at every
+    position, through BERT's embedding LayerNorm) the embedding grew to twice a token embedding's norm in training
+    and the encoder's states collapsed to one vector (benchmarks/RESULTS.md, issue J item 6); after the encoder it
+    can shift the heads' input but never hide the tokens from the encoder.
     """
 
     def __init__(self, config):
@@ -223,17 +229,20 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 head.decoder = self._get_resized_lm_head(head.decoder, vocab_size, mean_resizing=mean_resizing)
         return embeddings
 
-    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
-        """The encoder's last hidden states of x_t; a time-conditioned model adds its embedding of `t` (`[batch]`
-        or one value for all rows) to every input embedding first, and needs `t`."""
+    def encode(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, **kwargs) -> torch.Tensor:
+        """The encoder's last hidden states of x_t. The encoder never reads t: a time-conditioned model adds its time
+        embedding after the encoder ([`condition_on_time`]), so the pretrained encoder's inputs stay as they were."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+
+    def condition_on_time(self, hidden: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        """The heads' input: the encoder's last hidden states `hidden` plus, for a time-conditioned model, the
+        embedding of `t` (`[batch]` or one value for all rows) at every position; `hidden` itself otherwise."""
         if self.time_embedding is None:
-            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+            return hidden
         if t is None:
             raise ValueError("This model is time-conditioned (config.time_conditioning): pass the flow time `t` of each row.")
-        t = torch.as_tensor(t, device=input_ids.device).reshape(-1).expand(input_ids.shape[0])
-        embeds = self.get_input_embeddings()(input_ids)
-        embeds = embeds + self.time_embedding(t)[:, None, :].to(embeds.dtype)
-        return self.encoder(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)[0]
+        t = torch.as_tensor(t, device=hidden.device).reshape(-1).expand(hidden.shape[0])
+        return hidden + self.time_embedding(t)[:, None, :].to(hidden.dtype)
 
     def sub_head_input(self, hidden: torch.Tensor) -> torch.Tensor:
         """The hidden states the substitution head reads at each position: `hidden` itself, or with
@@ -253,9 +262,17 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         r"""The encoder and the rate head without the token heads: what a sampling step needs from the model
         (the token heads then run on the few positions where an edit fired). Returns `(rates, hidden)`:
         `rates` `(batch_size, sequence_length, 3)` float32 (sub, del, ins; sub and del are 0 at BOS, all three
-        0 at padding) and the last hidden states `(batch_size, sequence_length, hidden_size)`. Arguments as in
-        `forward` (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
-        hidden = self.encode(input_ids, attention_mask, t, **kwargs)
+        0 at padding) and the heads' input `(batch_size, sequence_length, hidden_size)` (the encoder's last
+        hidden states, plus the time embedding of `t` for a time-conditioned model). Arguments as in `forward`
+        (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
+        return self.rates_from_hidden(self.encode(input_ids, attention_mask, **kwargs), attention_mask, t)
+
+    def rates_from_hidden(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor | None = None
+    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
+        """[`edit_rates`] from the encoder's last hidden states `hidden` ([`encode`], which do not depend on t): the
+        time conditioning, the rate head, and zero rates at BOS (sub, del) and padding."""
+        hidden = self.condition_on_time(hidden, t)
         rates = self.rate_head(hidden)
         valid = attention_mask.to(rates.dtype)
         editable = valid.clone()
@@ -280,9 +297,9 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
             attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 1 for tokens, 0 for padding.
             t (`torch.Tensor` of shape `(batch_size,)` or `(batch_size, 1)`, *optional*):
-                Flow time of each row. Required by a time-conditioned model (`config.time_conditioning`); the
-                default model is time-independent (its rates are per unit of the scheduler weight w(t)) and
-                ignores it.
+                Flow time of each row. Required by a time-conditioned model (`config.time_conditioning`: the heads
+                read it, the encoder does not); the default model is time-independent (its rates are per unit of the
+                scheduler weight w(t)) and ignores it.
             logits_at (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
                 Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
                 `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on

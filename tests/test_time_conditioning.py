@@ -1,5 +1,6 @@
 """Time conditioning (`config.time_conditioning`): the model reads t through a zero-initialised embedding added to
-its input embeddings; a time-conditioned checkpoint saves, reloads and needs t."""
+the encoder's last hidden states before the heads (the encoder never reads t); a time-conditioned checkpoint saves,
+reloads and needs t."""
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def test_enabling_starts_from_the_same_outputs_then_reads_t(tmp_path):
         model.enable_time_conditioning()
         assert model.config.time_conditioning and model.time_embedding is not None
         torch.testing.assert_close(model(ids, mask, t=torch.tensor([0.1, 0.9])).sub_rate, before)  # zero init
-        model.time_embedding.output.weight.normal_(0.0, 0.5)
+        _give_time_weights(model)
         early = model(ids, mask, t=torch.tensor([0.1, 0.1]))
         late = model(ids, mask, t=torch.tensor([0.9, 0.9]))
         mixed = model(ids, mask, t=torch.tensor([0.1, 0.9]))
@@ -36,6 +37,73 @@ def test_enabling_starts_from_the_same_outputs_then_reads_t(tmp_path):
     assert reloaded.config.time_conditioning
     with torch.no_grad():
         torch.testing.assert_close(reloaded(ids, mask, t=torch.tensor([0.1, 0.9])).ins_rate, mixed.ins_rate)
+
+
+def _give_time_weights(model, std: float = 0.5) -> None:
+    with torch.no_grad():
+        model.time_embedding.output.weight.normal_(0.0, std, generator=torch.Generator().manual_seed(0))
+
+
+def _encoder_outputs(model, ids, mask, times):
+    """The encoder's last hidden states (caught by a hook) and the rates of one forward pass per t in `times`."""
+    seen = []
+    hook = model.encoder.register_forward_hook(lambda module, args, out: seen.append(out[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            outs = [model(ids, mask, t=torch.full((len(ids),), t)) for t in times]
+    finally:
+        hook.remove()
+    return seen, outs
+
+
+def test_the_encoder_does_not_read_t_the_heads_do():
+    model = tiny_editflow_model(seed=0)
+    model.enable_time_conditioning()
+    _give_time_weights(model)
+    ids, mask = _ids()
+    (early_hidden, late_hidden), (early, late) = _encoder_outputs(model, ids, mask, (0.1, 0.9))
+    torch.testing.assert_close(early_hidden, late_hidden, rtol=0, atol=0)  # the pretrained encoder's inputs as ever
+    assert not torch.allclose(early.ins_rate, late.ins_rate)
+    assert not torch.allclose(early.sub_logits, late.sub_logits)
+
+
+def test_zero_initialised_time_conditioning_is_exactly_the_unconditioned_model():
+    model = tiny_editflow_model(seed=0)
+    ids, mask = _ids()
+    with torch.no_grad():
+        before = model(ids, mask)
+        model.enable_time_conditioning()
+        after = model(ids, mask, t=torch.tensor([0.3, 0.8]))
+    for name in ("sub_rate", "del_rate", "ins_rate", "sub_logits", "ins_logits", "last_hidden_state"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0, msg=name)
+
+
+def _spread(hidden, mask):
+    """Standard deviation across the valid positions of each row, averaged over features and rows."""
+    return torch.stack([h[m.bool()].std(dim=0).mean() for h, m in zip(hidden, mask)]).mean()
+
+
+def test_a_large_time_embedding_cannot_drown_the_tokens():
+    """The collapse of issue J item 6: a time embedding grown far beyond a token embedding's norm. Added to the input
+    embeddings (before the embedding LayerNorm) it shrank the spread of the hidden states across positions to
+    nothing; added after the encoder it is the same vector at every position, so the encoder's states and the
+    spread of the heads' input across positions (hence the rate head's contrast between positions) are unchanged."""
+    model = tiny_editflow_model(seed=0)
+    ids, mask = _ids()
+    with torch.no_grad():
+        plain = model(ids, mask)
+    model.enable_time_conditioning()
+    token_norm = model.get_input_embeddings().weight.norm(dim=-1).mean()
+    _give_time_weights(model, std=1.0)
+    with torch.no_grad():
+        scale = 50 * token_norm / model.time_embedding(torch.tensor([0.5])).norm()
+        model.time_embedding.output.weight.mul_(scale)
+    (encoded,), (out,) = _encoder_outputs(model, ids, mask, (0.5,))
+    torch.testing.assert_close(encoded, plain.last_hidden_state, rtol=0, atol=0)
+    assert out.last_hidden_state.sub(plain.last_hidden_state).norm(dim=-1).min() > 10 * token_norm  # really large
+    torch.testing.assert_close(_spread(out.last_hidden_state, mask), _spread(plain.last_hidden_state, mask), rtol=1e-4, atol=0)
+    contrast = (out.ins_rate[:, 1:] > out.ins_rate[:, :-1]) == (plain.ins_rate[:, 1:] > plain.ins_rate[:, :-1])
+    assert contrast[mask[:, 1:].bool()].all()  # the rate head ranks the positions as before
 
 
 def test_fresh_time_conditioned_model_has_zero_time_output():
