@@ -6,7 +6,9 @@ With a masked-LM head, the backbone is copied and the MLM prediction head is clo
 A headless encoder (e.g. a sentence-transformers BertModel) gets token heads whose vocabulary projection starts
 from its input embeddings (as tied MLM heads do). A causal LM is switched to bidirectional attention (checked: a
 later token must change an earlier position's hidden state, else it is refused), gets a mask token and a BOS when
-its tokenizer has none (embeddings resized), and its LM head is cloned into both token heads.
+its tokenizer has none (embeddings resized), and its LM head is cloned into both token heads; as the LM head predicts
+the token after the position it reads, the substitution head reads position i - 1 for the token at i
+(`config.sub_head_shift`).
 """
 
 from __future__ import annotations
@@ -283,7 +285,8 @@ def convert(
         token_head_init = "random"
     else:
         token_head_init = "lm_head" if source.causal else "input_embeddings"
-    head_options = dict(head_type=source.head_type, token_head_init=token_head_init)
+    # A decoder's LM head reads position i to predict token i + 1: the substitution head reads i - 1 (Dream's shift).
+    head_options = dict(head_type=source.head_type, token_head_init=token_head_init, sub_head_shift=token_head_init == "lm_head")
     if source.mlm_head is not None:
         dense, norm, decoder, activation = source.mlm_head
         head_options.update(

@@ -41,6 +41,12 @@ class EditFlowConfig(PreTrainedConfig):
             `"lm_head"` (a decoder's LM head or tied embeddings), `"input_embeddings"` (a headless encoder: vocabulary
             projection from its input embeddings, transform fresh) or `"random"`. LoRA training fully trains the
             heads that are not pretrained copies.
+        sub_head_shift (`bool`, *optional*, defaults to `False`):
+            Whether the substitution head at position i reads the last hidden state of position i - 1 instead of i
+            (BOS at 0 is never substituted), as Dream and DiffuLLaMA read a converted causal LM: its LM head
+            predicts the token after the position it reads, so without the shift a converted decoder starts by
+            predicting token i + 1 at a mask at i. The insertion head at i (the token inserted after i) reads i
+            either way. `editflow-convert` sets it for decoders whose token heads start from the LM head.
         head_activation (`str`, *optional*, defaults to `"gelu"`):
             Activation of the token heads' transform (`head_type="mlm"`), as in the source MLM head.
         head_dense_bias (`bool`, *optional*, defaults to `True`):
@@ -97,6 +103,7 @@ class EditFlowConfig(PreTrainedConfig):
     added_special_tokens: dict | None = None
     head_type: str = "mlm"
     token_head_init: str | None = None
+    sub_head_shift: bool = False
     mask_token_id: int | None = None
     bos_token_id: int | None = None
     pad_token_id: int | None = None

@@ -244,6 +244,14 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         t = torch.as_tensor(t, device=hidden.device).reshape(-1).expand(hidden.shape[0])
         return hidden + self.time_embedding(t)[:, None, :].to(hidden.dtype)
 
+    def sub_head_input(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden states the substitution head reads at each position: `hidden` itself, or with
+        `config.sub_head_shift` position i - 1's (a converted decoder's LM head predicts the token after the position
+        it reads); position 0 (BOS, never substituted) keeps its own."""
+        if not self.config.sub_head_shift:
+            return hidden
+        return torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
+
     def edit_rates(
         self,
         input_ids: torch.LongTensor,
@@ -296,6 +304,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 Rows at which to compute both heads' token logits. Then `sub_logits` / `ins_logits` are
                 `(N, vocab_size)` for the N true rows in row-major order and the vocabulary projection runs on
                 those rows only. `None`: logits at every position, `(batch_size, sequence_length, vocab_size)`.
+                With `config.sub_head_shift` the substitution logits at position i come from the hidden state of
+                i - 1 ([`sub_head_input`]).
             sub_logits_at, ins_logits_at (`torch.BoolTensor`, *optional*):
                 The same, for one head only (override `logits_at` for that head).
             kwargs:
@@ -314,7 +324,8 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
 
         sub_at = sub_logits_at if sub_logits_at is not None else logits_at
         ins_at = ins_logits_at if ins_logits_at is not None else logits_at
-        sub_logits = self.sub_head(hidden if sub_at is None else hidden[sub_at])
+        sub_hidden = self.sub_head_input(hidden)
+        sub_logits = self.sub_head(sub_hidden if sub_at is None else sub_hidden[sub_at])
         ins_logits = self.ins_head(hidden if ins_at is None else hidden[ins_at])
 
         output = EditFlowOutput(

@@ -560,6 +560,7 @@ class TauLeapSampler:
         self.start_time = 1.0 - float(strength)
         self.edit_rule = edit_rule
         self.guided = self.guidance.spec != 0.0
+        self.sub_head_shift = bool(getattr(config, "sub_head_shift", False))
         self.top_p = float(top_p)
         self.top_k = top_k
         self.max_length = max_length
@@ -699,6 +700,15 @@ class TauLeapSampler:
         u_hidden_all[conditioned] = torch.where(has[..., None], u_hidden, hidden[conditioned])
         return guided, torch.cat([hidden, u_hidden_all], dim=-1)
 
+    def head_positions(self, where: tuple[torch.Tensor, torch.Tensor], head) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (row, column) positions of the cached hidden states `head` reads for the fired positions `where`:
+        the same ones, or with `config.sub_head_shift` column i - 1 for the substitution head (BOS is protected, so
+        i >= 1; with guidance the unconditional half of column i - 1 is the unconditional previous token too)."""
+        if head is self.model.sub_head and self.sub_head_shift:
+            rows, columns = where
+            return rows, columns - 1
+        return where
+
     def token_logits(self, head, hidden: torch.Tensor, t: float) -> torch.Tensor:
         """Token logits of the fired positions from their hidden states `[m, H]` (`[m, 2H]` with guidance: the
         conditional and unconditional logits combined as (1 + w) log Q_c - w log Q_u)."""
@@ -831,7 +841,7 @@ class TauLeapSampler:
         sub_tokens = torch.zeros_like(state.tokens)
         ins_tokens = torch.zeros_like(state.tokens)
         if fired:
-            logits = [self.token_logits(head, state.hidden_cache[where], t) for where, head, _ in fired]
+            logits = [self.token_logits(head, state.hidden_cache[self.head_positions(where, head)], t) for where, head, _ in fired]
             uniforms = [draws[stream][where] for where, _, stream in fired]
             drawn = self._sample(torch.cat(logits) if len(logits) > 1 else logits[0], t, torch.cat(uniforms))
             start = 0
