@@ -830,25 +830,22 @@ class TauLeapSampler:
 
         # the heads at the fired positions only (row-major order); the tokens of both heads in one draw (each
         # row of the logits is drawn alone, so drawing them together gives the tokens of drawing them apart)
+        sub_tokens = torch.zeros_like(state.tokens)
+        ins_tokens = torch.zeros_like(state.tokens)
         fired = [
-            (fire.nonzero(as_tuple=True), head, stream)
-            for count, fire, head, stream in (
-                (sub_count, sub_fire, self.model.sub_head, DRAW_SUB_TOKEN),
-                (ins_count, ins_fire, self.model.ins_head, DRAW_INS_TOKEN),
+            (fire.nonzero(as_tuple=True), head, stream, tokens)
+            for count, fire, head, stream, tokens in (
+                (sub_count, sub_fire, self.model.sub_head, DRAW_SUB_TOKEN, sub_tokens),
+                (ins_count, ins_fire, self.model.ins_head, DRAW_INS_TOKEN, ins_tokens),
             )
             if count
         ]
-        sub_tokens = torch.zeros_like(state.tokens)
-        ins_tokens = torch.zeros_like(state.tokens)
         if fired:
-            logits = [self.token_logits(head, state.hidden_cache[self.head_positions(where, head)], t) for where, head, _ in fired]
-            uniforms = [draws[stream][where] for where, _, stream in fired]
+            logits = [self.token_logits(head, state.hidden_cache[self.head_positions(where, head)], t) for where, head, _, _ in fired]
+            uniforms = [draws[stream][where] for where, _, stream, _ in fired]
             drawn = self._sample(torch.cat(logits) if len(logits) > 1 else logits[0], t, torch.cat(uniforms))
-            start = 0
-            for (where, head, _), part in zip(fired, logits):
-                tokens = sub_tokens if head is self.model.sub_head else ins_tokens
-                tokens[where] = drawn[start : start + part.shape[0]]
-                start += part.shape[0]
+            for (where, _, _, tokens), part in zip(fired, drawn.split([len(part) for part in logits])):
+                tokens[where] = part
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
@@ -942,17 +939,19 @@ class TauLeapSampler:
         steps = min(LOOK_AHEAD_STEPS, self.num_steps - state.step)
         saved = generator.get_state()
         block = torch.rand((steps, NUM_DRAWS, 1, width), generator=generator, device=device)
-        rates, (can_edit, can_insert) = state.rate_cache, state.permissions
+        rates = state.rate_cache
         scale = torch.tensor(self._step_weights()[state.step : state.step + steps], device=device)
-        scale = scale.to(rates.dtype)[:, None, None]  # the Python float of choose_edits, as float32
-        fires = ((block[:, DRAW_EVENT] < scale * (rates[..., 0] + rates[..., 1])) & can_edit).flatten(1).any(1)
+        scale = scale.to(rates.dtype)[:, None]  # the Python float of choose_edits, as float32, one per step
+        # choose_edits on the steps as rows of one batch: the row's rates, permissions and room broadcast over them
+        del_fire, sub_fire, ins_fire = self.choose_edits(
+            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, scale, block[:, :, 0].transpose(0, 1)
+        )  # fmt: skip
+        fires = del_fire | sub_fire
         if not self.fixed_length:
-            inserts = ((block[:, DRAW_INSERT] < scale * rates[..., 2]) & can_insert).flatten(1).any(1)
-            if self.max_length is not None:  # no room: choose_edits drops every insertion
-                inserts &= bool((torch.as_tensor(self.max_length, device=device) - state.lengths).clamp_min(0).gt(0).all())
-            fires |= inserts
-        elif state.step + steps == self.num_steps:
-            fires[-1] = True  # fixed length: the last step fills the masks left
+            fires |= ins_fire
+        fires = fires.any(1)
+        if self.fixed_length and state.step + steps == self.num_steps:
+            fires[-1] = True  # fixed length: no insertion fires, and the last step fills the masks left
         fired = fires.nonzero().flatten().tolist()
         if not fired:  # a quiet block: the generator is already past it
             state.quiet_steps = steps - 1
