@@ -497,9 +497,6 @@ def row_seed(seed: int, row: int) -> int:
 # whether an insertion fires after i, and the uniforms that pick the tokens substituted at / inserted after i.
 DRAW_EVENT, DRAW_KIND, DRAW_INSERT, DRAW_SUB_TOKEN, DRAW_INS_TOKEN = range(5)
 NUM_DRAWS = 5
-# Steps whose draws a batch-1 run tests at once while its row does not change (`TauLeapSampler.look_ahead`): about
-# half of the steps of a 64-mask run fire nothing, and a quiet run of steps then costs one draw and one test.
-LOOK_AHEAD_STEPS = 8
 
 
 def num_tau_steps(tau: float) -> int:
@@ -525,8 +522,6 @@ class SamplerState:
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
         host_lengths: `lengths` as Python ints (the sizes of each row's draws).
         generators: one per row, the source of all of its random draws.
-        quiet_steps: steps already known to fire no edit (drawn ahead by [`TauLeapSampler.look_ahead`]).
-        next_draws: the uniforms of the step after those quiet ones, already drawn (None: draw them then).
     """
 
     tokens: torch.LongTensor
@@ -541,8 +536,6 @@ class SamplerState:
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
     host_lengths: list[int] = field(default_factory=list)
     generators: list[torch.Generator] = field(default_factory=list)
-    quiet_steps: int = 0
-    next_draws: torch.Tensor | None = None
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -942,18 +935,10 @@ class TauLeapSampler:
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
         t, t_next = self.step_time(state.step), self.step_time(state.step + 1)
-        if state.quiet_steps:  # known from an earlier look-ahead to fire nothing
-            state.quiet_steps -= 1
-            return self._quiet_step(state, t_next)
-        if state.next_draws is not None:  # drawn by that look-ahead; the rates are still those it tested
-            draws, state.next_draws = state.next_draws, None
-        else:
-            if not self.reuse_unchanged_rows or state.stale.any():
-                self._refresh_rates(state, t)
-                state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
-            draws = self.look_ahead(state) if self._can_look_ahead(state) else self.draw_uniforms(state)
-            if draws is None:
-                return self._quiet_step(state, t_next)
+        if not self.reuse_unchanged_rows or state.stale.any():
+            self._refresh_rates(state, t)
+            state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        draws = self.draw_uniforms(state)
         rates = state.rate_cache
         del_fire, sub_fire, ins_fire = self.choose_edits(
             rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
@@ -1061,57 +1046,6 @@ class TauLeapSampler:
         edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
         state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
-
-    def _can_look_ahead(self, state: SamplerState) -> bool:
-        """Look-ahead ([`look_ahead`]) needs one row, rates that stay valid while the row does not change, the
-        sampler's own draws and firing rule, and a CPU generator (whose stream is the same drawn in one call or in
-        many; a CUDA generator's is not); the threshold rule fires without draws."""
-        return (
-            len(state.generators) == 1
-            and self.reuse_unchanged_rows
-            and state.generators[0].device.type == "cpu"
-            and type(self).draw_uniforms is TauLeapSampler.draw_uniforms
-            and type(self).choose_edits is TauLeapSampler.choose_edits
-            and self.edit_rule == "sample"
-        )
-
-    def look_ahead(self, state: SamplerState) -> torch.Tensor | None:
-        """Batch 1: draw this step's uniforms together with those of the next steps (up to `LOOK_AHEAD_STEPS`,
-        one call: the same numbers in the same order as one call per step) and test them all against the current
-        rates at once, as [`choose_edits`] would. The leading steps in which nothing fires change nothing, so the
-        rates stay valid across them and they need no work of their own: `state.quiet_steps` counts them and
-        `state.next_draws` keeps the uniforms of the step after them. Returns this step's uniforms when it fires,
-        None when it is quiet. The generator is rewound to just after the last step whose draws are used, so
-        every later draw is the one drawing step by step gives: the outputs are identical."""
-        generator, (width, device) = state.generators[0], (state.tokens.shape[1], state.tokens.device)
-        steps = min(LOOK_AHEAD_STEPS, self.num_steps - state.step)
-        saved = generator.get_state()
-        block = torch.rand((steps, NUM_DRAWS, 1, width), generator=generator, device=device)
-        rates = state.rate_cache
-        scale = torch.tensor(self._step_weights()[state.step : state.step + steps], device=device)
-        scale = scale.to(rates.dtype)[:, None]  # the Python float of choose_edits, as float32, one per step
-        # choose_edits on the steps as rows of one batch: the row's rates, permissions and room broadcast over them
-        del_fire, sub_fire, ins_fire = self.choose_edits(
-            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, scale, block[:, :, 0].transpose(0, 1)
-        )  # fmt: skip
-        fires = del_fire | sub_fire
-        if not self.fixed_length:
-            fires |= ins_fire
-        fires = fires.any(1)
-        if self.fixed_length and state.step + steps == self.num_steps:
-            fires[-1] = True  # fixed length: no insertion fires, and the last step fills the masks left
-        fired = fires.nonzero().flatten().tolist()
-        if not fired:  # a quiet block: the generator is already past it
-            state.quiet_steps = steps - 1
-            return None
-        first = fired[0]
-        if first + 1 < steps:  # rewind to just after the step that fires (the row may change its length there)
-            generator.set_state(saved)
-            torch.rand(((first + 1) * NUM_DRAWS * width,), generator=generator, device=device)
-        if first == 0:
-            return block[0]
-        state.quiet_steps, state.next_draws = first - 1, block[first]
-        return None
 
 
 __all__ = [

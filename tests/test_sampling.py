@@ -341,42 +341,6 @@ def test_reusing_unchanged_rows_matches_recomputing_all():
     assert len(cached.traces[0].steps) < num_tau_steps(0.02)  # some steps changed nothing, so reuse happened
 
 
-
-class StepByStepSampler(TauLeapSampler):
-    """The sampler without look-ahead: one draw and one firing test per step."""
-
-    def _can_look_ahead(self, state):
-        return False
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        dict(tau=0.01, temperature=1.0),
-        dict(tau=0.02, temperature=0.0, top_p=0.9),
-        dict(tau=0.01, temperature=1.0, max_length=9),  # the cap is reached: no room left for insertions
-        dict(tau=0.05, temperature=1.0, fixed_length=True),  # the last step fills the masks left
-    ],
-)
-def test_batch_one_look_ahead_gives_the_step_by_step_outputs(options):
-    """At batch 1 the sampler draws up to LOOK_AHEAD_STEPS steps' uniforms at once and skips the steps in which
-    nothing fires (no draw, no test, no model). Sequences and traces equal the step-by-step sampler's for every seed;
-    the look-ahead is really taken (fewer firing tests than steps)."""
-    model = tiny_model(rate_bias=-1.0)
-    sequences, protected = start_rows([[10, 11]], 6)
-    for seed in range(4):
-        looked_ahead = TauLeapSampler(model, seed=seed, suppress_token_ids=[PAD, BOS, MASK], **options)
-        tests = []
-        original = looked_ahead.look_ahead
-        looked_ahead.look_ahead = lambda state: tests.append(state.step) or original(state)
-        fast = looked_ahead.sample(sequences, protected, [True], return_trace=True)
-        slow = StepByStepSampler(model, seed=seed, suppress_token_ids=[PAD, BOS, MASK], **options).sample(
-            sequences, protected, [True], return_trace=True
-        )
-        assert fast.sequences == slow.sequences
-        assert fast.traces == slow.traces
-        assert 0 < len(tests) < looked_ahead.num_steps
-
 class FixedDrawSampler(TauLeapSampler):
     """Deterministic firing: every draw is the same constant, so an edit fires iff its probability exceeds it."""
 
