@@ -317,14 +317,14 @@ def project_tokens(head, hidden: torch.Tensor) -> torch.Tensor:
     the few rows of a step, torch's CPU `linear` runs 1.4-2.8x slower (one row: 0.13 vs 0.07 ms at 30522 x 32,
     4.8 vs 1.7 ms at MiniLM's 30522 x 384, 14 vs 10 ms at ModernBERT-large's 50368 x 1024; benchmarks/RESULTS.md).
     The copy (the decoder's size again) is made once and again only after the weight changes (training). The
-    logits equal `linear`'s to float rounding (another summation order). Elsewhere (GPU, more than 8 rows, a head
+    logits equal `linear`'s to float rounding (another summation order). Elsewhere (GPU, more than 16 rows, a head
     without `transform` + a linear `decoder`), `head(hidden)` itself."""
     decoder = getattr(head, "decoder", None)
     if (
         hidden.device.type != "cpu"
         or not hasattr(head, "transform")
         or not isinstance(decoder, torch.nn.Linear)
-        or hidden.shape[0] > 8  # many rows: a matrix product, where `linear` is as fast
+        or hidden.shape[0] > 16  # many rows (a batch): measured up to 16, beyond that `linear` stays
     ):
         return head(hidden)
     transposed = _transposed_decoder(decoder.weight)
@@ -922,16 +922,20 @@ class TauLeapSampler:
             generators=generators,
         )
 
-    @torch.inference_mode()
     def step(self, state: SamplerState) -> SamplerStep:
         """One tau step from `state.t` to min(t + tau, 1): refresh the rates of the rows that changed, fire edits,
         draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits.
 
         Work follows what happened: the model runs only when some row changed in the last step (one host check),
-        edit permissions are recomputed only then, and a step where no edit fires applies nothing. It runs under
-        `torch.inference_mode` (a batch-1 step is ~40 small tensor operations, each cheaper without autograd's
-        version counters): the state's tensors become inference tensors, read anywhere, changed in place only
-        under inference mode."""
+        edit permissions are recomputed only then, and a step where no edit fires applies nothing. On CPU it runs
+        under `torch.inference_mode` (a batch-1 step is ~40 small tensor operations, each cheaper without
+        autograd's version counters; benchmarks/RESULTS.md): the state's tensors become inference tensors, read
+        anywhere, changed in place only under inference mode. On GPUs, where CUDA graphs replay the model and this
+        was not measured, `torch.no_grad`."""
+        with torch.inference_mode() if state.tokens.device.type == "cpu" else torch.no_grad():
+            return self._step(state)
+
+    def _step(self, state: SamplerState) -> SamplerStep:
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
         t, t_next = self.step_time(state.step), self.step_time(state.step + 1)
