@@ -78,7 +78,7 @@ def profile_sections(module, model, runs: int, tau: float, mask_length: int, **s
     sampler_cls = module.TauLeapSampler
     wrap(sampler_cls, "step", "step")
     if sampler_kwargs.get("compile"):  # timing inside the compiled region would break its graph: time the call
-        wrap(module.CompiledEditRates, "__call__", "compiled encoder + rate head (padding included)")
+        wrap(module.CompiledEditRates, "__call__", "compiled encoder + rate head (the whole call)")
     else:
         wrap(model.encoder, "forward", "encoder")
     wrap(sampler_cls, "model_rates", "model call (encoder + rate head)")
