@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train_text", choices=("blocks", "file"), default="blocks")
     parser.add_argument("--held_out_chars", type=int, default=100_000, help="the file's tail kept out of training")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--init_from", default=None, help="Train on from this checkpoint of an earlier run (training longer; "
+                        "its backbone, tokenizer and training text must be --backbone's and --train_text's).")
+    parser.add_argument("--seed", type=int, default=0, help="Training seed (data order): give a continuation (--init_from) a new one.")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--time_conditioning", default="False", choices=("True", "False"))
@@ -144,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
         train_file.write_text(train_text)
         data_name = "file"
     run_name = f"{args.backbone}-{data_name}-tc{args.time_conditioning}-{args.steps}x{args.batch_size}-lr{args.learning_rate:g}"
-    checkpoint, seconds = train("pt.py", backbone, work / run_name, args.steps, [
+    if args.init_from:
+        run_name += f"-from-{Path(args.init_from).resolve().parent.name}-seed{args.seed}"
+    start_from = Path(args.init_from).resolve() if args.init_from else backbone
+    checkpoint, seconds = train("pt.py", start_from, work / run_name, args.steps, seed=args.seed, extra=[
         "--dataset_args", str(train_file), "--max_length", str(BLOCK + 1), "--eval_split_size", "0",
         "--x0_sampler", "corrupt[p:0.2]", "--time_conditioning", args.time_conditioning,
         "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)])  # fmt: skip
@@ -184,10 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         pos, neg = rates[hit], rates[~hit]
         top = out.sub_logits[:, 1:].argmax(-1).numpy()  # the sub head's choice at each position (temperature 0)
         restored = top[hit] == np.array(blocks)[hit]
+        top5 = out.sub_logits[:, 1:].topk(5, dim=-1).indices.numpy()
         return {"t": t, "rate_substituted": float(pos.mean()), "rate_kept": float(neg.mean()),
                 "above_half_substituted": float((pos > 0.5).mean()), "above_half_kept": float((neg > 0.5).mean()),
                 "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()),
-                "restored": float(restored.mean()),
+                "restored": float(restored.mean()), "restored_top5": float((top5[hit] == np.array(blocks)[hit][:, None]).any(-1).mean()),
                 "restored_above_half": float(restored[pos > 0.5].mean()) if (pos > 0.5).any() else None,
                 "kept_argmax_in_place": float((top[~hit] == np.array(noisy)[~hit]).mean())}  # fmt: skip
 
