@@ -10,8 +10,10 @@ wall clock mostly measures waiting for a core, CPU time what the step costs. Sec
 sampler's methods (the encoder, the model call around it, edit permissions, firing, token heads, token sampling,
 applying the edits); "other" is the rest of the step (Python, small tensor ops, host reads). The A/B runs the two
 samplers alternately on the same model and seeds (batch sizes `--ab_batches`; `--compile`: this checkout's compiled
-step, compiled during an untimed warm-up), reports median CPU seconds per sequence and whether the outputs are
-identical (they are not across the change to per-row draws, which re-keyed every random number).
+step, compiled during an untimed warm-up; the compiled step's sections are profiled too), reports median CPU seconds
+per sequence and whether the outputs are identical (they are not across the change to per-row draws, which re-keyed
+every random number). `--heads` also times a token head's vocabulary projection for a few rows, torch's `linear`
+against `addmm` from W^T (`project_tokens`), at three model sizes.
 The last line printed is JSON.
 """
 
@@ -53,8 +55,8 @@ def sample_once(module, model, seed: int, tau: float, mask_length: int, batch: i
     return clock() - start, out.sequences
 
 
-def profile_sections(module, model, runs: int, tau: float, mask_length: int) -> dict:
-    """Milliseconds per step spent in each wrapped section, and calls per step."""
+def profile_sections(module, model, runs: int, tau: float, mask_length: int, **sampler_kwargs) -> dict:
+    """Milliseconds per step spent in each wrapped section, and calls per step (`sampler_kwargs`: e.g. compile=True)."""
     totals: dict[str, list[float]] = {}
     patched = []
 
@@ -75,20 +77,27 @@ def profile_sections(module, model, runs: int, tau: float, mask_length: int) -> 
 
     sampler_cls = module.TauLeapSampler
     wrap(sampler_cls, "step", "step")
-    wrap(model.encoder, "forward", "encoder")
+    if sampler_kwargs.get("compile"):  # timing inside the compiled region would break its graph: time the call
+        wrap(module.CompiledEditRates, "__call__", "compiled encoder + rate head (the whole call)")
+    else:
+        wrap(model.encoder, "forward", "encoder")
     wrap(sampler_cls, "model_rates", "model call (encoder + rate head)")
     wrap(sampler_cls, "_encode_rows", "model call (encoder + rate head)")
     wrap(module, "edit_permissions", "edit permissions")
     wrap(sampler_cls, "choose_edits", "firing (draws + compare)")
-    wrap(model.sub_head, "forward", "token heads")
-    wrap(model.ins_head, "forward", "token heads")
+    if hasattr(module, "project_tokens"):  # the heads through the transposed projection
+        wrap(module, "project_tokens", "token heads")
+    else:
+        wrap(model.sub_head, "forward", "token heads")
+        wrap(model.ins_head, "forward", "token heads")
     wrap(sampler_cls, "_sample", "token sampling")
     wrap(module, "apply_edits", "apply edits")
     try:
-        sample_once(module, model, 0, tau, mask_length)  # warm-up
+        for seed in range(2 if sampler_kwargs.get("compile") else 1):  # warm-up (compiling the shapes the run meets)
+            sample_once(module, model, 1000 + seed, tau, mask_length, **sampler_kwargs)
         totals.clear()
         for seed in range(runs):
-            sample_once(module, model, seed, tau, mask_length)
+            sample_once(module, model, seed, tau, mask_length, **sampler_kwargs)
     finally:
         for owner, name, original in reversed(patched):
             if owner is model.encoder or owner is model.sub_head or owner is model.ins_head:
@@ -101,6 +110,29 @@ def profile_sections(module, model, runs: int, tau: float, mask_length: int) -> 
     inner = ("model call (encoder + rate head)", "edit permissions", "firing (draws + compare)", "token heads", "token sampling", "apply edits")
     sections["other (python, small ops, host reads)"] = {"ms_per_step": round(step_ms - sum(sections[k]["ms_per_step"] for k in inner if k in sections), 4)}
     return sections
+
+
+def head_projection_ms(repeats: int = 30) -> dict:
+    """CPU ms of a token head's vocabulary projection for a step's few fired rows: torch's `linear` (x W^T + b from W
+    `[V, H]`) against `addmm` from a row-major copy of W^T (what `project_tokens` runs), at the tiny model's, MiniLM's
+    and ModernBERT-large's head sizes and 1-16 rows; medians of `repeats` calls."""
+    out = {}
+    for vocab, hidden in ((30522, 32), (30522, 384), (50368, 1024)):
+        weight, bias = torch.randn(vocab, hidden) * 0.05, torch.zeros(vocab)
+        transposed = weight.t().contiguous()
+        for rows in (1, 2, 4, 8, 16):
+            x = torch.randn(rows, hidden)
+            row = {}
+            for name, fn in (("linear", lambda: torch.nn.functional.linear(x, weight, bias)), ("addmm_transposed", lambda: torch.addmm(bias, x, transposed))):
+                fn()
+                times = []
+                for _ in range(repeats if hidden < 1024 else max(3, repeats // 5)):
+                    start = clock()
+                    fn()
+                    times.append(clock() - start)
+                row[name] = round(statistics.median(times) * 1e3, 4)
+            out[f"{vocab}x{hidden}_rows{rows}"] = row
+    return out
 
 
 def bare_encoder_ms(model, width: int, repeats: int = 200) -> float:
@@ -126,10 +158,17 @@ def main(argv=None) -> dict:
     parser.add_argument("--mask_length", type=int, default=64)
     parser.add_argument("--ab_batches", default="1", help="Comma-separated batch sizes of the A/B (e.g. 1,64).")
     parser.add_argument("--compile", action="store_true", help="A/B this checkout's compiled step (compiled untimed first).")
+    parser.add_argument("--heads", action="store_true", help="Also time the vocabulary projection: linear vs addmm from W^T.")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     model = build_model(TINY, "cpu", torch.float32)
     result = {"sections": profile_sections(sampling_editflow, model, args.runs, args.tau, args.mask_length)}
+    if args.compile:
+        result["compiled_sections"] = profile_sections(sampling_editflow, model, args.runs, args.tau, args.mask_length, compile=True)
+    if args.heads:
+        result["head_projection_ms"] = head_projection_ms()
+        for key, row in result["head_projection_ms"].items():
+            print(f"head projection {key:24s} {row}")
     result["bare_encoder_ms"] = {str(w): round(bare_encoder_ms(model, w), 4) for w in (33, 65)}
     if args.baseline:
         baseline = load_baseline(args.baseline)
@@ -162,7 +201,7 @@ def main(argv=None) -> dict:
             }
     result["config"] = {"tau": args.tau, "mask_length": args.mask_length, "runs": args.runs, "clock": "thread_time", "threads": 1,
                         "compile": args.compile}
-    for name in ("baseline_sections", "sections"):
+    for name in ("baseline_sections", "sections", "compiled_sections"):
         for key, value in result.get(name, {}).items():
             print(f"{name:17s} {key:40s} {value}")
     print(json.dumps(result))

@@ -74,10 +74,14 @@ class EditFlowTokenHead(nn.Module):
             self.norm = nn.LayerNorm(hidden_size, eps=config.head_norm_eps, bias=config.head_norm_bias)
         self.decoder = nn.Linear(hidden_size, config.vocab_size, bias=config.head_decoder_bias)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The input of the vocabulary projection (`decoder`): dense -> activation -> LayerNorm, or the states."""
         if hasattr(self, "dense"):
             hidden_states = self.norm(self.act(self.dense(hidden_states)))
-        return self.decoder(hidden_states)
+        return hidden_states
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(hidden_states))
 
 
 class EditFlowRateHead(nn.Linear):

@@ -30,6 +30,7 @@ prompt) batched beside the conditional one; w = 0 runs no unconditional pass and
 
 import math
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -181,8 +182,8 @@ def sample_tokens(
     """Draw one token per row of `logits` `[N, V]`: argmax when `temperature == 0`, else from
     softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
     smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
-    `suppress_token_ids` (mask, BOS, padding) get probability 0. `uniforms` `[N]` in [0, 1): the draw of each row
-    (default: drawn from `generator`). `overwrite_logits`: float32 `logits` the caller no longer needs are worked on
+    `suppress_token_ids` (mask, BOS, padding; ids or a tensor of them) get probability 0. `uniforms` `[N]` in
+    [0, 1): the draw of each row (default: drawn from `generator`). `overwrite_logits`: float32 `logits` the caller no longer needs are worked on
     in place (one copy of `[N, V]` fewer).
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
@@ -199,7 +200,8 @@ def sample_tokens(
     else:
         scores = logits.float().clone()
     if len(suppress_token_ids) > 0:
-        suppress = torch.as_tensor(list(suppress_token_ids), device=scores.device)
+        ids = suppress_token_ids if torch.is_tensor(suppress_token_ids) else list(suppress_token_ids)
+        suppress = torch.as_tensor(ids, device=scores.device)
         scores.index_fill_(1, suppress, float("-inf"))
     if temperature == 0:
         return scores.argmax(dim=-1)
@@ -291,24 +293,102 @@ def bucket_rows(rows: int) -> int:
     return 1 << max(0, rows - 1).bit_length()
 
 
-class CompiledEditRates:
-    """`model.edit_rates` under `torch.compile`, run at bucketed shapes: rows are padded to a power of two and
-    the width to [`bucket_width`], so the compiled graphs are few and reused while sequences grow and shrink.
-    On CUDA the mode is "reduce-overhead" (CUDA graphs: one launch per step instead of one per kernel); on CPU the
-    default mode. Padded columns are masked out (attention mask 0) and padded rows hold BOS alone; both are cut off
-    before returning, so callers see the shapes they passed. One instance per model is shared by every sampler
-    ([`for_model`]), so a pipeline's batches reuse the compiled graphs."""
+# The transposed vocabulary projection of each token head, for [`project_tokens`]: id(decoder weight) -> ((the weight's
+# version, storage), W^T row-major), dropped when the weight is freed: nothing outlives the model or travels when it is saved.
+_TRANSPOSED_DECODERS: dict[int, tuple[tuple, torch.Tensor]] = {}
 
-    def __init__(self, model):
+
+def _transposed_decoder(weight: torch.Tensor) -> torch.Tensor:
+    cached = _TRANSPOSED_DECODERS.get(id(weight))
+    if cached is None:
+        weakref.finalize(weight, _TRANSPOSED_DECODERS.pop, id(weight), None)
+    state = (weight._version, weight.data_ptr(), weight.dtype)  # changed by training, loading, `.data =`, `.half()`
+    if cached is None or cached[0] != state:
+        with torch.no_grad():
+            cached = (state, weight.detach().t().contiguous())
+        _TRANSPOSED_DECODERS[id(weight)] = cached
+    return cached[1]
+
+
+def project_tokens(head, hidden: torch.Tensor) -> torch.Tensor:
+    """`head(hidden)` for a few rows of hidden states `[m, H]` (the fired positions of a step).
+
+    On CPU the vocabulary projection x W^T + b is computed as addmm(b, x, W^T) from a row-major copy of W^T: for
+    the few rows of a step, torch's CPU `linear` runs 1.4-2.8x slower (one row: 0.13 vs 0.07 ms at 30522 x 32,
+    4.8 vs 1.7 ms at MiniLM's 30522 x 384, 14 vs 10 ms at ModernBERT-large's 50368 x 1024; benchmarks/RESULTS.md).
+    The copy (the decoder's size again) is made once and again only after the weight changes (training). The
+    logits equal `linear`'s to float rounding (another summation order). Elsewhere (GPU, more than 16 rows, a head
+    without `transform` + a linear `decoder`), `head(hidden)` itself."""
+    decoder = getattr(head, "decoder", None)
+    if (
+        hidden.device.type != "cpu"
+        or not hasattr(head, "transform")
+        or not isinstance(decoder, torch.nn.Linear)
+        or hidden.shape[0] > 16  # many rows (a batch): measured up to 16, beyond that `linear` stays
+    ):
+        return head(hidden)
+    transposed = _transposed_decoder(decoder.weight)
+    x = head.transform(hidden)
+    return x @ transposed if decoder.bias is None else torch.addmm(decoder.bias, x, transposed)
+
+
+def _serialisable_guards(entries) -> list[bool]:
+    """The guards an ahead-of-time compiled step keeps (torch's own rule for precompiled functions): none on
+    object identities or globals. What they protected (the same model object, the same code) holds by construction
+    here: a [`CompiledEditRates`] belongs to one model and calls it only."""
+    from torch._dynamo.guards import CheckFunctionManager
+
+    unsupported = CheckFunctionManager.UNSUPPORTED_SERIALIZATION_GUARD_TYPES
+    return [
+        not (entry.is_global or entry.guard_type in unsupported or any(g in unsupported for g in entry.derived_guard_types))
+        for entry in entries
+    ]
+
+
+def _row_major(x: torch.Tensor) -> torch.Tensor:
+    """`x` `[B, L]` with strides (L, 1): itself, or a copy."""
+    return x if x.stride() == (x.shape[1], 1) else x.clone(memory_format=torch.contiguous_format)
+
+
+class CompiledEditRates:
+    """`model.edit_rates` under `torch.compile`, compiled once for many shapes.
+
+    On CPU the step runs at its own shape: the width (and, beyond one row, the row count) is compiled dynamic, so a
+    sequence that grows or shrinks reuses the same graph. Where torch offers ahead-of-time compilation
+    (`torch.compile(...).aot_compile`, torch >= 2.9), the graph is called without torch.compile's per-call guard
+    check (~750 guards, ~0.1-0.15 ms a call at batch 1: a sixth of a compiled step): the guards are checked once per
+    new input signature (shapes, dtypes, grad mode, train/eval) and a signature they reject compiles another graph.
+    Elsewhere (older torch, a backbone that does not compile to one graph) it is plain `torch.compile`.
+
+    On CUDA the mode is "reduce-overhead" (CUDA graphs: one launch per step instead of one per kernel), and a CUDA
+    graph is specialised to its shapes, so rows are padded to a power of two and the width to [`bucket_width`]:
+    padded columns are masked out (attention mask 0) and padded rows hold BOS alone; both are cut off before
+    returning. One instance per model is shared by every sampler ([`for_model`]), so a pipeline's batches reuse the
+    compiled graphs."""
+
+    MAX_GRAPHS = 8  # ahead-of-time graphs per model before falling back to plain torch.compile
+
+    def __init__(self, model, bucketed: bool | None = None):
         self.model = model
-        self.on_cuda = next(model.parameters()).device.type == "cuda"
+        self.parameter = next(model.parameters())  # its dtype and device key the graphs (`.half()` keeps the object)
+        self.on_cuda = self.parameter.device.type == "cuda"
+        self.bucketed = self.on_cuda if bucketed is None else bucketed
         self.mode = "reduce-overhead" if self.on_cuda else None
         # dynamic=None: a second shape recompiles once with symbolic sizes, which then serve every bucket
         self.compiled = torch.compile(model.edit_rates, mode=self.mode)
+        self.ahead_of_time = not self.on_cuda and hasattr(self.compiled, "aot_compile")
+        self.graphs: list = []  # ahead-of-time compiled functions, guard check disabled
+        self.graph_for: dict[tuple, object] = {}  # input signature -> the graph whose guards accepted it
         # the model's position rule (RoBERTa's offset applied): a bucket never pads past the positions
         self.width_cap = getattr(model.config, "max_sequence_length", None)
         self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-        self.shapes: set[tuple[int, int]] = set()  # the shapes compiled (or recorded) so far
+        self.shapes: set[tuple[int, int]] = set()  # the shapes run so far (padded ones where bucketed)
+        self.compilations = 0  # graphs compiled ahead of time, or new shapes met by plain torch.compile (may compile)
+
+    def __reduce__(self):
+        # kept in the model's __dict__, so pickled (or deep-copied) with it, as torch does when it saves a graph's
+        # guards: compiled graphs do not travel; a copy of the model compiles its own
+        return (type(None), ())
 
     @classmethod
     def for_model(cls, model) -> "CompiledEditRates":
@@ -320,6 +400,17 @@ class CompiledEditRates:
 
     def __call__(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
         rows, width = input_ids.shape
+        if not self.bucketed:
+            # row-major strides: a row of a wider buffer has a larger row stride (contiguous all the same, with one
+            # row), which the graph's guards reject
+            input_ids, attention_mask = _row_major(input_ids), _row_major(attention_mask)
+            graph = self._graph(input_ids, attention_mask, t) if self.ahead_of_time else None
+            if graph is None and (rows, width) not in self.shapes:
+                self.compilations += 1  # plain torch.compile: a new shape may compile (a second one goes dynamic)
+            self.shapes.add((rows, width))
+            if graph is None:
+                return self.compiled(input_ids, attention_mask, t)
+            return graph(self.model, input_ids, attention_mask, t)
         padded_rows, padded_width = bucket_rows(rows), bucket_width(width, self.width_cap)
         if (padded_rows, padded_width) != (rows, width):
             ids = input_ids.new_full((padded_rows, padded_width), self.pad_token_id)
@@ -339,6 +430,49 @@ class CompiledEditRates:
         if self.on_cuda:  # CUDA-graph outputs live in buffers the next replay overwrites; the sampler keeps them
             rates, hidden = rates.clone(), hidden.clone()
         return rates, hidden
+
+    def _graph(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
+        """The ahead-of-time graph for these inputs: looked up by their signature, else the first graph whose guards
+        accept them, else a new one (None once ahead-of-time compilation failed or made MAX_GRAPHS graphs)."""
+        parameter = self.parameter
+        signature = (
+            tuple(input_ids.shape), input_ids.dtype, attention_mask.dtype, t.dtype, tuple(t.shape),
+            torch.is_grad_enabled(), torch.is_inference_mode_enabled(), self.model.training, parameter.dtype, parameter.device,
+        )  # fmt: skip
+        graph = self.graph_for.get(signature)
+        if graph is not None:
+            return graph
+        graph = next((g for g in self.graphs if g.guard_check(self.model, input_ids, attention_mask, t)), None)
+        if graph is None:
+            if len(self.graphs) >= self.MAX_GRAPHS:
+                return None
+            graph = self._compile_ahead(input_ids, attention_mask, t)
+            if graph is None:
+                return None
+        self.graph_for[signature] = graph
+        return graph
+
+    def _compile_ahead(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
+        """One graph for inputs like these, with the width (and more than one row) dynamic; None (and plain
+        torch.compile from then on) where torch cannot compile it ahead of time (e.g. a graph break)."""
+        example = [input_ids.clone(), attention_mask.clone(), t.clone()]
+        for dim, size in enumerate(input_ids.shape):
+            if size > 1:  # a size-1 dimension stays static (torch specialises 0 and 1)
+                torch._dynamo.mark_dynamic(example[0], dim)
+                torch._dynamo.mark_dynamic(example[1], dim)
+        if input_ids.shape[0] > 1:
+            torch._dynamo.mark_dynamic(example[2], 0)
+        try:
+            graph = torch.compile(
+                self.model.edit_rates, fullgraph=True, options={"guard_filter_fn": _serialisable_guards}
+            ).aot_compile((tuple(example), {}))
+            graph.disable_guard_check()
+        except Exception:  # noqa: BLE001 - any failure here means: compile the usual way
+            self.ahead_of_time = False
+            return None
+        self.graphs.append(graph)
+        self.compilations += 1
+        return graph
 
 
 _UINT64 = (1 << 64) - 1
@@ -363,9 +497,6 @@ def row_seed(seed: int, row: int) -> int:
 # whether an insertion fires after i, and the uniforms that pick the tokens substituted at / inserted after i.
 DRAW_EVENT, DRAW_KIND, DRAW_INSERT, DRAW_SUB_TOKEN, DRAW_INS_TOKEN = range(5)
 NUM_DRAWS = 5
-# Steps whose draws a batch-1 run tests at once while its row does not change (`TauLeapSampler.look_ahead`): about
-# half of the steps of a 64-mask run fire nothing, and a quiet run of steps then costs one draw and one test.
-LOOK_AHEAD_STEPS = 8
 
 
 def num_tau_steps(tau: float) -> int:
@@ -391,8 +522,6 @@ class SamplerState:
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
         host_lengths: `lengths` as Python ints (the sizes of each row's draws).
         generators: one per row, the source of all of its random draws.
-        quiet_steps: steps already known to fire no edit (drawn ahead by [`TauLeapSampler.look_ahead`]).
-        next_draws: the uniforms of the step after those quiet ones, already drawn (None: draw them then).
     """
 
     tokens: torch.LongTensor
@@ -407,8 +536,6 @@ class SamplerState:
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
     host_lengths: list[int] = field(default_factory=list)
     generators: list[torch.Generator] = field(default_factory=list)
-    quiet_steps: int = 0
-    next_draws: torch.Tensor | None = None
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -574,6 +701,7 @@ class TauLeapSampler:
         self.fixed_length = fixed_length
         self.mask_token_id = config.mask_token_id
         self.compile = bool(compile)
+        self._compiled_rates: CompiledEditRates | None = None
         self.compile_seconds = 0.0
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
@@ -663,11 +791,14 @@ class TauLeapSampler:
         if not self.compile:
             rates, hidden = self.model.edit_rates(input_ids, attention_mask.long(), t_rows)
             return rates.float(), hidden
-        compiled = CompiledEditRates.for_model(self.model)
-        known = len(compiled.shapes)
+        if self._compiled_rates is None:  # looked up once per sampler (the model does not move while it samples)
+            self._compiled_rates = CompiledEditRates.for_model(self.model)
+        compiled = self._compiled_rates
+        known = (len(compiled.shapes), compiled.compilations)
         start = time.perf_counter()
         rates, hidden = compiled(input_ids, attention_mask.long(), t_rows)
-        if len(compiled.shapes) > known:  # a new shape: this call compiled (or recorded a CUDA graph)
+        if compiled.compilations > known[1] or (compiled.bucketed and len(compiled.shapes) > known[0]):
+            # this call compiled a graph (ahead of time) or met a new bucket (torch.compile / a CUDA graph record)
             self.compile_seconds += time.perf_counter() - start
         return rates.float(), hidden
 
@@ -713,9 +844,9 @@ class TauLeapSampler:
         """Token logits of the fired positions from their hidden states `[m, H]` (`[m, 2H]` with guidance: the
         conditional and unconditional logits combined as (1 + w) log Q_c - w log Q_u)."""
         if not self.guided:
-            return head(hidden)
+            return project_tokens(head, hidden)
         cond, uncond = hidden.chunk(2, dim=-1)
-        return guided_logits(head(cond), head(uncond), self.guidance(t))
+        return guided_logits(project_tokens(head, cond), project_tokens(head, uncond), self.guidance(t))
 
     def _refresh_rates(self, state: SamplerState, t: float) -> None:
         """Run the model on the rows that changed since their last pass (every row when reuse is off) and store
@@ -791,28 +922,27 @@ class TauLeapSampler:
             generators=generators,
         )
 
-    @torch.no_grad()
     def step(self, state: SamplerState) -> SamplerStep:
         """One tau step from `state.t` to min(t + tau, 1): refresh the rates of the rows that changed, fire edits,
         draw their tokens and apply them all at once. Advances `state` in place and returns the step's edits.
 
         Work follows what happened: the model runs only when some row changed in the last step (one host check),
-        edit permissions are recomputed only then, and a step where no edit fires applies nothing."""
+        edit permissions are recomputed only then, and a step where no edit fires applies nothing. On CPU it runs
+        under `torch.inference_mode` (a batch-1 step is ~40 small tensor operations, each cheaper without
+        autograd's version counters; benchmarks/RESULTS.md): the state's tensors become inference tensors, read
+        anywhere, changed in place only under inference mode. On GPUs, where CUDA graphs replay the model and this
+        was not measured, `torch.no_grad`."""
+        with torch.inference_mode() if state.tokens.device.type == "cpu" else torch.no_grad():
+            return self._step(state)
+
+    def _step(self, state: SamplerState) -> SamplerStep:
         if state.step >= self.num_steps:
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
         t, t_next = self.step_time(state.step), self.step_time(state.step + 1)
-        if state.quiet_steps:  # known from an earlier look-ahead to fire nothing
-            state.quiet_steps -= 1
-            return self._quiet_step(state, t_next)
-        if state.next_draws is not None:  # drawn by that look-ahead; the rates are still those it tested
-            draws, state.next_draws = state.next_draws, None
-        else:
-            if not self.reuse_unchanged_rows or state.stale.any():
-                self._refresh_rates(state, t)
-                state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
-            draws = self.look_ahead(state) if self._can_look_ahead(state) else self.draw_uniforms(state)
-            if draws is None:
-                return self._quiet_step(state, t_next)
+        if not self.reuse_unchanged_rows or state.stale.any():
+            self._refresh_rates(state, t)
+            state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        draws = self.draw_uniforms(state)
         rates = state.rate_cache
         del_fire, sub_fire, ins_fire = self.choose_edits(
             rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
@@ -903,9 +1033,16 @@ class TauLeapSampler:
 
     def _sample(self, logits: torch.Tensor, t: float, uniforms: torch.Tensor) -> torch.LongTensor:
         return sample_tokens(
-            logits, self.temperature_at(t), self.top_p, None, self.suppress_token_ids, self.top_k, uniforms,
+            logits, self.temperature_at(t), self.top_p, None, self._suppress_ids(logits.device), self.top_k, uniforms,
             overwrite_logits=True,  # the step's own temporary
         )  # fmt: skip
+
+    def _suppress_ids(self, device: torch.device) -> torch.Tensor:
+        """`suppress_token_ids` as a tensor on `device`, made once (not one host-to-device list per step)."""
+        cached = getattr(self, "_suppress_tensor", None)
+        if cached is None or cached.device != device:
+            cached = self._suppress_tensor = torch.tensor(self.suppress_token_ids, dtype=torch.long, device=device)
+        return cached
 
     def _quiet_step(self, state: SamplerState, t_next: float) -> SamplerStep:
         """A step in which no edit fires: only the time moves."""
@@ -913,57 +1050,6 @@ class TauLeapSampler:
         edits = AppliedEdits.unchanged(state.tokens, state.lengths, state.protected)
         state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
-
-    def _can_look_ahead(self, state: SamplerState) -> bool:
-        """Look-ahead ([`look_ahead`]) needs one row, rates that stay valid while the row does not change, the
-        sampler's own draws and firing rule, and a CPU generator (whose stream is the same drawn in one call or in
-        many; a CUDA generator's is not); the threshold rule fires without draws."""
-        return (
-            len(state.generators) == 1
-            and self.reuse_unchanged_rows
-            and state.generators[0].device.type == "cpu"
-            and type(self).draw_uniforms is TauLeapSampler.draw_uniforms
-            and type(self).choose_edits is TauLeapSampler.choose_edits
-            and self.edit_rule == "sample"
-        )
-
-    def look_ahead(self, state: SamplerState) -> torch.Tensor | None:
-        """Batch 1: draw this step's uniforms together with those of the next steps (up to `LOOK_AHEAD_STEPS`,
-        one call: the same numbers in the same order as one call per step) and test them all against the current
-        rates at once, as [`choose_edits`] would. The leading steps in which nothing fires change nothing, so the
-        rates stay valid across them and they need no work of their own: `state.quiet_steps` counts them and
-        `state.next_draws` keeps the uniforms of the step after them. Returns this step's uniforms when it fires,
-        None when it is quiet. The generator is rewound to just after the last step whose draws are used, so
-        every later draw is the one drawing step by step gives: the outputs are identical."""
-        generator, (width, device) = state.generators[0], (state.tokens.shape[1], state.tokens.device)
-        steps = min(LOOK_AHEAD_STEPS, self.num_steps - state.step)
-        saved = generator.get_state()
-        block = torch.rand((steps, NUM_DRAWS, 1, width), generator=generator, device=device)
-        rates = state.rate_cache
-        scale = torch.tensor(self._step_weights()[state.step : state.step + steps], device=device)
-        scale = scale.to(rates.dtype)[:, None]  # the Python float of choose_edits, as float32, one per step
-        # choose_edits on the steps as rows of one batch: the row's rates, permissions and room broadcast over them
-        del_fire, sub_fire, ins_fire = self.choose_edits(
-            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, scale, block[:, :, 0].transpose(0, 1)
-        )  # fmt: skip
-        fires = del_fire | sub_fire
-        if not self.fixed_length:
-            fires |= ins_fire
-        fires = fires.any(1)
-        if self.fixed_length and state.step + steps == self.num_steps:
-            fires[-1] = True  # fixed length: no insertion fires, and the last step fills the masks left
-        fired = fires.nonzero().flatten().tolist()
-        if not fired:  # a quiet block: the generator is already past it
-            state.quiet_steps = steps - 1
-            return None
-        first = fired[0]
-        if first + 1 < steps:  # rewind to just after the step that fires (the row may change its length there)
-            generator.set_state(saved)
-            torch.rand(((first + 1) * NUM_DRAWS * width,), generator=generator, device=device)
-        if first == 0:
-            return block[0]
-        state.quiet_steps, state.next_draws = first - 1, block[first]
-        return None
 
 
 __all__ = [

@@ -2,8 +2,10 @@
 step-by-step iteration, per-row draws (a row's output does not depend on its batch), and outputs identical to the
 recorded reference."""
 
+import copy
 import json
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from editflow_hf.modeling.sampling_editflow import (
     bucket_width,
     edit_permissions,
     num_tau_steps,
+    project_tokens,
     row_seed,
     sample_tokens,
 )
@@ -338,42 +341,6 @@ def test_reusing_unchanged_rows_matches_recomputing_all():
     assert len(cached.traces[0].steps) < num_tau_steps(0.02)  # some steps changed nothing, so reuse happened
 
 
-
-class StepByStepSampler(TauLeapSampler):
-    """The sampler without look-ahead: one draw and one firing test per step."""
-
-    def _can_look_ahead(self, state):
-        return False
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        dict(tau=0.01, temperature=1.0),
-        dict(tau=0.02, temperature=0.0, top_p=0.9),
-        dict(tau=0.01, temperature=1.0, max_length=9),  # the cap is reached: no room left for insertions
-        dict(tau=0.05, temperature=1.0, fixed_length=True),  # the last step fills the masks left
-    ],
-)
-def test_batch_one_look_ahead_gives_the_step_by_step_outputs(options):
-    """At batch 1 the sampler draws up to LOOK_AHEAD_STEPS steps' uniforms at once and skips the steps in which
-    nothing fires (no draw, no test, no model). Sequences and traces equal the step-by-step sampler's for every seed;
-    the look-ahead is really taken (fewer firing tests than steps)."""
-    model = tiny_model(rate_bias=-1.0)
-    sequences, protected = start_rows([[10, 11]], 6)
-    for seed in range(4):
-        looked_ahead = TauLeapSampler(model, seed=seed, suppress_token_ids=[PAD, BOS, MASK], **options)
-        tests = []
-        original = looked_ahead.look_ahead
-        looked_ahead.look_ahead = lambda state: tests.append(state.step) or original(state)
-        fast = looked_ahead.sample(sequences, protected, [True], return_trace=True)
-        slow = StepByStepSampler(model, seed=seed, suppress_token_ids=[PAD, BOS, MASK], **options).sample(
-            sequences, protected, [True], return_trace=True
-        )
-        assert fast.sequences == slow.sequences
-        assert fast.traces == slow.traces
-        assert 0 < len(tests) < looked_ahead.num_steps
-
 class FixedDrawSampler(TauLeapSampler):
     """Deterministic firing: every draw is the same constant, so an edit fires iff its probability exceeds it."""
 
@@ -556,10 +523,11 @@ def compile_case(compile: bool, seed: int, rows: list[int], model):
 
 
 def test_bucketed_shapes_give_the_eager_result(monkeypatch):
-    """The compiled step's padding (rows to a power of two, width to a bucket) and trimming, with the compiler
-    replaced by the eager function: same sequences and traces as the eager sampler, at bucketed shapes only."""
+    """The compiled step's padding on CUDA (rows to a power of two, width to a bucket) and trimming, with the
+    compiler replaced by the eager function: same sequences and traces as the eager sampler, at bucketed shapes only."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     model = tiny_model(rate_bias=0.0)
+    model.__dict__["_editflow_compiled_rates"] = CompiledEditRates(model, bucketed=True)  # as on CUDA
     for seed in range(3):
         _, eager = compile_case(False, seed, [0, 1, 2], model)
         bucketed, padded = compile_case(True, seed, [0, 1, 2], model)
@@ -570,8 +538,10 @@ def test_bucketed_shapes_give_the_eager_result(monkeypatch):
 
 
 def test_compiled_step_equals_eager_for_the_same_seed():
-    """torch.compile (default CPU backend) on one bucket shape: the same sequences and traces as eager for the
-    same seeds; the compilation is counted in compile_seconds, only where it happened."""
+    """torch.compile (default CPU backend), at the sequences' own widths: the same sequences and traces as eager
+    for the same seeds; one graph (its width dynamic) serves every width and every sampler of the model, called
+    without torch.compile's per-call guard check; the compilation is counted in compile_seconds, only where it
+    happened."""
     model = tiny_model(rate_bias=0.0)
     first = None
     for seed in range(3):
@@ -582,7 +552,62 @@ def test_compiled_step_equals_eager_for_the_same_seed():
         if seed > 0:
             assert sampler.compile_seconds == 0.0  # the graph is reused across samplers of the same model
     assert first > 0.0
-    assert CompiledEditRates.for_model(model).shapes == {(1, 16)}
+    compiled_rates = CompiledEditRates.for_model(model)
+    assert len({width for _, width in compiled_rates.shapes}) > 1 and all(rows == 1 for rows, _ in compiled_rates.shapes)
+    if hasattr(torch.compile(lambda x: x), "aot_compile"):  # torch >= 2.9: ahead of time, no guards per call
+        assert compiled_rates.ahead_of_time and len(compiled_rates.graphs) == 1 and compiled_rates.compilations == 1
+
+
+def test_compile_falls_back_to_plain_torch_compile_where_ahead_of_time_fails(monkeypatch):
+    """A backbone torch cannot compile ahead of time (e.g. a graph break) runs under plain torch.compile: the same
+    output as eager, and no second attempt."""
+    attempts = []
+
+    class NoAheadOfTime:
+        def __init__(self, fn, **kwargs):
+            self.fn = fn
+
+        def __call__(self, *args):
+            return self.fn(*args)
+
+        def aot_compile(self, example):
+            attempts.append(example)
+            raise RuntimeError("graph break")
+
+    monkeypatch.setattr(torch, "compile", NoAheadOfTime)
+    model = tiny_model(rate_bias=0.0)
+    _, eager = compile_case(False, 0, [1], model)
+    _, compiled = compile_case(True, 0, [1], model)
+    assert compiled.sequences == eager.sequences and compiled.traces == eager.traces
+    rates = CompiledEditRates.for_model(model)
+    assert len(attempts) == 1 and not rates.ahead_of_time and not rates.graphs and len(rates.shapes) > 1
+
+
+def test_a_model_that_sampled_compiled_still_copies_and_pickles():
+    """The compiled graphs live in the model's __dict__ but do not travel: deepcopy and pickle give a model that
+    compiles its own."""
+    model = tiny_model(rate_bias=0.0)
+    compile_case(True, 0, [1], model)
+    assert model.__dict__["_editflow_compiled_rates"].shapes
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin.__dict__.get("_editflow_compiled_rates") is None
+        assert CompiledEditRates.for_model(twin).model is twin
+
+
+def test_project_tokens_equals_the_head_and_follows_its_weights():
+    """The fired rows' logits through the transposed vocabulary projection equal the head's own (float rounding),
+    also after the weights change in place (a training step) or are replaced, and for many rows (the head itself)."""
+    model = tiny_model()
+    head = model.sub_head
+    hidden = torch.randn(3, head.decoder.in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(project_tokens(head, hidden), head(hidden))
+        head.decoder.weight.mul_(-2.0)  # in place, as an optimizer step
+        torch.testing.assert_close(project_tokens(head, hidden), head(hidden))
+        head.decoder.weight.data = torch.randn_like(head.decoder.weight)  # replaced
+        torch.testing.assert_close(project_tokens(head, hidden), head(hidden))
+        many = torch.randn(40, head.decoder.in_features)
+        torch.testing.assert_close(project_tokens(head, many), head(many))
 
 
 def test_bad_sampler_arguments_raise_value_error():
