@@ -5,6 +5,9 @@ and how much does it change clean text? By backbone, training data, time conditi
     OMP_NUM_THREADS=1 python benchmarks/revision.py --work_dir .bench/revision                # the setup
     OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone minilm --train_text file --time_conditioning True \\
         --steps 1200 --batch_size 16 --learning_rate 3e-4
+    OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone smollm2 --train_text file --steps 240 --batch_size 16 \\
+        --learning_rate 1e-4 --num_blocks 16 --taus 0.02 --strengths 0.2,0.1 --edit_rules sample,threshold  # [real] extra
+    ... --init_from <that run's checkpoint-final> --seed 1    # train it 240 steps longer (a new data order)
 
 Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (31 tokens after BOS per block, as pt
 groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
