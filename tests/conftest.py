@@ -1,5 +1,6 @@
 """Shared fixtures: tiny real checkpoints built offline (by builders.py), the repository's data files, a standalone runner."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -70,3 +71,11 @@ def run_without_editflow_hf(code: str, cwd: Path | None = None, timeout: int = 3
     if proc.returncode != 0:
         raise AssertionError(f"standalone process failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,25 +1,17 @@
 """benchmarks/real_backbone.py: its --smoke path (a tiny random Llama, no wheel) runs every arm end to end and ends
 with its JSON line; the held-out questions are not training rows. No quality is asserted here."""
 
-import importlib.util
 import json
 import math
 
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO_ROOT
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("real_backbone_benchmark", REPO_ROOT / "benchmarks" / "real_backbone.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return benchmark
+from conftest import load_benchmark
 
 
 def test_heldout_questions_are_not_training_rows():
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("real_backbone")
     train = {(row["instruction"], row["input"]) for row in benchmark.read_rows(benchmark.TRAIN_ROWS)}
     heldout = benchmark.read_rows(benchmark.HELDOUT_ROWS)
     assert len(heldout) >= 12 and not train & {(row["instruction"], row["input"]) for row in heldout}
@@ -27,7 +19,7 @@ def test_heldout_questions_are_not_training_rows():
 
 
 def test_real_backbone_smoke_runs_both_arms(tmp_path, capsys):
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("real_backbone")
     summary = benchmark.main(["--smoke", "--work_dir", str(tmp_path)])
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(json.dumps(summary))
     arms = {row["arm"]: row for row in summary["results"]}
