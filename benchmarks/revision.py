@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     def mean_rate(rows, t: float = 0.0) -> float:
         batch = torch.tensor([[bos, *b] for b in rows])
         with torch.no_grad():
-            out = model(batch, t=torch.full((len(rows),), t)) if model.config.time_conditioning else model(batch)
+            out = model(batch, t=torch.full((len(rows),), t))  # a time-independent model ignores t
         return float((out.sub_rate + out.del_rate + out.ins_rate)[:, 1:].mean())
 
     def detection(blocks: list[list[int]], t: float = 0.0) -> dict:
@@ -188,16 +188,17 @@ def main(argv: list[str] | None = None) -> None:
         noisy = [np.where(h, pool_ids[rng.integers(len(pool_ids), size=len(b))], b).tolist() for h, b in zip(hit, blocks)]
         batch = torch.tensor([[bos, *b] for b in noisy])
         with torch.no_grad():
-            out = model(batch, t=torch.full((len(noisy),), t)) if model.config.time_conditioning else model(batch)
+            out = model(batch, t=torch.full((len(noisy),), t))
         rates, hit = (out.sub_rate + out.del_rate)[:, 1:].numpy(), np.array(hit)
         pos, neg = rates[hit], rates[~hit]
         top = out.sub_logits[:, 1:].argmax(-1).numpy()  # the sub head's choice at each position (temperature 0)
-        restored = top[hit] == np.array(blocks)[hit]
+        clean = np.array(blocks)[hit]
+        restored = top[hit] == clean
         top5 = out.sub_logits[:, 1:].topk(5, dim=-1).indices.numpy()
         return {"t": t, "rate_substituted": float(pos.mean()), "rate_kept": float(neg.mean()),
                 "above_half_substituted": float((pos > 0.5).mean()), "above_half_kept": float((neg > 0.5).mean()),
                 "auc": float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()),
-                "restored": float(restored.mean()), "restored_top5": float((top5[hit] == np.array(blocks)[hit][:, None]).any(-1).mean()),
+                "restored": float(restored.mean()), "restored_top5": float((top5[hit] == clean[:, None]).any(-1).mean()),
                 "restored_above_half": float(restored[pos > 0.5].mean()) if (pos > 0.5).any() else None,
                 "kept_argmax_in_place": float((top[~hit] == np.array(noisy)[~hit]).mean())}  # fmt: skip
 

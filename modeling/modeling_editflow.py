@@ -269,14 +269,7 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         0 at padding) and the heads' input `(batch_size, sequence_length, hidden_size)` (the encoder's last
         hidden states, plus the time embedding of `t` for a time-conditioned model). Arguments as in `forward`
         (`attention_mask` required); tensors in and out only, so it can be `torch.compile`d."""
-        return self.rates_from_hidden(self.encode(input_ids, attention_mask, **kwargs), attention_mask, t)
-
-    def rates_from_hidden(
-        self, hidden: torch.Tensor, attention_mask: torch.Tensor, t: torch.Tensor | None = None
-    ) -> tuple[torch.FloatTensor, torch.FloatTensor]:
-        """[`edit_rates`] from the encoder's last hidden states `hidden` ([`encode`], which do not depend on t): the
-        time conditioning, the rate head, and zero rates at BOS (sub, del) and padding."""
-        hidden = self.condition_on_time(hidden, t)
+        hidden = self.condition_on_time(self.encode(input_ids, attention_mask, **kwargs), t)
         rates = self.rate_head(hidden)
         valid = attention_mask.to(rates.dtype)
         editable = valid.clone()

@@ -183,8 +183,8 @@ def sample_tokens(
     softmax(logits / temperature) restricted to the `top_k` most likely tokens (`None` or 0: all), then to the
     smallest top set whose mass reaches `top_p` (nucleus), as transformers' top-k then top-p warpers do.
     `suppress_token_ids` (mask, BOS, padding; ids or a tensor of them) get probability 0. `uniforms` `[N]` in
-    [0, 1): the draw of each row (default: drawn from `generator`). `overwrite_logits`: float32 `logits` the caller no longer needs are worked on
-    in place (one copy of `[N, V]` fewer).
+    [0, 1): the draw of each row (default: drawn from `generator`). `overwrite_logits`: float32 `logits` the caller
+    no longer needs are worked on in place (one copy of `[N, V]` fewer).
 
     Sampling inverts the CDF, token = min{k : cdf[k] > u * cdf[V-1]} with one uniform u per row: it needs
     one draw per row where `torch.multinomial` draws one exponential per vocabulary entry (several times
@@ -383,7 +383,7 @@ class CompiledEditRates:
         self.width_cap = getattr(model.config, "max_sequence_length", None)
         self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
         self.shapes: set[tuple[int, int]] = set()  # the shapes run so far (padded ones where bucketed)
-        self.compilations = 0  # graphs compiled ahead of time, or new shapes met by plain torch.compile (may compile)
+        self.compilations = 0  # calls that compiled (or may have): ahead-of-time graphs, new shapes or buckets otherwise
 
     def __reduce__(self):
         # kept in the model's __dict__, so pickled (or deep-copied) with it, as torch does when it saves a graph's
@@ -422,6 +422,8 @@ class CompiledEditRates:
             times = t.new_zeros(padded_rows)
             times[:rows] = t
             input_ids, attention_mask, t = ids, mask, times
+        if (padded_rows, padded_width) not in self.shapes:
+            self.compilations += 1  # a new bucket compiles (or records a CUDA graph)
         self.shapes.add((padded_rows, padded_width))
         if self.on_cuda:
             torch.compiler.cudagraph_mark_step_begin()
@@ -434,10 +436,9 @@ class CompiledEditRates:
     def _graph(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor, t: torch.Tensor):
         """The ahead-of-time graph for these inputs: looked up by their signature, else the first graph whose guards
         accept them, else a new one (None once ahead-of-time compilation failed or made MAX_GRAPHS graphs)."""
-        parameter = self.parameter
         signature = (
-            tuple(input_ids.shape), input_ids.dtype, attention_mask.dtype, t.dtype, tuple(t.shape),
-            torch.is_grad_enabled(), torch.is_inference_mode_enabled(), self.model.training, parameter.dtype, parameter.device,
+            tuple(input_ids.shape), input_ids.dtype, attention_mask.dtype, t.dtype, tuple(t.shape), torch.is_grad_enabled(),
+            torch.is_inference_mode_enabled(), self.model.training, self.parameter.dtype, self.parameter.device,
         )  # fmt: skip
         graph = self.graph_for.get(signature)
         if graph is not None:
@@ -702,6 +703,7 @@ class TauLeapSampler:
         self.mask_token_id = config.mask_token_id
         self.compile = bool(compile)
         self._compiled_rates: CompiledEditRates | None = None
+        self._suppress_tensor: torch.Tensor | None = None  # suppress_token_ids on the device ([`_suppress_ids`])
         self.compile_seconds = 0.0
         self.scheduler = get_scheduler(config.scheduler, **(config.scheduler_kwargs or {}))
         self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
@@ -794,11 +796,10 @@ class TauLeapSampler:
         if self._compiled_rates is None:  # looked up once per sampler (the model does not move while it samples)
             self._compiled_rates = CompiledEditRates.for_model(self.model)
         compiled = self._compiled_rates
-        known = (len(compiled.shapes), compiled.compilations)
+        known = compiled.compilations
         start = time.perf_counter()
         rates, hidden = compiled(input_ids, attention_mask.long(), t_rows)
-        if compiled.compilations > known[1] or (compiled.bucketed and len(compiled.shapes) > known[0]):
-            # this call compiled a graph (ahead of time) or met a new bucket (torch.compile / a CUDA graph record)
+        if compiled.compilations > known:  # this call compiled (or recorded a CUDA graph)
             self.compile_seconds += time.perf_counter() - start
         return rates.float(), hidden
 
@@ -1039,7 +1040,7 @@ class TauLeapSampler:
 
     def _suppress_ids(self, device: torch.device) -> torch.Tensor:
         """`suppress_token_ids` as a tensor on `device`, made once (not one host-to-device list per step)."""
-        cached = getattr(self, "_suppress_tensor", None)
+        cached = self._suppress_tensor
         if cached is None or cached.device != device:
             cached = self._suppress_tensor = torch.tensor(self.suppress_token_ids, dtype=torch.long, device=device)
         return cached
