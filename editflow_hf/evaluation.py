@@ -227,15 +227,15 @@ def evaluate(
     if corrupt_p > 0:
         result["restoration"] = restoration(model, features[:num_samples], corrupt_p, tau=tau, temperature=temperature,
                                             max_length=max_length, seed=seed, strength=sampling.strength,
-                                            edit_rule=sampling.edit_rule)  # fmt: skip
+                                            edit_rule=sampling.edit_rule, gain_margin=sampling.gain_margin)  # fmt: skip
     return result
 
 
 def restoration(model, features: list[dict], p: float, *, tau: float, temperature: float, max_length: int, seed: int,
-                strength: float = 1.0, edit_rule: str = "sample") -> dict:  # fmt: skip
+                strength: float = 1.0, edit_rule: str = "sample", gain_margin: float = 0.0) -> dict:  # fmt: skip
     """Corrupt each x1 after its prompt as `corrupt[p:P]` does, let the model revise it in edit mode (BOS and
-    prompt protected; the checkpoint's `strength` and `edit_rule`), and measure the token edit distance to the clean
-    text before and after."""
+    prompt protected; the checkpoint's `strength`, `edit_rule` and `gain_margin`), and measure the token edit
+    distance to the clean text before and after."""
     rng = np.random.default_rng(seed)
     corrupt = Corrupt(p)
     data = [np.asarray(f["input_ids"][f["prompt_len"] :]) for f in features]
@@ -247,7 +247,7 @@ def restoration(model, features: list[dict], p: float, *, tau: float, temperatur
         starts.append(prompt + noisy.tolist()[: max_length - len(prompt)])
         protected.append([True] * len(prompt) + [False] * (len(starts[-1]) - len(prompt)))
     revised = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
-                      strength=strength, edit_rule=edit_rule)  # fmt: skip
+                      strength=strength, edit_rule=edit_rule, gain_margin=gain_margin)  # fmt: skip
     before = [Levenshtein.distance(s[f["prompt_len"] :], c.tolist()) for s, f, c in zip(starts, features, data)]
     after = [Levenshtein.distance(r[f["prompt_len"] :], c.tolist()) for r, f, c in zip(revised, features, data)]
     recorded = getattr(model.config, "x0_sampler", None)
@@ -255,6 +255,7 @@ def restoration(model, features: list[dict], p: float, *, tau: float, temperatur
         "corrupt_p": p,
         "strength": strength,
         "edit_rule": edit_rule,
+        **({"gain_margin": gain_margin} if edit_rule == "gain" else {}),
         "num_sequences": len(features),
         "edit_distance_before": float(np.mean(before)),
         "edit_distance_after": float(np.mean(after)),

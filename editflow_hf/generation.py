@@ -48,7 +48,10 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     parser.add_argument("--temperature_schedule", type=time_schedule_flag, default=None, help="Token temperature as a function of t: 'a,b' (at t=0 and t=1) or a formula such as '0.8*t + 1.0*(1-t)' (default: --temperature throughout).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--strength", type=float, default=None, help="How much of the path to run, in (0, 1] (diffusers' img2img strength): the text starts at t = 1 - strength; below 1 for --edit_prompt on a text that is mostly right (default: the checkpoint's generation config).")
-    parser.add_argument("--edit_rule", choices=("sample", "threshold"), default=None, help="When an edit fires: sample (tau-leaping) or threshold (where the model finds an edit more likely than not) (default: the checkpoint's generation config).")
+    # EDIT_RULES: a test keeps them equal (importing the sampler here would load torch before --help)
+    parser.add_argument("--edit_rule", choices=("sample", "threshold", "gain"),
+                         default=None, help="When an edit fires: sample (tau-leaping), threshold (where the model finds an edit more likely than not) or gain (revising: where an edit, its token included, is more likely right than needless) (default: the checkpoint's generation config).")
+    parser.add_argument("--gain_margin", type=float, default=None, help="With --edit_rule gain: the expected gain (in edits, in [0, 1)) an edit must exceed to fire; a margin guards against a model more confident than right (default: the checkpoint's generation config).")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
     add_bool_flag(parser, "--compile", help="Run the encoder under torch.compile at bucketed widths (CUDA graphs on GPU): "
@@ -161,5 +164,6 @@ def sampling_kwargs(args) -> dict:
         chat_template=args.chat_template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
         infill=args.infill, seed=args.seed, compile=args.compile or None, guidance_scale=args.guidance_scale,
         temperature_schedule=args.temperature_schedule, strength=args.strength, edit_rule=args.edit_rule,
+        gain_margin=args.gain_margin,
     )  # fmt: skip
     return {key: value for key, value in values.items() if value is not None}

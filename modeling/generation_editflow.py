@@ -107,7 +107,13 @@ class EditFlowGenerationConfig(GenerationConfig):
         edit_rule (`str`, *optional*, defaults to `"sample"`):
             When an edit fires: `"sample"` (tau-leaping: with probability tau * w(t) * rate) or `"threshold"`
             (at every step, where the rate per unit w(t), the model's probability that the position still holds an
-            edit, is above 1/2: edits more likely than not, and no small rate integrated over many steps).
+            edit, is above 1/2: edits more likely than not, and no small rate integrated over many steps) or
+            `"gain"` (for revising text: at every step, the edits whose probability, their most likely token's
+            included, beats the probability that the position needs no edit; deterministic, so temperature, top_p
+            and top_k do not apply).
+        gain_margin (`float`, *optional*, defaults to 0.0):
+            With `edit_rule="gain"`, the expected gain (in edits, in [0, 1)) an edit must exceed to fire: a margin
+            guards against a model more confident than it is right.
         infill (`str`, *optional*, defaults to `"free"`):
             What a mask means: `"free"` lets the Edit Flow grow or shrink the masked spans (insertions and
             deletions anywhere editable); `"fixed"` turns each mask into exactly one token (substitutions only,
@@ -130,6 +136,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         "infill": "free",
         "strength": 1.0,
         "edit_rule": "sample",
+        "gain_margin": 0.0,
         "seed": None,
         "compile": False,
         "output_history": False,
@@ -204,7 +211,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; got {value!r}.")
-        check_edit_params(self.strength, self.edit_rule)
+        check_edit_params(self.strength, self.edit_rule, self.gain_margin)
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
@@ -379,6 +386,7 @@ class EditFlowDecode:
             fixed_length=generation_config.infill == "fixed",
             strength=generation_config.strength,
             edit_rule=generation_config.edit_rule,
+            gain_margin=generation_config.gain_margin,
         )
         accepted = inspect.signature(TauLeapSampler).parameters
         if "compile" in accepted:

@@ -212,7 +212,7 @@ class EditFlowGenerationPipeline(Pipeline):
             generation_config (`EditFlowGenerationConfig` or `GenerationConfig`, *optional*):
                 Replaces the pipeline's settings (the checkpoint's generation_config.json plus those given to
                 `pipeline(...)`) for this call; e.g. `GenerationConfig.from_pretrained(checkpoint)`.
-            tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, strength, edit_rule,
+            tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, strength, edit_rule, gain_margin,
             chat_template, infill, max_length, max_new_tokens, num_return_sequences (*optional*):
                 Fields of [`EditFlowGenerationConfig`] (documented there), on top of the settings above. Every one
                 is checked before any input is read; `max_length` caps the output (the masks are trimmed to fit).

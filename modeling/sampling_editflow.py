@@ -237,17 +237,20 @@ def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
 
-EDIT_RULES = ("sample", "threshold")
+EDIT_RULES = ("sample", "threshold", "gain")
 
 
-def check_edit_params(strength: float, edit_rule: str) -> None:
-    """ValueError naming the fix for a `strength` outside (0, 1] or an unknown `edit_rule`."""
+def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0) -> None:
+    """ValueError naming the fix for a `strength` outside (0, 1], an unknown `edit_rule` or a `gain_margin` outside
+    [0, 1)."""
     if not _is_number(strength) or not 0.0 < strength <= 1.0:
         raise ValueError(
             f"`strength` must be a number in (0, 1] (1 = the whole path, as for masks); got {strength!r}."
         )
     if edit_rule not in EDIT_RULES:
         raise ValueError(f"`edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
+    if not _is_number(gain_margin) or not 0.0 <= gain_margin < 1.0:
+        raise ValueError(f"`gain_margin` must be a number in [0, 1) (0 = any expected gain); got {gain_margin!r}.")
 
 
 def check_sampling_params(
@@ -647,7 +650,11 @@ class TauLeapSampler:
             fires, at every step, where its rate per unit w(t) is above 1/2: the model's probability that the
             position still holds an edit, so it fires where an edit is more likely than not; the kind is the larger
             of the substitution and deletion rates). "threshold" is deterministic apart from the token draws and does
-            not integrate small false-alarm rates over the steps.
+            not integrate small false-alarm rates over the steps. "gain" (for revising text) fires, at every step,
+            the edits expected to bring the text closer to what the model believes, token and kind chosen together
+            ([`gain_edits`]): deterministic, with the most likely tokens (temperature, top_p, top_k unused).
+        gain_margin: with `edit_rule="gain"`, the expected gain (in edits) an edit must exceed to fire: 0 fires every
+            edit the model expects to help; a margin guards against a model more confident than it is right.
     """
 
     def __init__(
@@ -669,11 +676,12 @@ class TauLeapSampler:
         compile: bool = False,
         strength: float = 1.0,
         edit_rule: str = "sample",
+        gain_margin: float = 0.0,
     ):
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
         check_sampling_params(tau, self.temperature_schedule(0.0), top_p, top_k)
-        check_edit_params(strength, edit_rule)
+        check_edit_params(strength, edit_rule, gain_margin)
         config = model.config
         time_conditioned = bool(getattr(config, "time_conditioning", False))
         if reuse_unchanged_rows is None:
@@ -687,6 +695,7 @@ class TauLeapSampler:
         self.tau = float(tau)
         self.start_time = 1.0 - float(strength)
         self.edit_rule = edit_rule
+        self.gain_margin = float(gain_margin)
         self.guided = self.guidance.spec != 0.0
         self.sub_head_shift = bool(getattr(config, "sub_head_shift", False))
         self.top_p = float(top_p)
@@ -699,6 +708,9 @@ class TauLeapSampler:
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
+        if fixed_length and edit_rule == "gain":
+            raise ValueError('edit_rule="gain" chooses deletions and insertions too; fixed-length infill '
+                             '(infill="fixed") needs edit_rule "sample" or "threshold".')
         self.fixed_length = fixed_length
         self.mask_token_id = config.mask_token_id
         self.compile = bool(compile)
@@ -779,10 +791,62 @@ class TauLeapSampler:
             sub_fire = event & (draws[DRAW_KIND] * total < sub_rate)
             ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         del_fire = event & ~sub_fire
-        if self.max_length is not None:
-            room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
-            ins_fire = ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
-        return del_fire, sub_fire, ins_fire
+        return del_fire, sub_fire, self.within_max_length(ins_fire, lengths)
+
+    def within_max_length(self, ins_fire: torch.BoolTensor, lengths: torch.LongTensor) -> torch.BoolTensor:
+        """`ins_fire` without the insertions that would take a row beyond `max_length` (the leftmost ones win)."""
+        if self.max_length is None:
+            return ins_fire
+        room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
+        return ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
+
+    def gain_edits(self, state: "SamplerState", t: float) -> tuple[torch.BoolTensor, ...]:
+        """`edit_rule="gain"`: the edits of this step and their tokens, `(del_fire, sub_fire, ins_fire, sub_tokens,
+        ins_tokens)` (each `[B, L]`), chosen where each is expected to shorten the edit distance to the text the
+        model believes in.
+
+        The loss is minimised by rates per unit w(t) that are probabilities: sub + del at a token is the
+        probability that it still holds an edit, `sub * Q_sub(v)` that it must become v, `del` that it must go,
+        and `ins * Q_ins(v)` (about) that v is missing in the gap after it. An edit at a position that holds one
+        never lengthens the distance (a wrong token or the other kind leaves one edit there); an edit at a
+        position that holds none adds one. So an edit's expected gain is its own probability minus the
+        probability that the position needs nothing:
+
+            substitute by v = argmax Q_sub (v != the token)  where  sub * Q_sub(v) > 1 - (sub + del)  and >= del
+            delete                                           where  del > 1 - (sub + del)  and > sub * Q_sub(v)
+            insert v = argmax Q_ins                          where  ins * Q_ins(v) > 1 - ins
+
+        each by more than `gain_margin`. The token heads run only at the candidates (a token probability is at
+        most 1). Suppressed ids are never chosen; probabilities are the model's own (temperature 1, no
+        renormalisation after suppression)."""
+        rates = state.rate_cache
+        sub_rate, del_rate, ins_rate = rates[..., 0], rates[..., 1], rates[..., 2]
+        can_edit, can_insert = state.permissions
+        # the bar an edit's probability must clear: the probability that it is needless, plus the margin
+        needs_nothing = 1.0 - (sub_rate + del_rate).clamp(max=1.0) + self.gain_margin
+        gap_needs_nothing = (1.0 - ins_rate).clamp(min=0.0) + self.gain_margin
+        sub_gain = torch.zeros_like(sub_rate)
+        ins_gain = torch.zeros_like(ins_rate)
+        sub_tokens = torch.zeros_like(state.tokens)
+        ins_tokens = torch.zeros_like(state.tokens)
+        suppress = self._suppress_ids(state.tokens.device)
+        for candidates, rate, gain, tokens, head in (
+            (can_edit & (sub_rate > needs_nothing), sub_rate, sub_gain, sub_tokens, self.model.sub_head),
+            (can_insert & (ins_rate > gap_needs_nothing), ins_rate, ins_gain, ins_tokens, self.model.ins_head),
+        ):
+            where = candidates.nonzero(as_tuple=True)
+            if where[0].numel() == 0:
+                continue
+            log_q = self.token_logits(head, state.hidden_cache[self.head_positions(where, head)], t).float().log_softmax(-1)
+            log_q.index_fill_(1, suppress, float("-inf"))
+            if head is self.model.sub_head:  # a substitution changes the token
+                log_q.scatter_(1, state.tokens[where][:, None], float("-inf"))
+            best, tokens[where] = log_q.max(dim=-1)
+            gain[where] = rate[where] * best.exp()
+        sub_fire = can_edit & (sub_gain > needs_nothing) & (sub_gain >= del_rate)
+        del_fire = can_edit & (del_rate > needs_nothing) & (del_rate > sub_gain)
+        ins_fire = can_insert & (ins_gain > gap_needs_nothing)
+        return del_fire, sub_fire, self.within_max_length(ins_fire, state.lengths), sub_tokens, ins_tokens
 
     def temperature_at(self, t: float) -> float:
         """The token temperature of the step that starts at `t` (the one place temperature is decided)."""
@@ -943,6 +1007,8 @@ class TauLeapSampler:
         if not self.reuse_unchanged_rows or state.stale.any():
             self._refresh_rates(state, t)
             state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+        if self.edit_rule == "gain":
+            return self._gain_step(state, t, t_next)
         draws = self.draw_uniforms(state)
         rates = state.rate_cache
         del_fire, sub_fire, ins_fire = self.choose_edits(
@@ -977,6 +1043,17 @@ class TauLeapSampler:
             drawn = self._sample(torch.cat(logits) if len(logits) > 1 else logits[0], t, torch.cat(uniforms))
             for (where, _, _, tokens), part in zip(fired, drawn.split([len(part) for part in logits])):
                 tokens[where] = part
+        return self._apply(state, t_next, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens)
+
+    def _gain_step(self, state: SamplerState, t: float, t_next: float) -> SamplerStep:
+        del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = self.gain_edits(state, t)
+        if not (del_fire.any() or sub_fire.any() or ins_fire.any()):
+            return self._quiet_step(state, t_next)
+        state.step, state.t = state.step + 1, t_next
+        return self._apply(state, t_next, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens)
+
+    def _apply(self, state: SamplerState, t_next: float, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens) -> SamplerStep:
+        """Apply the step's fired edits with their tokens to `state` (time already advanced) and return the step."""
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,

@@ -242,4 +242,7 @@ def test_restoration_revises_with_the_checkpoints_edit_rule():
     threshold = evaluation.restoration(model, features, 0.2, edit_rule="threshold", **kwargs)
     assert threshold["edit_rule"] == "threshold" and tau_leaping["edit_rule"] == "sample"
     assert threshold["edit_distance_after"] == threshold["edit_distance_before"] == tau_leaping["edit_distance_before"]
+    gain = evaluation.restoration(model, features, 0.2, edit_rule="gain", gain_margin=0.3, **kwargs)
+    assert gain["edit_rule"] == "gain" and gain["gain_margin"] == 0.3
+    assert gain["edit_distance_after"] == gain["edit_distance_before"]
     assert tau_leaping["edit_distance_after"] > tau_leaping["edit_distance_before"] + 3

@@ -3,6 +3,7 @@ pipeline as glue around it, text out, one position rule, fixed / free infill; an
 of issue L (every size input refused in one line before anything is allocated)."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -84,6 +85,8 @@ BAD_SETTINGS = [
     (dict(strength=0.0), "`strength`"),
     (dict(strength=1.5), "`strength`"),
     (dict(edit_rule="greedy"), "`edit_rule`"),
+    (dict(edit_rule="gain", gain_margin=1.0), "`gain_margin`"),
+    (dict(gain_margin=-0.1), "`gain_margin`"),
 ]
 
 
@@ -207,6 +210,21 @@ def test_edit_mode_strength_runs_the_end_of_the_path_and_keeps_bos(pipe):
     for step in late:
         for row in step.rows:
             assert row is None or row.tokens[0] == model.config.bos_token_id
+
+
+def test_gain_rule_and_its_margin_reach_the_sampler_from_generate():
+    """edit_rule="gain" through generate(): a model sure of an edit everywhere (sub + del rate 1.8 per unit w, so no
+    position is likely right) edits; a margin above every edit's expected gain (0.99) keeps the text."""
+    from builders import BOS, tiny_editflow_model
+
+    model = tiny_editflow_model(vocab_size=48, hidden_size=16, num_hidden_layers=1).eval()
+    with torch.no_grad():
+        model.rate_head.weight.zero_()
+        model.rate_head.bias.fill_(math.log(math.expm1(0.9)))
+    text = torch.tensor([[BOS, *range(10, 30)]])
+    kwargs = dict(edit_prompt=True, mask_length=0, tau=0.1, edit_rule="gain", progress_bar=False)
+    assert model.generate(text, **kwargs).tolist() != text.tolist()
+    assert model.generate(text, gain_margin=0.99, **kwargs).tolist() == text.tolist()
 
 
 # --- text out ------------------------------------------------------------------------------------------------------

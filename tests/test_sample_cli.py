@@ -14,6 +14,7 @@ from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
 from editflow_hf.generation import build_parser, sampling_kwargs
 from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
+from editflow_hf.modeling.sampling_editflow import EDIT_RULES
 from editflow_hf.visualize import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html
 
 editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
@@ -78,6 +79,8 @@ def test_num_samples_prints_each(tiny_editflow_dir, capsys):
         (["--infill", "fixed", "--num_samples", "0"], "--num_samples"),
         (["--strength", "0"], "--strength"),
         (["--strength", "1.5"], "--strength"),
+        (["--edit_rule", "gain", "--gain_margin", "1"], "--gain_margin"),
+        (["--gain_margin", "nan"], "--gain_margin"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tiny_editflow_dir, capsys, extra, match):
@@ -92,6 +95,11 @@ def test_edit_mode_flags_reach_the_pipeline(tiny_editflow_dir, capsys):
     text = "the cat sat on the mat"
     run = [*args, "--prompt", text, "--edit_prompt", "True", "--mask_length", "0", "--tau", "0.1", "--no_progress"]
     assert sample_cli.main(run) == 0  # the random tiny model's rates are all below 1/2: nothing fires
+    assert capsys.readouterr().out.strip() == text
+    parser_rules = next(a.choices for a in build_parser()._actions if a.dest == "edit_rule")
+    assert tuple(parser_rules) == EDIT_RULES  # every rule the sampler knows, and no other
+    gain = [a if a != "threshold" else "gain" for a in run]
+    assert sample_cli.main(gain) == 0  # nor an edit more likely right than needless
     assert capsys.readouterr().out.strip() == text
 
 

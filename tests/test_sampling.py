@@ -269,6 +269,85 @@ def test_threshold_rule_leaves_text_alone_where_tau_leaping_integrates_a_small_r
     assert edits(0.9, "threshold") > 10
 
 
+def test_gain_rule_fires_the_edits_more_likely_right_than_needless():
+    """edit_rule="gain" at designed rates and token distributions: an edit fires where its probability (rate times
+    its token's probability; a deletion's rate) beats the probability that the position needs nothing, token and kind
+    chosen together; the threshold rule, which ignores the tokens, fires at every one of positions 1-4."""
+    sampler = TauLeapSampler(tiny_model(), tau=0.1, edit_rule="gain", suppress_token_ids=[PAD, BOS, MASK])
+    tokens = [BOS, 10, 11, 12, 13, 14]
+    state = sampler.init_state([tokens], [[True] + [False] * 5], [True])
+    sampler._refresh_rates(state, 0.0)
+    state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
+    # per position: sub, del, ins rate
+    state.rate_cache = torch.tensor([[[0, 0, 0], [0.5, 0.1, 0.6], [0.5, 0.1, 0], [0.35, 0.35, 0], [0.9, 0, 0], [0.2, 0, 0.9]]])
+    state.hidden_cache = torch.eye(6)[None]  # position i reads row i of the designed distributions below
+
+    def distribution(choices: dict[int, float]) -> torch.Tensor:  # log-probabilities (the choices sum to 1)
+        probs = torch.full((VOCAB,), 1e-9)
+        for token, p in choices.items():
+            probs[token] = p
+        return probs.log()
+
+    designed = {
+        sampler.model.sub_head: torch.stack([
+            distribution({}),
+            distribution({20: 0.9, 40: 0.1}),  # 0.5 * 0.9 = 0.45 > 1 - 0.6: substitute by 20
+            distribution({21: 0.5, 22: 0.5}),  # 0.5 * 0.5 < 0.4: keep, though sub + del > 1/2
+            distribution({23: 0.5, 24: 0.5}),  # sub 0.35 * 0.5 < del 0.35 > 1 - 0.7: delete
+            distribution({13: 0.95, 25: 0.04, 41: 0.01}),  # its own token is no substitution: 0.9 * 0.04 < 0.1, keep
+            distribution({MASK: 0.99, 26: 0.01}),  # suppressed ids are never chosen
+        ]),
+        sampler.model.ins_head: torch.stack([
+            distribution({}),
+            distribution({30: 0.5, 31: 0.5}),  # 0.6 * 0.5 < 1 - 0.6: no insertion
+            *[distribution({}) for _ in range(3)],
+            distribution({MASK: 0.15, 32: 0.8, 42: 0.05}),  # 0.9 * 0.8 > 0.1: insert 32 after the last token
+        ]),
+    }
+    sampler.token_logits = lambda head, hidden, t: hidden @ designed[head]
+    rates, permissions = state.rate_cache.clone(), state.permissions
+    sampler.gain_margin = 0.1  # the substitution and the deletion win by 0.05 only; the insertion by 0.62
+    del_fire, sub_fire, ins_fire, _, _ = sampler.gain_edits(state, 0.0)
+    assert not sub_fire.any() and not del_fire.any() and ins_fire.tolist() == [[False] * 5 + [True]]
+    sampler.gain_margin = 0.0
+    del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = sampler.gain_edits(state, 0.0)
+    assert sub_fire.tolist() == [[False, True, False, False, False, False]] and sub_tokens[0, 1] == 20
+    assert del_fire.tolist() == [[False, False, False, True, False, False]]
+    assert ins_fire.tolist() == [[False] * 5 + [True]] and ins_tokens[0, 5] == 32
+    state.stale[:] = False  # keep the designed rates for the step
+    step = sampler.step(state)
+    assert state.tokens[0, : state.lengths[0]].tolist() == [BOS, 20, 11, 13, 14, 32]
+    assert step.trace_steps()[0].substituted == [1] and step.trace_steps()[0].deleted == [3]
+    threshold = TauLeapSampler(tiny_model(), tau=0.1, edit_rule="threshold")
+    _, threshold_sub, _ = threshold.choose_edits(*rates.unbind(-1), *permissions, torch.tensor([6]), 1.0, torch.zeros((NUM_DRAWS, 1, 6)))
+    assert threshold_sub.tolist() == [[False, True, True, True, True, False]]
+
+
+def test_gain_rule_leaves_unlikely_edits_and_runs_end_to_end():
+    """Through sample(): at a rate of 0.1 per unit w everywhere (an edit unlikely anywhere) the gain rule changes
+    nothing where tau-leaping rewrites; at 0.9 it edits, deterministically (no draws), within max_length."""
+    model = tiny_model()
+    text = [[BOS, *range(10, 40)]]
+    protected = [[True] + [False] * 30]
+
+    def run(rate: float, rule: str, seed: int = 0) -> list[int]:
+        with torch.no_grad():
+            model.rate_head.weight.zero_()
+            model.rate_head.bias.fill_(math.log(math.expm1(rate)))  # softplus(bias) = rate
+            model.sub_head.decoder.weight.mul_(0.0).add_(torch.eye(VOCAB, 16) * 50)  # confident token heads
+            model.ins_head.decoder.weight.copy_(model.sub_head.decoder.weight)
+        sampler = TauLeapSampler(model, tau=0.05, seed=seed, edit_rule=rule, max_length=40, suppress_token_ids=[PAD, BOS, MASK])
+        return sampler.sample(text, protected, [True]).sequences[0]
+
+    assert run(0.1, "sample") != text[0]
+    assert run(0.1, "gain") == text[0]
+    edited = run(0.9, "gain")
+    assert edited != text[0] and edited[0] == BOS and len(edited) <= 40
+    assert run(0.9, "gain", seed=1) == edited
+    with pytest.raises(ValueError, match="fixed-length infill"):
+        TauLeapSampler(model, edit_rule="gain", fixed_length=True)
+
+
 def start_rows(prompts, mask_length):
     sequences = [[BOS, *p] + [MASK] * mask_length for p in prompts]
     protected = [[True] * (1 + len(p)) + [False] * mask_length for p in prompts]
