@@ -234,11 +234,15 @@ def test_push_offline_fails_cleanly_and_keeps_the_model(tiny_editflow_dir, share
 
 
 @pytest.mark.parametrize(
-    "task, x0_sampler, mask_length", [("pt", "masks[length:24]", 24), ("sft", "masks[min:8,max:48]", 48), ("sft", "empty", 0)]
+    "task, x0_sampler, mask_length",
+    [("pt", "masks[length:24]", 24), ("sft", "masks[min:8,max:48]", 48), ("sft", "empty", 0), ("pt", "corrupt[p:0.2]", 0),
+     ("pt", "0.5*masks[length:24] + 0.5*corrupt[p:0.2]", 24)],
 )
 def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow_dir, tmp_path, task, x0_sampler, mask_length):
+    """... and a model trained only to revise (corrupt) records the gain rule with the measured margin; one that
+    also writes from masks keeps tau-leaping."""
     from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
-    from editflow_hf.training.cli import save_generation_config
+    from editflow_hf.training.cli import REVISER_GAIN_MARGIN, save_generation_config
 
     start = shutil.copytree(tiny_editflow_dir, tmp_path / "start")
     EditFlowGenerationConfig(tau=0.05, top_p=0.9).save_pretrained(start)  # the starting checkpoint's own settings
@@ -246,3 +250,7 @@ def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow
     defaults = EditFlowGenerationConfig.from_pretrained(tmp_path).summary()
     assert defaults["mask_length"] == mask_length and defaults["chat_template"] is (task == "sft")
     assert defaults["tau"] == 0.05 and defaults["top_p"] == 0.9  # carried over
+    revises = x0_sampler.startswith("corrupt")
+    saved = EditFlowGenerationConfig.from_pretrained(tmp_path)
+    assert saved.edit_rule == ("gain" if revises else "sample")
+    assert saved.gain_margin == (REVISER_GAIN_MARGIN if revises else 0.0)

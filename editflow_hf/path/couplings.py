@@ -34,10 +34,12 @@ class X0Sampler:
     """Decides x0 after BOS (+ prompt). Mask samplers implement `__call__` (the number of masks) and
     `max_x0_len`; other couplings set `masks_only = False` and implement `corrupt`. `max_masks` is the largest
     mask count a sampler can return (None: unbounded or not a mask sampler; the training scripts check it
-    against the encoder's positions)."""
+    against the encoder's positions). `revises_only`: every x0 is a corrupted x1 (the model learns to revise
+    text, never to write from masks or from BOS alone)."""
 
     spec = ""
     masks_only = True
+    revises_only = False
     max_masks: int | None = None
 
     def __call__(self, x1_len: int, rng: np.random.Generator) -> int:
@@ -138,6 +140,7 @@ class Corrupt(X0Sampler):
     """
 
     masks_only = False
+    revises_only = True
 
     def __init__(self, p: float):
         self.p = p
@@ -179,6 +182,7 @@ class Mixture(X0Sampler):
         self.weights = weights
         self.probabilities = np.asarray(weights, dtype=np.float64) / sum(weights)
         self.masks_only = all(component.masks_only for component in components)
+        self.revises_only = all(component.revises_only for component in components)
         self.spec = " + ".join(f"{w:g}*{c.spec}" for w, c in zip(weights, components))
 
     def draw(self, rng: np.random.Generator) -> X0Sampler:

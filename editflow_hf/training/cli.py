@@ -71,16 +71,24 @@ def _resolve_model_path(model_args, training_args, config) -> str:
     return str(converted)
 
 
+# The gain rule's margin a checkpoint trained only to revise records: the one that brought corrupted validation text
+# closest without changing clean text (benchmarks/revision.py, benchmarks/RESULTS.md, issue 16 item 6).
+REVISER_GAIN_MARGIN = 0.2
+
+
 def save_generation_config(final_dir, source, task: str, x0_sampler) -> None:
     """Write the trained checkpoint's sampling defaults (generation_config.json): those of the checkpoint it
-    started from, with `mask_length` = the x0 length it trained with (see `X0Sampler.sampling_mask_length`) and
-    `chat_template` = whether it was fine-tuned on chats (sft) or pretrained on raw text (pt)."""
+    started from, with `mask_length` = the x0 length it trained with (see `X0Sampler.sampling_mask_length`),
+    `chat_template` = whether it was fine-tuned on chats (sft) or pretrained on raw text (pt), and for a model
+    trained only to revise (`corrupt[...]`) `edit_rule="gain"` with `REVISER_GAIN_MARGIN`: tau-leaping integrates
+    its false-alarm rates and rewrites clean text (benchmarks/RESULTS.md)."""
     try:
         start = EditFlowGenerationConfig.from_pretrained(source)
     except OSError:
         start = EditFlowGenerationConfig()
-    mask_length = parse_x0_sampler(x0_sampler).sampling_mask_length
-    start.updated(mask_length=mask_length, chat_template=task == "sft").save_pretrained(final_dir)
+    sampler = parse_x0_sampler(x0_sampler)
+    revising = dict(edit_rule="gain", gain_margin=REVISER_GAIN_MARGIN) if sampler.revises_only else {}
+    start.updated(mask_length=sampler.sampling_mask_length, chat_template=task == "sft", **revising).save_pretrained(final_dir)
 
 
 def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model_args, task: str) -> None:
