@@ -92,7 +92,8 @@ def text_blocks(tokenizer, text: str, count: int) -> list[list[int]]:
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "text.txt"
         source.write_text(text)
-        blocks = prepare_datasets("pt", str(source), tokenizer, max_length=BLOCK + 1, eval_split_size=0, num_proc=1)["train"]["input_ids"]
+        prepared = prepare_datasets("pt", str(source), tokenizer, max_length=BLOCK + 1, eval_split_size=0, num_proc=1)
+        blocks = prepared["train"]["input_ids"]
     full = [block[1:] for block in blocks if len(block) == BLOCK + 1]
     if len(full) < count:
         raise SystemExit(f"{len(full)} blocks of {BLOCK} tokens in the text, {count} needed: lower --num_blocks.")

@@ -211,7 +211,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; got {value!r}.")
-        check_edit_params(self.strength, self.edit_rule, self.gain_margin)
+        check_edit_params(self.strength, self.edit_rule, self.gain_margin, self.infill == "fixed")
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):

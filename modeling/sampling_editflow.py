@@ -240,9 +240,9 @@ def _is_number(value) -> bool:
 EDIT_RULES = ("sample", "threshold", "gain")
 
 
-def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0) -> None:
-    """ValueError naming the fix for a `strength` outside (0, 1], an unknown `edit_rule` or a `gain_margin` outside
-    [0, 1)."""
+def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0, fixed_length: bool = False) -> None:
+    """ValueError naming the fix for a `strength` outside (0, 1], an unknown `edit_rule`, a `gain_margin` outside
+    [0, 1), or the gain rule with fixed-length infill."""
     if not _is_number(strength) or not 0.0 < strength <= 1.0:
         raise ValueError(
             f"`strength` must be a number in (0, 1] (1 = the whole path, as for masks); got {strength!r}."
@@ -251,6 +251,9 @@ def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0)
         raise ValueError(f"`edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
     if not _is_number(gain_margin) or not 0.0 <= gain_margin < 1.0:
         raise ValueError(f"`gain_margin` must be a number in [0, 1) (0 = any expected gain); got {gain_margin!r}.")
+    if fixed_length and edit_rule == "gain":
+        raise ValueError('`edit_rule` "gain" deletes and inserts too; fixed-length infill (`infill` "fixed") needs '
+                         '`edit_rule` "sample" or "threshold".')
 
 
 def check_sampling_params(
@@ -681,7 +684,7 @@ class TauLeapSampler:
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
         check_sampling_params(tau, self.temperature_schedule(0.0), top_p, top_k)
-        check_edit_params(strength, edit_rule, gain_margin)
+        check_edit_params(strength, edit_rule, gain_margin, fixed_length)
         config = model.config
         time_conditioned = bool(getattr(config, "time_conditioning", False))
         if reuse_unchanged_rows is None:
@@ -708,9 +711,6 @@ class TauLeapSampler:
         self.suppress_token_ids = sorted({int(i) for i in suppress_token_ids if i is not None})
         self.reuse_unchanged_rows = reuse_unchanged_rows
         self.progress_bar = progress_bar
-        if fixed_length and edit_rule == "gain":
-            raise ValueError('edit_rule="gain" chooses deletions and insertions too; fixed-length infill '
-                             '(infill="fixed") needs edit_rule "sample" or "threshold".')
         self.fixed_length = fixed_length
         self.mask_token_id = config.mask_token_id
         self.compile = bool(compile)
@@ -1023,7 +1023,6 @@ class TauLeapSampler:
         del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
         if del_count == sub_count == ins_count == 0:
             return self._quiet_step(state, t_next)
-        state.step, state.t = state.step + 1, t_next
 
         # the heads at the fired positions only (row-major order); the tokens of both heads in one draw (each
         # row of the logits is drawn alone, so drawing them together gives the tokens of drawing them apart)
@@ -1049,11 +1048,11 @@ class TauLeapSampler:
         del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = self.gain_edits(state, t)
         if not (del_fire.any() or sub_fire.any() or ins_fire.any()):
             return self._quiet_step(state, t_next)
-        state.step, state.t = state.step + 1, t_next
         return self._apply(state, t_next, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens)
 
     def _apply(self, state: SamplerState, t_next: float, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens) -> SamplerStep:
-        """Apply the step's fired edits with their tokens to `state` (time already advanced) and return the step."""
+        """Apply the step's fired edits with their tokens to `state`, advance it to `t_next` and return the step."""
+        state.step, state.t = state.step + 1, t_next
         edits = apply_edits(
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,

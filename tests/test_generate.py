@@ -87,6 +87,7 @@ BAD_SETTINGS = [
     (dict(edit_rule="greedy"), "`edit_rule`"),
     (dict(edit_rule="gain", gain_margin=1.0), "`gain_margin`"),
     (dict(gain_margin=-0.1), "`gain_margin`"),
+    (dict(edit_rule="gain", infill="fixed"), "`edit_rule`"),
 ]
 
 
