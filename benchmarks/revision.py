@@ -10,7 +10,7 @@ and how much does it change clean text? By backbone, training data, time conditi
         --gain_margins 0,0.1,0.2,0.3                                                         # [real] extra
     ... --init_from <that run's checkpoint-final> --seed 1    # train it 480 steps longer (a new data order)
 
-Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (31 tokens after BOS per block, as pt
+Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (or `--x0_sampler`; 31 tokens after BOS per block, as pt
 groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
 file except its last `--held_out_chars` characters (`--train_text file`). Backbones: `tiny` (the random 2-layer
 ModernBERT of benchmarks/quality.py), `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--init_from", default=None, help="Train on from this checkpoint of an earlier run (training longer; "
                         "its backbone, tokenizer and training text must be --backbone's and --train_text's).")
     parser.add_argument("--seed", type=int, default=0, help="Training seed (data order): give a continuation (--init_from) a new one.")
+    parser.add_argument("--x0_sampler", default="corrupt[p:0.2]", help="the training coupling, e.g. "
+                        '"0.5*corrupt[p:0.2] + 0.5*corrupt_words[p:0.3]" (token- and word-level noise)')
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--time_conditioning", default="False", choices=("True", "False"))
@@ -169,12 +171,14 @@ def main(argv: list[str] | None = None) -> None:
         train_file.write_text(train_text)
         data_name = "file"
     run_name = f"{args.backbone}-{data_name}-tc{args.time_conditioning}-{args.steps}x{args.batch_size}-lr{args.learning_rate:g}"
+    if args.x0_sampler != "corrupt[p:0.2]":
+        run_name += "-" + re.sub(r"[^A-Za-z0-9.]+", "_", args.x0_sampler).strip("_")
     if args.init_from:
         run_name += f"-from-{Path(args.init_from).resolve().parent.name}-seed{args.seed}"
     start_from = Path(args.init_from).resolve() if args.init_from else backbone
     checkpoint, seconds = train("pt.py", start_from, work / run_name, args.steps, seed=args.seed, extra=[
         "--dataset_args", str(train_file), "--max_length", str(BLOCK + 1), "--eval_split_size", "0",
-        "--x0_sampler", "corrupt[p:0.2]", "--time_conditioning", args.time_conditioning,
+        "--x0_sampler", args.x0_sampler, "--time_conditioning", args.time_conditioning,
         "--per_device_train_batch_size", str(args.batch_size), "--learning_rate", str(args.learning_rate)])  # fmt: skip
     model = EditFlowForEditing.from_pretrained(checkpoint).eval()
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id

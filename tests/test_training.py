@@ -236,7 +236,7 @@ def test_push_offline_fails_cleanly_and_keeps_the_model(tiny_editflow_dir, share
 @pytest.mark.parametrize(
     "task, x0_sampler, mask_length",
     [("pt", "masks[length:24]", 24), ("sft", "masks[min:8,max:48]", 48), ("sft", "empty", 0), ("pt", "corrupt[p:0.2]", 0),
-     ("pt", "0.5*masks[length:24] + 0.5*corrupt[p:0.2]", 24)],
+     ("pt", "0.5*masks[length:24] + 0.5*corrupt[p:0.2]", 24), ("pt", "0.5*corrupt[p:0.2] + 0.5*corrupt_words[p:0.3]", 0)],
 )
 def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow_dir, tmp_path, task, x0_sampler, mask_length):
     """... and a model trained only to revise (corrupt) records the gain rule with the measured margin; one that
@@ -250,7 +250,7 @@ def test_generation_config_records_the_x0_length_and_the_chat_flag(tiny_editflow
     defaults = EditFlowGenerationConfig.from_pretrained(tmp_path).summary()
     assert defaults["mask_length"] == mask_length and defaults["chat_template"] is (task == "sft")
     assert defaults["tau"] == 0.05 and defaults["top_p"] == 0.9  # carried over
-    revises = x0_sampler.startswith("corrupt")
+    revises = "corrupt" in x0_sampler and "masks" not in x0_sampler  # every component revises
     saved = EditFlowGenerationConfig.from_pretrained(tmp_path)
     assert saved.edit_rule == ("gain" if revises else "sample")
     assert saved.gain_margin == (REVISER_GAIN_MARGIN if revises else 0.0)

@@ -3,8 +3,9 @@
 For each example (`input_ids` = x1 starting with BOS, optional `prompt_len` = leading tokens kept fixed):
 
     x0  = x1[:prompt_len] + [mask] * x0_sampler(len(x1) - prompt_len)      (mask samplers)
-          x1[:prompt_len] + corrupt(x1[prompt_len:])                        (`corrupt[p:P]`; a mixture draws
-                                                                             one of its samplers per example)
+          x1[:prompt_len] + corrupt(x1[prompt_len:])                        (`corrupt[p:P]`, `corrupt_words[p:P]`;
+                                                                             a mixture draws one of its samplers
+                                                                             per example)
     z0, z1 = minimum edit alignment of x0 and x1: closed form for masks (`alignment.align_masks`), the general
              one (`alignment.align`) for corrupted text; noise tokens come from the batch's data tokens
     t  ~ U[0, 1 - time_epsilon),   z_t = column-wise z1 with probability kappa(t), else z0
@@ -47,7 +48,7 @@ import torch
 from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
-from .couplings import DEFAULT_X0_SAMPLER, X0Sampler, parse_x0_sampler
+from .couplings import DEFAULT_X0_SAMPLER, X0Sampler, parse_x0_sampler, token_word_roles
 from .localized import PATHS, localized_zt, sample_localized_path
 
 
@@ -181,6 +182,7 @@ class EditFlowCollator:
         lambda_prop: float = 0.0,
         prefix_conditioning: bool = False,
         prefix_drop_prob: float = 0.1,
+        word_roles: "np.ndarray | None" = None,
     ):
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
@@ -206,6 +208,14 @@ class EditFlowCollator:
         self.bos_token_id = int(bos_token_id)
         self.pad_token_id = int(pad_token_id)
         self.x0_sampler = parse_x0_sampler(x0_sampler)
+        if self.x0_sampler.needs_word_roles and word_roles is None:
+            raise ValueError(
+                f"x0 sampler {self.x0_sampler.spec!r} corrupts whole words, so the collator needs to know where words "
+                "begin: build it with EditFlowCollator.from_tokenizer(tokenizer, ...), or pass "
+                "word_roles=token_word_roles(tokenizer)."
+            )
+        # Per token id: continues a word, begins one, or is a break (`couplings.token_word_roles`).
+        self.word_roles = None if word_roles is None else np.asarray(word_roles, dtype=np.int8)
         self.scheduler = get_scheduler(scheduler, **(scheduler_kwargs or {}))
         self.time_epsilon = float(time_epsilon)
         self.tie_break = dict(tie_break) if isinstance(tie_break, Mapping) else tie_break
@@ -230,6 +240,8 @@ class EditFlowCollator:
         if pad is None:
             raise ValueError("The tokenizer has no pad token; set tokenizer.pad_token (e.g. to its EOS), or pass pad_token_id.")
         ids = dict(mask_token_id=tokenizer.mask_token_id, bos_token_id=bos, pad_token_id=pad)
+        if "word_roles" not in kwargs and parse_x0_sampler(kwargs.get("x0_sampler", DEFAULT_X0_SAMPLER)).needs_word_roles:
+            ids["word_roles"] = token_word_roles(tokenizer)
         ids.update(kwargs)
         return cls(**ids)
 
@@ -273,14 +285,17 @@ class EditFlowCollator:
             raise ValueError(f"Feature {index}: prompt_len must be in [1, len(input_ids)] = [1, {len(x1)}]; got {prompt_len}.")
         return x1, prompt_len
 
-    def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-        """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1."""
+    def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng, noise_words=None) -> tuple[np.ndarray, np.ndarray]:
+        """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1. Noise
+        tokens come from `noise_pool` (the batch's tokens after the prompts), noise words from `noise_words` (the
+        same with a break between examples)."""
         sampler = self.x0_sampler.draw(rng)
         tie_break = self.resolve_tie_break(prompt_len)
         if sampler.masks_only:
             n_masks = sampler(len(x1) - prompt_len, rng)
             return align_masks(x1, prompt_len, n_masks, self.mask_token_id, tie_break=tie_break, rng=rng)
-        x0 = np.concatenate([x1[:prompt_len], sampler.corrupt(x1[prompt_len:], rng, noise_pool)])
+        pool = noise_words if sampler.needs_word_roles else noise_pool
+        x0 = np.concatenate([x1[:prompt_len], sampler.corrupt(x1[prompt_len:], rng, pool, self.word_roles)])
         return align(x0, x1, tie_break=tie_break, rng=rng)
 
     def resolve_tie_break(self, prompt_len: int) -> str:
@@ -307,13 +322,17 @@ class EditFlowCollator:
             examples = self._with_prefix_prompts(examples, rng)
         t = np.asarray(t, dtype=np.float32).reshape(len(examples))
         kappa = self.scheduler.kappa(torch.from_numpy(t).double()).numpy()
-        noise_pool = np.zeros(0, np.int64)
+        noise_pool = noise_words = np.zeros(0, np.int64)
         if not self.x0_sampler.masks_only:
-            noise_pool = np.concatenate([x1[prompt_len:] for x1, prompt_len in examples])
+            tails = [x1[prompt_len:] for x1, prompt_len in examples]
+            noise_pool = np.concatenate(tails)
+            if self.x0_sampler.needs_word_roles:
+                # Words must not run from one example into the next: BOS (a break) between the tails.
+                noise_words = np.concatenate([part for tail in tails for part in (tail, [self.bos_token_id])])
 
         x_ts, edits, prop_rates = [], [], []
         for b, (x1, prompt_len) in enumerate(examples):
-            z0, z1 = self._align(x1, prompt_len, noise_pool, rng)
+            z0, z1 = self._align(x1, prompt_len, noise_pool, rng, noise_words)
             if self.path == "localized":
                 draw = sample_localized_path(len(z0), float(t[b]), self.scheduler, self.lambda_prop, rng)
                 z_t = localized_zt(z0, z1, draw)

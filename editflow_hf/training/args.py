@@ -123,7 +123,8 @@ class EditFlowTrainingArguments(TrainingArguments):
         default=DEFAULT_X0_SAMPLER,
         metadata={
             "help": "Source sequence x0: `masks[length:N]` (BOS + N masks), `masks[min:A,max:B]`, `empty` (BOS only), "
-            "`corrupt[p:0.2]` (x1 corrupted: learn to revise) or a mixture `0.5*masks[length:64] + 0.5*corrupt[p:0.2]`."
+            "`corrupt[p:0.2]` (x1's tokens corrupted: learn to revise), `corrupt_words[p:0.3]` (whole words) or a "
+            "mixture `0.5*masks[length:64] + 0.5*corrupt[p:0.2]`."
         },
     )
     scheduler_cls: str = field(
