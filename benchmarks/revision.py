@@ -30,7 +30,10 @@ block before and after, per split, corruption and setting (with the standard err
 `*_change_se`); whether the model detects corrupted tokens (`detection`: its sub + del
 rates at t = 0 at substituted vs kept tokens, and their AUC; `restored`: how often the substitution head's argmax at a
 substituted token is the clean token, overall and where the rate is above 1/2; `kept_argmax_in_place`: how often it
-is the token itself at a kept one); and the mean rates the model gives clean text, with the number of edits they
+is the token itself at a kept one); at the edits that restore each corrupted block (`at_the_edits`, token and word
+level: a shortest edit script from the corrupted block to the clean one), the sub + del rate at tokens to replace or
+delete and at kept ones, the insertion rate at gaps to fill, and how often the head's argmax is the right token;
+and the mean rates the model gives clean text, with the number of edits they
 predict on clean text for `edit_rule="sample"` when the rates do not depend on t:
 
     E[edits on a clean block] ~= n * (sub + del + ins rate) * sum_k h_k w(t_k) ~= n * rate * (ln((1 - t0) / tau) + 1)
@@ -119,6 +122,24 @@ def corrupt_words(text: str, rng: np.random.Generator, pool: list[str], p_drop: 
         out.append((pool[rng.integers(len(pool))] if u < p_drop + p_replace else word) + space)
     corrupted = "".join(out)
     return corrupted if text[-1:].isspace() else corrupted.rstrip(" \t")  # a dropped last word leaves no space
+
+
+def edits_to_restore(given: list[int], clean: list[int]) -> tuple[list[tuple[int, int]], list[int], list[tuple[int, int]], list[int]]:
+    """Where a shortest edit script (Levenshtein editops) turns `given` into `clean`, by position in `given`:
+    (position, clean token) of each replacement, positions to delete, (gap, clean token) of each insertion (gap i is
+    before given[i]), and the positions kept."""
+    from rapidfuzz.distance import Levenshtein
+
+    replace, delete, insert = [], [], []
+    for op in Levenshtein.editops(given, clean):
+        if op.tag == "replace":
+            replace.append((op.src_pos, clean[op.dest_pos]))
+        elif op.tag == "delete":
+            delete.append(op.src_pos)
+        else:
+            insert.append((op.src_pos, clean[op.dest_pos]))
+    touched = {i for i, _ in replace} | set(delete)
+    return replace, delete, insert, [i for i in range(len(given)) if i not in touched]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,11 +246,29 @@ def main(argv: list[str] | None = None) -> None:
                 "restored_above_half": float(restored[pos > 0.5].mean()) if (pos > 0.5).any() else None,
                 "kept_argmax_in_place": float((top[~hit] == np.array(noisy)[~hit]).mean())}  # fmt: skip
 
+    def at_the_edits(given: list[list[int]], clean: list[list[int]]) -> dict:
+        """The model's rates (t = 0) where the edits that restore each block are, and whether its heads' argmax is
+        the right token there: can it see the errors, and name the fix?"""
+        stats = {"replace_rate": [], "replace_right": [], "delete_rate": [], "insert_rate": [], "insert_right": [], "kept_rate": []}
+        for g, c in zip(given, clean):
+            with torch.no_grad():
+                out = model(torch.tensor([[bos, *g]]))
+            change = (out.sub_rate + out.del_rate)[0, 1:]
+            sub_top, ins_top = out.sub_logits[0, 1:].argmax(-1), out.ins_logits[0].argmax(-1)  # ins: gap i after column i
+            replace, delete, insert, kept = edits_to_restore(g, c)
+            stats["replace_rate"] += [float(change[i]) for i, _ in replace]
+            stats["replace_right"] += [int(sub_top[i]) == v for i, v in replace]
+            stats["delete_rate"] += [float(change[i]) for i in delete]
+            stats["insert_rate"] += [float(out.ins_rate[0, i]) for i, _ in insert]
+            stats["insert_right"] += [int(ins_top[i]) == v for i, v in insert]
+            stats["kept_rate"] += [float(change[i]) for i in kept]
+        return {name: round(float(np.mean(v)), 3) if v else None for name, v in stats.items()}
+
     rng = np.random.default_rng(0)
     rate = mean_rate(splits["held-in"])
     detections = {name: detection(splits[name]) for name in args.splits.split(",")}
     print(json.dumps({"detection": detections}), flush=True)
-    rows = []
+    rows, at_edits = [], {}
     for name in args.splits.split(","):
         texts = [tokenizer.decode(b) for b in splits[name]]
         clean = [tokenizer.encode(t, add_special_tokens=False) for t in texts]  # the block's text, as a user gives it
@@ -238,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
             "token": [Corrupt(0.2).corrupt(np.array(b), rng, pool_ids).tolist() for b in clean],
             "word": [tokenizer.encode(corrupt_words(t, rng, pool_words), add_special_tokens=False) for t in texts],
         }
+        edits = {kind: at_the_edits(inputs[kind], clean) for kind in ("token", "word")}
+        print(json.dumps({"split": name, "at_the_edits": edits}), flush=True)
+        at_edits[name] = edits
         settings = [
             {"edit_rule": rule, "tau": tau, "strength": strength, **({"gain_margin": margin} if rule == "gain" else {})}
             for rule in args.edit_rules.split(",")
@@ -262,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     print(json.dumps({"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
-                      "mean_rate_on_clean_held_in": rate, "detection": detections, "rows": rows}))  # fmt: skip
+                      "mean_rate_on_clean_held_in": rate, "detection": detections, "at_the_edits": at_edits,
+                      "rows": rows}))  # fmt: skip
 
 
 if __name__ == "__main__":

