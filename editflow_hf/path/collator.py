@@ -48,7 +48,7 @@ import torch
 from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
 from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
-from .couplings import DEFAULT_X0_SAMPLER, X0Sampler, parse_x0_sampler, token_word_roles
+from .couplings import DEFAULT_X0_SAMPLER, CorruptWords, X0Sampler, parse_x0_sampler, token_word_roles
 from .localized import PATHS, localized_zt, sample_localized_path
 
 
@@ -287,8 +287,8 @@ class EditFlowCollator:
 
     def _align(self, x1: np.ndarray, prompt_len: int, noise_pool: np.ndarray, rng, noise_words=None) -> tuple[np.ndarray, np.ndarray]:
         """(z0, z1) of one example: x0 drawn from the (drawn component of the) x0 sampler, aligned with x1. Noise
-        tokens come from `noise_pool` (the batch's tokens after the prompts), noise words from `noise_words` (the
-        same with a break between examples)."""
+        tokens come from `noise_pool` (the batch's tokens after the prompts), noise words from `noise_words` (the words
+        of those tokens, none across two examples)."""
         sampler = self.x0_sampler.draw(rng)
         tie_break = self.resolve_tie_break(prompt_len)
         if sampler.masks_only:
@@ -328,7 +328,8 @@ class EditFlowCollator:
             noise_pool = np.concatenate(tails)
             if self.x0_sampler.needs_word_roles:
                 # Words must not run from one example into the next: BOS (a break) between the tails.
-                noise_words = np.concatenate([part for tail in tails for part in (tail, [self.bos_token_id])])
+                tokens = np.concatenate([part for tail in tails for part in (tail, [self.bos_token_id])])
+                noise_words = CorruptWords.noise_words(tokens, self.word_roles)
 
         x_ts, edits, prop_rates = [], [], []
         for b, (x1, prompt_len) in enumerate(examples):

@@ -206,8 +206,15 @@ class CorruptWords(Corrupt):
         self.p = p
         self.spec = f"corrupt_words[p:{p:g}]"
 
-    def corrupt(self, x1: np.ndarray, rng: np.random.Generator, noise_pool: np.ndarray, word_roles=None) -> np.ndarray:
-        """The corrupted copy of `x1` (the tokens after the prompt)."""
+    @staticmethod
+    def noise_words(noise_pool: np.ndarray, word_roles) -> list[np.ndarray]:
+        """The words of `noise_pool` that begin with a space: the noise words `corrupt` draws from (the collator
+        cuts them once per batch and passes the list as `noise_pool`)."""
+        words, is_word = split_words(noise_pool, word_roles)
+        return [w for w, ok in zip(words, is_word) if ok and word_roles[w[0]] == BEGINS_WORD]
+
+    def corrupt(self, x1: np.ndarray, rng: np.random.Generator, noise_pool, word_roles=None) -> np.ndarray:
+        """The corrupted copy of `x1` (the tokens after the prompt); `noise_pool`: tokens, or `noise_words`."""
         if word_roles is None:
             raise ValueError(
                 f"{self.spec} needs to know where words begin: build the collator with "
@@ -215,9 +222,7 @@ class CorruptWords(Corrupt):
             )
         x1 = np.asarray(x1, dtype=np.int64)
         words, is_word = split_words(x1, word_roles)
-        noise_pool = np.asarray(noise_pool, dtype=np.int64)
-        pool_words, pool_is_word = split_words(noise_pool, word_roles)
-        noise_words = [w for w, ok in zip(pool_words, pool_is_word) if ok and word_roles[w[0]] == BEGINS_WORD]
+        noise_words = noise_pool if isinstance(noise_pool, list) else self.noise_words(noise_pool, word_roles)
         kind = np.where(is_word & (rng.random(len(words)) < self.p), rng.integers(1, 4, len(words)), 0)
         if not noise_words:
             kind = np.where(kind == 1, 2, np.where(kind == 3, 0, kind))
@@ -247,7 +252,8 @@ def split_words(tokens: np.ndarray, word_roles) -> tuple[list[np.ndarray], np.nd
     after_break = np.concatenate([[True], roles[:-1] == BREAK])
     begins = (roles != CONTINUES_WORD) | after_break
     cuts = np.flatnonzero(begins)
-    return np.split(tokens, cuts[1:]), roles[cuts] != BREAK
+    ends = np.append(cuts[1:], len(tokens))
+    return [tokens[a:b] for a, b in zip(cuts.tolist(), ends.tolist())], roles[cuts] != BREAK
 
 
 # How tokenizers mark the space before a word: byte-level BPE (GPT-2, Llama 3, SmolLM2) "Ġ", SentencePiece "▁";
