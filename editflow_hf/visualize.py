@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .modeling.edits_editflow import DecodeTrace, TraceStep
+from .path.couplings import SPACE_MARKS, marks_spaces
 
 INSERTED_RGB = (31, 111, 235)
 SUBSTITUTED_RGB = (209, 36, 47)
@@ -54,8 +55,7 @@ class TokenDisplay:
         self.hidden_ids = {i for i in hidden if i is not None}
         eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
         self.eos_token_id = eos if eos not in self.hidden_ids else None
-        sample = tokenizer.convert_ids_to_tokens(tokenizer("hello world", add_special_tokens=False)["input_ids"])
-        self.space_marked = any(piece[:1] in ("Ġ", "▁") for piece in sample)
+        self.space_marked = marks_spaces(tokenizer)
 
     def piece(self, token_id: int) -> tuple[str, bool] | None:
         """(text, attaches to the previous piece) of one token, None for a hidden one."""
@@ -69,7 +69,7 @@ class TokenDisplay:
         if raw.startswith("##"):
             return (raw[2:], True)
         if self.space_marked:
-            if raw[:1] in ("Ġ", "▁"):
+            if raw.startswith(SPACE_MARKS):
                 return (raw[1:], False)
             return (self.tokenizer.convert_tokens_to_string([raw]), True)
         return (raw, False)

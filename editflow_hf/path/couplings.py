@@ -258,8 +258,15 @@ def split_words(tokens: np.ndarray, word_roles) -> tuple[list[np.ndarray], np.nd
 
 # How tokenizers mark the space before a word: byte-level BPE (GPT-2, Llama 3, SmolLM2) "Ġ", SentencePiece "▁";
 # and the characters that stand for whitespace in their vocabularies.
-_SPACE_MARKS = ("\u0120", "\u2581")
+SPACE_MARKS = ("\u0120", "\u2581")
 _WHITESPACE_MARKS = set("\u0120\u0109\u010d\u2581") | set(" \t\r")
+
+
+def marks_spaces(tokenizer) -> bool:
+    """Whether `tokenizer` marks the space before a word in its tokens (byte-level BPE "Ġ", SentencePiece "▁"), so
+    that a token without the mark continues the word before it."""
+    probe = tokenizer.convert_ids_to_tokens(tokenizer("hello world", add_special_tokens=False)["input_ids"])
+    return any(str(piece).startswith(SPACE_MARKS) for piece in probe)
 
 
 def token_word_roles(tokenizer) -> np.ndarray:
@@ -271,15 +278,14 @@ def token_word_roles(tokenizer) -> np.ndarray:
     tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     tokens = [token if isinstance(token, str) else "" for token in tokens]
     wordpiece = sum(token.startswith("##") for token in tokens) > 0.05 * len(tokens)
-    probe = tokenizer.convert_ids_to_tokens(tokenizer("hello world", add_special_tokens=False)["input_ids"])
-    space_marked = any(str(piece).startswith(_SPACE_MARKS) for piece in probe)
+    space_marked = marks_spaces(tokenizer)
     roles = np.full(len(tokens), BEGINS_WORD, np.int8)
     for i, token in enumerate(tokens):
         if not token or "\u010a" in token or "\n" in token or token == "<0x0A>":
             roles[i] = BREAK
         elif set(token) <= _WHITESPACE_MARKS:
             continue  # spaces (indentation, a lone "Ġ" before a word the vocabulary splits off): a word begins
-        elif wordpiece and token.startswith("##") or space_marked and not token.startswith(_SPACE_MARKS):
+        elif wordpiece and token.startswith("##") or space_marked and not token.startswith(SPACE_MARKS):
             roles[i] = CONTINUES_WORD
     roles[[i for i in tokenizer.all_special_ids if 0 <= i < len(roles)]] = BREAK
     return roles
@@ -396,5 +402,6 @@ def _parse_single(spec: str, part: str) -> X0Sampler:
 
 __all__ = [
     "DEFAULT_X0_SAMPLER", "X0Sampler", "FixedMasks", "UniformMasks", "EmptyX0", "Corrupt", "CorruptWords", "Mixture",
-    "VALID_FORMS", "parse_x0_sampler", "split_words", "token_word_roles", "CONTINUES_WORD", "BEGINS_WORD", "BREAK",
+    "VALID_FORMS", "parse_x0_sampler", "split_words", "token_word_roles", "marks_spaces", "SPACE_MARKS", "CONTINUES_WORD",
+    "BEGINS_WORD", "BREAK",
 ]
