@@ -9,9 +9,10 @@ and how much does it change clean text? By backbone, training data, time conditi
         --learning_rate 1e-4 --num_blocks 64 --taus 0.02 --strengths 0.1 --edit_rules gain,threshold \\
         --gain_margins 0,0.1,0.2,0.3                                                         # [real] extra
     ... --init_from <that run's checkpoint-final> --seed 1    # train it 480 steps longer (a new data order)
+    ... --x0_sampler "0.5*corrupt[p:0.2] + 0.5*corrupt_words[p:0.3]"   # with word-level noise too
 
-Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (or `--x0_sampler`; 31 tokens after BOS per block, as pt
-groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
+Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (or the coupling given by `--x0_sampler`;
+31 tokens after BOS per block, as pt groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
 file except its last `--held_out_chars` characters (`--train_text file`). Backbones: `tiny` (the random 2-layer
 ModernBERT of benchmarks/quality.py), `minilm` (the packaged pretrained MiniLM, converted as training/quickstart.sh
 does: headless, its token heads start from its input embeddings) or `smollm2` (SmolLM2-135M-Instruct of the
