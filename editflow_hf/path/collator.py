@@ -327,9 +327,8 @@ class EditFlowCollator:
             tails = [x1[prompt_len:] for x1, prompt_len in examples]
             noise_pool = np.concatenate(tails)
             if self.x0_sampler.needs_word_roles:
-                # Words must not run from one example into the next: BOS (a break) between the tails.
-                tokens = np.concatenate([part for tail in tails for part in (tail, [self.bos_token_id])])
-                noise_words = CorruptWords.noise_words(tokens, self.word_roles)
+                # Cut per example, so that no word runs from one example into the next.
+                noise_words = [word for tail in tails for word in CorruptWords.noise_words(tail, self.word_roles)]
 
         x_ts, edits, prop_rates = [], [], []
         for b, (x1, prompt_len) in enumerate(examples):

@@ -189,12 +189,12 @@ class CorruptWords(Corrupt):
     whose errors are words (a wrong word, a missing one, one too many), not single tokens.
 
     Each word of x1 after the prompt is, independently with probability p, corrupted in one of three ways with
-    equal probability: replaced by a noise word, dropped, or kept with a noise word inserted after it. Line breaks,
-    whitespace and special tokens stay. A word is a token that begins one (`BEGINS_WORD`, or the first token after
+    equal probability: replaced by a noise word, dropped, or kept with a noise word inserted after it. Line breaks
+    and special tokens stay. A word is a token that begins one (`BEGINS_WORD`, or the first token after
     a line break) and the tokens that continue it, by `word_roles`, the vocabulary's `token_word_roles` (a prompt
     that ends inside a word leaves the rest of that word to be corrupted as one). Noise words are drawn uniformly
-    from the words of `noise_pool` that begin with a space (the collator passes the data tokens of the batch, a
-    break between examples). The tokens a corruption adds beyond those it removes are capped at ceil(p * n) per example
+    from the words of `noise_pool` that begin with a space (the collator passes the words of the batch's data tokens,
+    cut example by example). The tokens a corruption adds beyond those it removes are capped at ceil(p * n) per example
     (corruptions drawn in a random order; one that would pass the cap is not made), so x0 never has more than
     `max_x0_len(n) = n + ceil(p * n)` tokens after the prompt. With no noise word, replacing becomes dropping and
     inserting is skipped.
