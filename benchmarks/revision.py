@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--learning_rate", type=float, default=3e-3)
     parser.add_argument("--time_conditioning", default="False", choices=("True", "False"))
     parser.add_argument("--num_blocks", type=int, default=12)
+    parser.add_argument("--held_out_blocks", type=int, default=None, help="blocks in the held-out split (default "
+                        "--num_blocks): more of them narrow the standard error of a small change")
     parser.add_argument("--splits", default="held-in,validation,held-out")
     parser.add_argument("--taus", default="0.02,0.005")
     parser.add_argument("--strengths", default="1,0.5,0.1")
@@ -182,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
 
     n = args.num_blocks
     first = text_blocks(tokenizer, train_text[:40_000], max(n, 12))
-    held = text_blocks(tokenizer, held_text[:50_000], 2 * n)
+    n_held_out = args.held_out_blocks or n
+    # the same first blocks whichever length of text they are cut from (pt groups paragraphs in order)
+    held = text_blocks(tokenizer, held_text[:50_000] if n_held_out <= n else held_text, n + n_held_out)
     splits = {"held-in": first[:n], "validation": held[:n], "held-out": held[n:]}
     if args.train_text == "blocks":
         train_file = work / "blocks.txt"

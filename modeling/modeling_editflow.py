@@ -248,13 +248,20 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         t = torch.as_tensor(t, device=hidden.device).reshape(-1).expand(hidden.shape[0])
         return hidden + self.time_embedding(t)[:, None, :].to(hidden.dtype)
 
+    def head_columns(self, columns: torch.Tensor, head: nn.Module) -> torch.Tensor:
+        """The columns whose hidden states `head` reads for edits at `columns`: the same ones, or with
+        `config.sub_head_shift` column i - 1 for the substitution head (a converted decoder's LM head predicts the
+        token after the position it reads); column 0 (BOS, never substituted) keeps its own. The one home of the
+        shift: the forward and the sampler both ask here."""
+        if head is self.sub_head and self.config.sub_head_shift:
+            return (columns - 1).clamp_min(0)
+        return columns
+
     def sub_head_input(self, hidden: torch.Tensor) -> torch.Tensor:
-        """The hidden states the substitution head reads at each position: `hidden` itself, or with
-        `config.sub_head_shift` position i - 1's (a converted decoder's LM head predicts the token after the position
-        it reads); position 0 (BOS, never substituted) keeps its own."""
+        """The hidden states the substitution head reads at each position ([`head_columns`])."""
         if not self.config.sub_head_shift:
             return hidden
-        return torch.cat([hidden[:, :1], hidden[:, :-1]], dim=1)
+        return hidden[:, self.head_columns(torch.arange(hidden.shape[1], device=hidden.device), self.sub_head)]
 
     def edit_rates(
         self,

@@ -700,7 +700,6 @@ class TauLeapSampler:
         self.edit_rule = edit_rule
         self.gain_margin = float(gain_margin)
         self.guided = self.guidance.spec != 0.0
-        self.sub_head_shift = bool(getattr(config, "sub_head_shift", False))
         self.top_p = float(top_p)
         self.top_k = top_k
         self.max_length = max_length
@@ -898,12 +897,10 @@ class TauLeapSampler:
 
     def head_positions(self, where: tuple[torch.Tensor, torch.Tensor], head) -> tuple[torch.Tensor, torch.Tensor]:
         """The (row, column) positions of the cached hidden states `head` reads for the fired positions `where`:
-        the same ones, or with `config.sub_head_shift` column i - 1 for the substitution head (BOS is protected, so
-        i >= 1; with guidance the unconditional half of column i - 1 is the unconditional previous token too)."""
-        if head is self.model.sub_head and self.sub_head_shift:
-            rows, columns = where
-            return rows, columns - 1
-        return where
+        the model's [`head_columns`] (with guidance the unconditional half of a column is the unconditional token of
+        the same column, so the shift holds for it too)."""
+        rows, columns = where
+        return rows, self.model.head_columns(columns, head)
 
     def token_logits(self, head, hidden: torch.Tensor, t: float) -> torch.Tensor:
         """Token logits of the fired positions from their hidden states `[m, H]` (`[m, 2H]` with guidance: the

@@ -27,6 +27,19 @@ def test_blocks_are_pts_token_stream_with_the_newlines_inside_paragraphs():
         benchmark.text_blocks(tokenizer, text, len(stream) // benchmark.BLOCK + 1)
 
 
+
+def test_blocks_cut_from_more_text_begin_with_the_same_blocks():
+    """`--held_out_blocks` cuts the held-out split from the whole held-out text instead of its first half; the blocks
+    the earlier measurements used must stay the first ones, or figures before and after stop being comparable."""
+    benchmark = load_benchmark("revision")
+    tokenizer = bpe_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
+    lines = corpus().split("\n\n")
+    text = "\n\n".join("\n".join(lines[i : i + 3]) for i in range(0, len(lines), 3))
+    half = text[: len(text) // 2]
+    few = benchmark.text_blocks(tokenizer, half, 3)
+    assert benchmark.text_blocks(tokenizer, text, 6)[:3] == few
+    assert benchmark.text_blocks(tokenizer, half, 3) != benchmark.text_blocks(tokenizer, text[len(text) // 2 :], 3)
+
 def test_word_corruption_keeps_the_line_breaks():
     benchmark = load_benchmark("revision")
     text = "First Citizen:\nBefore we proceed any further,\nhear me speak."
