@@ -10,6 +10,7 @@ and how much does it change clean text? By backbone, training data, time conditi
         --gain_margins 0,0.1,0.2,0.3                                                         # [real] extra
     ... --init_from <that run's checkpoint-final> --seed 1    # train it 480 steps longer (a new data order)
     ... --x0_sampler "0.5*corrupt[p:0.2] + 0.5*corrupt_words[p:0.3]"   # with word-level noise too
+    ... --held_out_blocks 576 --splits held-out --gain_margins 0.2   # an existing run again: its checkpoint is reused
 
 Training: `training/pt.py --x0_sampler "corrupt[p:0.2]" --max_length 32` (or the coupling given by `--x0_sampler`;
 31 tokens after BOS per block, as pt groups them) on either the first 12 blocks of tiny-shakespeare (`--train_text blocks`, the issue's setup) or the whole
@@ -23,7 +24,8 @@ without them are text the model never saw, and it puts the newlines back), with 
 
 Evaluation, `model.generate(..., edit_prompt=True, mask_length=0)` at temperature 0 (BOS protected, nothing else), on
 `--num_blocks` blocks of each split: held-in (the first blocks of the file, trained on), validation (the start of the
-held-out region: pick settings here) and held-out (later in the held-out region: report these). Each block is given
+held-out region: pick settings here) and held-out (the blocks after those: report these; `--held_out_blocks` of
+them, default `--num_blocks`, so a small change can be told from noise). Each block is given
 clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each token with probability 0.2 substituted
 / deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
 replaced by other words of the training text; line breaks kept). Reported: the mean token edit distance to the clean
