@@ -35,7 +35,9 @@ rates at t = 0 at substituted vs kept tokens, and their AUC; `restored`: how oft
 substituted token is the clean token, overall and where the rate is above 1/2; `kept_argmax_in_place`: how often it
 is the token itself at a kept one); at the edits that restore each corrupted block (`at_the_edits`, token and word
 level: a shortest edit script from the corrupted block to the clean one), the sub + del rate at tokens to replace or
-delete and at kept ones, the insertion rate at gaps to fill, and how often the head's argmax is the right token;
+delete and at kept ones, the insertion rate at gaps to fill, and how often the head's argmax is the right token
+(with `--causal_reference True`, beside it how often the unconverted causal SmolLM2 names it from the text left of the
+edit);
 and the mean rates the model gives clean text, with the number of edits they
 predict on clean text for `edit_rule="sample"` when the rates do not depend on t:
 
@@ -163,12 +165,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_blocks", type=int, default=12)
     parser.add_argument("--held_out_blocks", type=int, default=None, help="blocks in the held-out split (default "
                         "--num_blocks): more of them narrow the standard error of a small change")
+    parser.add_argument("--causal_reference", default="False", choices=("True", "False"), help="with --backbone "
+                        "smollm2: also how often the unconverted causal SmolLM2, reading the text left of each edit, "
+                        "names its token (what the pretrained model knew before conversion)")
     parser.add_argument("--splits", default="held-in,validation,held-out")
     parser.add_argument("--taus", default="0.02,0.005")
     parser.add_argument("--strengths", default="1,0.5,0.1")
     parser.add_argument("--edit_rules", default="sample")
     parser.add_argument("--gain_margins", default="0", help="gain_margin values tried with edit_rule gain")
     args = parser.parse_args(argv)
+    if args.causal_reference == "True" and args.backbone != "smollm2":
+        raise SystemExit("--causal_reference True compares with the causal SmolLM2: use it with --backbone smollm2.")
     torch.set_num_threads(1)
     from rapidfuzz.distance import Levenshtein
     from transformers import AutoTokenizer
@@ -271,6 +278,28 @@ def main(argv: list[str] | None = None) -> None:
             stats["kept_rate"] += [float(change[i]) for i in kept]
         return {name: round(float(np.mean(v)), 3) if v else None for name, v in stats.items()}
 
+    causal = None
+    if args.causal_reference == "True":
+        from editflow_hf.causal_lm import load_causal_lm, smollm2_gguf
+
+        gguf = smollm2_gguf()
+        causal, causal_tokenizer = load_causal_lm(str(gguf.parent), gguf_file=gguf.name)
+        causal.eval()
+        assert causal_tokenizer.get_vocab().items() <= tokenizer.get_vocab().items()  # the converted one only adds ids
+        causal_start = causal_tokenizer.bos_token_id if causal_tokenizer.bos_token_id is not None else causal_tokenizer.eos_token_id
+
+    def causal_at_the_edits(given: list[list[int]], clean: list[list[int]]) -> dict:
+        """How often the causal LM's next-token argmax after the text left of each edit is its right token: at a
+        gap before given[i] and at a token given[i] to replace, both read after given[:i]."""
+        right = {"causal_replace_right": [], "causal_insert_right": []}
+        for g, c in zip(given, clean):
+            with torch.no_grad():
+                top = causal(torch.tensor([[causal_start, *g]])).logits[0].argmax(-1)  # top[i]: the token after g[:i]
+            replace, _, insert, _ = edits_to_restore(g, c)
+            right["causal_replace_right"] += [int(top[i]) == v for i, v in replace]
+            right["causal_insert_right"] += [int(top[i]) == v for i, v in insert]
+        return {name: round(float(np.mean(v)), 3) if v else None for name, v in right.items()}
+
     rng = np.random.default_rng(0)
     rate = mean_rate(splits["held-in"])
     detections = {name: detection(splits[name]) for name in args.splits.split(",")}
@@ -285,6 +314,9 @@ def main(argv: list[str] | None = None) -> None:
             "word": [tokenizer.encode(corrupt_words(t, rng, pool_words), add_special_tokens=False) for t in texts],
         }
         edits = {kind: at_the_edits(inputs[kind], clean) for kind in ("token", "word")}
+        if causal is not None:
+            for kind in ("token", "word"):
+                edits[kind].update(causal_at_the_edits(inputs[kind], clean))
         print(json.dumps({"split": name, "at_the_edits": edits}), flush=True)
         at_edits[name] = edits
         settings = [

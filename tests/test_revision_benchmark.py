@@ -40,6 +40,14 @@ def test_blocks_cut_from_more_text_begin_with_the_same_blocks():
     assert benchmark.text_blocks(tokenizer, text, 6)[:3] == few
     assert benchmark.text_blocks(tokenizer, half, 3) != benchmark.text_blocks(tokenizer, text[len(text) // 2 :], 3)
 
+
+def test_causal_reference_without_smollm2_stops_before_training(tmp_path):
+    benchmark = load_benchmark("revision")
+    with pytest.raises(SystemExit, match="use it with --backbone smollm2"):
+        benchmark.main(["--backbone", "tiny", "--causal_reference", "True", "--work_dir", str(tmp_path)])
+    assert not any(tmp_path.iterdir())  # refused before building or training anything
+
+
 def test_word_corruption_keeps_the_line_breaks():
     benchmark = load_benchmark("revision")
     text = "First Citizen:\nBefore we proceed any further,\nhear me speak."
