@@ -25,7 +25,8 @@ without them are text the model never saw, and it puts the newlines back), with 
 Evaluation, `model.generate(..., edit_prompt=True, mask_length=0)` at temperature 0 (BOS protected, nothing else), on
 `--num_blocks` blocks of each split: held-in (the first blocks of the file, trained on), validation (the start of the
 held-out region: pick settings here) and held-out (the blocks after those: report these; `--held_out_blocks` of
-them, default `--num_blocks`, so a small change can be told from noise). Each block is given
+them, default `--num_blocks`, so a small change can be told from noise; the corruptions are drawn from one generator
+across the splits asked for, so compare checkpoints on runs with the same `--splits`). Each block is given
 clean, with token-level corruption (`Corrupt(0.2)`, as training corrupts: each token with probability 0.2 substituted
 / deleted / followed by an inserted corpus token) and with word-level corruption (10% of the words dropped, 10%
 replaced by other words of the training text; line breaks kept). Reported: the mean token edit distance to the clean
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             right["causal_insert_right"] += [int(top[i]) == v for i, v in insert]
         return {name: round(float(np.mean(v)), 3) if v else None for name, v in right.items()}
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(0)  # one stream across the splits asked for: the same --splits, the same corruptions
     rate = mean_rate(splits["held-in"])
     detections = {name: detection(splits[name]) for name in args.splits.split(",")}
     print(json.dumps({"detection": detections}), flush=True)
