@@ -194,9 +194,8 @@ def main(argv: list[str] | None = None) -> None:
 
     n = args.num_blocks
     first = text_blocks(tokenizer, train_text[:40_000], max(n, 12))
-    n_held_out = args.held_out_blocks or n
     # the same first blocks whichever length of text they are cut from (pt groups paragraphs in order)
-    held = text_blocks(tokenizer, held_text[:50_000] if n_held_out <= n else held_text, n + n_held_out)
+    held = text_blocks(tokenizer, held_text, n + (args.held_out_blocks or n))
     splits = {"held-in": first[:n], "validation": held[:n], "held-out": held[n:]}
     if args.train_text == "blocks":
         train_file = work / "blocks.txt"
@@ -261,10 +260,24 @@ def main(argv: list[str] | None = None) -> None:
                 "restored_above_half": float(restored[pos > 0.5].mean()) if (pos > 0.5).any() else None,
                 "kept_argmax_in_place": float((top[~hit] == np.array(noisy)[~hit]).mean())}  # fmt: skip
 
+    causal = None
+    if args.causal_reference == "True":
+        from editflow_hf.causal_lm import load_causal_lm, smollm2_gguf
+
+        gguf = smollm2_gguf()
+        causal, causal_tokenizer = load_causal_lm(str(gguf.parent), gguf_file=gguf.name)
+        causal.eval()
+        assert causal_tokenizer.get_vocab().items() <= tokenizer.get_vocab().items()  # the converted one only adds ids
+        causal_start = causal_tokenizer.bos_token_id if causal_tokenizer.bos_token_id is not None else causal_tokenizer.eos_token_id
+
     def at_the_edits(given: list[list[int]], clean: list[list[int]]) -> dict:
         """The model's rates (t = 0) where the edits that restore each block are, and whether its heads' argmax is
-        the right token there: can it see the errors, and name the fix?"""
+        the right token there: can it see the errors, and name the fix? With the causal reference, also how often
+        the causal LM's next-token argmax after the text left of each edit (given[:i], for a gap before given[i] or a
+        token given[i] to replace) is the right token."""
         stats = {"replace_rate": [], "replace_right": [], "delete_rate": [], "insert_rate": [], "insert_right": [], "kept_rate": []}
+        if causal is not None:
+            stats |= {"causal_replace_right": [], "causal_insert_right": []}
         for g, c in zip(given, clean):
             with torch.no_grad():
                 out = model(torch.tensor([[bos, *g]]))
@@ -277,29 +290,12 @@ def main(argv: list[str] | None = None) -> None:
             stats["insert_rate"] += [float(out.ins_rate[0, i]) for i, _ in insert]
             stats["insert_right"] += [int(ins_top[i]) == v for i, v in insert]
             stats["kept_rate"] += [float(change[i]) for i in kept]
+            if causal is not None:
+                with torch.no_grad():
+                    top = causal(torch.tensor([[causal_start, *g]])).logits[0].argmax(-1)  # top[i]: the token after g[:i]
+                stats["causal_replace_right"] += [int(top[i]) == v for i, v in replace]
+                stats["causal_insert_right"] += [int(top[i]) == v for i, v in insert]
         return {name: round(float(np.mean(v)), 3) if v else None for name, v in stats.items()}
-
-    causal = None
-    if args.causal_reference == "True":
-        from editflow_hf.causal_lm import load_causal_lm, smollm2_gguf
-
-        gguf = smollm2_gguf()
-        causal, causal_tokenizer = load_causal_lm(str(gguf.parent), gguf_file=gguf.name)
-        causal.eval()
-        assert causal_tokenizer.get_vocab().items() <= tokenizer.get_vocab().items()  # the converted one only adds ids
-        causal_start = causal_tokenizer.bos_token_id if causal_tokenizer.bos_token_id is not None else causal_tokenizer.eos_token_id
-
-    def causal_at_the_edits(given: list[list[int]], clean: list[list[int]]) -> dict:
-        """How often the causal LM's next-token argmax after the text left of each edit is its right token: at a
-        gap before given[i] and at a token given[i] to replace, both read after given[:i]."""
-        right = {"causal_replace_right": [], "causal_insert_right": []}
-        for g, c in zip(given, clean):
-            with torch.no_grad():
-                top = causal(torch.tensor([[causal_start, *g]])).logits[0].argmax(-1)  # top[i]: the token after g[:i]
-            replace, _, insert, _ = edits_to_restore(g, c)
-            right["causal_replace_right"] += [int(top[i]) == v for i, v in replace]
-            right["causal_insert_right"] += [int(top[i]) == v for i, v in insert]
-        return {name: round(float(np.mean(v)), 3) if v else None for name, v in right.items()}
 
     rng = np.random.default_rng(0)  # one stream across the splits asked for: the same --splits, the same corruptions
     rate = mean_rate(splits["held-in"])
@@ -315,9 +311,6 @@ def main(argv: list[str] | None = None) -> None:
             "word": [tokenizer.encode(corrupt_words(t, rng, pool_words), add_special_tokens=False) for t in texts],
         }
         edits = {kind: at_the_edits(inputs[kind], clean) for kind in ("token", "word")}
-        if causal is not None:
-            for kind in ("token", "word"):
-                edits[kind].update(causal_at_the_edits(inputs[kind], clean))
         print(json.dumps({"split": name, "at_the_edits": edits}), flush=True)
         at_edits[name] = edits
         settings = [

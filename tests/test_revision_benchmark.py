@@ -9,14 +9,19 @@ from conftest import load_benchmark
 from tiny_decoders import bpe_tokenizer, corpus
 
 
+def three_line_paragraphs() -> str:
+    """The tiny corpus as a .txt of blank-line separated paragraphs of three lines each."""
+    lines = corpus().split("\n\n")
+    return "\n\n".join("\n".join(lines[i : i + 3]) for i in range(0, len(lines), 3))
+
+
 def test_blocks_are_pts_token_stream_with_the_newlines_inside_paragraphs():
     """pt reads a .txt one blank-line separated paragraph per row, so the blocks the model trains on hold the newline
     tokens inside paragraphs; the benchmark's blocks must be that stream (a model trained with newlines rewrites text
     that has lost them)."""
     benchmark = load_benchmark("revision")
     tokenizer = bpe_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
-    lines = corpus().split("\n\n")
-    text = "\n\n".join("\n".join(lines[i : i + 3]) for i in range(0, len(lines), 3))  # paragraphs of three lines
+    text = three_line_paragraphs()
     newline = tokenizer.encode("\n", add_special_tokens=False)
     assert len(newline) == 1  # byte-level BPE: a newline is a token
     blocks = benchmark.text_blocks(tokenizer, text, 5)
@@ -27,18 +32,17 @@ def test_blocks_are_pts_token_stream_with_the_newlines_inside_paragraphs():
         benchmark.text_blocks(tokenizer, text, len(stream) // benchmark.BLOCK + 1)
 
 
-
 def test_blocks_cut_from_more_text_begin_with_the_same_blocks():
-    """`--held_out_blocks` cuts the held-out split from the whole held-out text instead of its first half; the blocks
-    the earlier measurements used must stay the first ones, or figures before and after stop being comparable."""
+    """The held-out split is now cut from the whole held-out text (it was cut from its first half), so that
+    `--held_out_blocks` can ask for more blocks; the blocks the earlier measurements used must stay the first ones, or
+    figures before and after stop being comparable."""
     benchmark = load_benchmark("revision")
     tokenizer = bpe_tokenizer({"bos_token": "<s>", "eos_token": "</s>"})
-    lines = corpus().split("\n\n")
-    text = "\n\n".join("\n".join(lines[i : i + 3]) for i in range(0, len(lines), 3))
+    text = three_line_paragraphs()
     half = text[: len(text) // 2]
     few = benchmark.text_blocks(tokenizer, half, 3)
     assert benchmark.text_blocks(tokenizer, text, 6)[:3] == few
-    assert benchmark.text_blocks(tokenizer, half, 3) != benchmark.text_blocks(tokenizer, text[len(text) // 2 :], 3)
+    assert few != benchmark.text_blocks(tokenizer, text[len(text) // 2 :], 3)
 
 
 def test_causal_reference_without_smollm2_stops_before_training(tmp_path):
