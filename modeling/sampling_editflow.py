@@ -346,9 +346,24 @@ def _serialisable_guards(entries) -> list[bool]:
 
     unsupported = CheckFunctionManager.UNSUPPORTED_SERIALIZATION_GUARD_TYPES
     return [
-        not (entry.is_global or entry.guard_type in unsupported or any(g in unsupported for g in entry.derived_guard_types))
+        not (
+            entry.is_global
+            or entry.guard_type in unsupported
+            or any(g in unsupported for g in entry.derived_guard_types)
+            or _type_defined_in_local_scope(entry)
+        )
         for entry in entries
     ]
+
+
+def _type_defined_in_local_scope(entry) -> bool:
+    """A type guard on an object whose class was made inside a function, which torch cannot save into a package:
+    e.g. the per-model rotary wrappers (`Func`) that transformers >= 5.25 attaches through the `kernels` package.
+    The guard checks that the model's own attribute keeps its class, which holds by construction here."""
+    if entry.guard_type not in ("TYPE_MATCH", "BUILTIN_MATCH") or not entry.has_value:
+        return False
+    kind = type(entry.value)
+    return kind.__qualname__ != kind.__name__
 
 
 def _row_major(x: torch.Tensor) -> torch.Tensor:
