@@ -24,6 +24,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -97,7 +100,7 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
         "results": results,
     }
-    print(json.dumps(summary))
+    print(json.dumps({**summary, "provenance": provenance()}))
     return summary
 
 

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample import BOS, MASK, PAD, TINY, build_model  # noqa: E402
 
@@ -204,7 +207,7 @@ def main(argv=None) -> dict:
     for name in ("baseline_sections", "sections", "compiled_sections"):
         for key, value in result.get(name, {}).items():
             print(f"{name:17s} {key:40s} {value}")
-    print(json.dumps(result))
+    print(json.dumps({**result, "provenance": provenance()}))
     return result
 
 

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QA_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "qa.jsonl"
 QA8_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "qa8.jsonl"
@@ -208,7 +211,7 @@ def main() -> None:
     summary = {"benchmark": "quality", "results": results}
     if ref_model:
         summary["judge_scale"] = judge_scale(ref_model, ref_gguf_file)
-    print(json.dumps(summary))
+    print(json.dumps({**summary, "provenance": provenance()}))
 
 
 if __name__ == "__main__":

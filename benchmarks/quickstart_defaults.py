@@ -41,6 +41,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO_ROOT / "training" / "quickstart.sh"
 RECORDED = Path(__file__).resolve().with_name("quickstart_defaults.json")
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     summary["results"] = rows
     if args.record:
         RECORDED.write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary))
+    print(json.dumps({**summary, "provenance": provenance()}))
 
 
 if __name__ == "__main__":

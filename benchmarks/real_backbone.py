@@ -35,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_ROWS = REPO_ROOT / "data" / "qa-tiny.jsonl"
 HELDOUT_ROWS = REPO_ROOT / "data" / "qa-heldout.jsonl"
@@ -252,7 +255,7 @@ def main(argv=None) -> dict:
         "heldout_rows": len(heldout), "heldin_rows": len(heldin), "threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average": [round(x, 2) for x in os.getloadavg()], "results": results,
     }  # fmt: skip
-    print(json.dumps(summary))
+    print(json.dumps({**summary, "provenance": provenance()}))
     return summary
 
 

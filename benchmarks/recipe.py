@@ -27,6 +27,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -144,7 +147,7 @@ def main() -> None:
                    **row, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
             print(json.dumps(row), flush=True)
             results.append(row)
-    print(json.dumps({"benchmark": "recipe", "results": results}))
+    print(json.dumps({**{"benchmark": "recipe", "results": results}, "provenance": provenance()}))
 
 
 if __name__ == "__main__":

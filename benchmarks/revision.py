@@ -58,6 +58,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -336,9 +339,9 @@ def main(argv: list[str] | None = None) -> None:
             row["seconds"] = round(time.perf_counter() - start, 1)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print(json.dumps({"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
+    print(json.dumps({**{"benchmark": "revision", "run": run_name, "train_seconds": round(seconds, 1),
                       "mean_rate_on_clean_held_in": rate, "detection": detections, "at_the_edits": at_edits,
-                      "rows": rows}))  # fmt: skip
+                      "rows": rows}, "provenance": provenance()}))  # fmt: skip
 
 
 if __name__ == "__main__":

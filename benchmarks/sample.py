@@ -16,13 +16,18 @@ the wall clock. The last line printed is JSON.
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from editflow_hf.modeling.configuration_editflow import EditFlowConfig
 from editflow_hf.modeling.modeling_editflow import EditFlowForEditing
 from editflow_hf.modeling.sampling_editflow import TauLeapSampler, num_tau_steps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=30522,
             global_attn_every_n_layers=2, local_attention=16)  # fmt: skip
@@ -148,7 +153,7 @@ def main(argv=None) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    print(json.dumps(result))
+    print(json.dumps({**result, "provenance": provenance()}))
     return result
 
 

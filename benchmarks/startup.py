@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # `python -c` puts the working directory first on sys.path: run where no editflow_hf can shadow --source.
 NEUTRAL_CWD = "/"
@@ -73,7 +76,7 @@ def main(argv=None) -> dict:
         "editflow_hf_importtime_us": importtime_us("editflow_hf", env),
         "config": {"source": args.source, "runs": args.runs, "python": platform.python_version(), "machine": platform.machine()},
     }
-    print(json.dumps(result))
+    print(json.dumps({**result, "provenance": provenance()}))
     return result
 
 

@@ -28,6 +28,9 @@ import numpy as np
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM, ModernBertModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/ itself, also when imported by a test
+from provenance import provenance  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from editflow_hf import EditFlowConfig, EditFlowForEditing  # noqa: E402
@@ -231,7 +234,7 @@ def main(argv=None):
     }
     if args.device == "cuda":
         result["peak_mem_gib"] = {k: round(v, 2) for k, v in peaks.items()}
-    print(json.dumps(result))
+    print(json.dumps({**result, "provenance": provenance()}))
 
 
 if __name__ == "__main__":

@@ -366,6 +366,11 @@ def _type_defined_in_local_scope(entry) -> bool:
     return kind.__qualname__ != kind.__name__
 
 
+def _dynamo_graphs_compiled() -> int:
+    """Graphs torch.compile has compiled in this process (its own counter)."""
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
 def _row_major(x: torch.Tensor) -> torch.Tensor:
     """`x` `[B, L]` with strides (L, 1): itself, or a copy."""
     return x if x.stride() == (x.shape[1], 1) else x.clone(memory_format=torch.contiguous_format)
@@ -426,11 +431,12 @@ class CompiledEditRates:
             # row), which the graph's guards reject
             input_ids, attention_mask = _row_major(input_ids), _row_major(attention_mask)
             graph = self._graph(input_ids, attention_mask, t) if self.ahead_of_time else None
-            if graph is None and (rows, width) not in self.shapes:
-                self.compilations += 1  # plain torch.compile: a new shape may compile (a second one goes dynamic)
             self.shapes.add((rows, width))
-            if graph is None:
-                return self.compiled(input_ids, attention_mask, t)
+            if graph is None:  # plain torch.compile: count the calls that really compiled a graph
+                graphs_before = _dynamo_graphs_compiled()
+                output = self.compiled(input_ids, attention_mask, t)
+                self.compilations += _dynamo_graphs_compiled() > graphs_before
+                return output
             return graph(self.model, input_ids, attention_mask, t)
         padded_rows, padded_width = bucket_rows(rows), bucket_width(width, self.width_cap)
         if (padded_rows, padded_width) != (rows, width):

@@ -2,7 +2,10 @@
 both modes, and its compiled mode really runs the compiled step (compile time reported apart). No speed is asserted
 here (the figures are in benchmarks/RESULTS.md)."""
 
+import json
+
 import torch
+import transformers
 
 from conftest import load_benchmark
 from editflow_hf.modeling.sampling_editflow import CompiledEditRates
@@ -24,4 +27,5 @@ def test_sample_benchmark_times_eager_and_the_compiled_step(monkeypatch, capsys)
     for mode in ("eager", "compiled"):
         figures = result[mode]
         assert figures["s_per_seq_b1"] > 0 and figures["seq_per_s_b64"] > 0 and figures["step_over_encoder"] > 0
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("{")
+    closing = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert closing["provenance"]["versions"]["transformers"] == transformers.__version__  # the figures' releases

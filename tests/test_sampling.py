@@ -713,3 +713,42 @@ if __name__ == "__main__":
             records.append({"case": case, "sequences": result.sequences, "traces": [t.to_dict() for t in result.traces]})
         REFERENCE.write_text(json.dumps(records))
         print(f"re-recorded {len(records)} cases in {REFERENCE}")
+
+
+def test_ahead_of_time_guards_leave_out_type_checks_on_classes_made_inside_functions():
+    """transformers >= 5.25 gives each ModernBERT attention layer a rotary wrapper whose class is made inside a
+    function (the `kernels` package's `Func`); torch cannot save a type guard on it, and ahead-of-time compilation
+    failed, so every call went through torch.compile's guard check again. Such guards are left out; the rest kept."""
+    from torch._dynamo.types import GuardFilterEntry
+
+    from editflow_hf.modeling.sampling_editflow import _serialisable_guards
+
+    def make_local():
+        class Func(torch.nn.Module):
+            pass
+
+        return Func()
+
+    def entry(value, guard_type="TYPE_MATCH", is_global=False):
+        return GuardFilterEntry(
+            name="L['self']._kernel_funcs['x']", has_value=True, value=value, guard_type=guard_type,
+            derived_guard_types=(), is_global=is_global, orig_guard=None,
+        )  # fmt: skip
+
+    kept = _serialisable_guards(
+        [entry(make_local()), entry(torch.nn.Linear(1, 1)), entry(make_local(), "TENSOR_MATCH"), entry(1, is_global=True)]
+    )  # fmt: skip
+    assert kept == [False, True, True, False]
+
+
+def test_plain_torch_compile_counts_only_the_calls_that_compiled(monkeypatch):
+    """Where ahead-of-time compilation is not to be had, compile_seconds adds up only calls in which torch.compile
+    compiled a graph (its own counter), not every new width (the second width makes the graph dynamic, the rest
+    reuse it)."""
+    model = tiny_model(rate_bias=0.0)
+    rates = CompiledEditRates.for_model(model)
+    rates.ahead_of_time = False
+    samplers = [compile_case(True, seed, [1], model)[0] for seed in range(3)]
+    assert samplers[0].compile_seconds > 0
+    assert all(sampler.compile_seconds == 0.0 for sampler in samplers[1:])
+    assert 1 <= rates.compilations <= 2 < len(rates.shapes)
