@@ -21,7 +21,9 @@ from a local path.
 
 import errno
 import json
+import math
 import os
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -288,6 +290,105 @@ def model_folder_problem(folder) -> str | None:
     return None
 
 
+# --- config sizes against the weights and the memory, before anything is allocated ------------------------------
+#
+# A config.json whose sizes are at odds with its weights (num_hidden_layers: 100000 beside two layers of weights, a
+# vocab_size or max_position_embeddings other than the embedding's rows) would make every loader allocate (or hang
+# building) a model the weights cannot fill, then fail with transformers' "look at the above report!". The sizes are
+# read from the config and the safetensors headers only.
+
+_EMBEDDING_SUFFIXES = {
+    "vocab_size": ("word_embeddings.weight", "tok_embeddings.weight", "embed_tokens.weight", "wte.weight"),
+    "max_position_embeddings": ("position_embeddings.weight", "wpe.weight"),
+}
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks)\.(\d+)\.")
+_SIZE_ALIASES = {  # GPT-2 style names of the same sizes
+    "vocab_size": ("vocab_size",), "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers"), "intermediate_size": ("intermediate_size", "n_inner"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions"),
+}  # fmt: skip
+
+
+def _sizes(config: dict) -> dict:
+    """The backbone sizes a config gives (an Edit Flow config's from its encoder_config), each a positive int."""
+    source = config.get("encoder_config") if config.get("model_type") == "editflow" else config
+    sizes = {}
+    if isinstance(source, dict):
+        for name, aliases in _SIZE_ALIASES.items():
+            value = next((source[key] for key in aliases if key in source), None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                sizes[name] = value
+    return sizes
+
+
+def min_parameters(config: dict) -> int:
+    """A lower bound on the parameters of the model a config describes: the token embeddings and, per layer, two
+    hidden x hidden attention projections and two hidden x intermediate MLP matrices (real layers hold more)."""
+    sizes = _sizes(config)
+    hidden = sizes.get("hidden_size", 0)
+    intermediate = sizes.get("intermediate_size", 4 * hidden)
+    return sizes.get("vocab_size", 0) * hidden + sizes.get("num_hidden_layers", 0) * (2 * hidden * hidden + 2 * hidden * intermediate)
+
+
+def memory_bytes() -> int | None:
+    """This machine's physical memory in bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _weight_shapes(folder: Path) -> dict[str, list[int]] | None:
+    """Tensor name -> shape of the safetensors weights of `folder` (headers only; every shard), or None."""
+    index = folder / WEIGHTS_INDEX_NAME
+    try:
+        if index.is_file():
+            names = sorted(set(json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).values()))
+        elif (folder / WEIGHTS_NAME).is_file():
+            names = [WEIGHTS_NAME]
+        else:
+            return None
+        shapes = {}
+        for name in names:
+            with safe_open(str(folder / name), framework="pt") as weights:
+                for key in weights.keys():
+                    shapes[key] = list(weights.get_slice(key).get_shape())
+        return shapes
+    except Exception:  # unreadable weights are weights_problem's to report
+        return None
+
+
+def size_problem(config: dict, folder=None) -> str | None:
+    """Why the sizes of a parsed config cannot be built (more memory than this machine has) or are at odds with the
+    safetensors weights of `folder` (layers, vocabulary or positions other than the weights', or a model far
+    larger than the weights), found from the config and the weights' headers before anything is allocated."""
+    sizes = _sizes(config)
+    needed = 4 * min_parameters(config)  # float32 bytes
+    memory = memory_bytes()
+    if memory and needed > memory:
+        described = ", ".join(f"{name} {value}" for name, value in sizes.items())
+        return (f"its sizes ({described}) describe a model of at least {human_bytes(needed)} in float32, more than "
+                f"this machine's {human_bytes(memory)} of memory")  # fmt: skip
+    shapes = _weight_shapes(Path(folder)) if folder is not None else None
+    if not shapes:
+        return None
+    layers = {int(match[1]) for key in shapes for match in [_LAYER_INDEX.search(key)] if match}
+    stored_layers = max(layers) + 1 if layers else None
+    configured = sizes.get("num_hidden_layers")
+    if stored_layers is not None and configured is not None and configured != stored_layers:
+        return f"num_hidden_layers is {configured} but the weights hold {stored_layers} layers; the config and the weights are at odds"
+    for name, suffixes in _EMBEDDING_SUFFIXES.items():
+        rows = next((shape[0] for key, shape in shapes.items() if key.endswith(suffixes) and len(shape) == 2), None)
+        value = sizes.get(name)
+        if rows is not None and value is not None and rows != value:
+            return f"{name} is {value} but the weights' {name.replace('_size', '')} embedding has {rows} rows; the config and the weights are at odds"
+    stored = sum(math.prod(shape) for shape in shapes.values())
+    if min_parameters(config) > 4 * stored + 10**6:
+        return (f"its sizes describe a model of at least {min_parameters(config):,} parameters but the weights hold "
+                f"{stored:,}; the config and the weights are at odds")  # fmt: skip
+    return None
+
+
 def check_model_folder(model_name_or_path, what: str = "model") -> None:
     """Before anything is loaded: a local `model_name_or_path` must be a folder with a readable config.json and
     loadable weights (`model_folder_problem`); EditFlowError names what is wrong. Names that can only be Hub ids
@@ -312,6 +413,9 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
         check_weights(path)
     elif not any((path / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
         raise EditFlowError(f"{name} has no weights ({WEIGHTS_NAME}); save or download the model again.")
+    problem = size_problem(parsed, path)
+    if problem is not None:
+        raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
     if not tokenizer_files_present(path):
         raise EditFlowError(
             f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
@@ -496,6 +600,9 @@ def check_checkpoint(checkpoint_dir) -> dict:
         problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
     if problems:
         raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
+    problem = size_problem(config, folder)
+    if problem is not None:
+        raise EditFlowError(f"{folder / CONFIG_NAME}: {problem}; restore it from the original model.")
     return config
 
 
@@ -535,6 +642,9 @@ __all__ = [
     "is_hub_id",
     "is_nonempty_dir",
     "loading_errors",
+    "memory_bytes",
+    "min_parameters",
+    "size_problem",
     "read_json",
     "save_failure_message",
     "staging_path",

@@ -28,6 +28,7 @@ import sys
 import gradio as gr
 from transformers import pipeline
 
+from editflow_hf.checkpoints import check_model_folder
 from editflow_hf.visualize import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
 
 try:  # ZeroGPU Spaces provide `spaces`; elsewhere the decorator is a no-op
@@ -100,8 +101,12 @@ def read_concurrency() -> int:
 
 def load_generator(model_name_or_path: str):
     """The editflow-generation pipeline of a Hub repo or local folder; one clear line when it cannot load
-    (missing folder, bad config, truncated or corrupted weights, ...)."""
+    (missing folder, bad config, truncated or corrupted weights, ...). A local folder first goes through the
+    commands' loading gate (`check_model_folder`): a config whose `auto_map` / `custom_pipelines` points at code
+    other than the Edit Flow files, or whose sizes are at odds with its weights, is refused before any of its code
+    is imported (trust_remote_code would run it)."""
     try:
+        check_model_folder(model_name_or_path, what=MODEL_ENV)
         return pipeline("editflow-generation", model=model_name_or_path, trust_remote_code=True)
     except Exception as err:  # any loading failure becomes one line at start-up, whatever raised it
         reason = " ".join(str(err).split()) or type(err).__name__

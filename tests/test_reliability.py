@@ -137,7 +137,18 @@ CONFIG_DAMAGE = {
     "config-unknown-scheduler": _set("scheduler", "quartic"),
     "foreign-auto-map": _set("auto_map.AutoModel", "someone/other--modeling_other.Model"),
     "foreign-pipeline": _set("custom_pipelines.editflow-generation.impl", "pipeline_other.Pipeline"),
+    "local-auto-map": _set("auto_map.AutoModel", "modeling_evil.EvilModel"),
+    "huge-layers": lambda config: {**config, "encoder_config": {k: v for k, v in _set("encoder_config.num_hidden_layers", 100000)(config)["encoder_config"].items() if k != "layer_types"}},
+    "vocab-at-odds": _set("encoder_config.vocab_size", 30000),
+    "huge-hidden": lambda config: {**config, "encoder_config": {**config["encoder_config"], "hidden_size": 2**20, "intermediate_size": 2**21}},
 }
+MARKER = "imported.marker"
+
+
+def write_evil_module(folder: Path) -> None:
+    """A module beside the Edit Flow files that leaves a marker in `folder` when it is imported."""
+    code = f"open({str(folder / MARKER)!r}, 'w').write('imported')\n\nclass EvilModel:\n    pass\n"
+    (folder / "modeling_evil.py").write_text(code, encoding="utf-8")
 
 
 @pytest.fixture
@@ -160,6 +171,8 @@ def broken(model_dir, tmp_path):
         elif kind == "no-tokenizer":
             (folder / "tokenizer.json").unlink()
         elif kind in CONFIG_DAMAGE:
+            if kind == "local-auto-map":
+                write_evil_module(folder)
             config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
             (folder / "config.json").write_text(json.dumps(CONFIG_DAMAGE[kind](config)), encoding="utf-8")
         return folder
@@ -691,6 +704,23 @@ def test_broken_model_folders_are_one_line_in_every_command(call, broken, tmp_pa
     assert snapshot(folder) == before and not out.exists()
 
 
+def test_space_refuses_a_folder_whose_auto_map_points_at_another_module(broken):
+    """The Space opens a checkpoint through the commands' gate: a config whose auto_map points at another module in
+    the folder is refused in one line at start-up and the module is never imported (its marker never appears)."""
+    import socket
+
+    folder = broken("local-auto-map")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**ENV, "EDITFLOW_MODEL": str(folder), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_ANALYTICS_ENABLED": "False"}  # fmt: skip
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "space" / "app.py")], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert_refused(proc, "space/app.py: cannot load the Edit Flow model", "AutoModel -> modeling_evil.EvilModel")
+    assert not (folder / MARKER).exists()
+
+
 # --- sampling -----------------------------------------------------------------------------------------------------
 
 
@@ -807,6 +837,10 @@ REFUSALS = [
     Refusal('config.json `scheduler: "quartic"`', ALL_MODEL_COMMANDS, says="Unknown kappa scheduler", damage="config-unknown-scheduler"),
     Refusal("`auto_map` pointing at another repo's code", ALL_MODEL_COMMANDS, says="AutoModel -> someone/other--modeling_other.Model", damage="foreign-auto-map"),
     Refusal("`custom_pipelines` pointing at other code", ALL_MODEL_COMMANDS, says="editflow-generation -> pipeline_other.Pipeline", damage="foreign-pipeline"),
+    Refusal("`auto_map` pointing at another module in the folder (it would write a file when imported)", ALL_MODEL_COMMANDS, says="AutoModel -> modeling_evil.EvilModel", damage="local-auto-map"),
+    Refusal("config.json `num_hidden_layers: 100000` beside 2 layers of weights (hung every loader)", ALL_MODEL_COMMANDS, says="num_hidden_layers is 100000 but the weights hold 2 layers", damage="huge-layers"),
+    Refusal("config.json `vocab_size` other than the weights' embedding rows", ALL_MODEL_COMMANDS, says="vocab_size is 30000 but the weights' vocab embedding has 30522 rows", damage="vocab-at-odds"),
+    Refusal("config.json sizes beyond this machine's memory (hidden_size 2**20)", ALL_MODEL_COMMANDS, says="more than this machine's", damage="huge-hidden"),
     Refusal("tokenizer files missing", ("sample", "pt.py", "eval"), says="has no tokenizer", damage="no-tokenizer"),
     Refusal("tokenizer files missing", ("push",), says="tokenizer files are missing", damage="no-tokenizer"),
     # convert, push, eval
@@ -842,6 +876,7 @@ FAULTS = [
     ("chat: an undecodable line", "chat", "0", "that line is not valid UTF-8; the session goes on", "test_chat_reports_an_undecodable_line_and_carries_on"),
     ("Space: a refused request", "space/app.py", "-", "the caller gets the message as plain text; the log gets one `refused:` line, no traceback", "test_space.py::test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log"),
     ("Space: damaged checkpoint at start-up", "space/app.py", "1", "cannot load the Edit Flow model …", "test_space.py::test_damaged_checkpoint_exits_with_one_line"),
+    ("Space: a checkpoint whose `auto_map` points at another module in the folder", "space/app.py", "1", "cannot load the Edit Flow model …: … AutoModel -> modeling_evil.EvilModel …; the module is never imported (its marker file never appears)", "test_space_refuses_a_folder_whose_auto_map_points_at_another_module"),
     ("pipeline: mask_length / max_length / max_new_tokens / num_return_sequences / batch_size of 10**9, a 50 MB prompt (2 GiB address-space limit)", "pipeline (issue K)", "ValueError", "one line within a second, nothing allocated", "test_generate.py::test_size_inputs_refused_within_a_second_under_a_2gb_address_space"),
     ("sample: --mask_length / --max_length / --max_new_tokens / --num_samples 10**9, --batch_size 0", "sample (issue K)", "2", "one line naming the flag", "test_generate.py::test_size_flags_of_the_sample_cli_are_refused_in_one_line"),
     ("pipeline: a lone surrogate in the prompt", "pipeline (issue K)", "ValueError", "… lone surrogate …", "test_pipeline.py (issue K)"),

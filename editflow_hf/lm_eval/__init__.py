@@ -111,6 +111,9 @@ class EditFlowLM(TemplateLM):
         if int(num_t) < 1:
             raise ValueError(f"num_t must be >= 1; got {num_t!r}.")
         self.num_t, self.seed, self.check_greedy = int(num_t), int(seed), bool(check_greedy)
+        from ..checkpoints import check_model_folder
+
+        check_model_folder(self.pretrained)  # the commands' loading gate: remote-code targets, sizes, weights, tokenizer
         self.tokenizer = AutoTokenizer.from_pretrained(self.pretrained)
         self.model = EditFlowForEditing.from_pretrained(self.pretrained, dtype=getattr(torch, dtype)).to(self._device).eval()
         config = self.model.config
