@@ -381,7 +381,8 @@ def size_problem(config: dict, folder=None) -> str | None:
         rows = next((shape[0] for key, shape in shapes.items() if key.endswith(suffixes) and len(shape) == 2), None)
         value = sizes.get(name)
         if rows is not None and value is not None and rows != value:
-            return f"{name} is {value} but the weights' {name.replace('_size', '')} embedding has {rows} rows; the config and the weights are at odds"
+            what = "token" if name == "vocab_size" else "position"
+            return f"{name} is {value} but the weights' {what} embedding has {rows} rows; the config and the weights are at odds"
     stored = sum(math.prod(shape) for shape in shapes.values())
     if min_parameters(config) > 4 * stored + 10**6:
         return (f"its sizes describe a model of at least {min_parameters(config):,} parameters but the weights hold "
@@ -479,6 +480,10 @@ def config_problem(config: dict) -> str | None:
     for name, value in sizes:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             return f"{name} must be a positive whole number; got {value!r}"
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the config classes' warnings (e.g. a token id outside the vocabulary): not here
     try:
         if model_type == "editflow":
             from .modeling.configuration_editflow import EditFlowConfig
@@ -490,6 +495,8 @@ def config_problem(config: dict) -> str | None:
             AutoConfig.for_model(**config)
     except Exception as err:  # the config classes validate with TypeError, ValueError or StrictDataclassError
         return f"invalid values ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if model_type == "editflow":
         vocab = built.encoder_config.vocab_size
         for name in ("mask_token_id", "bos_token_id", "pad_token_id", "eos_token_id"):

@@ -32,13 +32,13 @@ def _heavy() -> None:
     """Import torch, transformers and the model classes into this module's namespace (once)."""
     global torch, AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     global MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    global EditFlowConfig, EditFlowGenerationConfig, EditFlowForEditing, get_scheduler
+    global EditFlowConfig, EditFlowGenerationConfig, EditFlowForEditing, get_scheduler, reserved_token_ids
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
     from .modeling.configuration_editflow import EditFlowConfig
-    from .modeling.generation_editflow import EditFlowGenerationConfig
+    from .modeling.generation_editflow import EditFlowGenerationConfig, reserved_token_ids
     from .modeling.modeling_editflow import EditFlowForEditing
     from .modeling.scheduling_editflow import get_scheduler
     from .registration import register
@@ -101,16 +101,40 @@ class _Source:
 
 @contextlib.contextmanager
 def _quiet_load_report():
-    """Silence transformers' warnings (its MISSING/UNEXPECTED load report, tied-weight notes) while we try the
-    masked-LM load of an encoder that may be headless: missing head weights are expected and handled here."""
+    """Silence transformers' warnings (its MISSING/UNEXPECTED load report, tied-weight notes) and progress bars while
+    the source loads (`_check_loaded` reports a bad load in one line), e.g. the masked-LM load of an encoder that may be headless: missing head weights are expected and handled here."""
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # a refused load must end in one line, not a "Loading weights: 0it" bar above it
     try:
         yield
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _ignorable(key: str) -> bool:
+    """Weights a backbone may leave unused without harm: a pooler (the MLM classes have none), position-id buffers."""
+    return key.startswith("pooler.") or ".pooler." in key or key.endswith("position_ids")
+
+
+def _check_loaded(model_name_or_path: str, model, info: dict, missing_allowed=lambda key: False) -> None:
+    """Refuse a source whose weights do not load into its own architecture (the config of one model beside the
+    weights of another): every backbone weight missing would be random, every weight of the file unused."""
+    missing = [key for key in info.get("missing_keys", ()) if not missing_allowed(key) and not _ignorable(key)]
+    unexpected = [key for key in info.get("unexpected_keys", ()) if not _ignorable(key)]
+    if not missing and not unexpected:
+        return
+    parts = [f"{len(missing)} of its {model.config.model_type} weights are missing from the file (e.g. {missing[0]})"] if missing else []
+    if unexpected:
+        parts.append(f"{len(unexpected)} weights of the file are not in that architecture (e.g. {unexpected[0]})")
+    raise EditFlowError(
+        f"source model {model_name_or_path}: its weights do not load into its own architecture: {' and '.join(parts)}; "
+        "config.json and the weights are of different models: restore the folder from the original model."
+    )
 
 
 def _load_encoder(model_name_or_path: str, trust_remote_code: bool, config) -> _Source:
@@ -125,6 +149,7 @@ def _load_encoder(model_name_or_path: str, trust_remote_code: bool, config) -> _
     if mlm is not None:
         prefix = mlm.base_model_prefix
         head_missing = [k for k in info["missing_keys"] if not k.startswith(prefix + ".")]
+        _check_loaded(model_name_or_path, mlm, info, missing_allowed=lambda key: not key.startswith(prefix + "."))
         parts = _mlm_head_parts(mlm)
         if not head_missing and parts is not None:
             return _Source(mlm.base_model, "mlm", mlm_head=parts)
@@ -132,7 +157,9 @@ def _load_encoder(model_name_or_path: str, trust_remote_code: bool, config) -> _
             logger.warning("Unknown masked-LM head layout for %s: the token heads start from the input embeddings.", config.model_type)
         else:
             logger.info("%s has no masked-LM head weights: the token heads start from its input embeddings.", model_name_or_path)
-    encoder = AutoModel.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    with _quiet_load_report():
+        encoder, info = AutoModel.from_pretrained(model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code)
+    _check_loaded(model_name_or_path, encoder, info)
     return _Source(encoder, "mlm", projection=encoder.get_input_embeddings())
 
 
@@ -140,7 +167,9 @@ def _load_causal_lm(model_name_or_path: str, trust_remote_code: bool, vocab_need
     """A decoder LM (`lm` when already loaded, e.g. from a GGUF file), its embeddings (and LM head) resized to the
     tokenizer when tokens were added."""
     if lm is None:
-        lm = AutoModelForCausalLM.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        with _quiet_load_report():
+            lm, info = AutoModelForCausalLM.from_pretrained(model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code)
+        _check_loaded(model_name_or_path, lm, info)
     if vocab_needed > lm.get_input_embeddings().num_embeddings:
         # New rows start at the mean of the old ones (transformers' mean_resizing), not at random.
         lm.resize_token_embeddings(vocab_needed, mean_resizing=True)
@@ -333,5 +362,6 @@ def convert(
     with atomic_folder(output_dir, overwrite=overwrite, needed=needed) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        EditFlowGenerationConfig().save_pretrained(staging)  # default sampling settings, raw-text prompts
+        # default sampling settings, raw-text prompts; the tokenizer's special and reserved entries never written
+        EditFlowGenerationConfig(suppress_tokens=reserved_token_ids(tokenizer)).save_pretrained(staging)
     return output_dir

@@ -526,6 +526,25 @@ def test_convert_refuses_a_non_empty_folder_and_overwrites_when_asked(tiny_mlm_d
     assert not list(tmp_path.glob(".checkpoint-3.*"))
 
 
+def test_convert_refuses_weights_of_another_architecture(tmp_path):
+    """A GPT-2 config beside BERT weights: every GPT-2 weight would start random and every BERT weight go unused;
+    refused in one line with the counts and an example of each, nothing written."""
+    from transformers import GPT2Config
+
+    from builders import build_tiny_mlm
+
+    source = build_tiny_mlm("bert", tmp_path / "bert")
+    (source / "config.json").unlink()
+    GPT2Config(vocab_size=30522, n_embd=32, n_layer=2, n_head=2, n_positions=512, bos_token_id=101, eos_token_id=102).save_pretrained(source)
+    before = snapshot(source)
+    out = tmp_path / "out"
+    line = assert_refused(run("convert", "--model_name_or_path", source, "--output_dir", out),
+                          "its weights do not load into its own architecture", "gpt2 weights are missing from the file (e.g. transformer.",
+                          "weights of the file are not in that architecture (e.g. bert.")  # fmt: skip
+    assert re.search(r": \d+ of its gpt2 weights are missing .* and \d+ weights of the file", line), line
+    assert not out.exists() and snapshot(source) == before
+
+
 def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, tmp_path, monkeypatch):
     """The disk fills up after part of the weights is written: nothing appears under the final name, and an
     existing folder being overwritten keeps its contents."""
@@ -839,7 +858,7 @@ REFUSALS = [
     Refusal("`custom_pipelines` pointing at other code", ALL_MODEL_COMMANDS, says="editflow-generation -> pipeline_other.Pipeline", damage="foreign-pipeline"),
     Refusal("`auto_map` pointing at another module in the folder (it would write a file when imported)", ALL_MODEL_COMMANDS, says="AutoModel -> modeling_evil.EvilModel", damage="local-auto-map"),
     Refusal("config.json `num_hidden_layers: 100000` beside 2 layers of weights (hung every loader)", ALL_MODEL_COMMANDS, says="num_hidden_layers is 100000 but the weights hold 2 layers", damage="huge-layers"),
-    Refusal("config.json `vocab_size` other than the weights' embedding rows", ALL_MODEL_COMMANDS, says="vocab_size is 30000 but the weights' vocab embedding has 30522 rows", damage="vocab-at-odds"),
+    Refusal("config.json `vocab_size` other than the weights' embedding rows", ALL_MODEL_COMMANDS, says="vocab_size is 30000 but the weights' token embedding has 30522 rows", damage="vocab-at-odds"),
     Refusal("config.json sizes beyond this machine's memory (hidden_size 2**20)", ALL_MODEL_COMMANDS, says="more than this machine's", damage="huge-hidden"),
     Refusal("tokenizer files missing", ("sample", "pt.py", "eval"), says="has no tokenizer", damage="no-tokenizer"),
     Refusal("tokenizer files missing", ("push",), says="tokenizer files are missing", damage="no-tokenizer"),
@@ -865,6 +884,7 @@ FAULTS = [
     ("`--hub_token hf_...` on the command line", "pt.py, then editflow-push", "0", "the token is in no file written; training_args.bin (a pickle) is pickled without it and never uploaded", "test_hub_token_is_in_no_file_and_no_pickle_is_uploaded"),
     ("full disk while checkpoint-N is written (weights, optimizer, trainer state)", "pt.py", "2", "could not save …/checkpoint-6: the disk is full; it needs about … and … is free; the partial checkpoint-6 was removed and checkpoint-3 kept …; --resume_from_checkpoint True then ends as the uninterrupted run", "test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes"),
     ("full disk while checkpoint-final is written", "pt.py", "2", "could not save …/checkpoint-final: the disk is full; … the earlier checkpoint-final is kept", "test_training_full_disk_keeps_the_earlier_checkpoint_final"),
+    ("convert: a source whose weights do not load into its own architecture (GPT-2 config, BERT weights)", "convert", "2", "its weights do not load into its own architecture: 29 of its gpt2 weights are missing from the file (e.g. transformer.h.0…) and 42 weights of the file are not in that architecture (e.g. bert.…)", "test_convert_refuses_weights_of_another_architecture"),
     ("full disk during a conversion", "convert", "2", "could not save …: the disk is full; … nothing was written under that name / its previous contents are kept", "test_convert_full_disk_leaves_nothing_half_written"),
     ("run killed while checkpoint-5 was written", "pt.py --resume_from_checkpoint True", "0", "Skipping incomplete checkpoint …checkpoint-5 (trainer_state.json is missing); resumes from checkpoint-3", "test_resume_true_takes_the_newest_complete_checkpoint"),
     ("--resume_from_checkpoint an incomplete folder", "pt.py", "2", "not a complete checkpoint (model.safetensors is missing)", "test_resume_from_an_incomplete_checkpoint_is_one_line"),
