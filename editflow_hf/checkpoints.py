@@ -73,11 +73,34 @@ def discard_staging(final) -> None:
     shutil.rmtree(staging_path(final), ignore_errors=True)
 
 
+def user_file_mode() -> int:
+    """The mode a new file gets under this process's umask (0o644 under 022)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def apply_umask(folder) -> None:
+    """Give the files under `folder` written private (0600, as safetensors writes model.safetensors through a
+    temporary file) the mode the user's umask gives every other file, so another user serving the folder can read
+    the weights beside the config."""
+    mode = user_file_mode()
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if not os.path.islink(path) and os.stat(path).st_mode & 0o777 == 0o600 and mode != 0o600:
+                    os.chmod(path, mode)
+            except OSError:
+                pass
+
+
 def commit_folder(staging, final) -> Path:
     """Rename the complete `staging` folder to `final`. An existing `final` is first renamed aside and deleted
     only once the new folder is in place (two renames on one file system: at no time is there a half-written
     folder under the final name)."""
     staging, final = Path(staging), Path(final)
+    apply_umask(staging)
     if final.exists():
         aside = _replaced_path(final)
         shutil.rmtree(aside, ignore_errors=True)
@@ -631,6 +654,7 @@ def checkpoint_problem(folder) -> str | None:
 
 __all__ = [
     "DISK_FULL",
+    "apply_umask",
     "atomic_folder",
     "check_checkpoint",
     "check_weights",
@@ -657,6 +681,7 @@ __all__ = [
     "staging_path",
     "tensor_bytes",
     "tokenizer_files_present",
+    "user_file_mode",
     "weights_problem",
     "write_failure",
 ]

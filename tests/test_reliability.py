@@ -364,6 +364,43 @@ def test_hub_token_is_in_no_file_and_no_pickle_is_uploaded(model_dir, tmp_path):
     assert "not uploading notes.dat, training_args.bin (pickled" in proc.stderr
 
 
+def test_nothing_a_push_uploads_names_a_local_path_and_the_weights_follow_the_umask(call, six_step_run, model_dir, tmp_path):
+    """Every file a push would send (the folder's files as sent, the card) is free of this machine's absolute paths:
+    the tests' temporary folders, the repository, site-packages (a MiniLM converted from its installed package);
+    the eval result's dataset reaches the card's model-index by its file name only. The weights written by
+    training and by the conversion have the mode the user's umask gives (0644 under 022), like every other file."""
+    import site
+    import sysconfig
+
+    from builders import minilm_dir
+    from editflow_hf.checkpoints import user_file_mode
+    from editflow_hf.hub.upload import plan_upload, upload_contents
+
+    folder = Path(shutil.copytree(six_step_run / "checkpoint-final", tmp_path / "checkpoint-final"))
+    mode = user_file_mode()
+    for source in (six_step_run / "checkpoint-final", six_step_run / "checkpoint-3", model_dir):
+        for path in source.glob("*.safetensors"):
+            assert path.stat().st_mode & 0o777 == mode, (path, oct(path.stat().st_mode))
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder_config"]["_name_or_path"] = str(minilm_dir())  # as editflow-convert records the packaged MiniLM
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    assert_ok(call("eval", "--model_name_or_path", folder, "--dataset_args", f"{SHAKESPEARE}[train:8]", "--max_length", 32,
+                   "--num_t", 1, "--output", folder / "eval_results.json"))  # fmt: skip
+    local = {str(tmp_path.parent.parent), str(REPO_ROOT), sysconfig.get_paths()["purelib"], *site.getsitepackages(), str(Path.home())}
+    local = {path for path in local if len(path) > 1}
+    assert any(path in (folder / "config.json").read_text() for path in local)  # on disk: the local paths
+    plan = plan_upload(folder, "someone/tiny")
+    sent = {name: data if isinstance(data, bytes) else Path(data).read_bytes() for name, data in upload_contents(plan).items()}
+    sent["README.md"] = plan.card.encode("utf-8")
+    assert {"config.json", "training_args.json", "eval_results.json", "model.safetensors"} <= set(sent)
+    leaks = [(name, path) for name, data in sent.items() for path in local if path.encode() in data]
+    assert leaks == []
+    sent_config = json.loads(sent["config.json"])
+    assert sent_config["encoder_config"]["_name_or_path"] == minilm_dir().name
+    assert "name: tiny-shakespeare.txt" in plan.card and "model-index" in plan.card
+    assert json.loads(sent["training_args.json"])["model_name_or_path"] == "model"
+
+
 def test_credentials_are_redacted_before_arguments_are_saved():
     from editflow_hf.training.args import EditFlowTrainingArguments
     from editflow_hf.training.trainer import redact_secrets, redacted_training_args
@@ -882,6 +919,7 @@ REFUSALS = [
 # Faults and inputs whose rows live in their own tests: (what, command, exit, the line says / what happens, test).
 FAULTS = [
     ("`--hub_token hf_...` on the command line", "pt.py, then editflow-push", "0", "the token is in no file written; training_args.bin (a pickle) is pickled without it and never uploaded", "test_hub_token_is_in_no_file_and_no_pickle_is_uploaded"),
+    ("push: local paths in config.json (`encoder_config._name_or_path`, e.g. site-packages), training_args.json, eval_results.json and the card's model-index; model.safetensors written 0600", "editflow-push, pt.py, convert", "0", "every path that leaves the machine is reduced to its last name (no absolute path in any uploaded file); the weights get the user's umask (0644 under 022)", "test_nothing_a_push_uploads_names_a_local_path_and_the_weights_follow_the_umask"),
     ("full disk while checkpoint-N is written (weights, optimizer, trainer state)", "pt.py", "2", "could not save …/checkpoint-6: the disk is full; it needs about … and … is free; the partial checkpoint-6 was removed and checkpoint-3 kept …; --resume_from_checkpoint True then ends as the uninterrupted run", "test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes"),
     ("full disk while checkpoint-final is written", "pt.py", "2", "could not save …/checkpoint-final: the disk is full; … the earlier checkpoint-final is kept", "test_training_full_disk_keeps_the_earlier_checkpoint_final"),
     ("convert: a source whose weights do not load into its own architecture (GPT-2 config, BERT weights)", "convert", "2", "its weights do not load into its own architecture: 29 of its gpt2 weights are missing from the file (e.g. transformer.h.0…) and 42 weights of the file are not in that architecture (e.g. bert.…)", "test_convert_refuses_weights_of_another_architecture"),

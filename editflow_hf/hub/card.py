@@ -267,7 +267,7 @@ def eval_results_for_card(eval_json) -> list[EvalResult]:
     if "bound" not in result or "dataset" not in result:
         raise EditFlowError(f"{path} is not an editflow-eval result (no bound/dataset): write one with `editflow-eval ... --output {path}`")
     dataset = _dataset_ids(result["dataset"])
-    dataset_name = dataset[0] if dataset else str(result["dataset"])
+    dataset_name = _public_name(dataset[0] if dataset else str(result["dataset"]))  # a local file by its name only
     metrics = [("edit_flow_bound", "Edit Flow bound (nats/token)", result["bound"]["per_token"]),
                ("edit_flow_bound_stderr", "Edit Flow bound standard error", result["bound"]["stderr"])]  # fmt: skip
     generation = result.get("generation") or {}

@@ -3,6 +3,8 @@
 
 import importlib
 import importlib.util
+import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,51 @@ def is_pickled(path) -> bool:
                 return any(name.endswith(".pkl") for name in archive.namelist())
     except (OSError, zipfile.BadZipFile):
         return False
+
+
+# JSON files go up with every local path in their values reduced to its last name (config.json's
+# encoder_config._name_or_path, training_args.json's model_name_or_path, an eval result's dataset...): the machine's
+# file system layout never leaves it. tokenizer.json (the vocabulary) and chat templates go up as they are.
+_VERBATIM_JSON = {"tokenizer.json"}
+_VERBATIM_KEYS = {"chat_template"}
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _public_part(text: str) -> str:
+    """One `|`-separated part of a value: a local path (absolute, `~`, or a Windows drive), with an optional
+    `[split]` suffix as in --dataset_args, reduced to its last name; anything else as it is."""
+    if not (text.startswith(("/", "~")) and not text.startswith("//")) and not _WINDOWS_PATH.match(text):
+        return text
+    path, bracket, rest = text.partition("[")
+    name = re.split(r"[\\/]", path.rstrip("/\\"))[-1] or path
+    return name + bracket + rest
+
+
+def public_json_value(value, key: str | None = None):
+    """`value` (parsed JSON) with every string that is a local path, or a `|`-list of them, reduced to last names."""
+    if isinstance(value, dict):
+        return {k: v if k in _VERBATIM_KEYS else public_json_value(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_json_value(item, key) for item in value]
+    if isinstance(value, str):
+        return "|".join(_public_part(part) for part in value.split("|"))
+    return value
+
+
+def public_bytes(path: Path) -> bytes:
+    """The bytes a push sends for the file at `path`: a JSON file with local paths reduced (`public_json_value`),
+    anything else as it is on disk."""
+    data = path.read_bytes()
+    if path.suffix != ".json" or path.name in _VERBATIM_JSON:
+        return data
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return data
+    public = public_json_value(parsed)
+    if public == parsed:
+        return data
+    return (json.dumps(public, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def sort_upload_files(checkpoint_dir) -> tuple[list[str], list[str]]:
@@ -184,7 +231,7 @@ def send_upload(plan: UploadPlan, repo_id: str, *, private: bool = False, token:
     token = token or huggingface_hub.get_token()
     if not token:
         raise EditFlowError("no Hugging Face token: run `hf auth login` or pass --token (or set HF_TOKEN)")
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.folder / name)) for name in plan.files]
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in upload_contents(plan).items()]
     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=plan.card.encode("utf-8")))
     if plan.gif_path is not None:
         operations.append(CommitOperationAdd(path_in_repo=plan.gif_path.name, path_or_fileobj=str(plan.gif_path)))
@@ -200,3 +247,17 @@ def send_upload(plan: UploadPlan, repo_id: str, *, private: bool = False, token:
     except (OSError, *_HTTP_ERRORS) as err:  # HfHubHTTPError and OfflineModeIsEnabled are OSErrors
         raise _hub_failure(err, repo_id) from None
     return str(repo_url)
+
+
+def upload_contents(plan: UploadPlan) -> dict:
+    """What a push sends of the folder's files: name -> bytes for the JSON files whose local paths were reduced
+    (`public_bytes`), name -> path on disk for the rest (the weights are streamed, not read into memory)."""
+    contents = {}
+    for name in plan.files:
+        path = plan.folder / name
+        if path.suffix == ".json" and path.name not in _VERBATIM_JSON:
+            data = public_bytes(path)
+            contents[name] = data if data != path.read_bytes() else str(path)
+        else:
+            contents[name] = str(path)
+    return contents

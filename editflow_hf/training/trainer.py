@@ -32,7 +32,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
-from ..checkpoints import folder_bytes, save_failure_message, tensor_bytes, write_failure
+from ..checkpoints import apply_umask, folder_bytes, save_failure_message, tensor_bytes, write_failure
 from ..errors import EditFlowError
 from ..modeling.scheduling_editflow import get_scheduler
 from ..objective.loss import EditFlowLoss
@@ -212,9 +212,11 @@ class EditFlowTrainer(Trainer):
         args = self.args
         self.args = redacted_training_args(args)
         try:
-            return super()._save(output_dir, state_dict=state_dict)
+            saved = super()._save(output_dir, state_dict=state_dict)
         finally:
             self.args = args
+        apply_umask(output_dir or self.args.output_dir)  # model.safetensors: the user's umask, as every other file
+        return saved
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint-N save; when a write fails (a full disk above all) the partial checkpoint-N is
