@@ -479,6 +479,39 @@ def test_a_signal_mid_run_saves_a_checkpoint_from_which_auto_continues(signum, s
     assert (out / "checkpoint-final" / "model.safetensors").read_bytes() == expected
 
 
+def test_one_run_per_output_dir_and_ctrl_c_stops_like_sigterm(model_dir, tmp_path):
+    """Two trainings into one folder at once: the second is refused before its first step, in one line naming the
+    first (its pid); the first trains on. Ctrl-C (SIGINT) then ends the first as SIGTERM does: the step finishes,
+    checkpoint-<step> is saved complete, exit 130, no traceback; the folder's lock is gone."""
+    from editflow_hf.checkpoints import checkpoint_problem
+
+    out = tmp_path / "shared"
+    argv = [sys.executable, str(REPO_ROOT / "training" / "pt.py"), "--model_name_or_path", str(model_dir), *TINY_PT,
+            "--max_steps", "5000", "--save_steps", "1000", "--logging_steps", "1", "--output_dir", str(out)]  # fmt: skip
+    first = subprocess.Popen(argv, cwd=REPO_ROOT, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        for line in first.stdout:  # the first step's log line: the first run is training
+            if "'loss'" in line:
+                break
+        second = run(*["pt.py", "--model_name_or_path", model_dir, *TINY_PT, "--max_steps", 3, "--logging_steps", 1, "--output_dir", out])
+        assert first.poll() is None, "the first run ended before the second was refused: make it longer"
+        assert_refused(second, f"--output_dir {out} is in use by another training run (pid {first.pid} on",
+                       "choose another --output_dir")  # fmt: skip
+        assert "'loss'" not in second.stdout and second.returncode == 2
+        first.send_signal(signal.SIGINT)
+        stdout, stderr = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 128 + signal.SIGINT, f"exit {first.returncode}\n{stdout[-2000:]}\n{stderr[-4000:]}"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    stopped = re.search(r"stopped by SIGINT at step (\d+) \(checkpoint-(\d+) saved", stdout)
+    assert stopped and stopped[1] == stopped[2], stdout[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [f"checkpoint-{stopped[1]}"]  # one run's checkpoint, no lock files
+    assert checkpoint_problem(out / f"checkpoint-{stopped[1]}") is None
+
+
 def test_resume_auto_without_a_complete_checkpoint(six_step_run, tmp_path, caplog):
     from editflow_hf.errors import EditFlowError
     from editflow_hf.training.output_dir import check_output_dir, resolve_resume_checkpoint
@@ -926,6 +959,8 @@ FAULTS = [
     ("full disk during a conversion", "convert", "2", "could not save …: the disk is full; … nothing was written under that name / its previous contents are kept", "test_convert_full_disk_leaves_nothing_half_written"),
     ("run killed while checkpoint-5 was written", "pt.py --resume_from_checkpoint True", "0", "Skipping incomplete checkpoint …checkpoint-5 (trainer_state.json is missing); resumes from checkpoint-3", "test_resume_true_takes_the_newest_complete_checkpoint"),
     ("--resume_from_checkpoint an incomplete folder", "pt.py", "2", "not a complete checkpoint (model.safetensors is missing)", "test_resume_from_an_incomplete_checkpoint_is_one_line"),
+    ("a second training into the --output_dir of a run still going", "pt.py", "2", "--output_dir … is in use by another training run (pid … on …, started …: pt.py …); wait for it to end or stop it, or choose another --output_dir (before its first step; the first trains on)", "test_one_run_per_output_dir_and_ctrl_c_stops_like_sigterm"),
+    ("Ctrl-C during training (a checkpoint save included)", "pt.py", "130", "stopped by SIGINT at step N (checkpoint-N saved …): the step finishes, the checkpoint is saved whole, no traceback", "test_one_run_per_output_dir_and_ctrl_c_stops_like_sigterm"),
     ("--output_dir holding an earlier run", "pt.py", "2", "already holds checkpoint-final …; continue it with --resume_from_checkpoint True, replace it with --overwrite_output_dir", "test_training_twice_into_one_folder_needs_overwrite"),
     ("x_t longer than the encoder's positions (pt, sft, corrupt)", "pt.py, sft.py", "2", "x_t can reach 520 tokens … lower --max_length to 512", "test_bad_training_flags_fail_before_anything_is_written"),
     ("data file: empty, not UTF-8, blank lines, broken JSON line, JSON list, lone surrogate, rows without output/text, wrong field", "pt.py, sft.py", "2", "<file> line <n>: … (each names the file and line)", "test_bad_data_is_one_line_naming_file_and_line"),

@@ -25,7 +25,7 @@ from ..checkpoints import (
     write_failure,
 )
 from ..errors import EditFlowError
-from ..modeling.generation_editflow import EditFlowGenerationConfig
+from ..modeling.generation_editflow import EditFlowGenerationConfig, reserved_token_ids
 from ..path.couplings import parse_x0_sampler
 from ..registration import register
 from .args import DataArguments, EditFlowTrainingArguments, ModelArguments
@@ -34,6 +34,7 @@ from ..data.prepare import prepare_datasets
 from .numeric_flags import check_numeric_flags
 from .checkpoint_io import check_final_save_possible, load_model_for_training, save_final_checkpoint
 from .preemption import StopOnSignal, stopped_exit_code
+from .run_lock import RunLock
 from .trainer import EditFlowTrainer, redact_secrets
 
 logger = logging.getLogger(__name__)
@@ -88,7 +89,19 @@ def save_generation_config(final_dir, source, task: str, x0_sampler) -> None:
         start = EditFlowGenerationConfig()
     sampler = parse_x0_sampler(x0_sampler)
     revising = dict(edit_rule="gain", gain_margin=REVISER_GAIN_MARGIN) if sampler.revises_only else {}
-    start.updated(mask_length=sampler.sampling_mask_length, chat_template=task == "sft", **revising).save_pretrained(final_dir)
+    start.updated(mask_length=sampler.sampling_mask_length, chat_template=task == "sft", **revising,
+                  **_suppress_tokens(start, source)).save_pretrained(final_dir)  # fmt: skip
+
+
+def _suppress_tokens(start: EditFlowGenerationConfig, source) -> dict:
+    """`suppress_tokens` for a start checkpoint converted before they were recorded: its tokenizer's special and
+    reserved entries (`reserved_token_ids`), so a trained model does not write them by default either."""
+    if start.suppress_tokens is not None:
+        return {}
+    try:
+        return {"suppress_tokens": reserved_token_ids(AutoTokenizer.from_pretrained(source))}
+    except (OSError, ValueError):
+        return {}
 
 
 def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model_args, task: str) -> None:
@@ -103,9 +116,11 @@ def _save_final(trainer, final_dir: Path, recorded: dict, model_path: str, model
             (staging / TRAINING_ARGS_FILE).write_text(json.dumps(recorded, indent=2) + "\n")
             save_generation_config(staging, model_path, task, trainer.args.x0_sampler)
             commit_folder(staging, final_dir)
-    except Exception as err:
+    except BaseException as err:  # a Ctrl-C too: no partial folder is left
         if trainer.is_world_process_zero():
             discard_staging(final_dir)
+        if not isinstance(err, Exception):
+            raise
         reason = None if isinstance(err, EditFlowError) else write_failure(err)
         if reason is None:
             raise
@@ -134,6 +149,18 @@ def _push(final_dir, model_args, training_args, prog: str) -> None:
 
 
 def train_from_cli(task: str, argv: list[str] | None = None) -> int:
+    """See `_train_from_cli`; the output folder's lock (`RunLock`) is released however the run ends."""
+    run_lock = RunLock()
+    try:
+        return _train_from_cli(task, argv, run_lock)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (there it stops the run as SIGTERM does)
+        print(f"{task}.py: interrupted (Ctrl-C); nothing half-written was kept", file=sys.stderr, flush=True)
+        return stopped_exit_code("SIGINT")
+    finally:
+        run_lock.release()
+
+
+def _train_from_cli(task: str, argv: list[str] | None, run_lock: RunLock) -> int:
     """The body of `training/pt.py` (task "pt": raw text grouped into blocks) and `training/sft.py` (task "sft":
     alpaca / chat rows with a fixed prompt). Trains, saves <output_dir>/checkpoint-final (weights, tokenizer,
     remote code, trainer_state.json, training_args.json) before anything else, then pushes it if asked.
@@ -165,6 +192,7 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
             raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
         config = _load_config(model_args)
         resume_from = preflight(task, config, data_args, training_args)
+        run_lock.acquire(training_args)  # one run per --output_dir: a second one is refused here, before any step
         set_seed(training_args.seed)
         if data_args.disable_caching:
             datasets.disable_caching()

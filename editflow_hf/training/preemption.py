@@ -18,11 +18,12 @@ from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# SIGINT (Ctrl-C) as SIGTERM: finish the step, save, stop with no traceback and no partial checkpoint.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 class StopOnSignal(TrainerCallback):
-    """On SIGTERM or SIGUSR1 during training: at the next optimizer step's end, save checkpoint-<step> and stop.
+    """On SIGTERM, SIGUSR1 or SIGINT (Ctrl-C) during training: at the next optimizer step's end, save checkpoint-<step> and stop.
 
     `stopped_by` is the signal's name once the run stopped early because of it (None otherwise). The previous
     handlers come back when training ends."""

@@ -87,7 +87,7 @@ def _scalar_components(output) -> dict[str, torch.Tensor]:
     else:
         return {}
     return {
-        name: value.detach().float()
+        name: value.detach().float().reshape(())  # a one-element [1] (some batches) and a [] both become []
         for name, value in items
         if name != "loss" and isinstance(value, torch.Tensor) and value.numel() == 1
     }
