@@ -256,6 +256,10 @@ def _rows(*rows) -> str:
     return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
 
 
+def _chat(*turns) -> dict:
+    return {"messages": [{"role": role, "content": content} for role, content in turns]}
+
+
 @pytest.mark.parametrize(
     "task, name, content, needles",
     [
@@ -268,8 +272,16 @@ def _rows(*rows) -> str:
         ("sft", "no-output.jsonl", _rows(*[{"instruction": f"q{i}", "output": f"a{i}"} for i in range(4)], {"instruction": "q"}, {"instruction": "r", "output": None}), ["2 of 6 train rows", "row 5, line 5", "--drop_incomplete_rows True"]),
         ("pt", "nulls.jsonl", _rows({"text": "some words"}, {"text": None}), ["1 of 2 train rows", "row 2, line 2"]),
         ("pt", "other-field.jsonl", _rows({"body": "some words"}), ["no column 'text'", "--text_field"]),
+        ("pt", "number.jsonl", _rows({"text": "some words"}, {"text": 5}), ["number.jsonl line 2", "'text' is 5, not text"]),
+        ("sft", "wizard.jsonl", _rows(_chat(("user", "hi"), ("assistant", "hello")), _chat(("wizard", "hi"), ("assistant", "hello"))), ["wizard.jsonl line 2", 'turn 1 has role "wizard"', "the roles are system, user, assistant"]),
+        ("sft", "empty-turn.jsonl", _rows(_chat(("user", "hi"), ("assistant", " "))), ["empty-turn.jsonl line 1", "turn 2 (assistant) is empty"]),
+        ("sft", "only-assistant.jsonl", _rows(_chat(("user", "hi"), ("assistant", "hello")), _chat(("assistant", "hello"))), ["only-assistant.jsonl line 2", "no user turn"]),
+        ("sft", "only-user.jsonl", _rows(_chat(("user", "hi"))), ["only-user.jsonl line 1", "no assistant turn"]),
+        ("sft", "empty-output.jsonl", _rows({"instruction": "q", "output": "a"}, {"instruction": "q", "output": ""}), ["empty-output.jsonl line 2", "'output' is empty"]),
+        ("sft", "empty-instruction.jsonl", _rows({"instruction": "", "output": "a"}), ["empty-instruction.jsonl line 1", "'instruction' is empty"]),
     ],
-    ids=["empty", "latin1", "blank-lines", "broken-json", "json-list", "lone-surrogate", "no-output", "null-text", "other-field"],
+    ids=["empty", "latin1", "blank-lines", "broken-json", "json-list", "lone-surrogate", "no-output", "null-text", "other-field",
+         "number-text", "unknown-role", "empty-turn", "only-assistant", "only-user", "empty-output", "empty-instruction"],
 )
 def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, task, name, content, needles):
     data = tmp_path / name
@@ -290,8 +302,10 @@ def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, ta
         ({"a.jsonl": _rows({"instruction": "a", "output": "b"}), "b.jsonl": b'{"instruction": "caf\xe9", "output": "d"}\n'}, ["b.jsonl line 1", "not UTF-8"]),
         ({"a.jsonl": _rows(*[{"instruction": f"q{i}", "output": f"a{i}"} for i in range(3)]), "b.jsonl": _rows({"instruction": "q", "output": "a"}, {"instruction": "q"})},
          ["1 of 5 train rows", "row 5, b.jsonl line 2"]),
+        ({"a.txt": "some text\n", "b.jsonl": _rows('{"instruction": "c", "output": }')}, ["b.jsonl line 1", "not valid JSON"]),
+        ({"a.txt": "some text\n", "b.jsonl": _rows({"instruction": "c", "output": "d"})}, ["mixes data formats (json, text: e.g. b.jsonl, a.txt)", "joined by |"]),
     ],
-    ids=["broken-json", "latin1", "no-output"],
+    ids=["broken-json", "latin1", "no-output", "mixed-formats-broken-json", "mixed-formats"],
 )
 def test_a_folder_of_data_files_is_checked_file_by_file(call, model_dir, tmp_path, files, needles):
     """--dataset_args naming a folder: the same per-file checks as a single file, naming the file and line, before
@@ -965,6 +979,8 @@ FAULTS = [
     ("x_t longer than the encoder's positions (pt, sft, corrupt)", "pt.py, sft.py", "2", "x_t can reach 520 tokens … lower --max_length to 512", "test_bad_training_flags_fail_before_anything_is_written"),
     ("data file: empty, not UTF-8, blank lines, broken JSON line, JSON list, lone surrogate, rows without output/text, wrong field", "pt.py, sft.py", "2", "<file> line <n>: … (each names the file and line)", "test_bad_data_is_one_line_naming_file_and_line"),
     ("folder of data files with a bad file", "sft.py", "2", "<folder>/sub/b.jsonl line 2: not valid JSON …", "test_a_folder_of_data_files_is_checked_file_by_file"),
+    ("data rows that do not mean text: `{\"text\": 5}`, an SFT role outside system/user/assistant (`wizard`), an empty turn, a row without a user or an assistant turn, an empty alpaca instruction or output", "pt.py, sft.py", "2", "<file> line <n>: 'text' is 5, not text / turn 1 has role \"wizard\"; the roles are … / turn 2 (assistant) is empty / no user turn / 'output' is empty", "test_bad_data_is_one_line_naming_file_and_line"),
+    ("folder mixing data formats (a .txt beside a malformed .jsonl: 3 tracebacks)", "sft.py", "2", "each file checked (<folder>/b.jsonl line 1: not valid JSON …), then … mixes data formats (json, text …); put each format in its own folder", "test_a_folder_of_data_files_is_checked_file_by_file"),
     ("sampling: NaN/inf temperature, top_p, tau; tau below 1e-4; undecodable --prompt", "sample", "2", "--temperature … finite / --tau … 10,000,000 steps / --prompt is not valid UTF-8", "test_bad_sampling_values_exit_at_once"),
     ("chat: an undecodable line", "chat", "0", "that line is not valid UTF-8; the session goes on", "test_chat_reports_an_undecodable_line_and_carries_on"),
     ("Space: a refused request", "space/app.py", "-", "the caller gets the message as plain text; the log gets one `refused:` line, no traceback", "test_space.py::test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log"),

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from ..errors import EditFlowError
-from .prepare import folder_data_files, parse_dataset_args
+from .prepare import LOCAL_BUILDERS, folder_data_files, parse_dataset_args
 
 # Escaped UTF-16 surrogates in a JSON line: a pair is one character, a lone one cannot be encoded (checked then).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -50,21 +50,77 @@ def _json_row_problem(raw: bytes) -> str | None:
     return None
 
 
-def _scan_json_lines(path: Path) -> int:
-    """Parse every non-blank line as a JSON object; return the number of rows."""
+# The roles of a chat row: those every chat template (editflow-convert's default among them) renders.
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def row_meaning_problem(row: dict, task: str | None, text_field: str = "text") -> str | None:
+    """Why a parsed row cannot mean what the task trains on, or None. pt: the text field, when set, is text (not a
+    number or a list). sft: a `messages` row is a list of {role, content} turns with a role of `CHAT_ROLES`, a
+    non-empty text content, and at least a user and an assistant turn; an alpaca row's instruction and output,
+    when set, are non-empty text. Missing or null values are `prepare.check_rows`' (they may be dropped)."""
+    if task == "pt":
+        value = row.get(text_field)
+        if value is not None and not isinstance(value, str):
+            return f"{text_field!r} is {_short(value)}, not text; put the text in quotes"
+        return None
+    if task != "sft":
+        return None
+    messages = row.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            return f"'messages' is {_short(messages)}, not a list of {{\"role\", \"content\"}} turns"
+        if not messages:
+            return None
+        for turn, message in enumerate(messages, 1):
+            if not isinstance(message, dict):
+                return f"turn {turn} of 'messages' is {_short(message)}, not an object {{\"role\", \"content\"}}"
+            role, content = message.get("role"), message.get("content")
+            if role not in CHAT_ROLES:
+                return f"turn {turn} has role {_short(role)}; the roles are {', '.join(CHAT_ROLES)}"
+            if not isinstance(content, str):
+                return f"turn {turn} ({role}) has content {_short(content)}, not text"
+            if not content.strip():
+                return f"turn {turn} ({role}) is empty"
+        roles = {message["role"] for message in messages}
+        for needed in ("user", "assistant"):
+            if needed not in roles:
+                return f"the conversation has no {needed} turn (a row needs a user and an assistant turn)"
+        return None
+    for name in ("instruction", "output", "input"):
+        value = row.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return f"{name!r} is {_short(value)}, not text"
+        if name != "input" and not value.strip():
+            return f"{name!r} is empty"
+    return None
+
+
+def _scan_json_lines(path: Path, task: str | None = None, text_field: str = "text") -> int:
+    """Parse every non-blank line as a JSON object whose values mean what `task` trains on
+    (`row_meaning_problem`); return the number of rows."""
     rows = 0
     with path.open("rb") as handle:
         for line_number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
             problem = _json_row_problem(raw)
+            if problem is None and task is not None:
+                problem = row_meaning_problem(json.loads(raw), task, text_field)
             if problem is not None:
                 raise EditFlowError(f"{path} line {line_number}: {problem}; fix or remove that line.")
             rows += 1
     return rows
 
 
-def scan_local_file(path) -> None:
+def scan_local_file(path, task: str | None = None, text_field: str = "text") -> None:
     """Cheap checks of one local data file before the datasets library reads it (its own errors name neither
     file nor line): not empty; .txt/.csv decode as UTF-8; .jsonl (and JSON-lines .json) rows are JSON objects.
     EditFlowError naming the file and line of the first problem."""
@@ -90,18 +146,32 @@ def scan_local_file(path) -> None:
         else:
             if isinstance(parsed, list) and not parsed:
                 raise EditFlowError(f"{path} holds an empty list; pass a file with training data.")
+            rows = parsed if isinstance(parsed, list) else []
+            for index, row in enumerate(rows):
+                problem = row_meaning_problem(row, task, text_field) if isinstance(row, dict) else None
+                if problem is not None:
+                    raise EditFlowError(f"{path} row {index + 1}: {problem}; fix or remove that row.")
             return
-    if _scan_json_lines(path) == 0:
+    if _scan_json_lines(path, task, text_field) == 0:
         raise EditFlowError(f"{path} has no rows (only blank lines); pass a file with training data.")
 
 
-def scan_dataset_files(dataset_args: str) -> None:
-    """`scan_local_file` for every local file of `--dataset_args`, and for every data file of a local folder
-    (`prepare.folder_data_files`: the files datasets reads from it)."""
+def scan_dataset_files(dataset_args: str, task: str | None = None, text_field: str = "text") -> None:
+    """`scan_local_file` for every local file of `--dataset_args`, and for every data file of a local folder, of
+    every format (a folder mixing formats, e.g. a .txt beside a .jsonl, is checked file by file, then refused:
+    datasets would read one format and leave the other files out unsaid)."""
     for spec in parse_dataset_args(dataset_args):
         path = Path(spec.source).expanduser()
         if path.is_file():
-            scan_local_file(path)
+            scan_local_file(path, task, text_field)
         elif path.is_dir():
-            for file in folder_data_files(path):
-                scan_local_file(file)
+            every = folder_data_files(path, every_format=True)
+            for file in every:
+                scan_local_file(file, task, text_field)
+            kinds = sorted({LOCAL_BUILDERS[file.suffix.lower()] for file in every})
+            if len(kinds) > 1:
+                examples = ", ".join(f"{next(f.relative_to(path) for f in every if LOCAL_BUILDERS[f.suffix.lower()] == kind)}" for kind in kinds)
+                raise EditFlowError(
+                    f"{path} mixes data formats ({', '.join(kinds)}: e.g. {examples}) and datasets reads one format per "
+                    "folder, leaving the other files out; put each format in its own folder and pass them joined by |."
+                )

@@ -232,10 +232,10 @@ def _require_columns(dataset, needed: list[str], source: str, hint: str) -> None
         raise ValueError(f"{source}: no column {missing[0]!r}; available columns: {', '.join(columns)}. {hint}")
 
 
-def folder_data_files(folder) -> list[Path]:
+def folder_data_files(folder, every_format: bool = False) -> list[Path]:
     """The files `datasets.load_dataset(folder)` reads from a folder of data files: those under it (at any depth,
-    names starting with `.` or `_` skipped, as datasets does) of its most common format, sorted. A folder saved
-    with `save_to_disk` holds none (it is Arrow, read as a whole)."""
+    names starting with `.` or `_` skipped, as datasets does) of its most common format (of every format with
+    `every_format`), sorted. A folder saved with `save_to_disk` holds none (it is Arrow, read as a whole)."""
     folder = Path(folder)
     if any((folder / name).exists() for name in ("dataset_dict.json", "dataset_info.json")):
         return []
@@ -245,6 +245,8 @@ def folder_data_files(folder) -> list[Path]:
         and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
     ]  # fmt: skip
     formats = Counter(LOCAL_BUILDERS[path.suffix.lower()] for path in found)
+    if every_format:
+        return found
     if not formats:
         return []
     chosen = formats.most_common(1)[0][0]

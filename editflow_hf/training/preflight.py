@@ -28,5 +28,5 @@ def preflight(task: str, model_config, data_args, training_args) -> str | None:
         resuming=resume is not None or auto,
         is_main_process=training_args.process_index == 0,
     )
-    scan_dataset_files(data_args.dataset_args)
+    scan_dataset_files(data_args.dataset_args, task, data_args.text_field)
     return resume
