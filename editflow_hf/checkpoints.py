@@ -413,6 +413,23 @@ def size_problem(config: dict, folder=None) -> str | None:
     return None
 
 
+def generation_config_problem(folder) -> str | None:
+    """Why the generation_config.json of `folder`, when there is one, cannot be read as sampling settings (not
+    UTF-8, not valid JSON, not an object), or None. Such a file was once silently ignored (defaults used)."""
+    path = Path(folder) / "generation_config.json"
+    if not path.is_file():
+        return None
+    try:
+        parsed = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        return f"generation_config.json is unreadable ({err})"
+    except json.JSONDecodeError as err:
+        return f"generation_config.json is not valid JSON (line {err.lineno}: {err.msg})"
+    if not isinstance(parsed, dict):
+        return f"generation_config.json is a JSON {type(parsed).__name__}, not an object of settings"
+    return None
+
+
 def check_model_folder(model_name_or_path, what: str = "model") -> None:
     """Before anything is loaded: a local `model_name_or_path` must be a folder with a readable config.json and
     loadable weights (`model_folder_problem`); EditFlowError names what is wrong. Names that can only be Hub ids
@@ -440,6 +457,9 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
     problem = size_problem(parsed, path)
     if problem is not None:
         raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
+    problem = generation_config_problem(path)
+    if problem is not None:
+        raise EditFlowError(f"{name}: {problem}; fix it, or delete it to sample with the defaults.")
     if not tokenizer_files_present(path):
         raise EditFlowError(
             f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
@@ -633,6 +653,9 @@ def check_checkpoint(checkpoint_dir) -> dict:
     problem = size_problem(config, folder)
     if problem is not None:
         raise EditFlowError(f"{folder / CONFIG_NAME}: {problem}; restore it from the original model.")
+    problem = generation_config_problem(folder)
+    if problem is not None:
+        raise EditFlowError(f"{folder}: {problem}; fix it, or delete it to sample with the defaults.")
     return config
 
 
@@ -668,6 +691,7 @@ __all__ = [
     "commit_folder",
     "discard_staging",
     "folder_bytes",
+    "generation_config_problem",
     "free_bytes",
     "human_bytes",
     "is_hub_id",

@@ -165,8 +165,18 @@ class EditFlowPreTrainedModel(PreTrainedModel):
         hub_kwargs = {key: kwargs[key] for key in HUB_DOWNLOAD_KWARGS if kwargs.get(key) is not None}
         try:
             self.generation_config = EditFlowGenerationConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        except OSError:
-            pass  # no generation_config.json: the defaults built in __init__ stay
+        except OSError as err:
+            if "valid JSON" in str(err):  # a file that is there but unreadable is not "no file": never silently ignored
+                raise ValueError(
+                    f"generation_config.json of {pretrained_model_name_or_path} is not valid JSON; fix it, or delete "
+                    "it to sample with the defaults."
+                ) from None
+            # no generation_config.json: the defaults built in __init__ stay
+        except TypeError:  # a JSON list or string where the settings object belongs
+            raise ValueError(
+                f"generation_config.json of {pretrained_model_name_or_path} is not an object of settings "
+                '({"tau": ..., ...}); fix it, or delete it to sample with the defaults.'
+            ) from None
         except ValueError as err:
             raise ValueError(f"generation_config.json of {pretrained_model_name_or_path}: {err}") from None
 

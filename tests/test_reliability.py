@@ -170,6 +170,10 @@ def broken(model_dir, tmp_path):
             (folder / "model.safetensors").write_bytes(b"\x10\0\0\0\0\0\0\0" + b'{"a": 1}' + b"\0" * 64)
         elif kind == "no-tokenizer":
             (folder / "tokenizer.json").unlink()
+        elif kind == "generation-config-not-json":
+            (folder / "generation_config.json").write_text('{"tau": 0.1,', encoding="utf-8")
+        elif kind == "generation-config-list":
+            (folder / "generation_config.json").write_text('[{"tau": 0.1}]', encoding="utf-8")
         elif kind in CONFIG_DAMAGE:
             if kind == "local-auto-map":
                 write_evil_module(folder)
@@ -807,6 +811,17 @@ def test_broken_model_folders_are_one_line_in_every_command(call, broken, tmp_pa
     assert snapshot(folder) == before and not out.exists()
 
 
+@pytest.mark.parametrize("kind", ["generation-config-not-json", "generation-config-list"])
+def test_the_pipeline_refuses_a_broken_generation_config(broken, kind):
+    """The pipeline (and from_pretrained) on a checkpoint whose generation_config.json is not a JSON object: one
+    ValueError naming the file, never the defaults in silence nor a TypeError."""
+    from transformers import pipeline
+
+    folder = broken(kind)
+    with pytest.raises(ValueError, match="generation_config.json of .* (is not valid JSON|is not an object of settings)"):
+        pipeline("editflow-generation", model=str(folder), trust_remote_code=True)
+
+
 def test_space_refuses_a_folder_whose_auto_map_points_at_another_module(broken):
     """The Space opens a checkpoint through the commands' gate: a config whose auto_map points at another module in
     the folder is refused in one line at start-up and the module is never imported (its marker never appears)."""
@@ -944,6 +959,8 @@ REFUSALS = [
     Refusal("config.json `num_hidden_layers: 100000` beside 2 layers of weights (hung every loader)", ALL_MODEL_COMMANDS, says="num_hidden_layers is 100000 but the weights hold 2 layers", damage="huge-layers"),
     Refusal("config.json `vocab_size` other than the weights' embedding rows", ALL_MODEL_COMMANDS, says="vocab_size is 30000 but the weights' token embedding has 30522 rows", damage="vocab-at-odds"),
     Refusal("config.json sizes beyond this machine's memory (hidden_size 2**20)", ALL_MODEL_COMMANDS, says="more than this machine's", damage="huge-hidden"),
+    Refusal("generation_config.json not valid JSON (was silently ignored)", ALL_MODEL_COMMANDS, says="generation_config.json is not valid JSON (line 1", damage="generation-config-not-json"),
+    Refusal("generation_config.json a JSON list (was a TypeError)", ALL_MODEL_COMMANDS, says="generation_config.json is a JSON list, not an object of settings", damage="generation-config-list"),
     Refusal("tokenizer files missing", ("sample", "pt.py", "eval"), says="has no tokenizer", damage="no-tokenizer"),
     Refusal("tokenizer files missing", ("push",), says="tokenizer files are missing", damage="no-tokenizer"),
     # convert, push, eval
@@ -985,6 +1002,7 @@ FAULTS = [
     ("chat: an undecodable line", "chat", "0", "that line is not valid UTF-8; the session goes on", "test_chat_reports_an_undecodable_line_and_carries_on"),
     ("Space: a refused request", "space/app.py", "-", "the caller gets the message as plain text; the log gets one `refused:` line, no traceback", "test_space.py::test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log"),
     ("Space: damaged checkpoint at start-up", "space/app.py", "1", "cannot load the Edit Flow model …", "test_space.py::test_damaged_checkpoint_exits_with_one_line"),
+    ("pipeline / from_pretrained: generation_config.json not valid JSON, or a JSON list", "pipeline", "ValueError", "generation_config.json of … is not valid JSON / is not an object of settings …; fix it, or delete it to sample with the defaults", "test_the_pipeline_refuses_a_broken_generation_config"),
     ("Space: a checkpoint whose `auto_map` points at another module in the folder", "space/app.py", "1", "cannot load the Edit Flow model …: … AutoModel -> modeling_evil.EvilModel …; the module is never imported (its marker file never appears)", "test_space_refuses_a_folder_whose_auto_map_points_at_another_module"),
     ("pipeline: mask_length / max_length / max_new_tokens / num_return_sequences / batch_size of 10**9, a 50 MB prompt (2 GiB address-space limit)", "pipeline (issue K)", "ValueError", "one line within a second, nothing allocated", "test_generate.py::test_size_inputs_refused_within_a_second_under_a_2gb_address_space"),
     ("sample: --mask_length / --max_length / --max_new_tokens / --num_samples 10**9, --batch_size 0", "sample (issue K)", "2", "one line naming the flag", "test_generate.py::test_size_flags_of_the_sample_cli_are_refused_in_one_line"),
