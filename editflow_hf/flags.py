@@ -75,3 +75,30 @@ def seed_rule(flag: str = "seed", optional: bool = False) -> NumberRule:
 
 
 MAX_LENGTH_RULE = NumberRule("max_length", lambda v: v >= 2, "at least 2 (BOS and one token)")
+
+
+def check_device(value, flag: str = "--device") -> None:
+    """EditFlowError (one line) unless `value` (None: the default device) names a torch device this machine has:
+    a known device type (`--device banana` is not), with its backend built and a device visible (`--device cuda` on
+    a CPU-only torch is not), and an index below the device count. Checked before any model loads."""
+    if value is None:
+        return
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise EditFlowError(f"{flag} {value}: not a torch device; use cpu, cuda, cuda:N or mps (or leave it out).") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise EditFlowError(f"{flag} {value}: {why}; use --device cpu (or leave it out).")
+        if device.index is not None and device.index >= count:
+            raise EditFlowError(f"{flag} {value}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1}).")
+    elif device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise EditFlowError(f"{flag} {value}: MPS is not available on this machine; use --device cpu (or leave it out).")
+    elif device.type not in ("cpu", "cuda", "mps", "xpu", "meta"):
+        accelerator = getattr(torch, device.type, None)
+        if accelerator is None or not getattr(accelerator, "is_available", lambda: False)():
+            raise EditFlowError(f"{flag} {value}: no {device.type} device on this machine; use --device cpu (or leave it out).")

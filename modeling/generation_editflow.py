@@ -214,8 +214,9 @@ class EditFlowGenerationConfig(GenerationConfig):
         check_edit_params(self.strength, self.edit_rule, self.gain_margin, self.infill == "fixed")
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; got {self.seed!r}.")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
+            # one rule everywhere (pipeline, CLI, Space): -1 and 2**64 - 1 are not silently the same seed
+            raise ValueError(f"`seed` must be a whole number from 0 to 2**64 - 1, or None; got {self.seed!r}.")
         for name in ("temperature_schedule", "guidance_scale"):
             if getattr(self, name, None) is not None:
                 TimeSchedule(getattr(self, name), name)  # ValueError naming the setting and the accepted forms
@@ -241,7 +242,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         copy.validate(max_positions=max_positions)
         return copy
 
-    def start_layout(self, prompt_length: int, *, infill: bool, max_positions: int) -> tuple[int, int]:
+    def start_layout(self, prompt_length: int, *, infill: bool, max_positions: int, warn: bool = True) -> tuple[int, int]:
         """`(masks, cap)` of one start row: how many masks follow a prompt of `prompt_length` tokens (BOS not
         counted) and the length its sequence may grow to. Checked with plain integers, so nothing is allocated for
         a row that cannot fit: ValueError (one line, the fix named) when the prompt exceeds the model's positions.
@@ -259,7 +260,7 @@ class EditFlowGenerationConfig(GenerationConfig):
                 f"The prompt has {prompt_length}{' or more' if prompt_length >= max_positions else ''} tokens; with BOS "
                 f"that is more than the model's {max_positions} positions: shorten it to at most {max_positions - 1} tokens."
             )
-        if start >= cap and not (infill or self.edit_prompt):
+        if warn and start >= cap and not (infill or self.edit_prompt):  # warn=False: a check whose rows come later
             logger.warning(
                 "The prompt has %d tokens (+ BOS), which leaves no room under max_length=%d: nothing is generated. "
                 "Raise max_length or max_new_tokens.", prompt_length, cap,

@@ -324,8 +324,9 @@ class EditFlowGenerationPipeline(Pipeline):
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         check_text(text)
         prompt_ids = self._prompt_ids(text)
-        config.start_layout(
-            len(prompt_ids), infill=self.model.config.mask_token_id in prompt_ids, max_positions=self.max_positions
+        config.start_layout(  # the check only: start_rows lays the rows out (and warns of no room) once
+            len(prompt_ids), infill=self.model.config.mask_token_id in prompt_ids, max_positions=self.max_positions,
+            warn=False,
         )
         if config.edit_prompt:
             self._warn_if_never_trained_to_edit()

@@ -22,6 +22,7 @@ queue. On a ZeroGPU Space (`spaces` importable) each generation runs under `spac
 """
 
 import base64
+import math
 import os
 import sys
 
@@ -126,6 +127,8 @@ def check_request(
     def number(value, name):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise refuse(f"{name} must be a number; got {repr(value)}.")
+        if not math.isfinite(value):  # the HTTP API passes NaN and Infinity through
+            raise refuse(f"{name} must be a finite number; got {value}.")
         return value
 
     if prompt is None:

@@ -871,6 +871,71 @@ def test_chat_reports_an_undecodable_line_and_carries_on(model_dir):
     assert proc.stdout.count("\n") == 1  # the session went on: one reply, to "hello"
 
 
+def test_device_cuda_on_a_cpu_only_torch_is_one_line(call, model_dir, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    for command in ("sample", "chat"):
+        assert_refused(call(command, "--model_name_or_path", model_dir, "--no_progress", "--device", "cuda"),
+                       "--device cuda: this torch build has no CUDA; use --device cpu")  # fmt: skip
+
+
+def test_pipeline_seeds_follow_one_rule(tiny_editflow_dir):
+    """Negative seeds and seeds of 2**64 or more are refused by the pipeline as by the CLI (-1 was silently the
+    same run as 2**64 - 1); the largest seed runs."""
+    from builders import make_pipe
+
+    pipe = make_pipe(tiny_editflow_dir)
+    for seed in (-1, 2**64, 1.5):
+        with pytest.raises(ValueError, match="`seed` must be a whole number from 0 to 2\\*\\*64 - 1"):
+            pipe("To be", seed=seed, tau=0.5, mask_length=2)
+    assert pipe("To be", seed=2**64 - 1, tau=0.5, mask_length=2)[0]["generated_text"] is not None
+
+
+def test_show_trace_into_a_pipe_has_no_colour_codes(model_dir):
+    proc = run("sample", "--model_name_or_path", model_dir, "--no_progress", "--tau", "0.5", "--mask_length", "3",
+               "--seed", "0", "--show_trace")  # fmt: skip
+    assert_ok(proc)
+    assert "\x1b[" not in proc.stderr and "\x1b[" not in proc.stdout and proc.stderr.strip()
+
+
+def test_chat_exit_is_a_command_like_reset(call, model_dir):
+    """`/exit` and `/quit` end the session as `exit` does (they were sent to the model as messages)."""
+    for word in ("/exit", "/quit", "exit"):
+        proc = call("chat", "--model_name_or_path", model_dir, "--no_progress", "--tau", "0.5", "--mask_length", "2",
+                    "--seed", "0", stdin=f"{word}\nhello\n".encode())  # fmt: skip
+        assert_ok(proc)
+        assert proc.stdout == "", (word, proc.stdout)
+
+
+def test_no_room_warning_is_printed_once(tiny_editflow_dir, caplog):
+    from builders import make_pipe
+
+    pipe = make_pipe(tiny_editflow_dir)
+    with caplog.at_level("WARNING"):
+        pipe("To be or not to be, that is the question", max_length=4, tau=0.5, seed=0, progress_bar=False)
+    assert caplog.text.count("leaves no room") == 1, caplog.text
+
+
+def test_space_api_refuses_non_finite_numbers():
+    """The Space's raw HTTP API passes NaN and Infinity through: each is answered with a message naming the field
+    (the server logged an OverflowError traceback and the caller got `{"error": null}`)."""
+    import importlib.util
+
+    import gradio as gr
+
+    spec = importlib.util.spec_from_file_location("space_app_nonfinite", REPO_ROOT / "space" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    for index, name in ((1, "tau"), (2, "mask length"), (3, "temperature"), (4, "seed")):
+        for value in (float("inf"), float("-inf"), float("nan")):
+            request = ["To be", 0.05, 8, 1.0, 0]
+            request[index] = value
+            with pytest.raises(gr.Error, match=f"{name} must be a finite number"):
+                app.check_request(*request, max_mask_length=64)
+
+
 def test_sampling_params_floor_and_finiteness():
     for bad in (dict(tau=float("nan")), dict(tau=MIN_TAU / 2), dict(temperature=float("inf")), dict(temperature=float("nan")),
                 dict(top_p=float("nan"))):  # fmt: skip
@@ -971,6 +1036,12 @@ REFUSALS = [
     Refusal("push: --eval_results not an editflow-eval JSON", ("push",), ("--eval_results", "{model}/config.json"), "is not an editflow-eval result"),
     Refusal("eval: --ref_model folder missing", ("eval",), ("--ref_model", "gpt2-dir"), "--ref_model gpt2-dir: no such folder"),
     Refusal("eval: --output in a missing folder", ("eval",), ("--output", "{tmp}/no/such/eval.json"), "its folder does not exist"),
+    # sample: the run's own needs, before the model loads
+    Refusal("sample: `--device banana`", ("sample",), ("--device", "banana"), "--device banana: not a torch device; use cpu, cuda, cuda:N or mps"),
+    Refusal("sample: `--device cuda:99` (on a CPU-only torch: no CUDA; else no such GPU)", ("sample",), ("--device", "cuda:99"), "--device cuda:99: "),
+    Refusal("sample: `--make_gif --gif_path` into a missing folder (failed after sampling)", ("sample",), ("--make_gif", "--gif_path", "{tmp}/no/such/trace.gif"), "its folder {tmp}/no/such does not exist"),
+    Refusal("sample: `--seed -1` (was the same seed as 18446744073709551615)", ("sample",), ("--seed", "-1"), "`--seed` must be a whole number from 0 to 2**64 - 1"),
+    Refusal("sample: `--seed 18446744073709551616`", ("sample",), ("--seed", "18446744073709551616"), "`--seed` must be a whole number from 0 to 2**64 - 1"),
     Refusal("eval: `--num_t 0`", ("eval",), ("--num_t", "0"), "--num_t 0: must be at least 1"),
     Refusal("eval: `--batch_size 0`", ("eval",), ("--batch_size", "0"), "--batch_size 0: must be at least 1"),
     Refusal("eval: `--max_sequences 1`", ("eval",), ("--max_sequences", "1"), "--max_sequences 1: must be at least 2"),
@@ -999,6 +1070,12 @@ FAULTS = [
     ("data rows that do not mean text: `{\"text\": 5}`, an SFT role outside system/user/assistant (`wizard`), an empty turn, a row without a user or an assistant turn, an empty alpaca instruction or output", "pt.py, sft.py", "2", "<file> line <n>: 'text' is 5, not text / turn 1 has role \"wizard\"; the roles are … / turn 2 (assistant) is empty / no user turn / 'output' is empty", "test_bad_data_is_one_line_naming_file_and_line"),
     ("folder mixing data formats (a .txt beside a malformed .jsonl: 3 tracebacks)", "sft.py", "2", "each file checked (<folder>/b.jsonl line 1: not valid JSON …), then … mixes data formats (json, text …); put each format in its own folder", "test_a_folder_of_data_files_is_checked_file_by_file"),
     ("sampling: NaN/inf temperature, top_p, tau; tau below 1e-4; undecodable --prompt", "sample", "2", "--temperature … finite / --tau … 10,000,000 steps / --prompt is not valid UTF-8", "test_bad_sampling_values_exit_at_once"),
+    ("sample, chat: `--device cuda` on a CPU-only torch build (was a traceback)", "sample, chat", "2", "--device cuda: this torch build has no CUDA; use --device cpu (or leave it out)", "test_device_cuda_on_a_cpu_only_torch_is_one_line"),
+    ("pipeline: a negative seed, or one of 2**64 or more (-1 ran as 2**64 - 1)", "pipeline", "ValueError", "`seed` must be a whole number from 0 to 2**64 - 1, or None", "test_pipeline_seeds_follow_one_rule"),
+    ("sample --show_trace into a pipe or a file", "sample", "0", "the trace without ANSI colour codes (colours on a terminal; NO_COLOR / FORCE_COLOR honoured)", "test_show_trace_into_a_pipe_has_no_colour_codes"),
+    ("chat: `/exit` or `/quit`", "chat", "0", "ends the session, as `exit` does (it was sent as a message)", "test_chat_exit_is_a_command_like_reset"),
+    ("pipeline: a prompt that leaves no room under max_length", "pipeline", "0", "the \"leaves no room\" warning once (it was printed twice)", "test_no_room_warning_is_printed_once"),
+    ("Space HTTP API: NaN or Infinity for tau, mask length, temperature or seed", "space/app.py", "-", "<field> must be a finite number; got inf (was an OverflowError traceback and `{\"error\": null}`)", "test_space_api_refuses_non_finite_numbers"),
     ("chat: an undecodable line", "chat", "0", "that line is not valid UTF-8; the session goes on", "test_chat_reports_an_undecodable_line_and_carries_on"),
     ("Space: a refused request", "space/app.py", "-", "the caller gets the message as plain text; the log gets one `refused:` line, no traceback", "test_space.py::test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log"),
     ("Space: damaged checkpoint at start-up", "space/app.py", "1", "cannot load the Edit Flow model …", "test_space.py::test_damaged_checkpoint_exits_with_one_line"),

@@ -2,7 +2,7 @@
 
     editflow-chat --model_name_or_path .models/editflow/ModernBERT-large/alpaca/checkpoint-final --tau 0.01
 
-Reads one message per line from stdin until EOF or "exit" / "quit". The prompt rule of editflow-sample and the
+Reads one message per line from stdin until EOF or "exit" / "quit" (or "/exit" / "/quit"). The prompt rule of editflow-sample and the
 pipeline decides the mode: for a checkpoint fine-tuned on chats (`chat_template: true` in its generation_config.json)
 or with `--chat_template True`, each line is a user message formatted with the chat template and the conversation
 so far is kept (`--no_history` to send each message alone; "/reset" clears it); for a pretrained or freshly
@@ -12,10 +12,10 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 import sys
 
 from ..errors import EditFlowError, run_cli
-from ..flags import add_bool_flag, str_to_bool
+from ..flags import add_bool_flag, check_device, str_to_bool
 from ..generation import as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
 
-EXIT_WORDS = {"exit", "quit"}
+EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}  # commands, as "/reset" is: never sent as a message
 
 
 def run(args, stdin=None, stdout=None) -> int:
@@ -26,6 +26,7 @@ def run(args, stdin=None, stdout=None) -> int:
             stdin.reconfigure(errors="surrogateescape")
     stdout = stdout if stdout is not None else sys.stdout
     check_common_args(args)
+    check_device(args.device)
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     chat_mode = not args.plain and (

@@ -18,11 +18,17 @@ Prints the generated text of each sample (one block per sample, separated by a b
 """
 
 import argparse
+import os
+import re
 import sys
+from pathlib import Path
 
 from ..errors import EditFlowError, run_cli
-from ..flags import add_bool_flag
+from ..flags import add_bool_flag, check_device
 from ..generation import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
+
+
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +40,28 @@ def add_sample_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gif_path", default="decode_trace.gif", help="Where --make_gif writes (default decode_trace.gif).")
 
 
+def check_sample_args(args) -> None:
+    """What the sampling run itself needs, checked before the model loads: the device, and the GIF's folder (a GIF
+    into a missing folder failed after the whole sampling)."""
+    check_device(args.device)
+    if args.make_gif:
+        gif = Path(args.gif_path).expanduser()
+        if gif.is_dir():
+            raise EditFlowError(f"--gif_path {args.gif_path} is a folder; pass a file path such as {gif / 'decode_trace.gif'}.")
+        if not gif.parent.is_dir():
+            raise EditFlowError(f"--gif_path {args.gif_path}: its folder {gif.parent} does not exist; create it or choose another path.")
+
+
+def colour_wanted(stream) -> bool:
+    """Whether ANSI colours may go to `stream`: a terminal, unless NO_COLOR is set (FORCE_COLOR forces them)."""
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
 def run(args) -> int:
     check_common_args(args)
+    check_sample_args(args)
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
     if not args.no_progress:
@@ -68,7 +94,10 @@ def run(args) -> int:
     if args.show_trace:
         from ..visualize import trace_to_ansi
 
-        print(trace_to_ansi(outputs[0]["trace"], generator.tokenizer, outputs[0]["generated_text"]), file=sys.stderr)
+        trace = trace_to_ansi(outputs[0]["trace"], generator.tokenizer, outputs[0]["generated_text"])
+        if not colour_wanted(sys.stderr):  # a pipe or a file: the trace without colour codes
+            trace = ANSI_CODE.sub("", trace)
+        print(trace, file=sys.stderr)
     if args.make_gif:
         from ..visualize import make_gif
 
