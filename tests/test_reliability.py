@@ -633,6 +633,20 @@ def test_convert_refuses_weights_of_another_architecture(tmp_path):
     assert not out.exists() and snapshot(source) == before
 
 
+def test_convert_refuses_a_config_at_odds_with_the_weights_positions(tmp_path):
+    """A BERT whose config.json says 128 positions beside a 512-row position embedding: one line naming both
+    (it was transformers' "look at the above report!" with no report above), before anything is built."""
+    from builders import build_tiny_mlm
+
+    source = build_tiny_mlm("bert", tmp_path / "bert")
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 128}))
+    out = tmp_path / "out"
+    assert_refused(run("convert", "--model_name_or_path", source, "--output_dir", out),
+                   "max_position_embeddings is 128 but the weights' position embedding has 512 rows")  # fmt: skip
+    assert not out.exists()
+
+
 def test_convert_full_disk_leaves_nothing_half_written(tiny_mlm_dir, model_dir, tmp_path, monkeypatch):
     """The disk fills up after part of the weights is written: nothing appears under the final name, and an
     existing folder being overwritten keeps its contents."""
@@ -1058,6 +1072,7 @@ FAULTS = [
     ("full disk while checkpoint-N is written (weights, optimizer, trainer state)", "pt.py", "2", "could not save …/checkpoint-6: the disk is full; it needs about … and … is free; the partial checkpoint-6 was removed and checkpoint-3 kept …; --resume_from_checkpoint True then ends as the uninterrupted run", "test_full_disk_during_a_checkpoint_keeps_the_earlier_one_and_resumes"),
     ("full disk while checkpoint-final is written", "pt.py", "2", "could not save …/checkpoint-final: the disk is full; … the earlier checkpoint-final is kept", "test_training_full_disk_keeps_the_earlier_checkpoint_final"),
     ("convert: a source whose weights do not load into its own architecture (GPT-2 config, BERT weights)", "convert", "2", "its weights do not load into its own architecture: 29 of its gpt2 weights are missing from the file (e.g. transformer.h.0…) and 42 weights of the file are not in that architecture (e.g. bert.…)", "test_convert_refuses_weights_of_another_architecture"),
+    ("convert: a source config whose max_position_embeddings is at odds with its weights (was `look at the above report!`)", "convert", "2", "max_position_embeddings is 128 but the weights' position embedding has 512 rows; the config and the weights are at odds", "test_convert_refuses_a_config_at_odds_with_the_weights_positions"),
     ("full disk during a conversion", "convert", "2", "could not save …: the disk is full; … nothing was written under that name / its previous contents are kept", "test_convert_full_disk_leaves_nothing_half_written"),
     ("run killed while checkpoint-5 was written", "pt.py --resume_from_checkpoint True", "0", "Skipping incomplete checkpoint …checkpoint-5 (trainer_state.json is missing); resumes from checkpoint-3", "test_resume_true_takes_the_newest_complete_checkpoint"),
     ("--resume_from_checkpoint an incomplete folder", "pt.py", "2", "not a complete checkpoint (model.safetensors is missing)", "test_resume_from_an_incomplete_checkpoint_is_one_line"),
