@@ -117,8 +117,8 @@ def final_segments(display: TokenDisplay, tokens: list[int], prompt_len: int, fi
     """The final frame: the prompt, then `final_text` (the text the pipeline printed, so that both read the same)
     or, without it, the tokens after the prompt up to the first EOS (where the printed text stops too)."""
     if final_text is not None:
-        text = [Segment(final_text, "plain")] if final_text else []
-        return sequence_segments(display, tokens[:prompt_len], prompt_len) + text
+        words = [Segment(word, "plain") for word in final_text.split()]  # one per word, so the frame wraps
+        return sequence_segments(display, tokens[:prompt_len], prompt_len) + words
     generated = list(tokens[prompt_len:])
     if display.eos_token_id in generated:
         generated = generated[: generated.index(display.eos_token_id)]
@@ -196,39 +196,215 @@ def trace_to_html(trace: DecodeTrace | dict, tokenizer, step_index: int | None =
     return segments_to_html(step_segments(display, previous, trace.steps[step_index], trace.prompt_len))
 
 
-def _load_font(size: int):
-    from PIL import ImageFont
+MISSING_GLYPH = "?"  # drawn for a character that no font on this machine has
+MISSING_NOTE = f"({MISSING_GLYPH}: a character no font here draws)"
+# Fonts tried after Pillow's default (Latin) for the characters it lacks, by file name (found on the font path):
+# DejaVu Sans has Arabic, Hebrew, Greek and Cyrillic. Other characters (CJK...) take a font fontconfig names for them.
+FALLBACK_FONT_FILES = ("DejaVuSans.ttf",)
 
+
+class GlyphFonts:
+    """The fonts a GIF draws with, at one size: Pillow's default, then [`FALLBACK_FONT_FILES`], then for a character
+    none of them has, a font fontconfig (`fc-list`) names for it. `runs(text)` splits a text into runs of one font;
+    a character no font draws becomes [`MISSING_GLYPH`] (counted in `missing`), never a missing-glyph box."""
+
+    def __init__(self, size: int):
+        from PIL import ImageFont
+
+        self.size = size
+        try:
+            self.fonts = [ImageFont.load_default(size=size)]
+        except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+            self.fonts = [ImageFont.load_default()]
+        for name in FALLBACK_FONT_FILES:
+            self._add(name)
+        self._font_of: dict[str, int | None] = {}
+        self._notdef: dict[int, bytes] = {}
+        self.missing = 0
+
+    def _add(self, path: str) -> bool:
+        from PIL import ImageFont
+
+        try:
+            self.fonts.append(ImageFont.truetype(path, self.size))
+            return True
+        except OSError:
+            return False
+
+    def _has(self, index: int, char: str) -> bool:
+        """Whether font `index` has a glyph for `char` (its drawing differs from the font's missing-glyph box)."""
+        font = self.fonts[index]
+        if index not in self._notdef:
+            self._notdef[index] = bytes(font.getmask("\U0010fffd"))
+        return bytes(font.getmask(char)) != self._notdef[index]
+
+    def font_index(self, char: str) -> int | None:
+        """The first font that draws `char` (a space or control character: the default), None when none does."""
+        if char not in self._font_of:
+            if not char.isprintable() or char.isspace():
+                self._font_of[char] = 0
+            else:
+                found = next((i for i in range(len(self.fonts)) if self._has(i, char)), None)
+                if found is None and self._add(_fontconfig_file(char) or ""):
+                    found = len(self.fonts) - 1 if self._has(len(self.fonts) - 1, char) else None
+                self._font_of[char] = found
+        return self._font_of[char]
+
+    def runs(self, text: str) -> list[tuple[str, object]]:
+        """`text` as (text, font) runs; characters no font draws are [`MISSING_GLYPH`] in the default font."""
+        runs: list[tuple[str, int]] = []
+        for char in text:
+            index = self.font_index(char)
+            if index is None:
+                self.missing += 1
+                char, index = MISSING_GLYPH, 0
+            if runs and runs[-1][1] == index:
+                runs[-1] = (runs[-1][0] + char, index)
+            else:
+                runs.append((char, index))
+        return [(run, self.fonts[index]) for run, index in runs]
+
+
+def _fontconfig_file(char: str) -> str | None:
+    """A font file fontconfig says has `char` (None without fontconfig or such a font)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fc-list") is None:
+        return None
     try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
+        found = subprocess.run(["fc-list", f":charset={ord(char):x}", "file"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    files = sorted(line.strip().rstrip(":") for line in found.stdout.splitlines() if line.strip())
+    return files[0] if files else None
 
 
-def _layout(segments: list[Segment], font, width: int, space: float) -> list[list[tuple[float, Segment, float]]]:
-    """Greedy line wrapping: lines of (x, segment, text width). A word (a segment and the subword pieces attached to
-    it) moves to the next line as a whole when it overflows, unless it alone fills a line."""
-    lines: list[list[tuple[float, Segment, float]]] = [[]]
+@dataclass
+class Piece:
+    """A laid-out run of one segment in one font: where it starts on its line and how wide it is."""
+
+    x: float
+    segment: Segment
+    text: str
+    font: object
+    width: float
+
+
+def _pieces(segment: Segment, fonts: GlyphFonts) -> list[tuple[Segment, str, object, float]]:
+    """(segment, text, font, width) of each font run of a segment; runs after the first attach to it."""
+    runs = fonts.runs(segment.text) or [("", fonts.fonts[0])]
+    return [(segment, text, font, font.getlength(text)) for text, font in runs]
+
+
+def _char_chunks(segment, text, font, width: float) -> list[tuple[Segment, str, object, float]]:
+    """A run wider than a line, cut into chunks that each fit (at least one character each)."""
+    chunks, current = [], ""
+    for char in text:
+        if current and font.getlength(current + char) > width:
+            chunks.append(current)
+            current = ""
+        current += char
+    chunks.append(current)
+    return [(segment, chunk, font, font.getlength(chunk)) for chunk in chunks]
+
+
+def _layout(segments: list[Segment], fonts: GlyphFonts, width: int, space: float) -> list[list[Piece]]:
+    """Greedy line wrapping: lines of [`Piece`]. A word (a segment and the subword pieces attached to it) moves to
+    the next line as a whole when it overflows; a word wider than a whole line is cut between characters."""
+    lines: list[list[Piece]] = [[]]
     x = 0.0
     word_start = 0  # index in the current line where the current word begins
     for segment in segments:
-        text_width = font.getlength(segment.text)
-        gap = 0.0 if (segment.attach or not lines[-1]) else space
-        if not segment.attach:
-            word_start = len(lines[-1])
-        if lines[-1] and x + gap + text_width > width and word_start > 0:
-            word = [(seg, w) for _, seg, w in lines[-1][word_start:]]
-            del lines[-1][word_start:]
-            lines.append([])
-            x = 0.0
-            for seg, w in word:
-                lines[-1].append((x, seg, w))
-                x += w
-            gap = 0.0 if (segment.attach or not lines[-1]) else space
-            word_start = 0 if segment.attach else len(lines[-1])
-        lines[-1].append((x + gap, segment, text_width))
-        x += gap + text_width
-    return lines
+        for number, (seg, text, font, text_width) in enumerate(_pieces(segment, fonts)):
+            attach = segment.attach or number > 0
+            if not attach:
+                word_start = len(lines[-1])
+            for chunk in _char_chunks(seg, text, font, width) if text_width > width else [(seg, text, font, text_width)]:
+                gap = 0.0 if (attach or not lines[-1]) else space
+                if lines[-1] and x + gap + chunk[3] > width:
+                    word = lines[-1][word_start:] if word_start > 0 else []
+                    del lines[-1][len(lines[-1]) - len(word) :]
+                    lines.append([])
+                    x = 0.0
+                    for piece in word:
+                        lines[-1].append(Piece(x, piece.segment, piece.text, piece.font, piece.width))
+                        x += piece.width
+                    gap = 0.0 if (attach or not lines[-1]) else space
+                    word_start = 0
+                lines[-1].append(Piece(x + gap, *chunk))
+                x += gap + chunk[3]
+                attach = True  # the chunks of a cut word follow each other
+    return [_visual_order(_merged(line)) for line in lines]
+
+
+def _merged(line: list[Piece]) -> list[Piece]:
+    """Adjacent pieces of one word in the same font and colour drawn as one text, so a script that joins its
+    letters (Arabic) is shaped across its sub-word pieces."""
+    out: list[Piece] = []
+    end = None  # where the last piece ended as laid out (a merged text's own width may differ)
+    for piece in line:
+        last = out[-1] if out else None
+        if last and last.font is piece.font and last.segment.kind == piece.segment.kind and piece.x == end:
+            merged = last.text + piece.text
+            out[-1] = Piece(last.x, last.segment, merged, last.font, last.font.getlength(merged))
+        else:
+            out.append(piece)
+        end = piece.x + piece.width
+    return out
+
+
+def _is_rtl(text: str) -> bool:
+    """Whether the first strongly directional character of `text` is right-to-left (Arabic, Hebrew...)."""
+    import unicodedata
+
+    kinds = (unicodedata.bidirectional(char) for char in text)
+    return next((kind in ("R", "AL") for kind in kinds if kind in ("L", "R", "AL")), False)
+
+
+def _visual_order(line: list[Piece]) -> list[Piece]:
+    """Each run of right-to-left pieces mirrored within the room it takes, so its words read from the right."""
+    out, index = list(line), 0
+    while index < len(out):
+        end = index
+        while end < len(out) and _is_rtl(out[end].text):
+            end += 1
+        if end - index > 1:
+            left, right = out[index].x, out[end - 1].x + out[end - 1].width
+            for k in range(index, end):
+                piece = out[k]
+                out[k] = Piece(left + right - piece.x - piece.width, piece.segment, piece.text, piece.font, piece.width)
+        index = max(end, index + 1)
+    return out
+
+
+GIF_MARGIN = 12  # pixels of background around the text of every GIF frame
+GIF_COLOURS = {
+    "inserted": INSERTED_RGB,
+    "substituted": SUBSTITUTED_RGB,
+    "deleted": DELETED_RGB,
+    "mask": MASK_RGB,
+    "prompt": PROMPT_RGB,
+    "plain": TEXT_RGB,
+}
+
+
+def _frame_image(caption: str, lines: list[list[Piece]], fonts: GlyphFonts, size: tuple[int, int], line_height: int):
+    """One GIF frame: the caption, then the laid-out lines (deleted pieces struck through)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, BACKGROUND_RGB)
+    draw = ImageDraw.Draw(image)
+    draw.text((GIF_MARGIN, GIF_MARGIN), caption, fill=PROMPT_RGB, font=fonts.fonts[0])
+    for row, line in enumerate(lines, start=1):
+        y = GIF_MARGIN + row * line_height
+        for piece in line:
+            colour = GIF_COLOURS[piece.segment.kind]
+            draw.text((GIF_MARGIN + piece.x, y), piece.text, fill=colour, font=piece.font)
+            if piece.segment.kind == "deleted":
+                strike_y = y + fonts.size * 0.55
+                draw.line((GIF_MARGIN + piece.x, strike_y, GIF_MARGIN + piece.x + piece.width, strike_y), fill=colour)
+    return image
 
 
 def gif_bytes(
@@ -244,42 +420,21 @@ def gif_bytes(
     """The trace as an animated GIF in memory: (bytes, number of frames). One frame per step that changed the
     sequence, then one frame of the final text shown for `hold_ms` (identical GIF frames would be merged, so the
     hold is a long frame rather than repeats). Lines wrap at `width` pixels; all frames share the height of the
-    tallest. The last frame shows `final_text` after the prompt when given (see [`final_segments`])."""
+    tallest, and a word wider than a line is cut between characters, so no text runs past the right margin. The
+    last frame shows `final_text` after the prompt when given (see [`final_segments`]). Characters Pillow's default
+    font lacks are drawn with a font of this machine that has them ([`GlyphFonts`]: Arabic, Hebrew, CJK where such a
+    font is installed); one that no font has is drawn as "?" and the caption says so ([`MISSING_NOTE`])."""
     import imageio.v3 as iio
     import numpy as np
-    from PIL import Image, ImageDraw
 
-    display = TokenDisplay(tokenizer)
-    font = _load_font(font_size)
-    margin = 12
+    fonts = GlyphFonts(font_size)
     line_height = int(font_size * 1.5)
-    space = font.getlength(" ")
-    frames = trace_frames(display, trace, final_text)
-    layouts = [(caption, _layout(segments, font, width - 2 * margin, space)) for caption, segments in frames]
-    height = 2 * margin + line_height * (1 + max(len(lines) for _, lines in layouts))
-    colours = {
-        "inserted": INSERTED_RGB,
-        "substituted": SUBSTITUTED_RGB,
-        "deleted": DELETED_RGB,
-        "mask": MASK_RGB,
-        "prompt": PROMPT_RGB,
-        "plain": TEXT_RGB,
-    }
-
-    images = []
-    for caption, lines in layouts:
-        image = Image.new("RGB", (width, height), BACKGROUND_RGB)
-        draw = ImageDraw.Draw(image)
-        draw.text((margin, margin), caption, fill=PROMPT_RGB, font=font)
-        for row, line in enumerate(lines, start=1):
-            y = margin + row * line_height
-            for x, segment, text_width in line:
-                colour = colours[segment.kind]
-                draw.text((margin + x, y), segment.text, fill=colour, font=font)
-                if segment.kind == "deleted":
-                    strike_y = y + font_size * 0.55
-                    draw.line((margin + x, strike_y, margin + x + text_width, strike_y), fill=colour, width=1)
-        images.append(np.asarray(image))
+    space = fonts.fonts[0].getlength(" ")
+    frames = trace_frames(TokenDisplay(tokenizer), trace, final_text)
+    layouts = [(caption, _layout(segments, fonts, width - 2 * GIF_MARGIN, space)) for caption, segments in frames]
+    height = 2 * GIF_MARGIN + line_height * (1 + max(len(lines) for _, lines in layouts))
+    note = f"   {MISSING_NOTE}" if fonts.missing else ""
+    images = [np.asarray(_frame_image(caption + note, lines, fonts, (width, height), line_height)) for caption, lines in layouts]
     # Pillow wants a plain number for a single frame
     durations = [frame_ms] * (len(images) - 1) + [hold_ms] if len(images) > 1 else hold_ms
     data = iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=durations, loop=0, plugin="pillow")
@@ -294,6 +449,8 @@ def make_gif(trace: DecodeTrace | dict, tokenizer, path: str | Path = "decode_tr
 
 
 __all__ = [
+    "GlyphFonts",
+    "MISSING_GLYPH",
     "Segment",
     "TokenDisplay",
     "final_segments",

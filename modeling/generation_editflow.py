@@ -10,7 +10,9 @@ The one home of every sampling default: the pipeline, editflow-sample / -chat / 
 a checkpoint's generation config (`model.generation_config`); nothing else holds a fallback value.
 """
 
+import difflib
 import inspect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,12 +43,78 @@ INFILL_MODES = ("free", "fixed")
 # GenerationConfig fields that mean nothing to tau-leaping; a value that would change a left-to-right decode is
 # refused rather than silently ignored.
 UNSUPPORTED_FIELDS = {"num_beams": 1, "penalty_alpha": None, "assistant_model": None}
+# What a tokenizer returns beside `input_ids` and `attention_mask`, which `generate()` takes as transformers' does:
+# the start rows are rebuilt from the prompt's tokens and x_t is re-encoded whole at every step (one segment, its own
+# positions), so these describe nothing the model reads and are dropped (`token_type_ids` is checked to be one segment).
+TOKENIZER_OUTPUTS = ("token_type_ids", "special_tokens_mask", "offset_mapping", "length", "overflow_to_sample_mapping")
+# Arguments of transformers' `generate()` that hook into a left-to-right decode, with what to use instead.
+LEFT_TO_RIGHT_ARGUMENTS = {
+    "logits_processor": "use suppress_tokens, temperature, top_p or top_k",
+    "prefix_allowed_tokens_fn": "use suppress_tokens",
+    "stopping_criteria": "use max_length or max_new_tokens (every run takes ceil(strength / tau) steps)",
+    "streamer": "iterate `model.prepare_decode(...)` (or the pipeline's `iter_steps`) for each step's edits",
+    "negative_prompt_ids": "use guidance_scale (its unconditional pass reads x_t without the prompt)",
+    "negative_prompt_attention_mask": "use guidance_scale (its unconditional pass reads x_t without the prompt)",
+    "inputs_embeds": "pass input_ids",
+    "past_key_values": "leave it unset (x_t is re-encoded whole at every step)",
+    "position_ids": "leave it unset (x_t is re-encoded whole at every step, with its own positions)",
+    "custom_generate": "leave it unset",
+    "synced_gpus": "leave it unset",
+}
+
+
+# Vocabulary entries kept for later use, which no pretraining text holds: BERT's [unusedN], Gemma's <unusedN>,
+# Llama 3's <|reserved_special_token_N|>, T5's <extra_id_N>.
+RESERVED_TOKEN = re.compile(r"\[unused\d+\]|<unused\d+>|<\|reserved_special_token_\d+\|>|<extra_id_\d+>")
+
+
+def reserved_token_ids(tokenizer) -> list[int]:
+    """The vocabulary entries a model should not write by default (the `suppress_tokens` editflow-convert records):
+    the special tokens but EOS (unknown, separator, padding, chat markers...) and the reserved entries
+    ([`RESERVED_TOKEN`]), which the model never saw in training text."""
+    special = {*tokenizer.all_special_ids}
+    special |= {index for index, token in tokenizer.added_tokens_decoder.items() if token.special}
+    reserved = {index for token, index in tokenizer.get_vocab().items() if RESERVED_TOKEN.fullmatch(token)}
+    return sorted((special | reserved) - {tokenizer.eos_token_id})
+
+
+def generate_inputs(input_ids, kwargs: dict):
+    """The prompts of a `generate()` call and its settings alone, as transformers' `generate()` takes them: `inputs`
+    (its name for the prompts) is `input_ids`; the tokenizer's other outputs ([`TOKENIZER_OUTPUTS`]) are dropped,
+    `token_type_ids` once checked to mark a single segment; a left-to-right decoding argument is refused in one
+    line naming what to use. Returns `(input_ids, settings)`."""
+    settings = dict(kwargs)
+    inputs = settings.pop("inputs", None)
+    if inputs is not None:
+        if input_ids is not None:
+            raise ValueError("Pass the prompts once: `input_ids` or `inputs`, not both.")
+        input_ids = inputs
+    for name in sorted(set(settings) & set(LEFT_TO_RIGHT_ARGUMENTS)):
+        if settings[name] is not None and settings[name] is not False:
+            raise ValueError(
+                f"`{name}` hooks into next-token decoding, which tau-leaping does not do (every step may edit every "
+                f"position): {LEFT_TO_RIGHT_ARGUMENTS[name]}."
+            )
+        settings.pop(name)
+    segments = settings.get("token_type_ids")
+    if segments is not None and bool(torch.as_tensor(segments).ne(0).any()):
+        raise ValueError(
+            "`token_type_ids` marks a second segment (a text pair): an Edit Flow model continues one text per row; "
+            "pass one text per row, e.g. tokenizer(texts)."
+        )
+    for name in TOKENIZER_OUTPUTS:
+        settings.pop(name, None)
+    return input_ids, settings
 
 
 def check_size(name: str, value, minimum: int, maximum: int, *, flag_prefix: str = "") -> None:
     """ValueError naming the setting for a size that is not an integer in [minimum, maximum]."""
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise ValueError(f"`{flag_prefix}{name}` must be an integer from {minimum} to {maximum:,}; got {value!r}.")
+
+
+def _is_token_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def check_text(text: str, what: str = "The prompt") -> None:
@@ -78,6 +146,10 @@ class EditFlowGenerationConfig(GenerationConfig):
         top_k (`int`, *optional*, defaults to 0 = off), do_sample (`bool`, *optional*, defaults to `True`):
             Token sampling of each substitution / insertion, as in `generate()`; `do_sample=False` (or
             temperature 0) takes the most likely token. *Which* edits fire stays random either way.
+        suppress_tokens (`list[int]`, *optional*):
+            Token ids no substitution or insertion writes (as in `generate()`), beside the mask, BOS and padding
+            that are never written. editflow-convert and training record the tokenizer's special tokens but EOS and
+            its reserved entries (`[unusedN]`...: [`reserved_token_ids`]); `[]` lets the model write every token.
         temperature_schedule (`float`, `list` or `str`, *optional*):
             The token temperature as a function of the flow time t, replacing `temperature` when set: a pair
             `[at t=0, at t=1]` (linear) or a formula in t such as `"0.8*t + 1.0*(1-t)"` (the paper's code sampler);
@@ -217,6 +289,9 @@ class EditFlowGenerationConfig(GenerationConfig):
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
             # one rule everywhere (pipeline, CLI, Space): -1 and 2**64 - 1 are not silently the same seed
             raise ValueError(f"`seed` must be a whole number from 0 to 2**64 - 1, or None; got {self.seed!r}.")
+        tokens = self.suppress_tokens
+        if tokens is not None and (isinstance(tokens, (str, bytes)) or not all(_is_token_id(t) for t in tokens)):
+            raise ValueError(f"`suppress_tokens` must be a list of token ids; got {tokens!r}.")
         for name in ("temperature_schedule", "guidance_scale"):
             if getattr(self, name, None) is not None:
                 TimeSchedule(getattr(self, name), name)  # ValueError naming the setting and the accepted forms
@@ -231,7 +306,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
         unknown = sorted(key for key in kwargs if not hasattr(self, key))
         if unknown:
-            raise TypeError(f"Unknown generation setting(s) {unknown} for an Edit Flow model.")
+            raise TypeError(f"Unknown generation setting(s) {unknown} for an Edit Flow model: {self._fix_of(unknown)}")
         copy = self.__class__.from_dict(self.to_dict())
         for key, value in kwargs.items():
             setattr(copy, key, value)
@@ -241,6 +316,14 @@ class EditFlowGenerationConfig(GenerationConfig):
             copy.temperature = 1.0
         copy.validate(max_positions=max_positions)
         return copy
+
+    def _fix_of(self, unknown: list[str]) -> str:
+        """The fix named for unknown settings: the closest known ones, else where the known ones are listed."""
+        known = [*self.to_dict(), *self.editflow_defaults, "return_dict_in_generate", "progress_bar"]
+        close = sorted({match for key in unknown for match in difflib.get_close_matches(key, known, n=2, cutoff=0.75)})
+        if close:
+            return f"did you mean {', '.join(map(repr, close))}?"
+        return "pass fields of EditFlowGenerationConfig (see `model.generation_config`) or the tokenizer's outputs."
 
     def start_layout(self, prompt_length: int, *, infill: bool, max_positions: int, warn: bool = True) -> tuple[int, int]:
         """`(masks, cap)` of one start row: how many masks follow a prompt of `prompt_length` tokens (BOS not
@@ -382,7 +465,7 @@ class EditFlowDecode:
             max_length=self.rows.max_lengths,
             seed=generation_config.seed,
             generator=generator,
-            suppress_token_ids=unwritable_token_ids(config),
+            suppress_token_ids=[*unwritable_token_ids(config), *(generation_config.suppress_tokens or ())],
             progress_bar=progress_bar,
             fixed_length=generation_config.infill == "fixed",
             strength=generation_config.strength,
@@ -464,9 +547,13 @@ __all__ = [
     "MAX_SEQUENCE_TOKENS",
     "MAX_TAU_STEPS",
     "MIN_TAU",
+    "LEFT_TO_RIGHT_ARGUMENTS",
     "StartRows",
+    "TOKENIZER_OUTPUTS",
     "check_sampling_params",
     "check_size",
     "check_text",
+    "generate_inputs",
+    "reserved_token_ids",
     "start_rows",
 ]

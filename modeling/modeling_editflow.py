@@ -25,7 +25,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .configuration_editflow import EditFlowConfig
-from .generation_editflow import EditFlowDecode, EditFlowGenerateOutput, EditFlowGenerationConfig
+from .generation_editflow import EditFlowDecode, EditFlowGenerateOutput, EditFlowGenerationConfig, generate_inputs
 
 HUB_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 
@@ -384,7 +384,10 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
                 Overrides of `generation_config` fields (`tau`, `mask_length`, `temperature`, `top_p`, `top_k`,
                 `do_sample`, `max_length`, `max_new_tokens`, `num_return_sequences`, `edit_prompt`, `strength`,
                 `edit_rule`, `infill`, `seed`, `output_history`, `return_dict_in_generate`, ...) and `progress_bar` (a
-                tqdm bar over the steps).
+                tqdm bar over the steps). As in transformers' `generate()`, `inputs` may name the prompts and the
+                tokenizer's other outputs (`token_type_ids` of one segment, ...) may be passed: x_t is re-encoded
+                whole at every step, so they are not read. Left-to-right decoding hooks (`logits_processor`,
+                `stopping_criteria`, `streamer`, ...) and unknown settings are refused in one line naming the fix.
 
         Returns:
             `torch.LongTensor` of shape `(batch_size * num_return_sequences, length)`: every row BOS + prompt + what
@@ -404,8 +407,9 @@ class EditFlowForEditing(EditFlowPreTrainedModel):
         pipeline's `iter_steps` and the Space do) or `run()` it. Every setting and size is checked first.
         `row_offset`: the index of the first row in the whole request (the pipeline's later batches), which keys
         its random draws."""
+        input_ids, settings = generate_inputs(input_ids, kwargs)
         base = EditFlowGenerationConfig.from_generation_config(generation_config or self.generation_config)
-        config = base.updated(max_positions=self.config.max_sequence_length, **kwargs)
+        config = base.updated(max_positions=self.config.max_sequence_length, **settings)
         return EditFlowDecode(self, EditFlowDecode.prompts_of(input_ids, attention_mask, self.config), config,
                               generator=generator, progress_bar=progress_bar, row_offset=row_offset)  # fmt: skip
 

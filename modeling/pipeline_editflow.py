@@ -4,7 +4,7 @@
     pipe = pipeline("editflow-generation", model="path/to/checkpoint", trust_remote_code=True)
     pipe("Could you please write a poem for me?")[0]["generated_text"]
     pipe("To be", num_return_sequences=3, seed=0)                  # three samples of one prompt
-    pipe([{"role": "user", "content": "Hi!"}], do_sample=False)    # a chat, greedy token values
+    pipe([{"role": "user", "content": "Hi!"}], do_sample=False)    # a chat, the same answer every call
     pipe(["", "Once upon a time"], batch_size=64)                  # a list: one list of results per input
     pipe(prompt for prompt in prompts)                             # a generator or KeyDataset: an iterator
     pipe("To be or [MASK] [MASK] be", mask_length=0)               # infill the masks
@@ -15,17 +15,19 @@ Conventions: those of transformers' `text-generation` pipeline, where they make 
       `"generated_text"`; a list of inputs gives a list of such lists; a generator, a `datasets.Dataset` or a
       `KeyDataset` gives an iterator over them. Inputs are sampled `batch_size` at a time (default 32, one
       tau-leaping run per batch; a batch holds `batch_size` inputs times `num_return_sequences` rows).
-    - `do_sample=False` takes the most likely token at every substitution / insertion (= `temperature=0`);
-      `temperature`, `top_k`, `top_p` shape the token distributions as in `generate()`.
+    - `do_sample=False` (= `temperature=0`) is deterministic: the same output every call; `temperature`, `top_k`,
+      `top_p` shape the token distributions as in `generate()`.
     - `max_length` caps the whole sequence (BOS + prompt + generated tokens), `max_new_tokens` the tokens after the
       prompt: insertions stop there and the start sequence holds only the masks that fit.
     - Text out as text-generation makes it: the continuation is decoded together with the prompt and the prompt's
-      text cut off, so no text starts with a dangling sub-word piece; it ends before the first EOS.
+      text cut off; with no prompt text before it, it starts at its first whole word (no dangling sub-word piece);
+      it ends before the first EOS.
 Deviations from `text-generation`:
     - `return_full_text` defaults to False (the text after the prompt); True prepends the prompt (for a chat:
       the messages plus the assistant reply, as text-generation does).
-    - Sampling is not left to right: `do_sample=False` makes token values greedy, but *which* edits fire at each
-      step stays random (pass `seed` for a reproducible run).
+    - Sampling is not left to right, and the most likely token at every edit collapses a pretrained model's text
+      into punctuation: `do_sample=False` draws tokens at the paper's temperature 0.8 and top-p 0.5 from a fixed
+      seed (0 unless `seed` is given) instead of taking the most likely one (`top_k=1` does that).
     - A plain string prompt goes through the tokenizer's chat template when the checkpoint was fine-tuned on chats
       (`chat_template` in its generation_config.json, or the `chat_template` argument); see "Prompt rule".
     - No `return_tensors`, `stop_sequence`, `prefix`, `handle_long_generation`, `continue_final_message`.
@@ -91,9 +93,8 @@ DEFAULT_BATCH_SIZE = 32
 HUB_KWARGS = ("revision", "token", "local_files_only", "cache_dir")
 LOADING_KWARGS = {*HUB_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
 PIPELINE_PARAMETERS = ("generation_config", "return_full_text", "return_trace", "progress_bar", "batch_size")
-# A neutral word decoded in front of a continuation that has no prompt before it, so that a first sub-word piece
-# ("##unes") attaches to something instead of starting the text; its own text is then cut off.
-ANCHOR_TEXT = "a"
+# The mark of a WordPiece continuation piece ("##unes"): one with nothing before it is a dangling fragment.
+CONTINUATION_MARK = "##"
 # Longest prompt text read, in characters per model position (see `_prompt_ids`).
 PROMPT_CHARS_PER_POSITION = 64
 
@@ -425,17 +426,25 @@ class EditFlowGenerationPipeline(Pipeline):
     def continuation_text(self, prefix_ids: list[int], generated: list[int]) -> str:
         """The text of `generated` as it reads after `prefix_ids`, as text-generation makes it: both are decoded
         together and the prefix's text cut off, so the tokenizer decides the junction (a WordPiece "##" piece joins
-        the word before it). With no prefix (unconditional, infill, edit) a neutral word stands in for it, so no text
-        starts with a dangling sub-word piece."""
-        if not prefix_ids:
-            if getattr(self, "_anchor_ids", None) is None:
-                self._anchor_ids = self.tokenizer(ANCHOR_TEXT, add_special_tokens=False)["input_ids"]
-            prefix_ids = self._anchor_ids
-        head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True)
+        the word before it). With no prefix text (unconditional, infill, edit, a prompt of unknown tokens only) the
+        text starts at its first whole word (see [`from_first_word`]): no text starts with a dangling piece."""
+        head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True) if prefix_ids else ""
+        if not head.strip():
+            return self.tokenizer.decode(self.from_first_word(generated), skip_special_tokens=True).strip()
         whole = self.tokenizer.decode([*prefix_ids, *generated], skip_special_tokens=True)
         if whole.startswith(head):
             return whole[len(head) :].strip()
         return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+    def from_first_word(self, generated: list[int]) -> list[int]:
+        """`generated` from its first whole word: leading WordPiece continuation pieces ("##ing", the end of a word
+        whose start no step wrote) and special tokens (which the text skips anyway) are left out."""
+        special = set(self.tokenizer.all_special_ids)
+        pieces = self.tokenizer.convert_ids_to_tokens(generated)
+        start = 0
+        while start < len(generated) and (generated[start] in special or pieces[start].startswith(CONTINUATION_MARK)):
+            start += 1
+        return list(generated[start:])
 
     def generated_ids(self, sequence: list[int], prompt_len: int) -> list[int]:
         """The tokens after the prompt, up to the first EOS: what `generated_text` shows."""
@@ -468,7 +477,8 @@ class EditFlowGenerationPipeline(Pipeline):
             return text
         head = self.tokenizer.decode(prompt_ids, skip_special_tokens=True)
         whole = self.tokenizer.decode([*prompt_ids, *generated], skip_special_tokens=True)
-        tail = whole[len(head) :] if whole.startswith(head) else (" " + text if text else "")
+        joined = head.strip() and whole.startswith(head)  # else the text starts at its first whole word
+        tail = whole[len(head) :] if joined else (" " + text if text else "")
         return prompt + tail.rstrip()
 
 

@@ -5,6 +5,7 @@ of issue L (every size input refused in one line before anything is allocated)."
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,7 @@ BAD_SETTINGS = [
     (dict(edit_rule="gain", gain_margin=1.0), "`gain_margin`"),
     (dict(gain_margin=-0.1), "`gain_margin`"),
     (dict(edit_rule="gain", infill="fixed"), "`edit_rule`"),
+    (dict(suppress_tokens="[unused1]"), "`suppress_tokens`"),
 ]
 
 
@@ -161,6 +163,88 @@ def test_generate_defaults_history_and_length_cap(tuned_checkpoint):
     assert sequences.shape[1] <= 10  # max_length caps the result (the masks are trimmed to fit)
 
 
+def test_readme_generation_snippet_takes_what_a_wordpiece_tokenizer_returns(minilm_editflow_dir):
+    """The README's Generation lines on a BERT-family checkpoint (the quickstart's MiniLM): its tokenizer returns
+    token_type_ids, which generate() takes as transformers' generate() does; x_t is re-encoded whole at every step,
+    so they change nothing."""
+    model = AutoModel.from_pretrained(minilm_editflow_dir, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_editflow_dir, trust_remote_code=True)
+    inputs = tokenizer(["To be", "Once upon a time"], return_tensors="pt", padding=True)
+    assert "token_type_ids" in inputs
+    settings = dict(tau=0.25, max_length=24, seed=0)  # the README's call, in 4 steps
+    sequences = model.generate(**inputs, **settings)
+    assert sequences.shape[0] == 2 and sequences.shape[1] <= 24
+    prompts_only = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    assert torch.equal(sequences, model.generate(**prompts_only, **settings))
+    as_transformers_names_it = model.generate(inputs=inputs["input_ids"], attention_mask=inputs["attention_mask"], **settings)
+    assert torch.equal(sequences, as_transformers_names_it)
+    out = model.generate(**inputs, return_dict_in_generate=True, output_history=True, tau=0.25)
+    assert len(out.history) == 2 and out.sequences.shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "settings, fix",
+    [
+        (dict(temprature=0.5), "did you mean 'temperature'?"),
+        (dict(colour="red"), "pass fields of EditFlowGenerationConfig"),
+        (dict(streamer=object()), "iter_steps"),
+        (dict(logits_processor=[lambda ids, scores: scores]), "suppress_tokens"),
+        (dict(stopping_criteria=[lambda ids, scores: True]), "max_new_tokens"),
+        (dict(token_type_ids=torch.tensor([[0, 0, 1]])), "one text per row"),
+        (dict(inputs=torch.tensor([[1, 5, 6]])), "not both"),
+    ],
+)
+def test_generate_refuses_real_mistakes_in_one_line_naming_the_fix(pipe, settings, fix):
+    bos = pipe.model.config.bos_token_id
+    with pytest.raises((TypeError, ValueError)) as refused:
+        pipe.model.generate(torch.tensor([[bos, 2000, 2001]]), tau=0.5, **settings)
+    message = str(refused.value)
+    assert fix in message and "\n" not in message, message
+
+
+# --- what is written: no reserved entries, no dangling piece -----------------------------------------------------------
+
+
+def reserved_entries(tokenizer) -> set[int]:
+    """Written out independently of the library: BERT's [unusedN] entries and the special tokens but EOS."""
+    unused = {index for token, index in tokenizer.get_vocab().items() if re.fullmatch(r"\[unused\d+\]", token)}
+    return (unused | set(tokenizer.all_special_ids)) - {tokenizer.eos_token_id}
+
+
+def written_tokens(pipe, seeds: int = 20, **settings) -> list[tuple[list[int], str]]:
+    """(tokens after the prompt, text) over `seeds` seeds, unconditional and prompted."""
+    outputs = []
+    for seed in range(seeds):
+        for [out] in pipe(["", "To be"], tau=0.25, mask_length=8, seed=seed, return_trace=True, **settings, **QUIET):
+            trace = out["trace"]
+            final = trace["steps"][-1]["tokens"] if trace["steps"] else trace["initial"]
+            outputs.append((final[trace["prompt_len"] :], out["generated_text"]))
+    return outputs
+
+
+def test_reserved_and_special_vocabulary_entries_are_not_written_over_20_seeds(pipe):
+    """The checkpoint's generation config suppresses [unusedN] and the special tokens but EOS, as converted; the
+    random model writes them when allowed to (`suppress_tokens=[]`), so the default is what keeps them out. (Masks
+    of x0 that no edit replaced in the 4 steps are left out: they were never written.)"""
+    reserved = reserved_entries(pipe.tokenizer)
+    assert len(reserved) > 990 and set(pipe.model.generation_config.suppress_tokens) == reserved
+    reserved.discard(pipe.tokenizer.mask_token_id)
+    outputs = written_tokens(pipe)
+    assert not [token for tokens, _ in outputs for token in tokens if token in reserved]
+    assert not [text for _, text in outputs if "[unused" in text or "[UNK]" in text]
+    assert [token for tokens, _ in written_tokens(pipe, 5, suppress_tokens=[]) for token in tokens if token in reserved]
+
+
+def test_trained_checkpoints_record_the_reserved_entries_of_an_older_conversion(tiny_editflow_dir, tmp_path):
+    from editflow_hf.training.cli import save_generation_config
+
+    start = shutil.copytree(tiny_editflow_dir, tmp_path / "start")
+    EditFlowGenerationConfig(tau=0.05).save_pretrained(start)  # converted before suppress_tokens were recorded
+    save_generation_config(tmp_path, str(start), "pt", "masks[length:8]")
+    saved = EditFlowGenerationConfig.from_pretrained(tmp_path)
+    assert set(saved.suppress_tokens) == reserved_entries(AutoTokenizer.from_pretrained(start))
+
+
 # --- the pipeline as glue ------------------------------------------------------------------------------------------
 
 
@@ -231,16 +315,25 @@ def test_gain_rule_and_its_margin_reach_the_sampler_from_generate():
 # --- text out ------------------------------------------------------------------------------------------------------
 
 
-def test_no_text_starts_with_a_dangling_word_piece_over_20_seeds(pipe):
-    """A WordPiece model: the continuation is decoded together with the prompt (or a stand-in word) and the prompt's
-    text cut off, so a first "##" piece joins what precedes it."""
+def test_no_text_starts_with_a_dangling_word_piece_for_any_prompt_over_20_seeds(pipe):
+    """A WordPiece model: the continuation is decoded together with the prompt and the prompt's text cut off, so a
+    first "##" piece joins what precedes it; with no prompt text (unconditional, or a prompt of emoji, which this
+    tokenizer reads as [UNK] only) the text starts at its first whole word."""
     texts = []
     for seed in range(20):
-        for prompt in ("", "To be"):
-            [out] = pipe(prompt, tau=0.25, mask_length=4, seed=seed, **QUIET)
+        for [out] in pipe(["", "To be", "\U0001f600" * 40], tau=0.25, mask_length=4, seed=seed, **QUIET):
             texts.append(out["generated_text"])
     assert not [text for text in texts if text.startswith("##")]
     assert any(text for text in texts)
+
+
+def test_text_with_no_prompt_text_before_it_starts_at_its_first_whole_word(pipe):
+    tokenizer = pipe.tokenizer
+    generated = tokenizer.convert_tokens_to_ids(["##ing", "##s", "the", "king"])
+    assert pipe.continuation_text([], generated) == "the king"
+    assert pipe.continuation_text([tokenizer.unk_token_id] * 3, generated) == "the king"
+    to_be = tokenizer("to be", add_special_tokens=False)["input_ids"]
+    assert pipe.continuation_text(to_be, generated) == "ings the king"  # joins the prompt's last word: "to beings"
 
 
 def test_printed_text_terminal_trace_and_gif_last_frame_agree(tiny_editflow_dir, tmp_path, monkeypatch, capsys):
@@ -259,7 +352,7 @@ def test_printed_text_terminal_trace_and_gif_last_frame_agree(tiny_editflow_dir,
     captured = capsys.readouterr()
     printed = captured.out.strip()
     caption, segments = drawn["final"]
-    assert caption == "final" and [s.text for s in segments if s.kind == "plain"] == ([printed] if printed else [])
+    assert caption == "final" and " ".join(s.text for s in segments if s.kind == "plain") == printed
     [final_line] = [line for line in captured.err.splitlines() if line.startswith("[final]")]
     assert final_line.endswith(printed)  # the terminal trace's final line
 

@@ -195,19 +195,111 @@ def test_make_gif_without_changes_writes_the_final_frame(pipe, tmp_path):
 
 
 def test_gif_lines_wrap_whole_words_within_the_width():
-    from editflow_hf.visualize import Segment, _layout, _load_font
+    from editflow_hf.visualize import GlyphFonts, Segment, _layout
 
-    font = _load_font(16)
+    fonts = GlyphFonts(16)
     # Long words made of many subword pieces: a word must move to the next line whole, never run past the edge.
     segments = []
     for word in range(12):
         segments.append(Segment(f"w{word}", "plain"))
         segments += [Segment("##ab".removeprefix("##"), "inserted", attach=True) for _ in range(6)]
     width = 200
-    lines = _layout(segments, font, width, font.getlength(" "))
+    lines = _layout(segments, fonts, width, fonts.fonts[0].getlength(" "))
     assert len(lines) > 1
-    assert sum(len(line) for line in lines) == len(segments)
+    assert "".join(piece.text for line in lines for piece in line) == "".join(f"w{w}" + "ab" * 6 for w in range(12))
     for line in lines:
-        x, segment, text_width = line[-1]
-        assert x + text_width <= width, "a line overflows the frame"
-        assert not line[0][1].attach, "a line starts in the middle of a word"
+        last = line[-1]
+        assert last.x + last.width <= width, "a line overflows the frame"
+        assert not line[0].segment.attach, "a line starts in the middle of a word"
+
+
+def gif_frames(data: bytes) -> list:
+    """Every frame of a GIF as an RGB array."""
+    import numpy as np
+
+    with Image.open(io.BytesIO(data)) as image:
+        frames = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            frames.append(np.asarray(image.convert("RGB")))
+    return frames
+
+
+def test_every_gif_frame_keeps_its_text_within_the_width_the_final_one_included(pipe):
+    """A 120-token final text (the printed text, drawn by the final frame) and a word wider than a line: in every
+    frame the right margin stays background, and the final frame shows the whole text on many lines."""
+    from editflow_hf.visualize import GIF_MARGIN, gif_bytes
+
+    tokenizer = pipe.tokenizer
+    words = ("shall i compare thee to a summer's day thou art more lovely and more temperate " * 12).split()
+    long_word = tokenizer("pneumonoultramicroscopicsilicovolcanoconiosis" * 2, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"][: 120 - len(long_word)] + long_word
+    assert len(ids) == 120  # the last word is wider than a line: it is cut between characters
+    bos = pipe.model.config.bos_token_id
+    trace = {"prompt_len": 1, "initial": [bos], "steps": [
+        {"step": 1, "t": 0.5, "tokens": [bos, *ids[:60]], "inserted": list(range(1, 61)), "substituted": [], "deleted": []},
+        {"step": 2, "t": 1.0, "tokens": [bos, *ids], "inserted": list(range(61, 121)), "substituted": [], "deleted": []},
+    ]}  # fmt: skip
+    final_text = pipe.continuation_text([], ids)
+    data, count = gif_bytes(trace, tokenizer, width=720, final_text=final_text)
+    frames = gif_frames(data)
+    assert count == len(frames) == 3
+    for index, frame in enumerate(frames):
+        ink = frame.min(axis=2) < 200
+        assert not ink[:, -(GIF_MARGIN - 2) :].any(), f"frame {index} draws past its right edge"
+    text_rows = (frames[-1].min(axis=2) < 200).any(axis=1)
+    line_starts = int((text_rows[1:] & ~text_rows[:-1]).sum())
+    assert line_starts >= 6, "the final frame does not show the whole text"  # caption + several lines of text
+
+
+SCRIPTS = {"Arabic": "مرحبا بالعالم", "Hebrew": "שלום עולם", "CJK": "你好世界 國語"}
+
+
+def missing_glyph_boxes(fonts, text: str) -> list[str]:
+    """The characters of `text` that would draw as a missing-glyph box: the font's drawing of them equals its drawing
+    of a character no font has (U+10FFFD); the stated fallback "?" and spaces are not boxes."""
+    boxes = []
+    for run, font in fonts.runs(text):
+        box = bytes(font.getmask("\U0010fffd"))
+        boxes += [char for char in run if not char.isspace() and char != "?" and bytes(font.getmask(char)) == box]
+    return boxes
+
+
+def machine_has_font_for(char: str) -> bool:
+    import shutil
+
+    if shutil.which("fc-list") is None:
+        return False
+    return bool(subprocess.run(["fc-list", f":charset={ord(char):x}", "file"], capture_output=True, text=True).stdout.strip())
+
+
+@pytest.mark.parametrize("script", list(SCRIPTS))
+def test_rtl_and_cjk_text_draws_without_missing_glyph_boxes(script):
+    """Arabic, Hebrew and CJK draw in a font of this machine that has them; where none has a character, the stated
+    fallback "?" stands for it (never a box)."""
+    from editflow_hf.visualize import MISSING_GLYPH, GlyphFonts
+
+    fonts = GlyphFonts(16)
+    text = SCRIPTS[script]
+    assert missing_glyph_boxes(fonts, text) == []
+    drawn = "".join(run for run, _ in fonts.runs(text))
+    covered = [char for char in text if not char.isspace() and machine_has_font_for(char)]
+    assert all(char in drawn for char in covered), (script, drawn)  # a character some font has is drawn, not "?"
+    assert len(drawn) == len(text) and fonts.missing == drawn.count(MISSING_GLYPH)
+
+
+def test_characters_no_font_has_are_drawn_as_the_stated_fallback(pipe, monkeypatch):
+    """With no font but Pillow's own (no fallback file, no fontconfig), CJK draws as "?" and every frame's caption
+    states what "?" means."""
+    from editflow_hf import visualize
+
+    monkeypatch.setattr(visualize, "FALLBACK_FONT_FILES", ())
+    monkeypatch.setattr(visualize, "_fontconfig_file", lambda char: None)
+    fonts = visualize.GlyphFonts(16)
+    assert [run for run, _ in fonts.runs("國 a")] == ["? a"] and fonts.missing == 1
+    captions = []
+    real_frame = visualize._frame_image
+    monkeypatch.setattr(visualize, "_frame_image", lambda caption, *args: captions.append(caption) or real_frame(caption, *args))
+    bos = pipe.model.config.bos_token_id
+    visualize.gif_bytes({"prompt_len": 1, "initial": [bos], "steps": []}, pipe.tokenizer, final_text="國語 text")
+    assert captions and all(visualize.MISSING_NOTE in caption for caption in captions)
