@@ -169,6 +169,23 @@ def check_request(
     return prompt, tau, int(mask_length), temperature, seed, mode, infill
 
 
+def example_rows(defaults: dict, mask: str, *, chat: bool, trained_to_edit: bool) -> list[list]:
+    """The Space's examples for the loaded checkpoint, as rows of (text, tau, mask_length, temperature, seed, mode,
+    infill) at its generation defaults: a question only for a chat model (fine-tuned on chats: its generation config's
+    `chat_template`), an opening to continue for a pretrained one; the unconditional and infill examples for every
+    model; the edit example only for a model trained to revise (a `corrupt` coupling in its recorded x0_sampler)."""
+    tau, masks, temperature, infill = defaults["tau"], defaults["mask_length"], defaults["temperature"], defaults["infill"]
+    prompt = "Could you please write a poem for me?" if chat else "Once upon a time"
+    rows = [
+        [prompt, tau, masks, temperature, 42, "prompt", infill],
+        ["", tau, masks, temperature, 0, "prompt", infill],
+        [f"To be or {mask} {mask} be, that is the {mask}.", tau, 0, temperature, 7, "infill", "fixed"],
+    ]
+    if trained_to_edit:
+        rows.append(["The quick brown fox jump over the the lazy dog.", tau, 0, 0.7, 3, "edit", infill])
+    return rows
+
+
 def gif_html(data: bytes) -> str:
     """The GIF shown inline, with a download link; both are data URLs, so nothing is written to disk."""
     url = "data:image/gif;base64," + base64.b64encode(data).decode("ascii")
@@ -196,6 +213,12 @@ class EditFlowSpace:
             "temperature": min(defaults["temperature"], MAX_TEMPERATURE),
             "infill": defaults["infill"],
         }
+
+    def examples(self) -> list[list]:
+        """The examples that fit this checkpoint (`example_rows`)."""
+        chat = bool(self.generator.generation_config.summary()["chat_template"])
+        trained_to_edit = "corrupt" in (getattr(self.generator.model.config, "x0_sampler", None) or "")
+        return example_rows(self.defaults, self.mask_token, chat=chat, trained_to_edit=trained_to_edit)
 
     def _check(self, prompt, tau, mask_length, temperature, seed, mode, infill=None):
         return check_request(
@@ -308,17 +331,11 @@ class EditFlowSpace:
                     gr.Markdown("**Decode trace** (one frame per step that changed the text)")
                     gif = gr.HTML(elem_id="trace-gif-panel")
             inputs = [prompt, tau, mask_length, temperature, seed, mode, infill]
-            tau0, masks0, temperature0 = defaults["tau"], defaults["mask_length"], defaults["temperature"]
-            mask = self.mask_token
+            examples = self.examples()
             gr.Examples(
-                examples=[
-                    ["Could you please write a poem for me?", tau0, masks0, temperature0, 42, "prompt", defaults["infill"]],
-                    ["", tau0, masks0, temperature0, 0, "prompt", defaults["infill"]],
-                    [f"To be or {mask} {mask} be, that is the {mask}.", tau0, 0, temperature0, 7, "infill", "fixed"],
-                    ["The quick brown fox jump over the the lazy dog.", tau0, 0, 0.7, 3, "edit", defaults["infill"]],
-                ],
+                examples=examples,
                 inputs=inputs,
-                label="Examples (prompt, infill, edit)",
+                label="Examples (" + ", ".join(dict.fromkeys(row[5] for row in examples)) + ")",
             )
             run.click(self.stream, inputs, [live, final_text, gif], api_name="stream")
             prompt.submit(self.stream, inputs, [live, final_text, gif], api_visibility="private")
