@@ -43,7 +43,8 @@ def test_make_gif_has_one_frame_per_changing_step_plus_the_hold(tiny_editflow_di
     assert durations[-1] > 5 * durations[0]  # the final text is held longer
 
 
-def test_gif_path_prompt_and_colours_in_gif(tiny_editflow_dir, tmp_path, capsys):
+def test_gif_path_prompt_and_colours_in_gif(tiny_editflow_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # stderr is captured, not a terminal: colours only when forced
     gif = tmp_path / "sub" / "trace.gif"
     gif.parent.mkdir()
     args = ["--model_name_or_path", str(tiny_editflow_dir), "--prompt", "hello there", "--tau", "0.2",
