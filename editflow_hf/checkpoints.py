@@ -439,6 +439,7 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
     if not path.exists():
         if not is_hub_id(name):
             raise EditFlowError(f"{what} folder {name} does not exist.")
+        hub_config_check(name)
         return
     if not path.is_dir():
         raise EditFlowError(f"{name} is a file, not a model folder (a folder with config.json and the weights).")
@@ -465,6 +466,24 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
             f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
             "folder with tokenizer.save_pretrained, or copy it from the original model."
         )
+
+
+def hub_config_check(repo_id: str) -> None:
+    """The config checks of a local folder (`config_problem`: remote-code targets, sizes, values) on a Hub repo's
+    config.json, fetched alone (or from the cache) before from_pretrained imports any of the repo's code. When it
+    cannot be fetched (offline, no such repo) the loader's own error says so."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        config_path = hf_hub_download(repo_id, CONFIG_NAME)
+        parsed = json.loads(Path(config_path).read_text(encoding="utf-8"))
+    except Exception:  # offline, missing repo or file, unreadable: from_pretrained reports it
+        return
+    problem = config_problem(parsed) if isinstance(parsed, dict) else f"{CONFIG_NAME} is not a model config (a JSON object)"
+    if problem is None:
+        problem = size_problem(parsed)
+    if problem is not None:
+        raise EditFlowError(f"{repo_id} (Hub) {CONFIG_NAME}: {problem}; use another repo or revision.")
 
 
 def tokenizer_files_present(folder) -> bool:
@@ -693,6 +712,7 @@ __all__ = [
     "folder_bytes",
     "generation_config_problem",
     "free_bytes",
+    "hub_config_check",
     "human_bytes",
     "is_hub_id",
     "is_nonempty_dir",

@@ -825,6 +825,27 @@ def test_broken_model_folders_are_one_line_in_every_command(call, broken, tmp_pa
     assert snapshot(folder) == before and not out.exists()
 
 
+def test_a_hub_repo_goes_through_the_same_gate(call, model_dir, tmp_path, monkeypatch):
+    """A Hub repo id: its config.json alone is fetched and checked before from_pretrained imports the repo's code;
+    a config pointing auto_map at another module is refused by the commands and by the Space, whose pipeline is
+    never built. Offline (nothing fetched), the loader's own error speaks."""
+    import importlib.util
+
+    import huggingface_hub
+
+    hostile = CONFIG_DAMAGE["local-auto-map"](json.loads((model_dir / "config.json").read_text()))
+    (tmp_path / "config.json").write_text(json.dumps(hostile))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **kwargs: str(tmp_path / filename))
+    assert_refused(call("sample", "--model_name_or_path", "someone/hostile", "--no_progress"),
+                   "someone/hostile (Hub) config.json", "AutoModel -> modeling_evil.EvilModel")  # fmt: skip
+    spec = importlib.util.spec_from_file_location("space_app_hub_gate", REPO_ROOT / "space" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    monkeypatch.setattr(app, "pipeline", lambda *args, **kwargs: pytest.fail("the pipeline was built"))
+    with pytest.raises(SystemExit, match="AutoModel -> modeling_evil.EvilModel"):
+        app.load_generator("someone/hostile")
+
+
 @pytest.mark.parametrize("kind", ["generation-config-not-json", "generation-config-list"])
 def test_the_pipeline_refuses_a_broken_generation_config(broken, kind):
     """The pipeline (and from_pretrained) on a checkpoint whose generation_config.json is not a JSON object: one
@@ -1094,6 +1115,7 @@ FAULTS = [
     ("chat: an undecodable line", "chat", "0", "that line is not valid UTF-8; the session goes on", "test_chat_reports_an_undecodable_line_and_carries_on"),
     ("Space: a refused request", "space/app.py", "-", "the caller gets the message as plain text; the log gets one `refused:` line, no traceback", "test_space.py::test_a_refusal_is_plain_text_for_the_caller_and_one_line_in_the_log"),
     ("Space: damaged checkpoint at start-up", "space/app.py", "1", "cannot load the Edit Flow model …", "test_space.py::test_damaged_checkpoint_exits_with_one_line"),
+    ("a Hub repo id whose config.json points auto_map at another module", "sample, space/app.py (every command's gate)", "2 / 1", "someone/hostile (Hub) config.json: it points remote code at something other than the Edit Flow files (AutoModel -> modeling_evil.EvilModel) …; the config alone is fetched, the repo's code never imported", "test_a_hub_repo_goes_through_the_same_gate"),
     ("pipeline / from_pretrained: generation_config.json not valid JSON, or a JSON list", "pipeline", "ValueError", "generation_config.json of … is not valid JSON / is not an object of settings …; fix it, or delete it to sample with the defaults", "test_the_pipeline_refuses_a_broken_generation_config"),
     ("Space: a checkpoint whose `auto_map` points at another module in the folder", "space/app.py", "1", "cannot load the Edit Flow model …: … AutoModel -> modeling_evil.EvilModel …; the module is never imported (its marker file never appears)", "test_space_refuses_a_folder_whose_auto_map_points_at_another_module"),
     ("pipeline: mask_length / max_length / max_new_tokens / num_return_sequences / batch_size of 10**9, a 50 MB prompt (2 GiB address-space limit)", "pipeline (issue K)", "ValueError", "one line within a second, nothing allocated", "test_generate.py::test_size_inputs_refused_within_a_second_under_a_2gb_address_space"),
