@@ -18,8 +18,9 @@ Everything per step is tensor ops on the padded batch [B, L]: no Python loop ove
 sequence did not change since their last forward reuse its rates and hidden states (the model is
 time-independent: rates are per unit of w(t)), so only changed rows are run through the encoder, and a step
 in which nothing fires applies nothing. A time-conditioned model (`config.time_conditioning`) or a guidance
-scale that varies with t turns the reuse off. Each row draws its random numbers from its own generator, keyed
-by the run's seed and the row's index, so its output does not depend on the batch it is sampled in. With
+scale that varies with t turns the reuse off. Each row's random numbers are computed from a key made of the run's
+seed and the row's index ([`counter_uniforms`]: a hash of key, step and position, no generator per row), so its
+output does not depend on the batch it is sampled in. With
 `compile=True` the encoder runs under torch.compile at bucketed widths ([`CompiledEditRates`]).
 
 The paper's sampler settings (Havasi et al. 2025, appendix C; `guidance_editflow`): the token temperature may
@@ -32,7 +33,7 @@ import math
 import time
 import weakref
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers.utils.logging import tqdm
@@ -233,6 +234,45 @@ MAX_TAU_STEPS = 10_000
 MIN_TAU = 1.0 / MAX_TAU_STEPS
 
 
+WRITE_ORDERS = ("parallel", "frontier")
+
+
+def frontier_edits(
+    tokens: torch.LongTensor,
+    sub_fire: torch.BoolTensor,
+    ins_fire: torch.BoolTensor,
+    sub_columns: torch.LongTensor,
+    ins_columns: torch.LongTensor,
+    mask_token_id: int,
+) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+    """The frontier write order: `(sub_fire, ins_fire)` without the writes whose token head would read a mask's
+    hidden state. A substitution at j whose head reads another column (`sub_columns[j]`, j - 1 for a converted
+    decoder's shifted head) waits while that column holds a mask; an insertion after j (its head reads
+    `ins_columns[j]`, j itself) waits while that column holds a mask. Deletions never wait.
+
+    Why: a mask's state encodes the mask, not a word, so a shifted head reading it at j writes the word that belongs
+    at j - 1 (a converted SmolLM2 wrote "The capital capital of Germany Germany"). Waiting lets each run of masks
+    be written from its left end, one word after a real one, as the head was trained to read.
+
+    Args:
+        tokens: `[B, L]` x_t.
+        sub_fire, ins_fire: `[B, L]` the edits drawn this step.
+        sub_columns, ins_columns: `[L]` the column each head reads for an edit at each column ([`head_columns`]).
+        mask_token_id: the mask's id.
+    """
+    is_mask = tokens == mask_token_id
+    own = torch.arange(tokens.shape[1], device=tokens.device)
+    sub_waits = is_mask[:, sub_columns] & (sub_columns != own)
+    ins_waits = is_mask[:, ins_columns]
+    return sub_fire & ~sub_waits, ins_fire & ~ins_waits
+
+
+def default_write_order(config) -> str:
+    """`"frontier"` for a model whose substitution head reads its left neighbour (`sub_head_shift`), where it
+    removed repeated words (benchmarks/RESULTS.md); `"parallel"` (every drawn edit fires) otherwise."""
+    return "frontier" if getattr(config, "sub_head_shift", False) else "parallel"
+
+
 def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
 
@@ -240,7 +280,9 @@ def _is_number(value) -> bool:
 EDIT_RULES = ("sample", "threshold", "gain")
 
 
-def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0, fixed_length: bool = False) -> None:
+def check_edit_params(
+    strength: float, edit_rule: str, gain_margin: float = 0.0, fixed_length: bool = False, write_order: str | None = None
+) -> None:
     """ValueError naming the fix for a `strength` outside (0, 1], an unknown `edit_rule`, a `gain_margin` outside
     [0, 1), or the gain rule with fixed-length infill."""
     if not _is_number(strength) or not 0.0 < strength <= 1.0:
@@ -251,6 +293,11 @@ def check_edit_params(strength: float, edit_rule: str, gain_margin: float = 0.0,
         raise ValueError(f"`edit_rule` must be one of {', '.join(map(repr, EDIT_RULES))}; got {edit_rule!r}.")
     if not _is_number(gain_margin) or not 0.0 <= gain_margin < 1.0:
         raise ValueError(f"`gain_margin` must be a number in [0, 1) (0 = any expected gain); got {gain_margin!r}.")
+    if write_order is not None and write_order not in WRITE_ORDERS:
+        raise ValueError(
+            f"`write_order` must be one of {', '.join(map(repr, WRITE_ORDERS))} (or None: the model's default); "
+            f"got {write_order!r}."
+        )
     if fixed_length and edit_rule == "gain":
         raise ValueError('`edit_rule` "gain" deletes and inserts too; fixed-length infill (`infill` "fixed") needs '
                          '`edit_rule` "sample" or "threshold".')
@@ -516,9 +563,45 @@ def _splitmix64(x: int) -> int:
 
 
 def row_seed(seed: int, row: int) -> int:
-    """Seed of the generator of sampled row `row` (its global index in the request) in a run seeded with `seed`.
+    """Key of sampled row `row` (its global index in the request) in a run seeded with `seed` ([`counter_uniforms`]).
     Mixed rather than added, so seed s row r + 1 and seed s + 1 row r draw unrelated numbers."""
     return _splitmix64(_splitmix64(seed & _UINT64) ^ row) >> 1  # < 2**63
+
+
+def _as_int64(value: int) -> int:
+    """A 64-bit pattern as the signed integer torch's int64 holds."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+_GOLDEN, _MIX1, _MIX2 = (_as_int64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Logical right shift of int64 tensors (torch's >> keeps the sign)."""
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """[`_splitmix64`] on an int64 tensor, element-wise (int64 products wrap modulo 2**64, on CPU and CUDA)."""
+    x = x + _GOLDEN
+    x = (x ^ _shift_right(x, 30)) * _MIX1
+    x = (x ^ _shift_right(x, 27)) * _MIX2
+    return x ^ _shift_right(x, 31)
+
+
+def counter_uniforms(row_keys: torch.LongTensor, step: int, width: int) -> torch.Tensor:
+    """Uniforms in [0, 1) `[NUM_DRAWS, B, width]` (float32, multiples of 2**-24) computed, not drawn: the number of
+    draw d at position i of row b in step `step` is a hash of (row_keys[b], step, d, i), so it is the same whatever
+    the batch, the row's place in it or the padded width, with no generator per row and no loop over rows.
+
+    The hash is SplitMix64's mixer applied twice: once to the row key and step, once to that and the counter
+    (d * 2**32 + i); every input bit changes about half of the output bits (tests/test_sampling.py checks
+    uniformity and independence across rows, steps, draws and positions)."""
+    device = row_keys.device
+    base = splitmix64(row_keys + _as_int64((step * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)))  # [B]
+    counters = (torch.arange(NUM_DRAWS, device=device)[:, None] << 32) | torch.arange(width, device=device)[None, :]
+    bits = splitmix64(base[None, :, None] ^ counters[:, None, :])
+    return _shift_right(bits, 40).to(torch.float32) * (2.0**-24)
 
 
 # Random draws of one row and step, one set per position i of the row: whether an edit fires at i, its kind,
@@ -548,8 +631,8 @@ class SamplerState:
         hidden_cache: `[B, L, H]` the hidden states of that pass (the token heads read them at fired positions).
         stale: `[B]` rows whose sequence changed since their last encoder pass.
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
-        host_lengths: `lengths` as Python ints (the sizes of each row's draws).
-        generators: one per row, the source of all of its random draws.
+        row_keys: `[B]` int64, each row's key (`row_seed(seed, row index)`), from which its draws are computed
+            ([`counter_uniforms`]).
     """
 
     tokens: torch.LongTensor
@@ -562,8 +645,7 @@ class SamplerState:
     hidden_cache: torch.Tensor | None = None
     stale: torch.BoolTensor | None = None
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
-    host_lengths: list[int] = field(default_factory=list)
-    generators: list[torch.Generator] = field(default_factory=list)
+    row_keys: torch.LongTensor | None = None
 
     def sequences(self) -> list[list[int]]:
         """The current token ids of each row, without padding."""
@@ -648,10 +730,11 @@ class TauLeapSampler:
         top_p: nucleus mass in (0, 1].
         top_k: keep the k most likely tokens before top_p (None or 0: all).
         max_length: cap on every sequence, or one cap per row; insertions beyond it do not fire (leftmost ones win).
-        seed: the run's seed. Row r of a batch draws from its own generator seeded with `row_seed(seed, row_ids[r])`
-            (`row_ids` default to 0..B-1; the pipeline passes global indices), `NUM_DRAWS` uniforms per position
-            per step, so a row's output depends on the seed and its index only, not on the batch it shares or
-            the padded width. None: drawn from `generator` (or torch's global generator) at each `init_state`.
+        seed: the run's seed. Row r of a batch is keyed by `row_seed(seed, row_ids[r])` (`row_ids` default to
+            0..B-1; the pipeline passes global indices), and its `NUM_DRAWS` uniforms per position per step are a
+            hash of that key, the step and the position ([`counter_uniforms`]), so a row's output depends on the
+            seed and its index only, not on the batch it shares or the padded width. None: drawn from `generator`
+            (or torch's global generator) at each `init_state`.
         generator: source of the seed when `seed` is None.
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
         reuse_unchanged_rows: reuse the rates of rows that did not change; None (default) = whenever valid: the
@@ -679,6 +762,10 @@ class TauLeapSampler:
             ([`gain_edits`]): deterministic, with the most likely tokens (temperature, top_p, top_k unused).
         gain_margin: with `edit_rule="gain"`, the expected gain (in edits) an edit must exceed to fire: 0 fires every
             edit the model expects to help; a margin guards against a model more confident than it is right.
+        write_order: "parallel" (every drawn edit fires) or "frontier" ([`frontier_edits`]: a write whose token head
+            would read a mask's state waits for that mask to be written; masks left at t = 1 get further steps at
+            the last step's time and scale, `settle` steps, until one changes nothing). None: the model's default
+            ([`default_write_order`]: "frontier" for a shifted substitution head).
     """
 
     def __init__(
@@ -701,12 +788,14 @@ class TauLeapSampler:
         strength: float = 1.0,
         edit_rule: str = "sample",
         gain_margin: float = 0.0,
+        write_order: str | None = None,
     ):
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.guidance = TimeSchedule(guidance_scale, "guidance_scale")
         check_sampling_params(tau, self.temperature_schedule(0.0), top_p, top_k)
-        check_edit_params(strength, edit_rule, gain_margin, fixed_length)
+        check_edit_params(strength, edit_rule, gain_margin, fixed_length, write_order)
         config = model.config
+        self.write_order = default_write_order(config) if write_order is None else write_order
         time_conditioned = bool(getattr(config, "time_conditioning", False))
         if reuse_unchanged_rows is None:
             reuse_unchanged_rows = not time_conditioned and self.guidance.is_constant
@@ -754,16 +843,9 @@ class TauLeapSampler:
         return 1.0 if step >= self.num_steps else min(self.start_time + step * self.tau, 1.0)
 
     def draw_uniforms(self, state: "SamplerState") -> torch.Tensor:
-        """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`: row b draws `[NUM_DRAWS, len_b]` from its own
-        generator (sized by the row, not the padded width; zeros at padding, where nothing can fire).
-        Override for deterministic firing."""
-        lengths, (width, device) = state.host_lengths, (state.tokens.shape[1], state.tokens.device)
-        if len(lengths) == 1:  # batch 1: the row is the width
-            return torch.rand((NUM_DRAWS, 1, width), generator=state.generators[0], device=device)
-        draws = torch.zeros((NUM_DRAWS, len(lengths), width), device=device)
-        for row, (n, generator) in enumerate(zip(lengths, state.generators)):
-            draws[:, row, :n] = torch.rand((NUM_DRAWS, n), generator=generator, device=device)
-        return draws
+        """This step's uniforms in [0, 1), `[NUM_DRAWS, B, L]`, keyed by each row's key, the step and the position
+        ([`counter_uniforms`]): a row's draws do not depend on the batch it is in. Override for deterministic firing."""
+        return counter_uniforms(state.row_keys, state.step, state.tokens.shape[1])
 
     def step_weight(self, t: float, t_next: float) -> float:
         """h * w(t) with h = t_next - t: multiplies the model's rates into firing intensities for this step."""
@@ -812,6 +894,19 @@ class TauLeapSampler:
             ins_fire = (draws[DRAW_INSERT] < scale * ins_rate) & can_insert
         del_fire = event & ~sub_fire
         return del_fire, sub_fire, self.within_max_length(ins_fire, lengths)
+
+    def frontier(self, tokens: torch.LongTensor, sub_fire: torch.BoolTensor, ins_fire: torch.BoolTensor):
+        """[`frontier_edits`] with the columns this model's heads read."""
+        columns = torch.arange(tokens.shape[1], device=tokens.device)
+        return frontier_edits(
+            tokens, sub_fire, ins_fire, self.model.head_columns(columns, self.model.sub_head),
+            self.model.head_columns(columns, self.model.ins_head), self.mask_token_id,
+        )  # fmt: skip
+
+    def masks_left(self, state: "SamplerState") -> bool:
+        """Whether any editable position still holds a mask (what a frontier run's settle steps write)."""
+        can_edit = state.permissions[0] if state.permissions is not None else ~state.protected
+        return bool(((state.tokens == self.mask_token_id) & can_edit).any())
 
     def within_max_length(self, ins_fire: torch.BoolTensor, lengths: torch.LongTensor) -> torch.BoolTensor:
         """`ins_fire` without the insertions that would take a row beyond `max_length` (the leftmost ones win)."""
@@ -993,7 +1088,7 @@ class TauLeapSampler:
         if seed is None:
             seed_source = self.generator.device if self.generator is not None else "cpu"
             seed = int(torch.randint(0, 2**62, (), generator=self.generator, device=seed_source))
-        generators = [torch.Generator(device=device).manual_seed(row_seed(seed, row)) for row in row_ids]
+        row_keys = torch.tensor([row_seed(seed, row) for row in row_ids], dtype=torch.long, device=device)
         return SamplerState(
             tokens=tokens.to(device),
             lengths=torch.tensor([len(s) for s in sequences], dtype=torch.long, device=device),
@@ -1001,8 +1096,7 @@ class TauLeapSampler:
             open_end=torch.tensor(list(open_end), dtype=torch.bool, device=device),
             t=self.start_time,
             stale=torch.ones(batch, dtype=torch.bool, device=device),
-            host_lengths=[len(s) for s in sequences],
-            generators=generators,
+            row_keys=row_keys,
         )
 
     def step(self, state: SamplerState) -> SamplerStep:
@@ -1019,9 +1113,11 @@ class TauLeapSampler:
             return self._step(state)
 
     def _step(self, state: SamplerState) -> SamplerStep:
-        if state.step >= self.num_steps:
+        settling = state.step >= self.num_steps  # a frontier run's step after t = 1: the last step's time and scale
+        if settling and (self.write_order != "frontier" or not self.masks_left(state)):
             raise ValueError(f"The run is complete: t = 1 after {self.num_steps} steps; start a new one with init_state().")
-        t, t_next = self.step_time(state.step), self.step_time(state.step + 1)
+        last = min(state.step, self.num_steps - 1)
+        t, t_next = self.step_time(last), self.step_time(last + 1)
         if not self.reuse_unchanged_rows or state.stale.any():
             self._refresh_rates(state, t)
             state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
@@ -1030,14 +1126,16 @@ class TauLeapSampler:
         draws = self.draw_uniforms(state)
         rates = state.rate_cache
         del_fire, sub_fire, ins_fire = self.choose_edits(
-            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[state.step],
+            rates[..., 0], rates[..., 1], rates[..., 2], *state.permissions, state.lengths, self._step_weights()[last],
             draws,
         )  # fmt: skip
         if self.fixed_length:  # one event per token, always a substitution; the last step fills every mask left
             sub_fire = sub_fire | del_fire
-            if state.step + 1 == self.num_steps:
+            if state.step + 1 >= self.num_steps:
                 sub_fire |= state.permissions[0] & (state.tokens == self.mask_token_id)
             del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
+        if self.write_order == "frontier":
+            sub_fire, ins_fire = self.frontier(state.tokens, sub_fire, ins_fire)
         del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
         if del_count == sub_count == ins_count == 0:
             return self._quiet_step(state, t_next)
@@ -1064,6 +1162,8 @@ class TauLeapSampler:
 
     def _gain_step(self, state: SamplerState, t: float, t_next: float) -> SamplerStep:
         del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = self.gain_edits(state, t)
+        if self.write_order == "frontier":
+            sub_fire, ins_fire = self.frontier(state.tokens, sub_fire, ins_fire)
         if not (del_fire.any() or sub_fire.any() or ins_fire.any()):
             return self._quiet_step(state, t_next)
         return self._apply(state, t_next, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens)
@@ -1076,7 +1176,6 @@ class TauLeapSampler:
             self.pad_token_id,
         )  # fmt: skip
         state.tokens, state.lengths, state.protected = edits.tokens, edits.lengths, edits.protected
-        state.host_lengths = edits.lengths.tolist()
         state.stale = edits.changed
         return SamplerStep(step=state.step, t=t_next, edits=edits)
 
@@ -1095,6 +1194,17 @@ class TauLeapSampler:
             return
         for _ in tqdm(range(self.num_steps), desc="tau-leaping", disable=not self.progress_bar, leave=False):
             yield self.step(state)
+        if self.write_order != "frontier":
+            return
+        # settle: masks a waiting write left at t = 1 get steps at the last step's time and scale, one per mask at
+        # most, until a step changes nothing
+        for _ in range(int(state.tokens.shape[1])):
+            if not self.masks_left(state):
+                return
+            settled = self.step(state)
+            yield settled
+            if not bool(settled.edits.changed.any()):
+                return
 
     def sample(
         self,

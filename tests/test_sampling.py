@@ -532,7 +532,7 @@ def run_reference_case(case: dict):
 def test_outputs_match_the_recorded_reference():
     """Same seeds, same outputs and traces as recorded in tests/data/sampler_reference.json (several seeds, batch
     sizes, temperatures, top_p, a length cap): a change that alters what a seed samples must be deliberate. The file
-    was last re-recorded when draws became per row (one generator per row, keyed by seed and row index);
+    was last re-recorded when draws became counter-based (a hash of the row's key, the step and the position);
     `python tests/test_sampling.py --record` re-records it."""
     for recorded in json.loads(REFERENCE.read_text()):
         result = run_reference_case(recorded["case"])
@@ -752,3 +752,53 @@ def test_plain_torch_compile_counts_only_the_calls_that_compiled(monkeypatch):
     assert samplers[0].compile_seconds > 0
     assert all(sampler.compile_seconds == 0.0 for sampler in samplers[1:])
     assert 1 <= rates.compilations <= 2 < len(rates.shapes)
+
+
+def plain_uniform(row_key: int, step: int, draw: int, position: int) -> float:
+    """The number of `counter_uniforms` from Python integers: SplitMix64 twice, the top 24 bits."""
+    from editflow_hf.modeling.sampling_editflow import _splitmix64
+
+    mask = (1 << 64) - 1
+    base = _splitmix64((row_key + step * 0x9E3779B97F4A7C15) & mask)
+    return (_splitmix64(base ^ ((draw << 32) | position)) >> 40) / 2**24
+
+
+def test_counter_uniforms_equal_a_plain_reference_and_do_not_depend_on_the_batch():
+    from editflow_hf.modeling.sampling_editflow import counter_uniforms
+
+    keys = [row_seed(seed, row) for seed, row in ((0, 0), (0, 1), (7, 3), (2**64 - 1, 12))]
+    together = counter_uniforms(torch.tensor(keys), step=5, width=9)
+    for b, key in enumerate(keys):
+        for d in range(NUM_DRAWS):
+            for i in range(9):
+                assert together[d, b, i].item() == plain_uniform(key, 5, d, i)
+        alone = counter_uniforms(torch.tensor([key]), step=5, width=4)  # narrower: the same numbers where both are
+        assert torch.equal(alone[:, 0], together[:, b, :4])
+
+
+def test_counter_uniforms_are_uniform_and_independent_across_rows_steps_draws_and_positions():
+    """Chi-square of 64 bins over 2.6M numbers; correlation of neighbouring rows, steps, draws and positions; pairs
+    of consecutive positions uniform over an 8 x 8 grid (no joint structure)."""
+    from editflow_hf.modeling.sampling_editflow import counter_uniforms
+
+    keys = torch.tensor([row_seed(3, row) for row in range(64)])
+    draws = torch.stack([counter_uniforms(keys, step, 1024) for step in range(8)])  # [steps, draws, rows, positions]
+    values = draws.flatten().double()
+    assert 0.0 <= values.min() and values.max() < 1.0
+    assert abs(values.mean() - 0.5) < 0.002 and abs(values.var() - 1 / 12) < 0.001
+    counts = torch.bincount((values * 64).long(), minlength=64).double()
+    expected = values.numel() / 64
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 120  # 63 degrees of freedom: p < 1e-5 beyond ~120
+
+    def correlation(a, b):
+        a, b = a.flatten().double() - 0.5, b.flatten().double() - 0.5
+        return ((a * b).mean() / (a.std() * b.std())).item()
+
+    for dim in range(4):  # steps, draws, rows, positions: each against its neighbour
+        first, second = draws.narrow(dim, 0, draws.shape[dim] - 1), draws.narrow(dim, 1, draws.shape[dim] - 1)
+        assert abs(correlation(first, second)) < 0.01, dim
+    pairs = (draws[..., :-1] * 8).long() * 8 + (draws[..., 1:] * 8).long()
+    grid = torch.bincount(pairs.flatten(), minlength=64).double()
+    chi2 = ((grid - grid.mean()) ** 2 / grid.mean()).sum().item()
+    assert chi2 < 120

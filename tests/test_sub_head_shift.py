@@ -47,7 +47,7 @@ def test_sampler_fired_substitutions_use_the_shifted_logits(guidance_scale):
     sequences = [[BOS, 10, 11, MASK, MASK, MASK], [BOS, 12, MASK, MASK]]
     protected = [[token != MASK for token in row] for row in sequences]
     sampler = TauLeapSampler(model, tau=1.0, temperature=0.0, fixed_length=True, seed=0, guidance_scale=guidance_scale,
-                             suppress_token_ids=[PAD, BOS, MASK])  # fmt: skip
+                             suppress_token_ids=[PAD, BOS, MASK], write_order="parallel")  # every mask at once  # fmt: skip
     seen = []
     token_logits = sampler.token_logits
 
