@@ -11,7 +11,7 @@ The blocks run in a sandbox folder holding links to the repository's folders (tr
 space/...), so `.models/...` and `decode_trace.gif` are written there, and the checkpoints later blocks read are made
 by the README's own commands: the quickstart (the pretrained MiniLM, what the Space block serves), `editflow-convert`
 of "answerdotai/ModernBERT-large" (mapped to a tiny random ModernBERT MLM with a BERT WordPiece tokenizer), pt.py
-on it (what the placeholder CKPT stands for) and sft.py, the conversions of a tiny RoBERTa and a tiny Qwen3 decoder,
+on it (what the placeholder CKPT stands for, except in the Generation snippet: MiniLM's, below) and sft.py, the conversions of a tiny RoBERTa and a tiny Qwen3 decoder,
 and the "Offline, on CPU" conversion, pretraining and SFT of MiniLM (the SFT chat model the first snippet loads). Shell
 blocks run under `bash -e`, Python blocks in a fresh interpreter (so registration is as for a user: nothing is
 registered unless the block imports editflow_hf). Runs are memoised per session, so a block that needs another's
@@ -40,9 +40,12 @@ README = REPO_ROOT / "README.md"
 LANGUAGES = {"python": "python", "py": "python", "shell": "shell", "bash": "shell", "sh": "shell"}
 
 # The checkpoints the README's placeholders stand for, as the README makes them (paths inside the sandbox).
-# CKPT: the README's pt command's model (Pretrain #1): "answerdotai/ModernBERT-large" is a tiny random ModernBERT here,
-# with MiniLM's BERT WordPiece tokenizer (which returns token_type_ids, as the quickstart's checkpoint's does).
+# CKPT: the README's pt command's model (Pretrain #1): "answerdotai/ModernBERT-large" is a tiny random ModernBERT here
+# (MiniLM's WordPiece vocabulary; a ModernBERT tokenizer returns no token_type_ids).
 CKPT = ".models/editflow/ModernBERT-large/tiny-shakespeare/checkpoint-final"
+# The Generation snippet's CKPT: MiniLM pretrained by "Offline, on CPU", whose BERT tokenizer returns token_type_ids,
+# as the quickstart's checkpoint's does (the snippet crashed there: issue R).
+WORDPIECE_CKPT = ".models/editflow/MiniLM/shakespeare/checkpoint-final"
 SFT_CHAT_MODEL = ".models/editflow/MiniLM/alpaca/checkpoint-final"  # "Offline, on CPU": MiniLM after sft.py
 TINY_QUICKSTART = "STEPS=3 JUDGE=0 bash training/quickstart.sh"  # the judge: tests/test_quickstart_defaults.py
 
@@ -145,7 +148,7 @@ RUNS = {
             "SMOLLM2_FOLDER": "$(python -c 'from editflow_hf.causal_lm import smollm2_gguf; print(smollm2_gguf().parent)')",
         },
     ),
-    "Generation #1": Run(needs=("Pretrain #1",), subs={"CKPT": CKPT}),
+    "Generation #1": Run(needs=("Offline, on CPU #1",), subs={"CKPT": WORDPIECE_CKPT}),
     "Generation #2": Run(needs=("Pretrain #1",), subs={"CKPT": CKPT}),
     "Generation #3": Run(
         needs=("Pretrain #1",),
@@ -369,8 +372,9 @@ def test_generation_snippet_runs_on_a_wordpiece_checkpoint_with_token_type_ids()
     tokenizer returns token_type_ids, as the quickstart's does (transformers' generate takes them, so must ours)."""
     from transformers import AutoTokenizer
 
-    run_block("Pretrain #1")
-    tokenizer = AutoTokenizer.from_pretrained(sandbox() / CKPT, trust_remote_code=True)
+    assert RUNS["Generation #1"].subs["CKPT"] == WORDPIECE_CKPT
+    run_block("Offline, on CPU #1")
+    tokenizer = AutoTokenizer.from_pretrained(sandbox() / WORDPIECE_CKPT, trust_remote_code=True)
     assert "token_type_ids" in tokenizer(["To be", "Once upon a time"], padding=True)
     assert "model.generate(**inputs" in blocks_by_name()["Generation #1"].code
     run_block("Generation #1")
