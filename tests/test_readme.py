@@ -143,6 +143,7 @@ RUNS = {
     "Offline, on CPU #1": Run(subs={"--max_steps 60": "--max_steps 3", "--max_steps 20": "--max_steps 2"}),
     "Evaluation #1": Run(
         needs=("Pretrain #1",),
+        timeout=900,  # three evaluations, one judged by the real SmolLM2 (5.6 min at load average 11 on 2 cores)
         subs={
             "CKPT": CKPT,
             "SMOLLM2_FOLDER": "$(python -c 'from editflow_hf.causal_lm import smollm2_gguf; print(smollm2_gguf().parent)')",
