@@ -61,8 +61,9 @@ class Block:
 @dataclass(frozen=True)
 class Run:
     """How a block runs here: `needs` (blocks whose outputs it reads), `subs` (exact text -> replacement, each must
-    occur in the block), `prelude` (earlier Python blocks it continues, run first in the same interpreter), `env`, `stdin`, `serve` (a server: success is that it answers on its port), `slow`,
-    `xfail` (a known failure another change fixes: strict)."""
+    occur in the block), `prelude` (earlier Python blocks it continues, run first in the same interpreter), `env`,
+    `stdin`, `serve` (a server: success is that it answers on its port), `slow`, `timeout` (seconds), `xfail` (a
+    known failure another change fixes: strict)."""
 
     needs: tuple[str, ...] = ()
     prelude: tuple[str, ...] = ()  # earlier Python blocks this one continues: run first, in the same process
