@@ -127,21 +127,58 @@ def sft(backbone: Path, out: Path, args, *, learning_rate: float, lora: bool) ->
 
 
 def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
-    """The bound, exact answers, token F1 and fact hits of greedy answers to `rows` (`evaluate`, task sft)."""
-    from editflow_hf.evaluation import evaluate
+    """The bound (seed 0), then for each write order (`--write_orders`) and seed (`--seeds`): exact answers, SQuAD
+    token F1, fact hits and repeated words of greedy answers to `rows` (`evaluate`, task sft), and encoder passes
+    per answer (rows the sampler ran through the model / answers). Means over every answer of every seed, each with
+    its standard error over those answers."""
+    from editflow_hf.evaluation import evaluate, normalize_answer, repeats_a_word, token_f1
+    from editflow_hf.modeling.sampling_editflow import TauLeapSampler
+
+    rows_encoded = []
+    model_pass = TauLeapSampler._model_pass
+
+    def counting(self, input_ids, *rest):
+        rows_encoded.append(int(input_ids.shape[0]))
+        return model_pass(self, input_ids, *rest)
 
     start = time.perf_counter()
-    metrics = evaluate(
-        str(checkpoint), str(rows_file), task="sft", max_length=args.max_length, seed=0, num_t=args.num_t,
-        max_sequences=len(rows), num_samples=len(rows), num_examples=len(rows), mask_length=args.mask_length,
-        temperature=0.0, tau=args.tau, x0_sampler=f"masks[length:{args.mask_length}]", corrupt_p=0, device="cpu",
-    )  # fmt: skip
-    answers = metrics["generation"]["examples"]
-    facts = [row["answer"].lower() in answer.lower() for row, answer in zip(rows, answers)]
-    return {
-        "bound": metrics["bound"], "exact": metrics["generation"]["exact_match"], "token_f1": metrics["generation"]["token_f1"],
-        "fact": sum(facts) / len(rows), "answers": answers, "eval_seconds": round(time.perf_counter() - start, 1),
-    }  # fmt: skip
+    result = {"orders": {}}
+    TauLeapSampler._model_pass = counting
+    try:
+        for order in args.write_orders.split(","):
+            per_answer = {"exact": [], "token_f1": [], "fact": [], "repeated_word": []}
+            passes, answers = [], []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                rows_encoded.clear()
+                metrics = evaluate(
+                    str(checkpoint), str(rows_file), task="sft", max_length=args.max_length, seed=seed,
+                    num_t=args.num_t if "bound" not in result else 1, max_sequences=len(rows), num_samples=len(rows),
+                    num_examples=len(rows), mask_length=args.mask_length, temperature=0.0, tau=args.tau,
+                    x0_sampler=f"masks[length:{args.mask_length}]", corrupt_p=0, device="cpu", write_order=order,
+                )  # fmt: skip
+                result.setdefault("bound", metrics["bound"])
+                passes.append(sum(rows_encoded) / len(rows))
+                for row, answer in zip(rows, metrics["generation"]["examples"]):
+                    per_answer["exact"].append(float(normalize_answer(answer) == normalize_answer(row["output"])))
+                    per_answer["token_f1"].append(token_f1(answer, row["output"]))
+                    per_answer["fact"].append(float(row["answer"].lower() in answer.lower()))
+                    per_answer["repeated_word"].append(float(repeats_a_word(answer)))
+                    answers.append(answer)
+            figures = {name: mean_and_se(values) for name, values in per_answer.items()}
+            figures["passes_per_answer"] = round(sum(passes) / len(passes), 2)
+            result["orders"][order] = {**figures, "answers": answers}
+    finally:
+        TauLeapSampler._model_pass = model_pass
+    result["eval_seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def mean_and_se(values: list[float]) -> list[float]:
+    """[mean, standard error of the mean] of per-answer values, rounded."""
+    import statistics
+
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+    return [round(statistics.fmean(values), 3), round(se, 3)]
 
 
 def masked_token_probe(checkpoint: Path, rows_file: Path, max_length: int) -> dict:
@@ -207,11 +244,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--tau", type=float, default=0.02)
     parser.add_argument("--num_t", type=int, default=16, help="Grid points in t of the bound.")
     parser.add_argument("--heldin", type=int, default=8, help="Training rows also asked (every len/N-th; 0: none).")
+    parser.add_argument("--seeds", default="0,1,2", help="Sampling seeds of the held-out answers.")
+    parser.add_argument("--write_orders", default="parallel,frontier", help="Write orders to answer with (generate's write_order).")
     parser.add_argument("--arms", default="converted-0,converted,random", help="Which arms to run, in this order.")
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.batch_size, args.max_length, args.mask_length, args.tau, args.num_t = 2, 2, 128, 8, 0.25, 2
         args.heldin = min(args.heldin, 2)
+        args.seeds = args.seeds.split(",")[0]
     sys.path.insert(0, str(REPO_ROOT))
     work = Path(args.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -252,7 +292,7 @@ def main(argv=None) -> dict:
     summary = {
         "benchmark": "real_backbone", "smoke": args.smoke, "steps": args.steps, "batch_size": args.batch_size,
         "max_length": args.max_length, "mask_length": args.mask_length, "tau": args.tau, "num_t": args.num_t,
-        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "threads": os.environ.get("OMP_NUM_THREADS"),
+        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "seeds": args.seeds, "write_orders": args.write_orders, "threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average": [round(x, 2) for x in os.getloadavg()], "results": results,
     }  # fmt: skip
     print(json.dumps({**summary, "provenance": provenance()}))

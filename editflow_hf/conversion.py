@@ -14,6 +14,7 @@ the token after the position it reads, the substitution head reads position i - 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,13 +171,24 @@ def _load_causal_lm(model_name_or_path: str, trust_remote_code: bool, vocab_need
         with _quiet_load_report():
             lm, info = AutoModelForCausalLM.from_pretrained(model_name_or_path, output_loading_info=True, trust_remote_code=trust_remote_code)
         _check_loaded(model_name_or_path, lm, info)
-    if vocab_needed > lm.get_input_embeddings().num_embeddings:
-        # New rows start at the mean of the old ones (transformers' mean_resizing), not at random.
-        lm.resize_token_embeddings(vocab_needed, mean_resizing=True)
+    old_size = lm.get_input_embeddings().num_embeddings
+    if vocab_needed > old_size:
+        lm.resize_token_embeddings(vocab_needed, mean_resizing=False)
+        _start_new_rows_at_the_mean(lm, old_size)
     lm_head = lm.get_output_embeddings()
     if lm_head is None:
         raise EditFlowError(f"{model_name_or_path}: the causal LM has no output embeddings (LM head) to start the token heads from.")
     return _Source(lm.base_model, "linear", projection=lm_head, causal=True)
+
+
+def _start_new_rows_at_the_mean(lm, old_size: int) -> None:
+    """The embedding rows of the added tokens (mask, BOS, pad) set to the mean of the old rows, in the input
+    embeddings and an untied LM head: the same on every machine. (transformers' `mean_resizing` draws them from a
+    normal around that mean with the global generator, so one conversion command gave different models.)"""
+    with torch.no_grad():
+        for embedding in {id(m): m for m in (lm.get_input_embeddings(), lm.get_output_embeddings()) if m is not None}.values():
+            weight = embedding.weight
+            weight[old_size:] = weight[:old_size].mean(dim=0, dtype=torch.float32).to(weight.dtype)
 
 
 def _check_bidirectional(model: EditFlowForEditing, name: str) -> None:
@@ -255,6 +267,26 @@ def _copy_linear(target: torch.nn.Module, source: torch.nn.Module) -> None:
             target.bias.copy_(bias)
 
 
+# The seed of everything a conversion draws (the fresh rate head, a random token head): one command, one model.
+CONVERSION_SEED = 0
+
+
+def _seeded(convert_fn):
+    """Run `convert_fn` with torch's CPU generator seeded by CONVERSION_SEED, and give the caller's generator back
+    as it was."""
+
+    @functools.wraps(convert_fn)
+    def seeded(*args, **kwargs):
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(CONVERSION_SEED)
+            return convert_fn(*args, **kwargs)
+
+    return seeded
+
+
+@_seeded
 def convert(
     model_name_or_path: str,
     output_dir: str | Path,

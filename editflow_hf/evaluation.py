@@ -17,10 +17,9 @@ from .data.files import scan_dataset_files
 from .causal_lm import ReferenceLM, check_gguf_source
 from .errors import EditFlowError
 from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
-from .modeling.generation_editflow import EditFlowGenerationConfig
-from .modeling.edits_editflow import unwritable_token_ids
+from .modeling.generation_editflow import EditFlowGenerationConfig, sampler_for
 from .modeling.modeling_editflow import EditFlowForEditing
-from .modeling.sampling_editflow import TauLeapSampler
+from .modeling.sampling_editflow import default_write_order
 from .objective.bound import edit_flow_bound
 from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
 from .path.couplings import DEFAULT_X0_SAMPLER, Corrupt, parse_x0_sampler
@@ -68,6 +67,14 @@ def generation_metrics(samples: list[list[int]], mask_token_id: int) -> dict:
     return metrics
 
 
+def repeats_a_word(text: str) -> bool:
+    """Whether `text` writes a word twice in a row ("The capital capital of Germany"), case and punctuation aside:
+    the failure of a shifted substitution head that reads a mask's state."""
+    words = [w.strip(string.punctuation) for w in text.lower().split()]
+    words = [w for w in words if w]
+    return any(a == b for a, b in zip(words, words[1:]))
+
+
 def _cut(ids: list[int], eos_token_id: int | None) -> list[int]:
     return ids[: ids.index(eos_token_id)] if eos_token_id is not None and eos_token_id in ids else ids
 
@@ -90,12 +97,10 @@ def _load_features(model_path, dataset_args, tokenizer, *, task, text_field, max
     return name, [{"input_ids": list(row["input_ids"]), "prompt_len": int(row.get("prompt_len", 1))} for row in splits[name]]
 
 
-def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, tau, temperature, max_length, seed,
-            **edit_settings) -> list[list[int]]:  # fmt: skip
-    sampler = TauLeapSampler(
-        model, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
-        suppress_token_ids=unwritable_token_ids(model.config), **edit_settings,
-    )  # fmt: skip
+def _sample(model, starts: list[list[int]], protected: list[list[bool]], *, sampling: EditFlowGenerationConfig,
+            max_length: int) -> list[list[int]]:  # fmt: skip
+    """Sample the start rows as `generate()` would with the generation config `sampling` (every setting of it)."""
+    sampler = sampler_for(model, sampling, max_length=max_length)
     return sampler.sample(starts, protected, [True] * len(starts)).sequences
 
 
@@ -153,6 +158,7 @@ def evaluate(
     batch_size: int = 32,
     tau: float | None = None,
     temperature: float | None = None,
+    write_order: str | None = None,
     corrupt_p: float = 0.2,
     tie_break: str | None = None,
     x0_sampler: str | None = None,
@@ -168,7 +174,7 @@ def evaluate(
     )  # fmt: skip
     register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature}
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature, "write_order": write_order}
     EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
     torch.manual_seed(seed)
     with loading_errors(model_name_or_path):
@@ -176,8 +182,8 @@ def evaluate(
         model = EditFlowForEditing.from_pretrained(model_name_or_path, dtype=torch.float32).to(device).eval()
     config = model.config
     # Sampling settings: the checkpoint's generation config, with the ones given on top.
-    sampling = model.generation_config.updated(tau=tau, mask_length=mask_length, temperature=temperature)
-    tau, mask_length, temperature = sampling.tau, sampling.mask_length, sampling.sampling_temperature
+    sampling = model.generation_config.updated(seed=seed, **flags)
+    mask_length = sampling.mask_length
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
     features = features[:max_sequences]
@@ -208,10 +214,12 @@ def evaluate(
     room = [max(0, min(mask_length, max_length - len(p))) for p in prompts]
     starts = [p + [mask] * n for p, n in zip(prompts, room)]
     protected = [[True] * len(p) + [False] * n for p, n in zip(prompts, room)]
-    sequences = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed)
+    sequences = _sample(model, starts, protected, sampling=sampling, max_length=max_length)
     generated = [_cut(seq[len(p) :], eos) for seq, p in zip(sequences, prompts)]
     texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
     generation = generation_metrics(generated, mask)
+    generation["repeated_word_rate"] = float(np.mean([repeats_a_word(text) for text in texts])) if texts else 0.0
+    generation["write_order"] = sampling.write_order or default_write_order(config)
     if task == "sft":
         references = [
             tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
@@ -225,17 +233,18 @@ def evaluate(
         result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
 
     if corrupt_p > 0:
-        result["restoration"] = restoration(model, features[:num_samples], corrupt_p, tau=tau, temperature=temperature,
-                                            max_length=max_length, seed=seed, strength=sampling.strength,
-                                            edit_rule=sampling.edit_rule, gain_margin=sampling.gain_margin)  # fmt: skip
+        result["restoration"] = restoration(model, features[:num_samples], corrupt_p, sampling=sampling,
+                                            max_length=max_length, seed=seed)  # fmt: skip
     return result
 
 
-def restoration(model, features: list[dict], p: float, *, tau: float, temperature: float, max_length: int, seed: int,
-                strength: float = 1.0, edit_rule: str = "sample", gain_margin: float = 0.0) -> dict:  # fmt: skip
+def restoration(model, features: list[dict], p: float, *, max_length: int, seed: int,
+                sampling: EditFlowGenerationConfig | None = None, **settings) -> dict:  # fmt: skip
     """Corrupt each x1 after its prompt as `corrupt[p:P]` does, let the model revise it in edit mode (BOS and
-    prompt protected; the checkpoint's `strength`, `edit_rule` and `gain_margin`), and measure the token edit
-    distance to the clean text before and after."""
+    prompt protected; the generation config `sampling`, by default the checkpoint's, with `settings` such as
+    `edit_rule` on top), and measure the token edit distance to the clean text before and after."""
+    sampling = (sampling or model.generation_config).updated(seed=seed, **settings)
+    strength, edit_rule, gain_margin = sampling.strength, sampling.edit_rule, sampling.gain_margin
     rng = np.random.default_rng(seed)
     corrupt = Corrupt(p)
     data = [np.asarray(f["input_ids"][f["prompt_len"] :]) for f in features]
@@ -246,8 +255,7 @@ def restoration(model, features: list[dict], p: float, *, tau: float, temperatur
         prompt = f["input_ids"][: f["prompt_len"]]
         starts.append(prompt + noisy.tolist()[: max_length - len(prompt)])
         protected.append([True] * len(prompt) + [False] * (len(starts[-1]) - len(prompt)))
-    revised = _sample(model, starts, protected, tau=tau, temperature=temperature, max_length=max_length, seed=seed,
-                      strength=strength, edit_rule=edit_rule, gain_margin=gain_margin)  # fmt: skip
+    revised = _sample(model, starts, protected, sampling=sampling, max_length=max_length)
     before = [Levenshtein.distance(s[f["prompt_len"] :], c.tolist()) for s, f, c in zip(starts, features, data)]
     after = [Levenshtein.distance(r[f["prompt_len"] :], c.tolist()) for r, f, c in zip(revised, features, data)]
     recorded = getattr(model.config, "x0_sampler", None)

@@ -905,7 +905,7 @@ class TauLeapSampler:
 
     def masks_left(self, state: "SamplerState") -> bool:
         """Whether any editable position still holds a mask (what a frontier run's settle steps write)."""
-        can_edit = state.permissions[0] if state.permissions is not None else ~state.protected
+        can_edit = ~state.protected & valid_positions(state.lengths, state.tokens.shape[1])
         return bool(((state.tokens == self.mask_token_id) & can_edit).any())
 
     def within_max_length(self, ins_fire: torch.BoolTensor, lengths: torch.LongTensor) -> torch.BoolTensor:

@@ -231,3 +231,24 @@ def test_the_space_serves_a_converted_decoder(converted):
     space = space_app.EditFlowSpace(space_app.load_generator(str(folder)), str(folder))
     text, trace = space.generate("to be or", 0.1, 8, 1.0, 0)
     assert isinstance(text, str) and len(trace["initial"]) == 1 + len(space.tokenizer("to be or", add_special_tokens=False)["input_ids"]) + 8
+
+
+def test_conversion_is_the_same_on_every_run_whatever_the_global_seed(tmp_path):
+    """The added tokens' embeddings start at the exact mean of the old rows: two conversions of one source, with the
+    global generator in different states, write the same weights (transformers' mean_resizing draws them around the
+    mean, so the same command gave a different model on another machine)."""
+    from safetensors.torch import load_file
+
+    source = build_tiny_causal_lm("qwen3", tmp_path / "source")
+    weights = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        folder = convert(str(source), tmp_path / f"editflow-{seed}")
+        weights.append(load_file(folder / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    lm = AutoModelForCausalLM.from_pretrained(source)
+    vocab = lm.config.vocab_size
+    model = EditFlowForEditing.from_pretrained(tmp_path / "editflow-1")
+    assert torch.equal(model.get_input_embeddings().weight[vocab:][0], lm.get_input_embeddings().weight.mean(0))

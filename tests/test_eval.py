@@ -246,3 +246,32 @@ def test_restoration_revises_with_the_checkpoints_edit_rule():
     assert gain["edit_rule"] == "gain" and gain["gain_margin"] == 0.3
     assert gain["edit_distance_after"] == gain["edit_distance_before"]
     assert tau_leaping["edit_distance_after"] > tau_leaping["edit_distance_before"] + 3
+
+
+def test_eval_samples_with_every_setting_of_the_checkpoints_generation_config(tiny_editflow_dir, tmp_path):
+    """editflow-eval samples through the one sampling entry of generate (`sampler_for`): a top_k written into the
+    checkpoint's generation_config.json changes its samples, and the run records the write order it used."""
+    checkpoint = tmp_path / "checkpoint"
+    shutil.copytree(tiny_editflow_dir, checkpoint)
+    kwargs = dict(task="sft", max_length=64, num_t=1, num_samples=4, num_examples=4, corrupt_p=0, mask_length=8, tau=0.1)
+    data = str(REPO_ROOT / "tests/fixtures/qa.jsonl[train:4]")
+
+    def examples(**overrides):
+        result = evaluation.evaluate(str(checkpoint), data, **{**kwargs, **overrides})
+        return result["generation"]["examples"], result["generation"]
+
+    before, generation = examples()
+    assert generation["write_order"] == "parallel" and 0.0 <= generation["repeated_word_rate"] <= 1.0
+    assert examples()[0] == before  # the same seed: the same samples
+    config_file = checkpoint / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "top_k": 1}))
+    assert examples()[0] != before
+    assert examples(write_order="frontier")[1]["write_order"] == "frontier"
+
+
+def test_repeated_words_are_counted_case_and_punctuation_aside():
+    assert evaluation.repeats_a_word("The capital capital of Germany.")
+    assert evaluation.repeats_a_word("Berlin is in Germany, germany!")
+    assert not evaluation.repeats_a_word("The capital of Germany is Berlin.")
+    assert not evaluation.repeats_a_word("")
