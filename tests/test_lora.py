@@ -49,6 +49,11 @@ def test_pt_with_lora_trains_and_saves_a_merged_standalone_checkpoint(tiny_editf
     final = out / "checkpoint-final"
     config = json.loads((final / "config.json").read_text())
     assert (config["scheduler"], config["scheduler_kwargs"]) == ("CubicKappaScheduler", {"a": 0.5, "b": 2})
+    # the whole recipe, as a full fine-tune records it (the converter left None for the coupling and tie-break)
+    assert config["x0_sampler"] == "masks[length:8]" and config["tie_break"] is not None
+    from editflow_hf.training.trainer import RECIPE_CONFIG_FIELDS
+
+    assert {"x0_sampler", "tie_break", "scheduler", "scheduler_kwargs"} <= set(RECIPE_CONFIG_FIELDS)
     assert json.loads((final / "adapter" / "adapter_config.json").read_text())["r"] == 4
     with safe_open(final / "model.safetensors", "pt") as weights:
         keys = list(weights.keys())

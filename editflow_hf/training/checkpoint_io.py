@@ -113,9 +113,7 @@ def _save_merged(trainer, final_dir: Path, model_path: str, model_args) -> None:
     if trained_config.time_conditioning:
         base.enable_time_conditioning()  # its trained weights come with the adapter (modules_to_save)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    # The trainer wrote the training schedule into the config; the reloaded base still has the converter's.
-    merged.config.scheduler = trained_config.scheduler
-    merged.config.scheduler_kwargs = trained_config.scheduler_kwargs
+    # The trainer wrote the training recipe into the config; the reloaded base still has the converter's.
     for name in RECIPE_CONFIG_FIELDS:
         setattr(merged.config, name, getattr(trained_config, name))
     merged.save_pretrained(final_dir)

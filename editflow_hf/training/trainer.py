@@ -46,7 +46,12 @@ _EDIT_FLOW_DEFAULTS = {f.name: f.default for f in fields(EditFlowTrainingArgumen
     "time_conditioning", "prefix_conditioning", "prefix_drop_prob",
 )}
 # The paper's recipe options the trainer writes into model.config (besides the scheduler, x0 sampler, tie-break).
-RECIPE_CONFIG_FIELDS = ("time_conditioning", "path", "lambda_prop", "prefix_conditioning")
+# The training recipe the trainer writes into model.config (what sampling, eval and the card read back); the LoRA
+# merge copies the same fields onto the reloaded base model, so a merged checkpoint records what a full one does.
+RECIPE_CONFIG_FIELDS = (
+    "scheduler", "scheduler_kwargs", "x0_sampler", "tie_break", "time_conditioning", "path", "lambda_prop",
+    "prefix_conditioning",
+)  # fmt: skip
 
 
 # What counts as a secret in saved arguments: transformers' rule (a field named `*_token` is a credential; its
