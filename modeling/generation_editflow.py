@@ -43,6 +43,14 @@ INFILL_MODES = ("free", "fixed")
 # GenerationConfig fields that mean nothing to tau-leaping; a value that would change a left-to-right decode is
 # refused rather than silently ignored.
 UNSUPPORTED_FIELDS = {"num_beams": 1, "penalty_alpha": None, "assistant_model": None}
+# `do_sample=False` (or temperature 0): a deterministic decode that reads. The most likely token at every edit
+# collapses a pretrained model's text into punctuation (",,,, i,,,"): while most of x_t is masks, every masked position
+# reads nearly the same context and argmax writes the same frequent token everywhere. Instead tokens are drawn at the
+# paper's temperature 0.8 and top-p 0.5 from a fixed seed (GREEDY_SEED unless `seed` is given), so a call gives the same
+# output every time (measured: benchmarks/RESULTS.md, issue R item 4). `top_k=1` takes the most likely token.
+GREEDY_TEMPERATURE = 0.8
+GREEDY_TOP_P = 0.5
+GREEDY_SEED = 0
 # What a tokenizer returns beside `input_ids` and `attention_mask`, which `generate()` takes as transformers' does:
 # the start rows are rebuilt from the prompt's tokens and x_t is re-encoded whole at every step (one segment, its own
 # positions), so these describe nothing the model reads and are dropped (`token_type_ids` is checked to be one segment).
@@ -144,8 +152,10 @@ class EditFlowGenerationConfig(GenerationConfig):
             model's positions; at most 2**20 - 1.
         temperature (`float`, *optional*, defaults to 1.0), top_p (`float`, *optional*, defaults to 1.0),
         top_k (`int`, *optional*, defaults to 0 = off), do_sample (`bool`, *optional*, defaults to `True`):
-            Token sampling of each substitution / insertion, as in `generate()`; `do_sample=False` (or
-            temperature 0) takes the most likely token. *Which* edits fire stays random either way.
+            Token sampling of each substitution / insertion, as in `generate()`. `do_sample=False` (or temperature
+            0) is the deterministic decode: the same output every call (seed 0 unless `seed` is given), tokens drawn
+            at the paper's temperature 0.8 and top-p 0.5, since the most likely token at every edit collapses a
+            pretrained model's text into punctuation ([`GREEDY_TEMPERATURE`]; `top_k=1` takes the most likely token).
         suppress_tokens (`list[int]`, *optional*):
             Token ids no substitution or insertion writes (as in `generate()`), beside the mask, BOS and padding
             that are never written. editflow-convert and training record the tokenizer's special tokens but EOS and
@@ -249,6 +259,16 @@ class EditFlowGenerationConfig(GenerationConfig):
             "chat_template": self.chat_template, "infill": self.infill,
         }  # fmt: skip
 
+    def token_rule(self) -> dict:
+        """The sampler's token settings (`temperature` or its schedule, `top_p`, `top_k`): with `do_sample` False,
+        the deterministic decode's [`GREEDY_TEMPERATURE`] and [`GREEDY_TOP_P`]."""
+        top_k = self.top_k or 0
+        if self.do_sample is False:
+            return dict(temperature=GREEDY_TEMPERATURE, top_p=GREEDY_TOP_P, top_k=top_k)
+        schedule = self.temperature_schedule
+        temperature = schedule if schedule is not None else self.sampling_temperature
+        return dict(temperature=temperature, top_p=1.0 if self.top_p is None else self.top_p, top_k=top_k)
+
     @property
     def sampling_temperature(self) -> float:
         """The token temperature the sampler uses: 0 (greedy) when `do_sample` is False, else `temperature`."""
@@ -314,6 +334,8 @@ class EditFlowGenerationConfig(GenerationConfig):
             copy.do_sample = False
         elif kwargs.get("do_sample") is True and copy.temperature == 0:
             copy.temperature = 1.0
+        if copy.do_sample is False and copy.seed is None:
+            copy.seed = GREEDY_SEED  # the deterministic decode: the same output every call
         copy.validate(max_positions=max_positions)
         return copy
 
@@ -454,14 +476,8 @@ class EditFlowDecode:
         )  # fmt: skip
         options = dict(
             tau=generation_config.tau,
-            temperature=(
-                generation_config.temperature_schedule
-                if generation_config.temperature_schedule is not None and generation_config.do_sample is not False
-                else generation_config.sampling_temperature
-            ),
+            **generation_config.token_rule(),
             guidance_scale=generation_config.guidance_scale or 0.0,
-            top_p=1.0 if generation_config.top_p is None else generation_config.top_p,
-            top_k=generation_config.top_k or 0,
             max_length=self.rows.max_lengths,
             seed=generation_config.seed,
             generator=generator,
@@ -547,6 +563,9 @@ __all__ = [
     "MAX_SEQUENCE_TOKENS",
     "MAX_TAU_STEPS",
     "MIN_TAU",
+    "GREEDY_SEED",
+    "GREEDY_TEMPERATURE",
+    "GREEDY_TOP_P",
     "LEFT_TO_RIGHT_ARGUMENTS",
     "StartRows",
     "TOKENIZER_OUTPUTS",

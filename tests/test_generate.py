@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 
 import pytest
 import torch
@@ -108,6 +109,36 @@ def test_invalid_settings_are_refused_in_one_line_from_validate_at_every_entry(p
             call()
         message = str(refused.value)
         assert name in message and "\n" not in message, (entry, message)
+
+
+def test_do_sample_false_is_a_deterministic_decode_at_the_papers_settings(pipe):
+    """do_sample=False (or temperature 0) gives the same output every call, seed or not; its tokens are drawn at the
+    paper's temperature 0.8 and top-p 0.5 (argmax collapses a pretrained model into punctuation: RESULTS.md), and
+    top_k=1 still takes the most likely token."""
+    settings = dict(tau=0.25, mask_length=6, **QUIET)
+    assert pipe("To be", do_sample=False, **settings) == pipe("To be", do_sample=False, **settings)
+    assert pipe("", temperature=0, **settings) == pipe("", temperature=0, **settings)
+
+    def sampler(**settings):
+        return pipe.model.prepare_decode(generation_config=pipe.generation_config, **settings).sampler
+
+    assert (sampler(do_sample=False).temperature_at(0.5), sampler(do_sample=False).top_p) == (0.8, 0.5)
+    assert (sampler(do_sample=False).seed, sampler(do_sample=False, seed=7).seed) == (0, 7)
+    assert sampler(top_k=1).top_k == 1
+
+
+def test_do_sample_false_does_not_write_one_token_everywhere(pipe):
+    """The collapse of argmax: while x_t is mostly masks, every masked position reads nearly the same context and the
+    most likely token is the same everywhere (a pretrained model's comma: ",,,,", RESULTS.md; a word on this random
+    model). do_sample=False does not collapse; top_k=1, which is argmax, does."""
+
+    def most_common_share(**settings) -> float:
+        outputs = pipe(["", "To be"], num_return_sequences=5, tau=0.25, mask_length=16, seed=0, **settings, **QUIET)
+        words = [word for per_input in outputs for out in per_input for word in out["generated_text"].split()]
+        return Counter(words).most_common(1)[0][1] / len(words)
+
+    assert most_common_share(top_k=1) > 0.5
+    assert most_common_share(do_sample=False) < 0.2
 
 
 def test_greedy_tokens_still_return_several_sequences(pipe):

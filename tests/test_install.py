@@ -21,8 +21,8 @@ from conftest import REPO_ROOT, run_without_editflow_hf
 pytestmark = pytest.mark.slow
 
 TESTS_DIR = REPO_ROOT / "tests"
-REMOTE_CODE = {"configuration_editflow.py", "modeling_editflow.py", "pipeline_editflow.py", "sampling_editflow.py",
-               "scheduling_editflow.py", "edits_editflow.py"}  # fmt: skip
+# Every remote-code file of the repository (test_model checks that a checkpoint's config requires each of them).
+REMOTE_CODE = {path.name for path in (REPO_ROOT / "modeling").glob("*_editflow.py")}
 
 # Runs under the interpreter being tested: which editflow_hf it imports, then a tiny model saved with its outputs.
 SAVE = """

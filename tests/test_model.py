@@ -15,7 +15,7 @@ from editflow_hf.conversion import convert, prepare_tokenizer
 from editflow_hf.errors import EditFlowError
 
 from builders import build_tiny_mlm
-from conftest import run_without_editflow_hf
+from conftest import REPO_ROOT, run_without_editflow_hf
 
 
 def _batch(vocab_size, bos_id, rows=3, length=12, seed=0):
@@ -86,10 +86,14 @@ def test_headless_random_head_init_on_request(minilm_path, tmp_path):
 
 
 def test_checkpoint_is_a_complete_hub_repo(tiny_editflow_dir):
+    from editflow_hf.checkpoints import required_code_files
+
     files = {p.name for p in tiny_editflow_dir.iterdir()}
-    assert {"config.json", "model.safetensors", "modeling_editflow.py", "configuration_editflow.py",
-            "scheduling_editflow.py", "sampling_editflow.py", "edits_editflow.py", "pipeline_editflow.py",
-            "tokenizer_config.json"} <= files
+    assert {"config.json", "model.safetensors", "tokenizer_config.json"} <= files
+    # the remote code the config's auto_map and pipeline reach (with their imports) is every file of modeling/
+    present, missing = required_code_files(tiny_editflow_dir, json.loads((tiny_editflow_dir / "config.json").read_text()))
+    remote_code = {path.name for path in (REPO_ROOT / "modeling").glob("*_editflow.py")}
+    assert not missing and present == remote_code and remote_code <= files
     assert not any(name.endswith(".bin") for name in files), "weights are safetensors only"
     config = json.loads((tiny_editflow_dir / "config.json").read_text())
     assert config["custom_pipelines"]["editflow-generation"]["impl"] == "pipeline_editflow.EditFlowGenerationPipeline"

@@ -21,14 +21,15 @@ How requests are answered (an Edit Flow has no left-to-right factorisation, so s
   when that is masks only; a coupling that corrupts x1 would leak the answer into x0, so such a model is scored
   from `mask_length` masks. Contexts that do not fit the encoder's positions lose their oldest tokens.
   `is_greedy` (read only by tasks such as lambada's accuracy) costs a whole sampling run per context, so it is
-  computed only with `check_greedy=True` (greedy decoding from the context gives exactly the continuation);
+  computed only with `check_greedy=True` (the most likely token at every edit, `top_k=1`, from the context gives
+  exactly the continuation);
   otherwise it is False and a warning says so once.
 - `loglikelihood_rolling(text)`: -B of the text cut into windows that fit the encoder, each from BOS alone
   (no context carried between windows), summed.
 - `generate_until(context, gen_kwargs)`: the `editflow-generation` pipeline in prompt mode (BOS + context +
   masks, the context protected; `max_gen_toks` caps the new tokens), the text cut at the first `until` string.
-  Greedy token values unless `do_sample` / `temperature` ask otherwise, as lm-eval expects; `seed` fixes the
-  firing of edits.
+  The deterministic decode (`do_sample=False`: the same text every run, see `EditFlowGenerationConfig`) unless
+  `do_sample` / `temperature` ask otherwise, as lm-eval expects; `seed` fixes the firing of edits.
 
 Model arguments (`--model_args key=value,...`): `pretrained` (checkpoint folder or Hub id), `device`, `batch_size`
 (sequences per forward pass of the bound and inputs per sampling run, default 32), `num_t` (grid points of the
@@ -223,7 +224,7 @@ class EditFlowLM(TemplateLM):
         for (context, _), _, continuation_enc in requests:
             wanted.setdefault(context, max(len(continuation_enc), 1))
         contexts = list(wanted)
-        texts = self._generate(contexts, [{"max_gen_toks": wanted[c], "do_sample": False} for c in contexts])
+        texts = self._generate(contexts, [{"max_gen_toks": wanted[c], "do_sample": False, "top_k": 1} for c in contexts])
         greedy = dict(zip(contexts, texts))
         return [greedy[context] == self.tok_decode(continuation_enc).strip() for (context, _), _, continuation_enc in requests]
 
