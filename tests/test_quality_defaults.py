@@ -9,10 +9,15 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from transformers import pipeline
 
 import editflow_hf
 from conftest import REPO_ROOT
+
+# Trains 1,000+ steps: in the full suite, not the quick subset (-m 'not slow').
+pytestmark = pytest.mark.slow
 
 editflow_hf.register()  # the Edit Flow classes with AutoConfig, AutoModel and pipeline()
 

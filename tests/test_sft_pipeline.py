@@ -7,7 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO_ROOT, run_without_editflow_hf
+
+# Trains 1,000+ steps: in the full suite, not the quick subset (-m 'not slow').
+pytestmark = pytest.mark.slow
 
 PAIRS = [("sky color?", "blue"), ("capital of france?", "paris"), ("two plus two?", "four"), ("opposite of hot?", "cold")]
 
