@@ -148,6 +148,22 @@ def test_cli_help_imports_no_torch(command):
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_lm_eval_help_is_lm_evals_own_and_loads_no_model():
+    """editflow-lm-eval --help (its entry point, editflow_hf.apps.lm_eval_cli) is lm-eval's help without loading
+    torch or the model to register it (it took 6x a transformers import)."""
+    loaded = modules_after(
+        """
+        import runpy, sys
+        sys.argv = ["editflow-lm-eval", "--help"]
+        try:
+            runpy.run_module("editflow_hf.apps.lm_eval_cli", run_name="__main__")
+        except SystemExit as exit:
+            assert exit.code == 0, exit.code
+        """
+    )
+    assert "lm_eval" in loaded and not loaded & {"torch", "transformers"}, loaded & {"torch", "transformers"}
+
+
 def test_registration_on_first_class_access_or_register_in_any_order(tiny_editflow_dir):
     """`import editflow_hf` registers nothing (and imports no transformers); the first access to a class of the
     package, or `editflow_hf.register()`, registers config, model and pipeline task, before or after
