@@ -11,7 +11,6 @@ a checkpoint's generation config (`model.generation_config`); nothing else holds
 """
 
 import difflib
-import inspect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,6 +195,11 @@ class EditFlowGenerationConfig(GenerationConfig):
         gain_margin (`float`, *optional*, defaults to 0.0):
             With `edit_rule="gain"`, the expected gain (in edits, in [0, 1)) an edit must exceed to fire: a margin
             guards against a model more confident than it is right.
+        write_order (`str`, *optional*):
+            `"parallel"` (every drawn edit fires) or `"frontier"` (a write whose token head would read a mask's
+            state waits until that mask is written, so each run of masks is written from its left end; masks left at
+            t = 1 get a few more steps). None (default): the model's own, `"frontier"` for a converted decoder's
+            shifted substitution head (`sub_head_shift`), where parallel writes repeated words.
         infill (`str`, *optional*, defaults to `"free"`):
             What a mask means: `"free"` lets the Edit Flow grow or shrink the masked spans (insertions and
             deletions anywhere editable); `"fixed"` turns each mask into exactly one token (substitutions only,
@@ -219,6 +223,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         "strength": 1.0,
         "edit_rule": "sample",
         "gain_margin": 0.0,
+        "write_order": None,
         "seed": None,
         "compile": False,
         "output_history": False,
@@ -303,7 +308,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; got {value!r}.")
-        check_edit_params(self.strength, self.edit_rule, self.gain_margin, self.infill == "fixed")
+        check_edit_params(self.strength, self.edit_rule, self.gain_margin, self.infill == "fixed", self.write_order)
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
@@ -453,6 +458,29 @@ class EditFlowGenerateOutput(ModelOutput):
     history: list[DecodeTrace] | None = None
 
 
+def sampler_for(model, generation_config: EditFlowGenerationConfig, *, max_length=None, generator=None,
+                progress_bar: bool = False) -> TauLeapSampler:  # fmt: skip
+    """The [`TauLeapSampler`] of a (validated) generation config: the one place its settings become the sampler's,
+    for generate, the pipeline, eval and the Space alike. `max_length` caps each row (one int, or one per row)."""
+    return TauLeapSampler(
+        model,
+        tau=generation_config.tau,
+        **generation_config.token_rule(),
+        guidance_scale=generation_config.guidance_scale or 0.0,
+        max_length=max_length,
+        seed=generation_config.seed,
+        generator=generator,
+        suppress_token_ids=[*unwritable_token_ids(model.config), *(generation_config.suppress_tokens or ())],
+        progress_bar=progress_bar,
+        fixed_length=generation_config.infill == "fixed",
+        strength=generation_config.strength,
+        edit_rule=generation_config.edit_rule,
+        gain_margin=generation_config.gain_margin,
+        write_order=generation_config.write_order,
+        compile=generation_config.compile,
+    )
+
+
 class EditFlowDecode:
     """One tau-leaping run of a batch of prompts, built by `EditFlowForEditing.prepare_decode` (settings checked,
     start rows built): iterate it for each step's [`SamplerStep`], or `run()` it for the output.
@@ -474,24 +502,9 @@ class EditFlowDecode:
             prompts, generation_config, bos_token_id=config.bos_token_id, mask_token_id=config.mask_token_id,
             max_positions=config.max_sequence_length,
         )  # fmt: skip
-        options = dict(
-            tau=generation_config.tau,
-            **generation_config.token_rule(),
-            guidance_scale=generation_config.guidance_scale or 0.0,
-            max_length=self.rows.max_lengths,
-            seed=generation_config.seed,
-            generator=generator,
-            suppress_token_ids=[*unwritable_token_ids(config), *(generation_config.suppress_tokens or ())],
-            progress_bar=progress_bar,
-            fixed_length=generation_config.infill == "fixed",
-            strength=generation_config.strength,
-            edit_rule=generation_config.edit_rule,
-            gain_margin=generation_config.gain_margin,
+        self.sampler = sampler_for(
+            model, generation_config, max_length=self.rows.max_lengths, generator=generator, progress_bar=progress_bar
         )
-        accepted = inspect.signature(TauLeapSampler).parameters
-        if "compile" in accepted:
-            options["compile"] = generation_config.compile
-        self.sampler = TauLeapSampler(model, **{key: value for key, value in options.items() if key in accepted})
         self.history = DecodeTrace.start(self.rows.sequences, self.rows.prompt_lengths)
         self.step_rows: list = [None] * len(self.rows.sequences)  # the newest step of each row (with output_history)
         self.final: list[list[int]] = [list(ids) for ids in self.rows.sequences]
@@ -572,7 +585,8 @@ __all__ = [
     "check_sampling_params",
     "check_size",
     "check_text",
-    "generate_inputs",
     "reserved_token_ids",
+    "generate_inputs",
+    "sampler_for",
     "start_rows",
 ]

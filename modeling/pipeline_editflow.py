@@ -104,8 +104,8 @@ class GenerationStep:
     """One tau step of [`EditFlowGenerationPipeline.iter_steps`].
 
     Attributes:
-        step: 1-based index of the step (`num_steps` steps reach t = 1).
-        num_steps: steps in the whole run.
+        step: 1-based index of the step (`num_steps` steps reach t = 1; a frontier run may add settle steps after).
+        num_steps: the steps that reach t = 1.
         t: the time reached.
         rows: per sampled row, the [`TraceStep`] of this step (tokens after it, inserted / substituted / deleted
             indices), None where the step changed nothing.
@@ -214,7 +214,7 @@ class EditFlowGenerationPipeline(Pipeline):
                 Replaces the pipeline's settings (the checkpoint's generation_config.json plus those given to
                 `pipeline(...)`) for this call; e.g. `GenerationConfig.from_pretrained(checkpoint)`.
             tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, strength, edit_rule, gain_margin,
-            chat_template, infill, max_length, max_new_tokens, num_return_sequences (*optional*):
+            write_order, chat_template, infill, max_length, max_new_tokens, num_return_sequences (*optional*):
                 Fields of [`EditFlowGenerationConfig`] (documented there), on top of the settings above. Every one
                 is checked before any input is read; `max_length` caps the output (the masks are trimmed to fit).
             return_full_text (`bool`, *optional*, defaults to `False`):
@@ -400,12 +400,17 @@ class EditFlowGenerationPipeline(Pipeline):
         model_inputs, forward_params, postprocess_params = self._batch_inputs(inputs, kwargs)
         config = forward_params["generation_config"]
         decode = self._decode(model_inputs, config, True, forward_params.get("progress_bar", True))
+        # one step behind the sampler: the last step is known when the run ends (a frontier run may settle masks in
+        # steps after t = 1), and it carries the outputs
+        pending = None
         for sampler_step in decode:
-            step = GenerationStep(sampler_step.step, decode.num_steps, sampler_step.t, decode.step_rows)
-            if step.step == decode.num_steps:
-                batch = {"inputs": model_inputs, "decode": decode}
-                step.outputs = [self.postprocess(output, **postprocess_params) for output in self._split_batch(batch)]
-            yield step
+            if pending is not None:
+                yield pending
+            pending = GenerationStep(sampler_step.step, decode.num_steps, sampler_step.t, list(decode.step_rows))
+        if pending is not None:
+            batch = {"inputs": model_inputs, "decode": decode}
+            pending.outputs = [self.postprocess(output, **postprocess_params) for output in self._split_batch(batch)]
+            yield pending
 
     @staticmethod
     def _split_batch(model_outputs):
