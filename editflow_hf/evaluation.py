@@ -159,6 +159,7 @@ def evaluate(
     tau: float | None = None,
     temperature: float | None = None,
     write_order: str | None = None,
+    top_k: int | None = None,
     corrupt_p: float = 0.2,
     tie_break: str | None = None,
     x0_sampler: str | None = None,
@@ -174,7 +175,7 @@ def evaluate(
     )  # fmt: skip
     register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature, "write_order": write_order}
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature, "write_order": write_order, "top_k": top_k}
     EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
     torch.manual_seed(seed)
     with loading_errors(model_name_or_path):

@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32, help="Sequences per forward pass of the bound (default 32).")
     parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step (default: the checkpoint's generation config).")
     parser.add_argument("--temperature", type=float, default=None, help="Sampling temperature; 0 = greedy (default: the checkpoint's generation config).")
+    parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens (1 = argmax, also with --temperature 0) (default: the checkpoint's generation config).")
     parser.add_argument("--write_order", choices=("parallel", "frontier"), default=None, help="Which drawn writes fire: parallel (all) or frontier (a write whose head would read a mask waits for it) (default: the checkpoint's generation config).")
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
     parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")
