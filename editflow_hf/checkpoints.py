@@ -288,14 +288,20 @@ def config_file_problem(folder) -> str | None:
     config = Path(folder) / CONFIG_NAME
     if not config.is_file():
         return f"there is no {CONFIG_NAME}"
+    return _json_object_problem(config, "is not a model config (a JSON object)")
+
+
+def _json_object_problem(path: Path, not_an_object: str) -> str | None:
+    """Why the JSON file `path` is not an object (unreadable, not UTF-8, not valid JSON, another JSON value: then
+    `not_an_object`, with {kind} for the value's type), or None."""
     try:
-        parsed = json.loads(config.read_text(encoding="utf-8"))
+        parsed = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:
-        return f"{CONFIG_NAME} is unreadable ({err})"
+        return f"{path.name} is unreadable ({err})"
     except json.JSONDecodeError as err:
-        return f"{CONFIG_NAME} is not valid JSON (line {err.lineno}: {err.msg})"
+        return f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})"
     if not isinstance(parsed, dict):
-        return f"{CONFIG_NAME} is not a model config (a JSON object)"
+        return f"{path.name} {not_an_object.format(kind=type(parsed).__name__)}"
     return None
 
 
@@ -413,21 +419,25 @@ def size_problem(config: dict, folder=None) -> str | None:
     return None
 
 
+def check_sizes_and_settings(folder: Path, config: dict, *, config_name=None, name=None) -> None:
+    """EditFlowError for sizes the config and weights disagree on ([`size_problem`]) or a generation_config.json
+    that cannot be read ([`generation_config_problem`]); `config_name` / `name` are how the messages name the config
+    file and the folder (default: their paths)."""
+    problem = size_problem(config, folder)
+    if problem is not None:
+        raise EditFlowError(f"{config_name or Path(folder) / CONFIG_NAME}: {problem}; restore it from the original model.")
+    problem = generation_config_problem(folder)
+    if problem is not None:
+        raise EditFlowError(f"{name or folder}: {problem}; fix it, or delete it to sample with the defaults.")
+
+
 def generation_config_problem(folder) -> str | None:
     """Why the generation_config.json of `folder`, when there is one, cannot be read as sampling settings (not
     UTF-8, not valid JSON, not an object), or None. Such a file was once silently ignored (defaults used)."""
     path = Path(folder) / "generation_config.json"
     if not path.is_file():
         return None
-    try:
-        parsed = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as err:
-        return f"generation_config.json is unreadable ({err})"
-    except json.JSONDecodeError as err:
-        return f"generation_config.json is not valid JSON (line {err.lineno}: {err.msg})"
-    if not isinstance(parsed, dict):
-        return f"generation_config.json is a JSON {type(parsed).__name__}, not an object of settings"
-    return None
+    return _json_object_problem(path, "is a JSON {kind}, not an object of settings")
 
 
 def check_model_folder(model_name_or_path, what: str = "model") -> None:
@@ -455,12 +465,7 @@ def check_model_folder(model_name_or_path, what: str = "model") -> None:
         check_weights(path)
     elif not any((path / name).is_file() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
         raise EditFlowError(f"{name} has no weights ({WEIGHTS_NAME}); save or download the model again.")
-    problem = size_problem(parsed, path)
-    if problem is not None:
-        raise EditFlowError(f"{config}: {problem}; restore it from the original model.")
-    problem = generation_config_problem(path)
-    if problem is not None:
-        raise EditFlowError(f"{name}: {problem}; fix it, or delete it to sample with the defaults.")
+    check_sizes_and_settings(path, parsed, config_name=config, name=name)
     if not tokenizer_files_present(path):
         raise EditFlowError(
             f"{name} has no tokenizer (tokenizer_config.json and tokenizer.json or a vocab file); save it into the "
@@ -669,12 +674,7 @@ def check_checkpoint(checkpoint_dir) -> dict:
         problems.append("tokenizer files are missing (tokenizer_config.json and tokenizer.json/vocab; run tokenizer.save_pretrained on the folder)")
     if problems:
         raise EditFlowError(f"{folder} is not a complete Edit Flow repo: " + "; ".join(problems) + ".")
-    problem = size_problem(config, folder)
-    if problem is not None:
-        raise EditFlowError(f"{folder / CONFIG_NAME}: {problem}; restore it from the original model.")
-    problem = generation_config_problem(folder)
-    if problem is not None:
-        raise EditFlowError(f"{folder}: {problem}; fix it, or delete it to sample with the defaults.")
+    check_sizes_and_settings(folder, config)
     return config
 
 
