@@ -246,9 +246,11 @@ def frontier_edits(
     mask_token_id: int,
 ) -> tuple[torch.BoolTensor, torch.BoolTensor]:
     """The frontier write order: `(sub_fire, ins_fire)` without the writes whose token head would read a mask's
-    hidden state. A substitution at j whose head reads another column (`sub_columns[j]`, j - 1 for a converted
-    decoder's shifted head) waits while that column holds a mask; an insertion after j (its head reads
-    `ins_columns[j]`, j itself) waits while that column holds a mask. Deletions never wait.
+    hidden state, or a state a mask's substitution reads. A substitution at j whose head reads another column
+    (`sub_columns[j]`, j - 1 for a converted decoder's shifted head) waits while that column holds a mask; an
+    insertion after j (its head reads `ins_columns[j]`, j itself) waits while that column holds a mask or is the
+    column a mask's substitution reads (with the shift: while j + 1 is a mask, whose word the same state predicts,
+    so the two would write it twice). Deletions never wait.
 
     Why: a mask's state encodes the mask, not a word, so a shifted head reading it at j writes the word that belongs
     at j - 1 (a converted SmolLM2 wrote "The capital capital of Germany Germany"). Waiting lets each run of masks
@@ -263,7 +265,10 @@ def frontier_edits(
     is_mask = tokens == mask_token_id
     own = torch.arange(tokens.shape[1], device=tokens.device)
     sub_waits = is_mask[:, sub_columns] & (sub_columns != own)
-    ins_waits = is_mask[:, ins_columns]
+    # columns whose state a mask's substitution reads (the mask itself without a shift)
+    read_for_a_mask = torch.zeros(is_mask.shape, dtype=torch.int32, device=tokens.device)
+    read_for_a_mask.index_add_(1, sub_columns, is_mask.to(torch.int32))
+    ins_waits = is_mask[:, ins_columns] | (read_for_a_mask[:, ins_columns] > 0)
     return sub_fire & ~sub_waits, ins_fire & ~ins_waits
 
 

@@ -12,13 +12,14 @@ from editflow_hf.modeling.sampling_editflow import TauLeapSampler, default_write
 
 def reference_frontier(tokens, sub_fire, ins_fire, shifted):
     """Plain loops: a substitution at j waits while j - 1 is a mask (shifted head only; BOS reads itself); an
-    insertion after j waits while j is a mask."""
+    insertion after j waits while j is a mask, and (shifted head) while j + 1 is a mask, whose substitution reads
+    j's state too."""
     sub_out, ins_out = [row[:] for row in sub_fire], [row[:] for row in ins_fire]
     for b, row in enumerate(tokens):
         for j in range(len(row)):
             if shifted and j > 0 and row[j - 1] == MASK:
                 sub_out[b][j] = False
-            if row[j] == MASK:
+            if row[j] == MASK or (shifted and j + 1 < len(row) and row[j + 1] == MASK):
                 ins_out[b][j] = False
     return sub_out, ins_out
 
