@@ -92,8 +92,12 @@ def test_fsdp_yaml_builds_dllms_fsdp1_full_shard_plugin(monkeypatch):
     assert args.use_fsdp
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    # sync_module_states asks accelerate for the current accelerator device; this machine may have none.
-    monkeypatch.setattr("accelerate.utils.dataclasses.is_cuda_available", lambda: True)
+    # sync_module_states asks accelerate for the accelerator device; this machine may have none (accelerate < 1.16
+    # asks is_cuda_available, 1.16 get_torch_accelerator_backend: each patched where it exists)
+    monkeypatch.setattr("accelerate.utils.dataclasses.is_cuda_available", lambda: True, raising=False)
+    monkeypatch.setattr(
+        "accelerate.utils.dataclasses.get_torch_accelerator_backend", lambda: ("cuda", None), raising=False
+    )
     monkeypatch.setattr("torch.cuda.current_device", lambda: 0)
     plugin = FullyShardedDataParallelPlugin()
     assert plugin.fsdp_version == 1 and plugin.sharding_strategy == ShardingStrategy.FULL_SHARD
