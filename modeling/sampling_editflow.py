@@ -556,12 +556,13 @@ class CompiledEditRates:
 
 
 _UINT64 = (1 << 64) - 1
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # SplitMix64's increment (2**64 / the golden ratio)
 
 
 def _splitmix64(x: int) -> int:
     """SplitMix64's output function: a bijection of 64-bit integers in which every input bit changes about half
     of the output bits."""
-    x = (x + 0x9E3779B97F4A7C15) & _UINT64
+    x = (x + _GOLDEN_GAMMA) & _UINT64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _UINT64
     return x ^ (x >> 31)
@@ -578,7 +579,7 @@ def _as_int64(value: int) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
-_GOLDEN, _MIX1, _MIX2 = (_as_int64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+_GOLDEN, _MIX1, _MIX2 = (_as_int64(c) for c in (_GOLDEN_GAMMA, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
 
 
 def _shift_right(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -603,7 +604,7 @@ def counter_uniforms(row_keys: torch.LongTensor, step: int, width: int) -> torch
     (d * 2**32 + i); every input bit changes about half of the output bits (tests/test_sampling.py checks
     uniformity and independence across rows, steps, draws and positions)."""
     device = row_keys.device
-    base = splitmix64(row_keys + _as_int64((step * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)))  # [B]
+    base = splitmix64(row_keys + _as_int64((step * _GOLDEN_GAMMA) & _UINT64))  # [B]
     counters = (torch.arange(NUM_DRAWS, device=device)[:, None] << 32) | torch.arange(width, device=device)[None, :]
     bits = splitmix64(base[None, :, None] ^ counters[:, None, :])
     return _shift_right(bits, 40).to(torch.float32) * (2.0**-24)
