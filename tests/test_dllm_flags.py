@@ -9,7 +9,7 @@ from transformers import HfArgumentParser
 from editflow_hf.apps import chat
 from editflow_hf.apps.sample import add_sample_arguments
 from editflow_hf.errors import EditFlowError
-from editflow_hf.generation import build_parser, check_common_args
+from editflow_hf.sampling_flags import build_parser, check_common_args
 from editflow_hf.training.args import DataArguments, EditFlowTrainingArguments, ModelArguments
 
 SEED_PT = """--model_name_or_path .models/editflow/ModernBERT-large --dataset_args Trelis/tiny-shakespeare --text_field Text

@@ -549,6 +549,6 @@ def test_space_controls_open_at_the_checkpoints_generation_config(tuned_checkpoi
 
 def test_pipeline_module_has_no_sampling_fallbacks():
     """Sampling defaults have one home, EditFlowGenerationConfig: the pipeline, sample CLI and Space hold none."""
-    for path in ("modeling/pipeline_editflow.py", "editflow_hf/generation.py", "space/app.py"):
+    for path in ("modeling/pipeline_editflow.py", "editflow_hf/sampling_flags.py", "space/app.py"):
         source = (REPO_ROOT / path).read_text()
         assert "0.01 if" not in source and "value=0.02" not in source and "EDITFLOW_GENERATION_DEFAULTS" not in source, path

@@ -170,7 +170,7 @@ def test_sample_flags_carry_the_schedules_and_refuse_a_bad_one_in_one_line(tmp_p
     """`--guidance_scale` / `--temperature_schedule` on editflow-sample and editflow-chat: a number, 'a,b' or a
     formula in t reach the pipeline's arguments; a formula the generation config cannot read is refused as a flag."""
     from editflow_hf.errors import EditFlowError
-    from editflow_hf.generation import build_parser, check_common_args, sampling_kwargs
+    from editflow_hf.sampling_flags import build_parser, check_common_args, sampling_kwargs
 
     parse = build_parser().parse_args
     base = ["--model_name_or_path", str(tmp_path)]

@@ -22,7 +22,7 @@ LAYERS = (
     ("data",),  # datasets for training and evaluation
     ("conversion", "hub"),  # encoder/decoder -> Edit Flow checkpoint; model card and upload
     ("training",),  # the training loop, its flags, checks and saves
-    ("evaluation", "generation", "visualize", "lm_eval"),  # held-out metrics; pipeline + sampling flags; trace views; lm-eval model
+    ("evaluation", "sampling_flags", "visualize", "lm_eval"),  # held-out metrics; sampling flags + pipeline; trace views; lm-eval model
     ("apps",),  # the commands: parse flags, call the library; nothing imports them
 )
 LAYER_OF = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -92,7 +92,7 @@ def test_same_seed_same_output_whatever_the_batch_size(pipe):
 def test_compile_keyword_reaches_the_sampler_and_flag_reaches_the_pipeline(pipe, monkeypatch):
     """`compile=True` runs the model through the bucketed compiled step (here with the compiler replaced by the
     eager function, so the test compiles nothing): same output as eager; `--compile` on the CLIs passes it on."""
-    from editflow_hf.generation import build_parser, sampling_kwargs
+    from editflow_hf.sampling_flags import build_parser, sampling_kwargs
     from editflow_hf.modeling.sampling_editflow import CompiledEditRates
 
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)

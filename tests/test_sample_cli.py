@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoTokenizer, pipeline
 import editflow_hf
 from editflow_hf.apps import chat as chat_cli
 from editflow_hf.apps import sample as sample_cli
-from editflow_hf.generation import build_parser, sampling_kwargs
+from editflow_hf.sampling_flags import build_parser, sampling_kwargs
 from editflow_hf.modeling.edits_editflow import DecodeTrace, TraceStep
 from editflow_hf.modeling.sampling_editflow import EDIT_RULES
 from editflow_hf.visualize import TokenDisplay, make_gif, step_segments, step_to_html, trace_to_ansi, trace_to_html

@@ -11,9 +11,9 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 
 import sys
 
-from ..errors import EditFlowError, run_cli
+from ..errors import run_cli
 from ..flags import add_bool_flag, check_device, str_to_bool
-from ..generation import as_flags, build_parser, check_common_args, check_text, load_pipeline, quiet_transformers, sampling_kwargs
+from ..sampling_flags import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
 
 EXIT_WORDS = {"exit", "quit", "/exit", "/quit"}  # commands, as "/reset" is: never sent as a message
 
@@ -29,6 +29,8 @@ def run(args, stdin=None, stdout=None) -> int:
     check_device(args.device)
     quiet_transformers()
     generator = load_pipeline(args.model_name_or_path, args.device)
+    from ..modeling.generation_editflow import check_text  # after load_pipeline: --help imports no torch
+
     chat_mode = not args.plain and (
         generator.generation_config.chat_template if args.chat_template is None else args.chat_template
     )
@@ -51,7 +53,7 @@ def run(args, stdin=None, stdout=None) -> int:
             continue
         try:
             check_text(message, "that line")
-        except EditFlowError as err:
+        except ValueError as err:
             print(f"editflow-chat: {err}", file=sys.stderr)
             continue
         prompt = [*history, {"role": "user", "content": message}] if chat_mode else message

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import EditFlowError, run_cli
 from ..flags import add_bool_flag, check_device
-from ..generation import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
+from ..sampling_flags import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
 
 
 ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")

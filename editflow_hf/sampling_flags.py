@@ -1,5 +1,5 @@
-"""Generation from the command line, shared by editflow-sample and editflow-chat: the sampling flags
-(`build_parser`, `check_common_args`, `sampling_kwargs`) and the pipeline of a checkpoint (`load_pipeline`)."""
+"""The sampling flags of the command line, shared by editflow-sample and editflow-chat (`build_parser`,
+`check_common_args`, `sampling_kwargs`), and the pipeline of a checkpoint they sample from (`load_pipeline`)."""
 
 import argparse
 import logging
@@ -87,17 +87,6 @@ def parse_chat_template(value: str) -> bool | None:
         raise argparse.ArgumentTypeError(f"expected auto, True or False (or on/off), got {value!r}") from None
 
 
-def check_text(text: str, what: str) -> None:
-    """EditFlowError for text the tokenizer cannot encode (a lone surrogate, e.g. an undecodable byte of the command
-    line or of stdin, which Python keeps as \\udcXX); the pipeline's own check, named for the command line."""
-    from .modeling.generation_editflow import check_text as check_encodable
-
-    try:
-        check_encodable(text, what)
-    except ValueError as err:
-        raise EditFlowError(str(err)) from None
-
-
 def as_flags(message: str) -> str:
     """A generation-config message with its `setting` names spelled as command-line flags (`--setting`)."""
     return re.sub(r"`(\w+)`", r"`--\1`", message)
@@ -107,17 +96,17 @@ def check_common_args(args) -> None:
     """Reject bad values before loading the model, with the checks of the generation config (the flags given; the
     checkpoint's generation config fills the rest and the pipeline checks the merged values against the model)."""
     refuse_dllm_sampling_flags(args)
-    from .modeling.generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, check_size
+    from .modeling.generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, check_size, check_text
 
     try:
         EditFlowGenerationConfig(**sampling_kwargs(args))
         for name in ("num_samples", "batch_size"):
             if hasattr(args, name):
                 check_size(name, getattr(args, name), 1, MAX_BATCH_SIZE)
+        if getattr(args, "prompt", None):
+            check_text(args.prompt, "--prompt")  # a lone surrogate: an undecodable byte of the command line
     except ValueError as err:
         raise EditFlowError(as_flags(str(err))) from None
-    if getattr(args, "prompt", None):
-        check_text(args.prompt, "--prompt")
     path = args.model_name_or_path
     if not os.path.exists(os.path.expanduser(path)) and not is_hub_id(path):
         raise EditFlowError(f"model folder {path!r} does not exist; pass the folder of an Edit Flow checkpoint.")
