@@ -127,5 +127,66 @@ class ReferenceLM:
             shuffled.append(" ".join(words))
         return {"texts": len(texts), "real": self.perplexity(texts), "shuffled": self.perplexity(shuffled)}
 
+    def token_length(self, text: str) -> int:
+        """Tokens of `text` the judge scores (its BOS not counted)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-__all__ = ["SMOLLM2_GGUF", "ReferenceLM", "check_gguf_source", "load_causal_lm", "smollm2_gguf"]
+    def real_windows(self, reference_texts: list[str], lengths: list[int], seed: int = 0) -> list[str]:
+        """One window of real text per length: whole words of `reference_texts` (read as one stream) from a
+        seeded offset (window `i` with seed `seed + i`), the fewest that reach `lengths[i]` judge tokens."""
+        words = " ".join(reference_texts).split()
+        if not words:
+            raise EditFlowError("the judge's scale needs real text to compare with; the reference texts are empty.")
+        windows = []
+        for index, length in enumerate(lengths):
+            start = random.Random(seed + index).randrange(len(words))
+            end = start + 1
+            while end < len(words) and self.token_length(" ".join(words[start:end])) < length:
+                end += 1
+            windows.append(" ".join(words[start:end]))
+        return windows
+
+    def length_matched_scale(self, samples: list[str], reference_texts: list[str], seed: int = 0) -> dict:
+        """The samples' perplexity beside real text and shuffled real words of the samples' own token lengths:
+        for each sample a window of `reference_texts` as long in judge tokens (`real_windows`) and the same
+        window with its words shuffled (seed `seed + i`). Perplexity falls as texts grow longer (more context per
+        token), so a scale of other lengths flatters or wrongs the samples; this one does neither.
+        `place` says where the samples sit, in log perplexity: 0 at real text, 1 at shuffled words."""
+        scored = [text for text in samples if self.token_length(text) >= 2]  # as `nll`: one token scores nothing
+        lengths = [self.token_length(text) for text in scored]
+        real = self.real_windows(reference_texts, lengths, seed)
+        shuffled = []
+        for index, text in enumerate(real):
+            words = text.split()
+            random.Random(seed + index).shuffle(words)
+            shuffled.append(" ".join(words))
+        figures = {"texts": len(scored), "tokens": sum(lengths), "samples": self.perplexity(scored),
+                   "real": self.perplexity(real), "shuffled": self.perplexity(shuffled)}  # fmt: skip
+        return {**figures, "place": place_on_scale(figures["samples"], figures["real"], figures["shuffled"])}
+
+
+def place_on_scale(perplexity: float, real: float, shuffled: float) -> float:
+    """Where `perplexity` sits between real text (0) and shuffled words (1), in log perplexity (below 0: more
+    likely than real text; above 1: less likely than the same words in random order). NaN when undefined."""
+    if not all(math.isfinite(v) and v > 0 for v in (perplexity, real, shuffled)) or shuffled == real:
+        return float("nan")
+    return (math.log(perplexity) - math.log(real)) / (math.log(shuffled) - math.log(real))
+
+
+def describe_scale(scale: dict) -> str:
+    """The judged figure in words, e.g. "samples 412: 45% of the way from real text (118) to shuffled words
+    (877) of the same length, in log perplexity"."""
+    samples, real, shuffled, place = scale["samples"], scale["real"], scale["shuffled"], scale["place"]
+    if not math.isfinite(place):
+        return f"samples {samples:.0f}; real text of the same length {real:.0f}, shuffled words {shuffled:.0f}"
+    if place < 0:
+        where = "below real text"
+    elif place <= 1:
+        where = f"{place:.0%} of the way from real text to shuffled words"
+    else:
+        where = f"worse than shuffled words ({place:.1f}x the distance from real text)"
+    return (f"samples {samples:.0f}: {where} of the same length (real {real:.0f}, shuffled {shuffled:.0f}; "
+            f"perplexity, lower is better)")  # fmt: skip
+
+
+__all__ = ["SMOLLM2_GGUF", "ReferenceLM", "check_gguf_source", "describe_scale", "load_causal_lm", "place_on_scale", "smollm2_gguf"]
