@@ -35,6 +35,7 @@ import os
 from pathlib import Path
 
 from ..errors import EditFlowError, run_cli
+from ..flags import check_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("editflow_hf").setLevel(logging.WARNING)
 
     def body() -> int:
+        check_device(args.device)  # before the model and the data load
         output = Path(args.output) if args.output else None
         if output is not None and (output.is_dir() or not output.parent.is_dir()):
             why = "is a folder" if output.is_dir() else "its folder does not exist"
