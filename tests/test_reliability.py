@@ -982,9 +982,10 @@ def test_sampling_params_floor_and_finiteness():
 
 # --- the table: every bad input and fault tried, and what each gives -----------------------------------------------
 #
-# README.md's "Bad inputs and faults" table is rendered from REFUSALS (each row run below: its one line, its exit
-# status, no file changed) and FAULTS (each row kept true by the test it names). `python tests/test_reliability.py`
-# prints the table; test_readme_table_is_the_tested_table fails when README.md differs from it.
+# The table of docs/bad-inputs.md ("Bad inputs and faults", linked from the README) is rendered from REFUSALS (each
+# row run below: its one line, its exit status, no file changed) and FAULTS (each row kept true by the test it
+# names). `python tests/test_reliability.py` prints the table; test_docs_table_is_the_tested_table fails when the
+# page differs from it.
 
 
 @dataclass(frozen=True)
@@ -1145,7 +1146,7 @@ MAINS["eval"] = eval_app.main
 
 @pytest.mark.parametrize("row", REFUSALS, ids=_refusal_id)
 def test_table_row(call, broken, model_dir, tmp_path, row):
-    """One row of the README table: every command named refuses with one line holding the text, the exit status
+    """One row of the docs/bad-inputs.md table: every command named refuses with one line holding the text, the exit status
     given, and no file changed or written."""
     folder = model_dir if row.damage in (None, "copy") else tmp_path / "missing" if row.damage == "missing" else broken(row.damage)
     if row.damage == "copy":
@@ -1164,7 +1165,7 @@ def test_table_row(call, broken, model_dir, tmp_path, row):
 
 
 def render_table() -> str:
-    """The README table: REFUSALS (each tested by test_table_row) then FAULTS (each by the test it names)."""
+    """The docs/bad-inputs.md table: REFUSALS (each tested by test_table_row) then FAULTS (each by the test it names)."""
     lines = ["| bad input or fault | command | exit | what it gives (the one line holds) | kept true by |", "|---|---|---|---|---|"]
     for row in REFUSALS:
         lines.append(f"| {row.what} | {', '.join(row.commands)} | {row.code} | `{row.says.replace('|', '/')}` | test_table_row |")
@@ -1173,9 +1174,15 @@ def render_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_readme_table_is_the_tested_table():
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert render_table() in readme, "README.md's table differs from the tested one: paste `python tests/test_reliability.py`"
+BAD_INPUTS_PAGE = REPO_ROOT / "docs" / "bad-inputs.md"
+
+
+def test_docs_table_is_the_tested_table():
+    page = BAD_INPUTS_PAGE.read_text(encoding="utf-8")
+    assert render_table() in page, (
+        "docs/bad-inputs.md's table differs from the tested one: paste `python tests/test_reliability.py`"
+    )
+    assert "(docs/bad-inputs.md)" in (REPO_ROOT / "README.md").read_text(encoding="utf-8"), "the README links the page"
     tests_dir = Path(__file__).parent
     for *_, test in FAULTS:
         file, _, name = test.rpartition("::") if "::" in test else ("test_reliability.py", "", test)
