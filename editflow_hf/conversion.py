@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .causal_lm import load_causal_lm
-from .checkpoints import atomic_folder, check_model_folder, check_output_folder, loading_errors, tensor_bytes
+from .checkpoints.gate import check_model_folder, loading_errors
+from .checkpoints.saving import atomic_folder, check_output_folder, tensor_bytes
 from .errors import EditFlowError
 
 # torch, transformers and the model classes are imported in the functions that use them (`_heavy`), so that
@@ -286,6 +287,105 @@ def _seeded(convert_fn):
     return seeded
 
 
+def _check_request(model_name_or_path, output_dir, *, scheduler: str, headless_head_init: str, overwrite: bool) -> str:
+    """Everything `convert` checks before it reads the source: the head init, the scheduler (its canonical name is
+    returned), an output folder that is not the source and may be written."""
+    if headless_head_init not in HEADLESS_HEAD_INITS:
+        raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
+    scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
+    source_path = Path(model_name_or_path).expanduser()
+    if source_path.exists() and Path(output_dir).expanduser().resolve() == source_path.resolve():
+        raise EditFlowError(f"--output_dir {output_dir} is the source model's folder: converting would replace it; choose another --output_dir.")
+    check_output_folder(output_dir, overwrite=overwrite)
+    return scheduler
+
+
+def _read_source(model_name_or_path: str, *, trust_remote_code: bool, gguf_file: str | None) -> tuple[_Source, object, dict]:
+    """The source model (`_Source`), its tokenizer and the special tokens added to it (`prepare_tokenizer`), from a
+    folder or Hub id, or from a GGUF file inside the folder."""
+    gguf_lm = None
+    if gguf_file:
+        # A GGUF file holds a decoder LM (llama.cpp's format) and its tokenizer: read both once (slow to parse).
+        with loading_errors(Path(model_name_or_path) / gguf_file, what="source model"):
+            gguf_lm, tokenizer = load_causal_lm(model_name_or_path, gguf_file=gguf_file)
+        source_config, causal = gguf_lm.config, True
+    else:
+        check_model_folder(model_name_or_path, what="source model")
+        with loading_errors(model_name_or_path, what="source model"):
+            source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+        causal = _is_causal_lm(source_config)
+        with loading_errors(model_name_or_path, what="source model"):
+            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
+    if source_config.model_type == EditFlowConfig.model_type:
+        raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
+    added_tokens = prepare_tokenizer(tokenizer, add_missing=causal)
+    with loading_errors(model_name_or_path, what="source model"):
+        if causal:
+            source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer), lm=gguf_lm)
+        else:
+            source = _load_encoder(model_name_or_path, trust_remote_code, source_config)
+    return source, tokenizer, added_tokens
+
+
+def _head_options(source: _Source) -> dict:
+    """The token heads' config fields for `source`: how they start (its MLM head, its LM head, its input embeddings,
+    or at random) and the MLM head's layout."""
+    if source.mlm_head is not None:
+        token_head_init = "mlm_head"
+    elif source.projection is None:
+        token_head_init = "random"
+    else:
+        token_head_init = "lm_head" if source.causal else "input_embeddings"
+    # A decoder's LM head reads position i to predict token i + 1: the substitution head reads i - 1 (Dream's shift).
+    head_options = dict(head_type=source.head_type, token_head_init=token_head_init, sub_head_shift=token_head_init == "lm_head")
+    if source.mlm_head is not None:
+        dense, norm, decoder, activation = source.mlm_head
+        head_options.update(
+            head_activation=activation,
+            head_dense_bias=dense.bias is not None,
+            head_norm_bias=norm.bias is not None,
+            head_norm_eps=norm.eps,
+            head_decoder_bias=decoder.bias is not None,
+        )
+    elif source.causal:
+        head_options.update(head_decoder_bias=source.projection.bias is not None)
+    return head_options
+
+
+def _build_model(source: _Source, tokenizer, added_tokens: dict, scheduler: str, model_name_or_path: str) -> "EditFlowForEditing":
+    """The Edit Flow model of `source`: its backbone's weights, token heads started from its head or embeddings."""
+    config = EditFlowConfig(
+        encoder_config=source.backbone.config.to_dict(),
+        bidirectional=source.causal,
+        added_special_tokens=added_tokens or None,
+        mask_token_id=tokenizer.mask_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        scheduler=scheduler,
+        **_head_options(source),
+    )
+    if len(tokenizer) > config.vocab_size:
+        raise EditFlowError(f"The tokenizer has {len(tokenizer)} tokens but the encoder only {config.vocab_size} embeddings.")
+    model = EditFlowForEditing(config)
+
+    missing, unexpected = model.encoder.load_state_dict(source.backbone.state_dict(), strict=False)
+    unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+    if missing or unexpected:
+        raise EditFlowError(f"Encoder weights do not match the rebuilt encoder (missing {missing}, unexpected {unexpected}).")
+    _check_bidirectional(model, model_name_or_path)
+    with torch.no_grad():
+        for head in (model.sub_head, model.ins_head):
+            if source.mlm_head is not None:
+                dense, norm, decoder, _ = source.mlm_head
+                for target, part in ((head.dense, dense), (head.norm, norm), (head.decoder, decoder)):
+                    _copy_linear(target, part)
+            elif source.projection is not None:
+                # A decoder's LM head, or the input embeddings of a headless encoder (as a tied MLM head starts).
+                _copy_linear(head.decoder, source.projection)
+    return model
+
+
 @_seeded
 def convert(
     model_name_or_path: str,
@@ -309,85 +409,11 @@ def convert(
     A non-empty `output_dir` is refused unless `overwrite`; the folder is written beside it and renamed into
     place, so a failed conversion (a full disk...) leaves `output_dir` as it was."""
     _heavy()
-    if headless_head_init not in HEADLESS_HEAD_INITS:
-        raise EditFlowError(f"headless_head_init must be one of {', '.join(HEADLESS_HEAD_INITS)}; got {headless_head_init!r}.")
-    scheduler = get_scheduler(scheduler).name  # a bad name fails here, not at the first sampling
-    source_path = Path(model_name_or_path).expanduser()
-    if source_path.exists() and Path(output_dir).expanduser().resolve() == source_path.resolve():
-        raise EditFlowError(f"--output_dir {output_dir} is the source model's folder: converting would replace it; choose another --output_dir.")
-    check_output_folder(output_dir, overwrite=overwrite)
-    gguf_lm = None
-    if gguf_file:
-        # A GGUF file holds a decoder LM (llama.cpp's format) and its tokenizer: read both once (slow to parse).
-        with loading_errors(Path(model_name_or_path) / gguf_file, what="source model"):
-            gguf_lm, tokenizer = load_causal_lm(model_name_or_path, gguf_file=gguf_file)
-        source_config, causal = gguf_lm.config, True
-    else:
-        check_model_folder(model_name_or_path, what="source model")
-        with loading_errors(model_name_or_path, what="source model"):
-            source_config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-        causal = _is_causal_lm(source_config)
-        with loading_errors(model_name_or_path, what="source model"):
-            tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, trust_remote_code=trust_remote_code)
-    if source_config.model_type == EditFlowConfig.model_type:
-        raise EditFlowError(f"{model_name_or_path} is already an Edit Flow checkpoint; train or sample it directly.")
-    added_tokens = prepare_tokenizer(tokenizer, add_missing=causal)
-    with loading_errors(model_name_or_path, what="source model"):
-        if causal:
-            source = _load_causal_lm(model_name_or_path, trust_remote_code, len(tokenizer), lm=gguf_lm)
-        else:
-            source = _load_encoder(model_name_or_path, trust_remote_code, source_config)
+    scheduler = _check_request(model_name_or_path, output_dir, scheduler=scheduler, headless_head_init=headless_head_init, overwrite=overwrite)
+    source, tokenizer, added_tokens = _read_source(model_name_or_path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
     if headless_head_init == "random":
         source.projection = None
-
-    if source.mlm_head is not None:
-        token_head_init = "mlm_head"
-    elif source.projection is None:
-        token_head_init = "random"
-    else:
-        token_head_init = "lm_head" if source.causal else "input_embeddings"
-    # A decoder's LM head reads position i to predict token i + 1: the substitution head reads i - 1 (Dream's shift).
-    head_options = dict(head_type=source.head_type, token_head_init=token_head_init, sub_head_shift=token_head_init == "lm_head")
-    if source.mlm_head is not None:
-        dense, norm, decoder, activation = source.mlm_head
-        head_options.update(
-            head_activation=activation,
-            head_dense_bias=dense.bias is not None,
-            head_norm_bias=norm.bias is not None,
-            head_norm_eps=norm.eps,
-            head_decoder_bias=decoder.bias is not None,
-        )
-    elif source.causal:
-        head_options.update(head_decoder_bias=source.projection.bias is not None)
-    config = EditFlowConfig(
-        encoder_config=source.backbone.config.to_dict(),
-        bidirectional=source.causal,
-        added_special_tokens=added_tokens or None,
-        mask_token_id=tokenizer.mask_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        scheduler=scheduler,
-        **head_options,
-    )
-    if len(tokenizer) > config.vocab_size:
-        raise EditFlowError(f"The tokenizer has {len(tokenizer)} tokens but the encoder only {config.vocab_size} embeddings.")
-    model = EditFlowForEditing(config)
-
-    missing, unexpected = model.encoder.load_state_dict(source.backbone.state_dict(), strict=False)
-    unexpected = [k for k in unexpected if not k.startswith("pooler.")]
-    if missing or unexpected:
-        raise EditFlowError(f"Encoder weights do not match the rebuilt encoder (missing {missing}, unexpected {unexpected}).")
-    _check_bidirectional(model, model_name_or_path)
-    with torch.no_grad():
-        for head in (model.sub_head, model.ins_head):
-            if source.mlm_head is not None:
-                dense, norm, decoder, _ = source.mlm_head
-                for target, part in ((head.dense, dense), (head.norm, norm), (head.decoder, decoder)):
-                    _copy_linear(target, part)
-            elif source.projection is not None:
-                # A decoder's LM head, or the input embeddings of a headless encoder (as a tied MLM head starts).
-                _copy_linear(head.decoder, source.projection)
+    model = _build_model(source, tokenizer, added_tokens, scheduler, model_name_or_path)
 
     output_dir = Path(output_dir)
     needed = tensor_bytes(model.state_dict()) + (16 << 20)  # the weights, and room for tokenizer and code files

@@ -14,11 +14,12 @@ class EditFlowError(ValueError):
         self.code = code
 
 
-def run_cli(prog: str, body: Callable[[], int]) -> int:
-    """Run a CLI's `body`; an EditFlowError, ValueError or OSError ends as one line on stderr and its exit code."""
+def run_cli(prog: str, body: Callable, catch: tuple[type[BaseException], ...] = (ValueError, OSError)):
+    """Run a CLI's `body` and return what it returns; an error of the `catch` types (by default EditFlowError,
+    ValueError and OSError) ends as one line on stderr, `prog: error: message`, and its exit code is returned."""
     try:
         return body()
-    except (ValueError, OSError) as err:
+    except catch as err:
         message = " ".join(str(err).split())
         print(f"{prog}: error: {message}", file=sys.stderr)
         return getattr(err, "code", 2)

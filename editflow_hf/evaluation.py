@@ -12,7 +12,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from transformers import AutoTokenizer
 
-from .checkpoints import check_model_folder, loading_errors
+from .checkpoints.gate import check_model_folder, loading_errors
 from .data.files import scan_dataset_files
 from .causal_lm import ReferenceLM, check_gguf_source
 from .errors import EditFlowError
@@ -21,6 +21,7 @@ from .modeling.generation_editflow import EditFlowGenerationConfig, sampler_for
 from .modeling.modeling_editflow import EditFlowForEditing
 from .modeling.sampling_editflow import default_write_order
 from .objective.bound import edit_flow_bound
+from .path.alignment import check_tie_break
 from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
 from .path.couplings import DEFAULT_X0_SAMPLER, Corrupt, parse_x0_sampler
 from .registration import register
@@ -121,8 +122,11 @@ def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler
     for rule in EVAL_RULES:
         check_finite(rule.flag, numbers[rule.flag])
         rule.check(numbers[rule.flag])
-    if tie_break is not None and tie_break not in TIE_BREAK_CHOICES:
-        raise EditFlowError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {tie_break!r}.")
+    if tie_break is not None:
+        try:
+            check_tie_break(tie_break, TIE_BREAK_CHOICES, name="--tie_break")
+        except ValueError as err:
+            raise EditFlowError(str(err)) from None
     if x0_sampler is not None:
         try:
             parse_x0_sampler(x0_sampler)
@@ -139,6 +143,35 @@ def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler
         else:
             check_model_folder(ref_model, what="--ref_model")
     scan_dataset_files(dataset_args)
+
+
+def _generation(model, tokenizer, features: list[dict], sampling, *, task: str, num_samples: int, num_examples: int,
+                max_length: int) -> tuple[list[str], dict]:  # fmt: skip
+    """Sample `num_samples` texts (after each of `features`' prompts for sft, from BOS for pt) with the generation
+    config `sampling`: the texts and their metrics (`generation_metrics`, repeated words, the write order; for sft
+    exact match and token F1 against the references; the first `num_examples` texts)."""
+    config = model.config
+    mask_length = sampling.mask_length
+    eos, mask = config.eos_token_id, config.mask_token_id
+    prompts = [f["input_ids"][: f["prompt_len"]] for f in features] if task == "sft" else [[config.bos_token_id]] * num_samples
+    room = [max(0, min(mask_length, max_length - len(p))) for p in prompts]
+    starts = [p + [mask] * n for p, n in zip(prompts, room)]
+    protected = [[True] * len(p) + [False] * n for p, n in zip(prompts, room)]
+    sequences = _sample(model, starts, protected, sampling=sampling, max_length=max_length)
+    generated = [_cut(seq[len(p) :], eos) for seq, p in zip(sequences, prompts)]
+    texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
+    generation = generation_metrics(generated, mask)
+    generation["repeated_word_rate"] = float(np.mean([repeats_a_word(text) for text in texts])) if texts else 0.0
+    generation["write_order"] = sampling.write_order or default_write_order(config)
+    if task == "sft":
+        references = [
+            tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
+            for f in features
+        ]
+        generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
+        generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
+    generation["examples"] = texts[:num_examples]
+    return texts, generation
 
 
 def evaluate(
@@ -184,7 +217,6 @@ def evaluate(
     config = model.config
     # Sampling settings: the checkpoint's generation config, with the ones given on top.
     sampling = model.generation_config.updated(seed=seed, **flags)
-    mask_length = sampling.mask_length
     features_split, features = _load_features(model_name_or_path, dataset_args, tokenizer, task=task, text_field=text_field,
                               max_length=max_length, split=split, seed=seed)  # fmt: skip
     features = features[:max_sequences]
@@ -210,26 +242,8 @@ def evaluate(
         "bound": bound.to_dict(),
     }
 
-    eos, mask = config.eos_token_id, config.mask_token_id
-    prompts = [f["input_ids"][: f["prompt_len"]] for f in features[:num_samples]] if task == "sft" else [[config.bos_token_id]] * num_samples
-    room = [max(0, min(mask_length, max_length - len(p))) for p in prompts]
-    starts = [p + [mask] * n for p, n in zip(prompts, room)]
-    protected = [[True] * len(p) + [False] * n for p, n in zip(prompts, room)]
-    sequences = _sample(model, starts, protected, sampling=sampling, max_length=max_length)
-    generated = [_cut(seq[len(p) :], eos) for seq, p in zip(sequences, prompts)]
-    texts = [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in generated]
-    generation = generation_metrics(generated, mask)
-    generation["repeated_word_rate"] = float(np.mean([repeats_a_word(text) for text in texts])) if texts else 0.0
-    generation["write_order"] = sampling.write_order or default_write_order(config)
-    if task == "sft":
-        references = [
-            tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
-            for f in features[:num_samples]
-        ]
-        generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
-        generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
-    generation["examples"] = texts[:num_examples]
-    result["generation"] = generation
+    texts, result["generation"] = _generation(model, tokenizer, features[:num_samples], sampling, task=task, num_samples=num_samples,
+                                              num_examples=num_examples, max_length=max_length)  # fmt: skip
     if ref_model:
         result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
 

@@ -6,7 +6,8 @@ import logging
 import os
 import re
 
-from .checkpoints import check_model_folder, is_hub_id, loading_errors
+from .checkpoints.gate import check_model_folder, loading_errors
+from .checkpoints.hub_ids import is_hub_id
 from .errors import EditFlowError
 from .flags import add_bool_flag, str_to_bool
 

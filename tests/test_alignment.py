@@ -178,7 +178,7 @@ def test_edge_cases():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="valid values"):
+    with pytest.raises(ValueError, match="tie_break must be one of"):
         align([BOS], [BOS], tie_break="middle")
     with pytest.raises(ValueError, match="rng="):
         align([BOS], [BOS, 4], tie_break="random")

@@ -146,7 +146,7 @@ def test_errors():
         EditFlowCollator.from_tokenizer(no_pad)
     with pytest.raises(ValueError, match="mask_token_id"):
         EditFlowCollator(mask_token_id=None, bos_token_id=BOS, pad_token_id=PAD)
-    with pytest.raises(ValueError, match="valid values"):
+    with pytest.raises(ValueError, match="tie_break must be one of"):
         make_collator(tie_break="middle")
     with pytest.raises(ValueError, match="Valid forms"):
         make_collator(x0_sampler="masks[len:3]")

@@ -169,16 +169,29 @@ def nodes():
 
 # fact -> the names that define it; each must be defined exactly once, in the named file.
 ONE_HOME = {
-    "Hub id or local path": ("editflow_hf/checkpoints.py", ["is_hub_id"]),
+    "Hub id or local path": ("editflow_hf/checkpoints/hub_ids.py", ["is_hub_id"]),
     "boolean words": ("editflow_hf/flags.py", ["TRUE_WORDS", "FALSE_WORDS", "bool_word", "str_to_bool"]),
     "tokens no edit may write (suppress_token_ids)": ("modeling/edits_editflow.py", ["unwritable_token_ids"]),
-    "model folder completeness": ("editflow_hf/checkpoints.py", ["config_file_problem", "config_problem", "model_folder_problem", "weights_problem", "checkpoint_problem", "check_checkpoint"]),
-    "recorded training arguments": ("editflow_hf/checkpoints.py", ["RECORDED_TRAINING_ARGS", "TRAINING_ARGS_FILE"]),
+    "model folder completeness": ("editflow_hf/checkpoints/folder_checks.py", ["config_file_problem", "model_folder_problem", "weights_problem", "checkpoint_problem", "check_checkpoint"]),
+    "config checks before loading": ("editflow_hf/checkpoints/config_checks.py", ["config_problem", "size_problem", "foreign_code"]),
+    "the loading gate": ("editflow_hf/checkpoints/gate.py", ["check_model_folder", "hub_config_check", "loading_errors"]),
+    "recorded training arguments": ("editflow_hf/checkpoints/names.py", ["RECORDED_TRAINING_ARGS", "TRAINING_ARGS_FILE"]),
     "x0 spec parsing and default": ("editflow_hf/path/couplings.py", ["parse_x0_sampler", "DEFAULT_X0_SAMPLER"]),
     "the regime of an example": ("editflow_hf/path/collator.py", ["regime"]),
     "edit kinds": ("modeling/edits_editflow.py", ["EditKind"]),
     "decode record": ("modeling/edits_editflow.py", ["DecodeTrace", "TraceStep"]),
     "rows of a padded batch": ("modeling/sampling_editflow.py", ["unpadded_rows"]),
+    "the tie-break check": ("editflow_hf/path/alignment.py", ["check_tie_break", "TIE_BREAKS"]),
+    "the collator's tie-breaks (auto, per regime)": ("editflow_hf/path/collator.py", ["TIE_BREAK_CHOICES", "AUTO_TIE_BREAK"]),
+    "a CLI error as one line": ("editflow_hf/errors.py", ["EditFlowError", "run_cli"]),
+    "the commands' sampling flags": ("editflow_hf/sampling_flags.py", ["check_common_args", "sampling_kwargs", "as_flags"]),
+}
+
+# Facts whose home is the remote code: defined once, in a file of modeling/ (editflow_hf imports them from there).
+ONE_HOME_IN_MODELING = {
+    "text a tokenizer can encode (no lone surrogate)": ["check_text"],
+    "a size setting in range": ["check_size"],
+    "the edit rules, write orders and infill modes": ["EDIT_RULES", "WRITE_ORDERS", "INFILL_MODES"],
 }
 
 
@@ -189,6 +202,33 @@ def test_each_fact_has_one_definition(nodes, fact):
     for name in names:
         places = [where for where, defined_name in defined if defined_name == name]
         assert places == [home], f"{fact}: {name} defined in {places}, expected once in {home}"
+
+
+@pytest.mark.parametrize("fact", sorted(ONE_HOME_IN_MODELING))
+def test_each_remote_code_fact_has_one_definition_in_modeling(nodes, fact):
+    defined = defined_names(nodes)
+    for name in ONE_HOME_IN_MODELING[fact]:
+        places = [where for where, defined_name in defined if defined_name == name]
+        assert len(places) == 1 and places[0].startswith("modeling/"), f"{fact}: {name} defined in {places}, expected once in modeling/"
+
+
+def modeling_constant(nodes, name: str):
+    """The value of the module-level constant `name` of modeling/ (a literal), read from the source."""
+    values = [ast.literal_eval(node.value) for where, node in nodes if where.startswith("modeling/") and isinstance(node, ast.Assign)
+              and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)]  # fmt: skip
+    assert len(values) == 1, (name, values)
+    return values[0]
+
+
+def test_sampling_flag_choices_are_the_remote_codes(nodes):
+    """The commands' --edit_rule, --write_order and --infill offer exactly the remote code's values. They are
+    spelled out in the parser because importing their modules would load torch before --help; this keeps them equal."""
+    from editflow_hf.sampling_flags import build_parser
+
+    choices = {action.dest: tuple(action.choices) for action in build_parser()._actions if action.choices}
+    assert choices["edit_rule"] == tuple(modeling_constant(nodes, "EDIT_RULES"))
+    assert choices["write_order"] == tuple(modeling_constant(nodes, "WRITE_ORDERS"))
+    assert choices["infill"] == tuple(modeling_constant(nodes, "INFILL_MODES"))
 
 
 # The old second homes, by the shape they had: none may come back.
@@ -203,8 +243,16 @@ def test_no_second_definition_by_shape(nodes):
     assert compared_to_constant(nodes, "prompt_len", ast.Gt, 1) == ["editflow_hf/path/collator.py"]
     # the x0 default and the training-args file name written out twice
     assert [w for w, s in strings if s == "masks[length:64]"] == ["editflow_hf/path/couplings.py"]
-    assert [w for w, s in strings if s == "training_args.json"] == ["editflow_hf/checkpoints.py"]
-    assert [w for w, s in strings if s == "config.json"] == ["editflow_hf/checkpoints.py"]
+    assert [w for w, s in strings if s == "training_args.json"] == ["editflow_hf/checkpoints/names.py"]
+    assert [w for w, s in strings if s == "config.json"] == ["editflow_hf/checkpoints/names.py"]
+    # a tie-break tested against the list of tie-breaks outside check_tie_break (a per-regime mapping's values aside)
+    tested = [(where, node) for where, node in nodes if isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.In, ast.NotIn))
+              and getattr(node.comparators[0], "id", None) in ("TIE_BREAKS", "TIE_BREAK_CHOICES")]  # fmt: skip
+    assert [(where, ast.unparse(node)) for where, node in tested] == [("editflow_hf/path/collator.py", "value in TIE_BREAKS")]
+    # `prog: error: message` printed by hand beside run_cli (the commands in apps/ are the lead's to move onto it)
+    assert {w for w, s in strings if ": error: " in s and not w.startswith("editflow_hf/apps/")} == {"editflow_hf/errors.py"}
+    # the wrapper of check_text that only retyped its error
+    assert not [w for w, n in defined_names(nodes) if n == "check_text" and w.startswith("editflow_hf/")]
     # `sequences()` written once: the sampler's two methods delegate to unpadded_rows
     sampler = [node for where, node in nodes if where == "modeling/sampling_editflow.py"]
     bodies = [ast.dump(node) for node in sampler if isinstance(node, ast.FunctionDef) and node.name == "sequences"]
@@ -225,3 +273,36 @@ def test_suppress_token_ids_come_from_one_function(nodes):
     assert [where for where, _ in passed] == ["modeling/generation_editflow.py"], passed
     calls = {getattr(getattr(node, "func", None), "id", None) for node in ast.walk(passed[0][1])}
     assert "unwritable_token_ids" in calls
+
+
+# --- sizes --------------------------------------------------------------------------------------------------------
+
+# At most this many lines per file, per class, per function (a module, a class or a function longer than this holds
+# more than one concern: split it by concern). EDITFLOW_HF_SIZE_ROOTS: the trees held to it (editflow_hf/ without
+# its modeling symlink, whose files are modeling/'s).
+MAX_FILE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 600, 250, 80
+EDITFLOW_HF_SIZE_ROOTS = (PACKAGE,)
+
+
+def oversized(paths) -> list[str]:
+    """`path: what (lines)` for each file, class or function of `paths` over its limit."""
+    found = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        where = path.relative_to(REPO_ROOT)
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            found.append(f"{where}: {len(text.splitlines())} lines (at most {MAX_FILE_LINES})")
+        for node in ast.walk(ast.parse(text)):
+            limit = MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    found.append(f"{where}: {node.name} {lines} lines (at most {limit})")
+    return found
+
+
+def test_editflow_hf_files_classes_and_functions_are_not_oversized():
+    paths = [path for root in EDITFLOW_HF_SIZE_ROOTS for path in sorted(root.rglob("*.py"))
+             if not path.is_relative_to(PACKAGE / "modeling")]  # fmt: skip
+    assert len(paths) > 40  # the scan sees the package (not only the symlink's files, nor nothing)
+    assert not oversized(paths), "\n".join(oversized(paths))

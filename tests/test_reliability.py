@@ -725,7 +725,7 @@ def _full_disk_at(where: str, monkeypatch, step_folder: str, before: dict):
             return real(obj, f, *args, **kwargs)
 
         monkeypatch.setattr(torch, "save", save)
-        monkeypatch.setattr("editflow_hf.checkpoints.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 900, 900))
+        monkeypatch.setattr("editflow_hf.checkpoints.saving.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 900, 900))
     else:
         real = TrainerState.save_to_json
 

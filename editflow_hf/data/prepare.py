@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
 
-from ..checkpoints import is_hub_id
+from ..checkpoints.hub_ids import is_hub_id
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..checkpoints import CONFIG_NAME, PIPELINE_TASK, RECORDED_TRAINING_ARGS, TRAINING_ARGS_FILE, is_hub_id, read_json
+from ..checkpoints.folder_checks import read_json
+from ..checkpoints.hub_ids import is_hub_id
+from ..checkpoints.names import CONFIG_NAME, PIPELINE_TASK, RECORDED_TRAINING_ARGS, TRAINING_ARGS_FILE
 from ..errors import EditFlowError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
-from ..checkpoints import check_checkpoint
+from ..checkpoints.folder_checks import check_checkpoint
 from ..errors import EditFlowError
 from .card import DEFAULT_LICENSE, EVAL_RESULTS_FILE, build_model_card
 

@@ -45,9 +45,15 @@ _SUB, _DEL, _INS = int(EditKind.SUB), int(EditKind.DEL), int(EditKind.INS)
 TIE_BREAKS = ("spread", "left", "right", "random")
 
 
+def check_tie_break(tie_break, choices: tuple[str, ...] = TIE_BREAKS, *, name: str = "tie_break") -> None:
+    """ValueError naming `name` (a flag: `--tie_break`) unless `tie_break` is one of `choices`: the layouts
+    `TIE_BREAKS`, or the collator's `TIE_BREAK_CHOICES` ("auto" beside them)."""
+    if tie_break not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {tie_break!r}.")
+
+
 def _check_tie_break(tie_break: str, rng) -> None:
-    if tie_break not in TIE_BREAKS:
-        raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAKS))}.")
+    check_tie_break(tie_break)
     if tie_break == "random" and rng is None:
         raise ValueError('tie_break="random" needs a numpy Generator: pass rng=np.random.default_rng(seed).')
 
@@ -191,4 +197,4 @@ def remaining_edits(zt, z1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     return zt[kept], pos, kind, token
 
 
-__all__ = ["BLANK", "TIE_BREAKS", "align", "align_masks", "common_prefix_length", "sample_zt", "remaining_edits"]
+__all__ = ["BLANK", "TIE_BREAKS", "align", "check_tie_break", "align_masks", "common_prefix_length", "sample_zt", "remaining_edits"]

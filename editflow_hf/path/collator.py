@@ -47,7 +47,7 @@ import torch
 
 from ..modeling.edits_editflow import EditKind
 from ..modeling.scheduling_editflow import KappaScheduler, get_scheduler
-from .alignment import BLANK, TIE_BREAKS, align, align_masks, remaining_edits, sample_zt
+from .alignment import BLANK, TIE_BREAKS, align, align_masks, check_tie_break, remaining_edits, sample_zt
 from .couplings import DEFAULT_X0_SAMPLER, CorruptWords, X0Sampler, parse_x0_sampler, token_word_roles
 from .localized import PATHS, localized_zt, sample_localized_path
 
@@ -145,13 +145,12 @@ def regime(prompt_len: int) -> str:
 TIE_BREAK_CHOICES = ("auto", *TIE_BREAKS)
 
 
-def _check_tie_break(tie_break) -> None:
+def _check_collator_tie_break(tie_break) -> None:
     if isinstance(tie_break, Mapping):
         if set(tie_break) == set(AUTO_TIE_BREAK) and all(value in TIE_BREAKS for value in tie_break.values()):
             return
         raise ValueError(f"A tie_break per regime needs the keys 'sft' and 'pt', each one of {', '.join(TIE_BREAKS)}; got {dict(tie_break)!r}.")
-    if tie_break not in TIE_BREAK_CHOICES:
-        raise ValueError(f"Unknown tie_break {tie_break!r}; valid values: {', '.join(map(repr, TIE_BREAK_CHOICES))}.")
+    check_tie_break(tie_break, TIE_BREAK_CHOICES)
 
 
 def _worker_id() -> int | None:
@@ -187,7 +186,7 @@ class EditFlowCollator:
         for name, value in (("mask_token_id", mask_token_id), ("bos_token_id", bos_token_id), ("pad_token_id", pad_token_id)):
             if value is None or int(value) < 0:
                 raise ValueError(f"EditFlowCollator needs a non-negative {name}; got {value!r}.")
-        _check_tie_break(tie_break)
+        _check_collator_tie_break(tie_break)
         if not 0.0 <= time_epsilon < 1.0:
             raise ValueError(f"time_epsilon must be in [0, 1); got {time_epsilon}.")
         if pad_to_multiple_of is not None and pad_to_multiple_of < 1:

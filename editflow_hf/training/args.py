@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from ..modeling.scheduling_editflow import get_scheduler
+from ..path.alignment import check_tie_break
 from ..path.collator import TIE_BREAK_CHOICES
 from ..path.couplings import DEFAULT_X0_SAMPLER
 from ..path.localized import PATHS
@@ -208,8 +209,7 @@ class EditFlowTrainingArguments(TrainingArguments):
         self.scheduler_kwargs = dict(self.scheduler_kwargs or {})
         # Fail at parse time on a bad name or bad arguments, not after the data has been prepared.
         self.scheduler_cls = get_scheduler(self.scheduler_cls, **self.scheduler_kwargs).name
-        if self.tie_break not in TIE_BREAK_CHOICES:
-            raise ValueError(f"--tie_break must be one of {', '.join(TIE_BREAK_CHOICES)}; got {self.tie_break!r}.")
+        check_tie_break(self.tie_break, TIE_BREAK_CHOICES, name="--tie_break")
         if self.max_w <= 0:
             raise ValueError(f"--max_w must be positive; got {self.max_w}.")
         if not 0 <= self.time_epsilon < 1:

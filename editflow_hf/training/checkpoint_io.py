@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoints import check_checkpoint
+from ..checkpoints.folder_checks import check_checkpoint
 from ..errors import EditFlowError
 from ..modeling.modeling_editflow import EditFlowForEditing
 from .lora import apply_lora

@@ -4,6 +4,7 @@
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -12,19 +13,11 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, set_seed
 
 from ..conversion import convert
 from ..hub.upload import push_checkpoint
-from ..checkpoints import (
-    RECORDED_TRAINING_ARGS,
-    TRAINING_ARGS_FILE,
-    check_model_folder,
-    commit_folder,
-    discard_staging,
-    loading_errors,
-    model_folder_problem,
-    save_failure_message,
-    staging_path,
-    write_failure,
-)
-from ..errors import EditFlowError
+from ..checkpoints.folder_checks import model_folder_problem
+from ..checkpoints.gate import check_model_folder, loading_errors
+from ..checkpoints.names import RECORDED_TRAINING_ARGS, TRAINING_ARGS_FILE
+from ..checkpoints.saving import commit_folder, discard_staging, save_failure_message, staging_path, write_failure
+from ..errors import EditFlowError, run_cli
 from ..modeling.generation_editflow import EditFlowGenerationConfig, reserved_token_ids
 from ..path.couplings import parse_x0_sampler
 from ..registration import register
@@ -160,6 +153,20 @@ def train_from_cli(task: str, argv: list[str] | None = None) -> int:
         run_lock.release()
 
 
+@dataclass
+class _Run:
+    """A training run `_set_up` checked and prepared: its flags, its trainer and the checkpoint it resumes."""
+
+    task: str
+    model_args: ModelArguments
+    data_args: DataArguments
+    training_args: EditFlowTrainingArguments
+    trainer: EditFlowTrainer
+    model_path: str
+    resume_from: str | bool | None
+    push_requested: bool
+
+
 def _train_from_cli(task: str, argv: list[str] | None, run_lock: RunLock) -> int:
     """The body of `training/pt.py` (task "pt": raw text grouped into blocks) and `training/sft.py` (task "sft":
     alpaca / chat rows with a fixed prompt). Trains, saves <output_dir>/checkpoint-final (weights, tokenizer,
@@ -167,12 +174,20 @@ def _train_from_cli(task: str, argv: list[str] | None, run_lock: RunLock) -> int
     Returns the exit status: 0, 2 for bad input, 3 for a failed push (the model is saved)."""
     prog = f"{task}.py"
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    # Bad flags, data or model (ValueError, OSError): one line before any step.
+    run = run_cli(prog, lambda: _set_up(task, prog, argv, run_lock))
+    if not isinstance(run, _Run):
+        return run
+    # Once training starts only an EditFlowError is the user's to fix (a checkpoint that could not be saved, a failed
+    # push); anything else is a bug, shown with its traceback.
+    return run_cli(prog, lambda: _train_and_save(prog, run), catch=(EditFlowError,))
+
+
+def _set_up(task: str, prog: str, argv: list[str] | None, run_lock: RunLock) -> _Run:
+    """Parse the flags, check them, the model and the data, lock the output folder, load the model and the data
+    and build the trainer: everything before the first step."""
     parser = HfArgumentParser((ModelArguments, DataArguments, EditFlowTrainingArguments))
-    try:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     log_level = training_args.get_process_log_level()
     transformers.utils.logging.set_verbosity(log_level)
     # Our own progress lines (conversion, data preparation) on the logging process; warnings only elsewhere.
@@ -186,59 +201,64 @@ def _train_from_cli(task: str, argv: list[str] | None, run_lock: RunLock) -> int
         flush=True,
     )
 
-    try:
-        check_numeric_flags(model_args, data_args, training_args)
-        if data_args.streaming and training_args.max_steps <= 0:
-            raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
-        config = _load_config(model_args)
-        resume_from = preflight(task, config, data_args, training_args)
-        run_lock.acquire(training_args)  # one run per --output_dir: a second one is refused here, before any step
-        set_seed(training_args.seed)
-        if data_args.disable_caching:
-            datasets.disable_caching()
-        model_path = _resolve_model_path(model_args, training_args, config)
-        with loading_errors(model_path):
-            tokenizer = AutoTokenizer.from_pretrained(model_path)
-            model = load_model_for_training(model_path, model_args, time_conditioning=training_args.time_conditioning)
-        with training_args.main_process_first(desc="dataset preparation"):
-            splits = prepare_datasets(
-                task,
-                data_args.dataset_args,
-                tokenizer,
-                text_field=data_args.text_field,
-                max_length=data_args.max_length,
-                insert_eos=data_args.insert_eos,
-                group=data_args.group_texts,
-                streaming=data_args.streaming,
-                num_proc=data_args.num_proc,
-                eval_split_size=data_args.eval_split_size,
-                seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
-                drop_incomplete_rows=data_args.drop_incomplete_rows,
-            )
-        if training_args.eval_strategy != "no" and "test" not in splits:
-            raise EditFlowError(
-                f"--eval_strategy {training_args.eval_strategy} but {data_args.dataset_args} gives no evaluation data; "
-                "add a split such as [train,test:100] or set --eval_split_size > 0."
-            )
-        trainer = EditFlowTrainer(
-            model=model,
-            args=training_args,
-            train_dataset=splits["train"],
-            eval_dataset=splits.get("test"),
-            processing_class=tokenizer,
-        )
-        check_final_save_possible(trainer)
-    except (ValueError, OSError) as err:
-        print(f"{prog}: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return getattr(err, "code", 2)
+    check_numeric_flags(model_args, data_args, training_args)
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise EditFlowError("--streaming needs --max_steps (a streamed dataset has no length to count epochs by).")
+    config = _load_config(model_args)
+    resume_from = preflight(task, config, data_args, training_args)
+    run_lock.acquire(training_args)  # one run per --output_dir: a second one is refused here, before any step
+    set_seed(training_args.seed)
+    if data_args.disable_caching:
+        datasets.disable_caching()
+    model_path = _resolve_model_path(model_args, training_args, config)
+    with loading_errors(model_path):
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model = load_model_for_training(model_path, model_args, time_conditioning=training_args.time_conditioning)
+    splits = _datasets(task, data_args, training_args, tokenizer)
+    trainer = EditFlowTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits.get("test"),
+        processing_class=tokenizer,
+    )
+    check_final_save_possible(trainer)
+    return _Run(task, model_args, data_args, training_args, trainer, model_path, resume_from, push_requested)
 
+
+def _datasets(task: str, data_args, training_args, tokenizer) -> dict:
+    """The tokenized splits of --dataset_args (prepared on the main process first); EditFlowError when evaluation
+    is asked for and there is no evaluation split."""
+    with training_args.main_process_first(desc="dataset preparation"):
+        splits = prepare_datasets(
+            task,
+            data_args.dataset_args,
+            tokenizer,
+            text_field=data_args.text_field,
+            max_length=data_args.max_length,
+            insert_eos=data_args.insert_eos,
+            group=data_args.group_texts,
+            streaming=data_args.streaming,
+            num_proc=data_args.num_proc,
+            eval_split_size=data_args.eval_split_size,
+            seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+            drop_incomplete_rows=data_args.drop_incomplete_rows,
+        )
+    if training_args.eval_strategy != "no" and "test" not in splits:
+        raise EditFlowError(
+            f"--eval_strategy {training_args.eval_strategy} but {data_args.dataset_args} gives no evaluation data; "
+            "add a split such as [train,test:100] or set --eval_split_size > 0."
+        )
+    return splits
+
+
+def _train_and_save(prog: str, run: _Run) -> int:
+    """Train (stopping at a signal with its exit status), save checkpoint-final and push it when asked; an
+    EditFlowError for a checkpoint that could not be saved or a failed push."""
+    trainer, training_args = run.trainer, run.training_args
     stop_on_signal = StopOnSignal()
     trainer.add_callback(stop_on_signal)
-    try:
-        trainer.train(resume_from_checkpoint=resume_from)
-    except EditFlowError as err:  # a checkpoint-N that could not be saved (EditFlowTrainer._save_checkpoint)
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return err.code
+    trainer.train(resume_from_checkpoint=run.resume_from)  # EditFlowError: a checkpoint-N that could not be saved
     if stop_on_signal.stopped_by:
         if trainer.is_world_process_zero():
             print(
@@ -249,22 +269,14 @@ def _train_from_cli(task: str, argv: list[str] | None, run_lock: RunLock) -> int
         return stopped_exit_code(stop_on_signal.stopped_by)
 
     final_dir = Path(training_args.output_dir) / "checkpoint-final"
-    argument_values = {**vars(model_args), **vars(data_args), **training_args.to_dict()}
-    pt_only = ("text_field", "insert_eos", "group_texts") if task == "sft" else ()
+    argument_values = {**vars(run.model_args), **vars(run.data_args), **training_args.to_dict()}
+    pt_only = ("text_field", "insert_eos", "group_texts") if run.task == "sft" else ()
     recorded = redact_secrets({name: argument_values[name] for name in RECORDED_TRAINING_ARGS if name in argument_values and name not in pt_only})
-    try:
-        _save_final(trainer, final_dir, recorded, model_path, model_args, task)
-    except EditFlowError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return err.code
+    _save_final(trainer, final_dir, recorded, run.model_path, run.model_args, run.task)
     if trainer.is_world_process_zero():
         print(f"{prog}: saved the trained model to {final_dir}", flush=True)
-        if push_requested:
-            try:
-                _push(final_dir, model_args, training_args, prog)
-            except EditFlowError as err:
-                print(f"{prog}: error: {err}", file=sys.stderr)
-                return err.code
+        if run.push_requested:
+            _push(final_dir, run.model_args, training_args, prog)
     return 0
 
 

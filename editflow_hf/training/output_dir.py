@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from ..checkpoints import checkpoint_problem, discard_staging
+from ..checkpoints.folder_checks import checkpoint_problem
+from ..checkpoints.saving import discard_staging
 from ..errors import EditFlowError
 from ..flags import bool_word
 

@@ -32,7 +32,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length
 
-from ..checkpoints import apply_umask, folder_bytes, save_failure_message, tensor_bytes, write_failure
+from ..checkpoints.saving import apply_umask, folder_bytes, save_failure_message, tensor_bytes, write_failure
 from ..errors import EditFlowError
 from ..modeling.scheduling_editflow import get_scheduler
 from ..objective.loss import EditFlowLoss
