@@ -123,6 +123,89 @@ def _is_message_list(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(m, dict) for m in value)
 
 
+def own_tokenizer(model, hub_kwargs: dict):
+    """The tokenizer saved beside the model (`pipeline("editflow-generation", model=model_object)` without one);
+    ValueError naming the fix where there is none."""
+    source = getattr(model, "name_or_path", None)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs) if source else None
+    except (OSError, ValueError):
+        tokenizer = None
+    if tokenizer is None:
+        raise ValueError(
+            "The editflow-generation pipeline needs a tokenizer: pass `tokenizer=` (the checkpoint's own, "
+            "saved by editflow-convert) or a model loaded from a folder that contains one."
+        )
+    return tokenizer
+
+
+def prompt_messages(inputs, chat_template: bool, edit_prompt: bool, tokenizer) -> list[dict] | None:
+    """The chat messages of an input, or None for a raw text prompt (the prompt rule)."""
+    if isinstance(inputs, Chat):
+        inputs = inputs.messages
+    if isinstance(inputs, str):
+        mask_token = tokenizer.mask_token
+        plain = bool(inputs.strip()) and not edit_prompt and not (mask_token and mask_token in inputs)
+        return [{"role": "user", "content": inputs}] if chat_template and plain else None
+    if not _is_message_list(inputs):
+        raise ValueError(
+            "Each input must be a string or a list of chat messages [{'role': ..., 'content': ...}]; "
+            f"got {type(inputs).__name__}."
+        )
+    for message in inputs:
+        if set(message) - {"role", "content"} or "role" not in message or "content" not in message:
+            raise ValueError(f"A chat message needs exactly the keys 'role' and 'content'; got {sorted(message)}.")
+        if message["role"] not in CHAT_ROLES:
+            raise ValueError(f"Unknown chat role {message['role']!r}; use one of {', '.join(CHAT_ROLES)}.")
+        if not isinstance(message["content"], str):
+            raise ValueError(f"Chat message content must be a string; got {type(message['content']).__name__}.")
+        check_text(message["content"], "A chat message")
+    return list(inputs)
+
+
+def prompt_token_ids(tokenizer, text: str, limit: int) -> list[int]:
+    """The token ids of a prompt text, at most `limit` (the model's positions) of them (a longer prompt is then
+    refused by `start_layout`). A text longer than PROMPT_CHARS_PER_POSITION characters per position is refused
+    before tokenizing: no real text averages that many characters per token, and a tokenizer's time and memory
+    grow with the whole text, whatever the truncation."""
+    if len(text) > limit * PROMPT_CHARS_PER_POSITION:
+        raise ValueError(
+            f"The prompt has {len(text):,} characters, far more than the model's {limit} positions can take (at "
+            f"most {limit * PROMPT_CHARS_PER_POSITION:,} characters are read): shorten it."
+        )
+    return tokenizer(text, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+
+
+def call_config(base: EditFlowGenerationConfig, generation_config, generate_kwargs: dict, max_positions: int):
+    """The settings of one call: `generation_config` (else the pipeline's `base`) updated with the call's fields
+    (loading options dropped) and validated against the model's positions; ValueError naming unknown parameters."""
+    generate_kwargs = {k: v for k, v in generate_kwargs.items() if k not in LOADING_KWARGS}
+    if generation_config is not None:
+        base = EditFlowGenerationConfig.from_generation_config(generation_config)
+    unknown = sorted(key for key in generate_kwargs if not hasattr(base, key))
+    if unknown:
+        raise ValueError(
+            f"Unknown editflow-generation parameter(s) {unknown}; valid ones: the fields of EditFlowGenerationConfig "
+            f"(tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, infill, "
+            f"max_length, max_new_tokens, num_return_sequences, ...) and {', '.join(PIPELINE_PARAMETERS)}."
+        )
+    return base.updated(max_positions=max_positions, **generate_kwargs)
+
+
+def warn_if_never_trained_to_edit(config) -> bool:
+    """Edit mode asks the model to substitute and delete real tokens; a model trained only from masks (its recorded
+    `x0_sampler` has no `corrupt`) never saw that: say so (the pipeline once). Returns whether it warned."""
+    spec = getattr(config, "x0_sampler", None)
+    if not spec or "corrupt" in spec:
+        return False
+    logger.warning(
+        "edit_prompt=True, but this model was trained with x0_sampler=%r (masks only): it never learned to "
+        "revise real text. Train it with a corrupting coupling, e.g. --x0_sampler "
+        "\"0.5*masks[length:64] + 0.5*corrupt[p:0.2]\".", spec,
+    )
+    return True
+
+
 class EditFlowGenerationPipeline(Pipeline):
     """Generate, infill or edit text with an Edit Flow model: glue around `model.generate()` (see the module
     docstring) as `text-generation` is around a causal LM's."""
@@ -139,17 +222,8 @@ class EditFlowGenerationPipeline(Pipeline):
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if kwargs.get(key) is not None}
         self.generation_config = None  # set below; _sanitize_parameters starts from the model's until then
         super().__init__(*args, **kwargs)
-        source = getattr(self.model, "name_or_path", None)
         if self.tokenizer is None:
-            try:
-                self.tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs) if source else None
-            except (OSError, ValueError):
-                self.tokenizer = None
-            if self.tokenizer is None:
-                raise ValueError(
-                    "The editflow-generation pipeline needs a tokenizer: pass `tokenizer=` (the checkpoint's own, "
-                    "saved by editflow-convert) or a model loaded from a folder that contains one."
-                )
+            self.tokenizer = own_tokenizer(self.model, hub_kwargs)
         config = self.model.config
         if config.bos_token_id is None or config.mask_token_id is None:
             raise ValueError(
@@ -177,18 +251,8 @@ class EditFlowGenerationPipeline(Pipeline):
         top of this pipeline's defaults, validated here against the model's positions before any input is read)
         to preprocess (prompt format, edit mode, sizes) and forward (`generate()`); `progress_bar` and
         `return_trace` to forward; `return_trace` and `return_full_text` to postprocess."""
-        generate_kwargs = {k: v for k, v in generate_kwargs.items() if k not in LOADING_KWARGS}
         base = self.generation_config or self._model_generation_config()
-        if generation_config is not None:
-            base = EditFlowGenerationConfig.from_generation_config(generation_config)
-        unknown = sorted(key for key in generate_kwargs if not hasattr(base, key))
-        if unknown:
-            raise ValueError(
-                f"Unknown editflow-generation parameter(s) {unknown}; valid ones: the fields of EditFlowGenerationConfig "
-                f"(tau, mask_length, temperature, do_sample, top_p, top_k, seed, edit_prompt, chat_template, infill, "
-                f"max_length, max_new_tokens, num_return_sequences, ...) and {', '.join(PIPELINE_PARAMETERS)}."
-            )
-        config = base.updated(max_positions=self.max_positions, **generate_kwargs)
+        config = call_config(base, generation_config, generate_kwargs, self.max_positions)
         preprocess, forward, postprocess = {"generation_config": config}, {"generation_config": config}, {}
         for key, value, targets in (
             ("progress_bar", progress_bar, (forward,)),
@@ -268,52 +332,17 @@ class EditFlowGenerationPipeline(Pipeline):
         def outputs():
             first_input = 0  # index of the batch's first input in the call: it keys the rows' random draws
             for batch in loader:
-                for output in self._split_batch(self.forward(batch, first_input=first_input, **forward_params)):
+                for output in split_batch(self.forward(batch, first_input=first_input, **forward_params)):
                     yield self.postprocess(output, **postprocess_params)
                 first_input += len(batch)
 
         return outputs()
 
-    def _prompt_messages(self, inputs, chat_template: bool, edit_prompt: bool) -> list[dict] | None:
-        """The chat messages of an input, or None for a raw text prompt (the prompt rule)."""
-        if isinstance(inputs, Chat):
-            inputs = inputs.messages
-        if isinstance(inputs, str):
-            mask_token = self.tokenizer.mask_token
-            plain = bool(inputs.strip()) and not edit_prompt and not (mask_token and mask_token in inputs)
-            return [{"role": "user", "content": inputs}] if chat_template and plain else None
-        if not _is_message_list(inputs):
-            raise ValueError(
-                "Each input must be a string or a list of chat messages [{'role': ..., 'content': ...}]; "
-                f"got {type(inputs).__name__}."
-            )
-        for message in inputs:
-            if set(message) - {"role", "content"} or "role" not in message or "content" not in message:
-                raise ValueError(f"A chat message needs exactly the keys 'role' and 'content'; got {sorted(message)}.")
-            if message["role"] not in CHAT_ROLES:
-                raise ValueError(f"Unknown chat role {message['role']!r}; use one of {', '.join(CHAT_ROLES)}.")
-            if not isinstance(message["content"], str):
-                raise ValueError(f"Chat message content must be a string; got {type(message['content']).__name__}.")
-            check_text(message["content"], "A chat message")
-        return list(inputs)
-
-    def _warn_if_never_trained_to_edit(self) -> None:
-        """Edit mode asks the model to substitute and delete real tokens; a model trained only from masks
-        (its recorded `x0_sampler` has no `corrupt`) never saw that, so say so once."""
-        spec = getattr(self.model.config, "x0_sampler", None)
-        if spec and "corrupt" not in spec and not getattr(self, "_warned_masks_only", False):
-            self._warned_masks_only = True
-            logger.warning(
-                "edit_prompt=True, but this model was trained with x0_sampler=%r (masks only): it never learned to "
-                "revise real text. Train it with a corrupting coupling, e.g. --x0_sampler "
-                "\"0.5*masks[length:64] + 0.5*corrupt[p:0.2]\".", spec,
-            )
-
     def preprocess(self, inputs, generation_config: EditFlowGenerationConfig | None = None):
         """The prompt's token ids (BOS not included), after the prompt rule; its length is checked against the
         model's positions and the length caps (`EditFlowGenerationConfig.start_layout`) before any row is built."""
         config = generation_config or self.generation_config
-        messages = self._prompt_messages(inputs, config.chat_template, config.edit_prompt)
+        messages = prompt_messages(inputs, config.chat_template, config.edit_prompt, self.tokenizer)
         if messages is None:
             text = inputs
         elif not getattr(self.tokenizer, "chat_template", None):
@@ -324,27 +353,14 @@ class EditFlowGenerationPipeline(Pipeline):
         else:
             text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         check_text(text)
-        prompt_ids = self._prompt_ids(text)
+        prompt_ids = prompt_token_ids(self.tokenizer, text, self.max_positions)
         config.start_layout(  # the check only: start_rows lays the rows out (and warns of no room) once
             len(prompt_ids), infill=self.model.config.mask_token_id in prompt_ids, max_positions=self.max_positions,
             warn=False,
         )
-        if config.edit_prompt:
-            self._warn_if_never_trained_to_edit()
+        if config.edit_prompt and not getattr(self, "_warned_masks_only", False):
+            self._warned_masks_only = warn_if_never_trained_to_edit(self.model.config)
         return {"prompt_ids": prompt_ids, "prompt": inputs.messages if isinstance(inputs, Chat) else inputs}
-
-    def _prompt_ids(self, text: str) -> list[int]:
-        """The token ids of a prompt text, at most the model's positions of them (a longer prompt is then refused
-        by `start_layout`). A text longer than PROMPT_CHARS_PER_POSITION characters per position is refused
-        before tokenizing: no real text averages that many characters per token, and a tokenizer's time and memory
-        grow with the whole text, whatever the truncation."""
-        limit = self.max_positions
-        if len(text) > limit * PROMPT_CHARS_PER_POSITION:
-            raise ValueError(
-                f"The prompt has {len(text):,} characters, far more than the model's {limit} positions can take (at "
-                f"most {limit * PROMPT_CHARS_PER_POSITION:,} characters are read): shorten it."
-            )
-        return self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
 
     def _decode(self, model_inputs, generation_config, return_trace=False, progress_bar=True, first_input=0):
         """The `generate()` run of a batch of preprocessed inputs, not started (see `EditFlowDecode`); the batch's
@@ -409,64 +425,25 @@ class EditFlowGenerationPipeline(Pipeline):
             pending = GenerationStep(sampler_step.step, decode.num_steps, sampler_step.t, list(decode.step_rows))
         if pending is not None:
             batch = {"inputs": model_inputs, "decode": decode}
-            pending.outputs = [self.postprocess(output, **postprocess_params) for output in self._split_batch(batch)]
+            pending.outputs = [self.postprocess(output, **postprocess_params) for output in split_batch(batch)]
             yield pending
 
-    @staticmethod
-    def _split_batch(model_outputs):
-        """The sampled rows of a batch, regrouped per input: `{"input", "sequences", "traces", ...}` each."""
-        decode = model_outputs["decode"]
-        count = decode.generation_config.num_return_sequences or 1
-        sequences = decode.sequences()
-        for index, row in enumerate(model_outputs["inputs"]):
-            rows = slice(index * count, (index + 1) * count)
-            yield {
-                "input": row,
-                "sequences": sequences[rows],
-                "traces": decode.history[rows],
-                "prompt_len": decode.rows.prompt_lengths[index * count],
-                "infill": decode.rows.infill[index * count] and decode.generation_config.infill,
-            }
-
     def continuation_text(self, prefix_ids: list[int], generated: list[int]) -> str:
-        """The text of `generated` as it reads after `prefix_ids`, as text-generation makes it: both are decoded
-        together and the prefix's text cut off, so the tokenizer decides the junction (a WordPiece "##" piece joins
-        the word before it). With no prefix text (unconditional, infill, edit, a prompt of unknown tokens only) the
-        text starts at its first whole word (see [`from_first_word`]): no text starts with a dangling piece."""
-        head = self.tokenizer.decode(prefix_ids, skip_special_tokens=True) if prefix_ids else ""
-        if not head.strip():
-            return self.tokenizer.decode(self.from_first_word(generated), skip_special_tokens=True).strip()
-        whole = self.tokenizer.decode([*prefix_ids, *generated], skip_special_tokens=True)
-        if whole.startswith(head):
-            return whole[len(head) :].strip()
-        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
-
-    def from_first_word(self, generated: list[int]) -> list[int]:
-        """`generated` from its first whole word: leading WordPiece continuation pieces ("##ing", the end of a word
-        whose start no step wrote) and special tokens (which the text skips anyway) are left out."""
-        special = set(self.tokenizer.all_special_ids)
-        pieces = self.tokenizer.convert_ids_to_tokens(generated)
-        start = 0
-        while start < len(generated) and (generated[start] in special or pieces[start].startswith(CONTINUATION_MARK)):
-            start += 1
-        return list(generated[start:])
+        """[`continuation_text`] with this pipeline's tokenizer."""
+        return continuation_text(self.tokenizer, prefix_ids, generated)
 
     def generated_ids(self, sequence: list[int], prompt_len: int) -> list[int]:
-        """The tokens after the prompt, up to the first EOS: what `generated_text` shows."""
-        generated = list(sequence[prompt_len:])
-        eos = self.model.config.eos_token_id
-        if eos is not None and eos in generated:
-            generated = generated[: generated.index(eos)]
-        return generated
+        """[`generated_ids`]: the tokens after the prompt, up to the model's first EOS."""
+        return generated_ids(sequence, prompt_len, self.model.config.eos_token_id)
 
     def postprocess(self, model_outputs, return_trace=False, return_full_text=False):
         row, prompt_len = model_outputs["input"], model_outputs["prompt_len"]
         prompt_ids = row["prompt_ids"][: prompt_len - 1]  # the prompt kept before the continuation (none after BOS: infill, edit)
         records = []
         for sequence, trace in zip(model_outputs["sequences"], model_outputs["traces"]):
-            generated = self.generated_ids(sequence, prompt_len)
-            text = self.continuation_text(prompt_ids, generated)
-            record = {"generated_text": self._full_text(row["prompt"], prompt_ids, generated, text) if return_full_text else text}
+            generated = generated_ids(sequence, prompt_len, self.model.config.eos_token_id)
+            text = continuation_text(self.tokenizer, prompt_ids, generated)
+            record = {"generated_text": full_text(self.tokenizer, row["prompt"], prompt_ids, generated, text) if return_full_text else text}
             if model_outputs["infill"]:
                 record["infill"] = model_outputs["infill"]
             if return_trace:
@@ -474,17 +451,68 @@ class EditFlowGenerationPipeline(Pipeline):
             records.append(record)
         return records
 
-    def _full_text(self, prompt, prompt_ids, generated, text):
-        """The prompt followed by the generated text, as text-generation's `return_full_text=True` gives it."""
-        if not isinstance(prompt, str):
-            return [*prompt, {"role": "assistant", "content": text}]
-        if not prompt_ids:  # infill, edit or unconditional: the text already is the whole sequence
-            return text
-        head = self.tokenizer.decode(prompt_ids, skip_special_tokens=True)
-        whole = self.tokenizer.decode([*prompt_ids, *generated], skip_special_tokens=True)
-        joined = head.strip() and whole.startswith(head)  # else the text starts at its first whole word
-        tail = whole[len(head) :] if joined else (" " + text if text else "")
-        return prompt + tail.rstrip()
+
+
+def split_batch(model_outputs):
+    """The sampled rows of a batch, regrouped per input: `{"input", "sequences", "traces", ...}` each."""
+    decode = model_outputs["decode"]
+    count = decode.generation_config.num_return_sequences or 1
+    sequences = decode.sequences()
+    for index, row in enumerate(model_outputs["inputs"]):
+        rows = slice(index * count, (index + 1) * count)
+        yield {
+            "input": row,
+            "sequences": sequences[rows],
+            "traces": decode.history[rows],
+            "prompt_len": decode.rows.prompt_lengths[index * count],
+            "infill": decode.rows.infill[index * count] and decode.generation_config.infill,
+        }
+
+
+def generated_ids(sequence: list[int], prompt_len: int, eos_token_id: int | None) -> list[int]:
+    """The tokens after the prompt, up to the first EOS: what `generated_text` shows."""
+    generated = list(sequence[prompt_len:])
+    if eos_token_id is not None and eos_token_id in generated:
+        generated = generated[: generated.index(eos_token_id)]
+    return generated
+
+
+def from_first_word(tokenizer, generated: list[int]) -> list[int]:
+    """`generated` from its first whole word: leading WordPiece continuation pieces ("##ing", the end of a word
+    whose start no step wrote) and special tokens (which the text skips anyway) are left out."""
+    special = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(generated)
+    start = 0
+    while start < len(generated) and (generated[start] in special or pieces[start].startswith(CONTINUATION_MARK)):
+        start += 1
+    return list(generated[start:])
+
+
+def continuation_text(tokenizer, prefix_ids: list[int], generated: list[int]) -> str:
+    """The text of `generated` as it reads after `prefix_ids`, as text-generation makes it: both are decoded
+    together and the prefix's text cut off, so the tokenizer decides the junction (a WordPiece "##" piece joins
+    the word before it). With no prefix text (unconditional, infill, edit, a prompt of unknown tokens only) the
+    text starts at its first whole word (see [`from_first_word`]): no text starts with a dangling piece."""
+    head = tokenizer.decode(prefix_ids, skip_special_tokens=True) if prefix_ids else ""
+    if not head.strip():
+        return tokenizer.decode(from_first_word(tokenizer, generated), skip_special_tokens=True).strip()
+    whole = tokenizer.decode([*prefix_ids, *generated], skip_special_tokens=True)
+    if whole.startswith(head):
+        return whole[len(head) :].strip()
+    return tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+
+def full_text(tokenizer, prompt, prompt_ids, generated, text):
+    """The prompt followed by the generated text, as text-generation's `return_full_text=True` gives it."""
+    if not isinstance(prompt, str):
+        return [*prompt, {"role": "assistant", "content": text}]
+    if not prompt_ids:  # infill, edit or unconditional: the text already is the whole sequence
+        return text
+    head = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+    whole = tokenizer.decode([*prompt_ids, *generated], skip_special_tokens=True)
+    joined = head.strip() and whole.startswith(head)  # else the text starts at its first whole word
+    tail = whole[len(head) :] if joined else (" " + text if text else "")
+    return prompt + tail.rstrip()
 
 
 __all__ = ["EditFlowGenerationPipeline", "GenerationStep"]
