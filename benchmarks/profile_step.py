@@ -84,16 +84,21 @@ def profile_sections(module, model, runs: int, tau: float, mask_length: int, **s
         wrap(module.CompiledEditRates, "__call__", "compiled encoder + rate head (the whole call)")
     else:
         wrap(model.encoder, "forward", "encoder")
-    wrap(sampler_cls, "model_rates", "model call (encoder + rate head)")
+    # the sampler's parts: their own classes and modules since the split by concern, methods of the sampler before
+    runner_cls = getattr(module, "EditRateRunner", sampler_cls)
+    wrap(runner_cls, "model_rates", "model call (encoder + rate head)")
     wrap(sampler_cls, "_encode_rows", "model call (encoder + rate head)")
     wrap(module, "edit_permissions", "edit permissions")
-    wrap(sampler_cls, "choose_edits", "firing (draws + compare)")
-    if hasattr(module, "project_tokens"):  # the heads through the transposed projection
-        wrap(module, "project_tokens", "token heads")
+    wrap(getattr(module, "EditFiring", sampler_cls), "choose_edits", "firing (draws + compare)")
+    heads_module = sys.modules[runner_cls.__module__]  # the module that calls project_tokens
+    if hasattr(heads_module, "project_tokens"):  # the heads through the transposed projection
+        wrap(heads_module, "project_tokens", "token heads")
     else:
         wrap(model.sub_head, "forward", "token heads")
         wrap(model.ins_head, "forward", "token heads")
     wrap(sampler_cls, "_sample", "token sampling")
+    if hasattr(module, "TokenRule"):
+        wrap(module.TokenRule, "draw", "token sampling")
     wrap(module, "apply_edits", "apply edits")
     try:
         for seed in range(2 if sampler_kwargs.get("compile") else 1):  # warm-up (compiling the shapes the run meets)

@@ -132,10 +132,10 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
     per answer (rows the sampler ran through the model / answers). Means over every answer of every seed, each with
     its standard error over those answers."""
     from editflow_hf.evaluation import evaluate, normalize_answer, repeats_a_word, token_f1
-    from editflow_hf.modeling.sampling_editflow import TauLeapSampler
+    from editflow_hf.modeling.rates_editflow import EditRateRunner
 
     rows_encoded = []
-    model_pass = TauLeapSampler._model_pass
+    model_pass = EditRateRunner._model_pass
 
     def counting(self, input_ids, *rest):
         rows_encoded.append(int(input_ids.shape[0]))
@@ -143,7 +143,7 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
 
     start = time.perf_counter()
     result = {"orders": {}}
-    TauLeapSampler._model_pass = counting
+    EditRateRunner._model_pass = counting
     try:
         for order in args.write_orders.split(","):
             per_answer = {"exact": [], "token_f1": [], "fact": [], "repeated_word": []}
@@ -168,7 +168,7 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
             figures["passes_per_answer"] = round(sum(passes) / len(passes), 2)
             result["orders"][order] = {**figures, "answers": answers}
     finally:
-        TauLeapSampler._model_pass = model_pass
+        EditRateRunner._model_pass = model_pass
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     return result
 

@@ -21,14 +21,8 @@ from transformers.utils import ModelOutput, logging
 
 from .edits_editflow import DecodeTrace, unwritable_token_ids
 from .guidance_editflow import TimeSchedule
-from .sampling_editflow import (
-    MAX_TAU_STEPS,
-    MIN_TAU,
-    SamplerStep,
-    TauLeapSampler,
-    check_edit_params,
-    check_sampling_params,
-)
+from .firing_editflow import MAX_TAU_STEPS, MIN_TAU, check_edit_params, check_sampling_params
+from .sampling_editflow import SamplerStep, TauLeapSampler
 
 logger = logging.get_logger(__name__)
 
@@ -46,7 +40,7 @@ UNSUPPORTED_FIELDS = {"num_beams": 1, "penalty_alpha": None, "assistant_model": 
 # collapses a pretrained model's text into punctuation (",,,, i,,,"): while most of x_t is masks, every masked position
 # reads nearly the same context and argmax writes the same frequent token everywhere. Instead tokens are drawn at the
 # paper's temperature 0.8 and top-p 0.5 from a fixed seed (GREEDY_SEED unless `seed` is given), so a call gives the same
-# output every time (measured: benchmarks/RESULTS.md, issue R item 4). `top_k=1` takes the most likely token.
+# output every time. `top_k=1` takes the most likely token.
 GREEDY_TEMPERATURE = 0.8
 GREEDY_TOP_P = 0.5
 GREEDY_SEED = 0

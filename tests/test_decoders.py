@@ -149,7 +149,7 @@ def test_trains_with_pt_samples_and_passes_the_push_check(converted, tmp_path):
     # The sampler rebuilds the schedule the model was trained with: dLLM's cubic, not this project's `cubic`.
     t = torch.linspace(0, 1, 11)
     sampler = TauLeapSampler(EditFlowForEditing.from_pretrained(final))
-    torch.testing.assert_close(sampler.scheduler.kappa(t), 2 * t**3 - 3 * t**2 + 2 * t)
+    torch.testing.assert_close(sampler.firing.scheduler.kappa(t), 2 * t**3 - 3 * t**2 + 2 * t)
     listed = push_checkpoint(final, f"someone/tiny-{kind}-editflow", dry_run=True)
     assert "model.safetensors" in listed and "modeling_editflow.py" in listed
 

@@ -122,9 +122,9 @@ def test_do_sample_false_is_a_deterministic_decode_at_the_papers_settings(pipe):
     def sampler(**settings):
         return pipe.model.prepare_decode(generation_config=pipe.generation_config, **settings).sampler
 
-    assert (sampler(do_sample=False).temperature_at(0.5), sampler(do_sample=False).top_p) == (0.8, 0.5)
+    assert (sampler(do_sample=False).token_rule.temperature_at(0.5), sampler(do_sample=False).token_rule.top_p) == (0.8, 0.5)
     assert (sampler(do_sample=False).seed, sampler(do_sample=False, seed=7).seed) == (0, 7)
-    assert sampler(top_k=1).top_k == 1
+    assert sampler(top_k=1).token_rule.top_k == 1
 
 
 def test_do_sample_false_does_not_write_one_token_everywhere(pipe):

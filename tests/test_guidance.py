@@ -69,7 +69,7 @@ def test_guided_rates_and_tokens_match_two_plain_passes():
         protected[b, :p] = True
     sampler = TauLeapSampler(model, guidance_scale=w)
     with torch.no_grad():
-        rates, hidden = sampler.model_rates(ids, mask, 0.3, protected)
+        rates, hidden = sampler.runner.model_rates(ids, mask, 0.3, protected)
         for b, p in enumerate(prompt_lens):
             length = int(mask[b].sum())
             cond = model(ids[b : b + 1, :length])
@@ -87,7 +87,7 @@ def test_guided_rates_and_tokens_match_two_plain_passes():
                     assert torch.isfinite(rates[b, i]).all()
                     expected_logits = (1 + w) * torch.log_softmax(cond.ins_logits[0, i], -1) - w * torch.log_softmax(uncond.ins_logits[0, j], -1)
                 torch.testing.assert_close(rates[b, i].double(), expected_rates.float().double(), rtol=1e-5, atol=1e-7)
-                logits = sampler.token_logits(model.ins_head, hidden[b, i][None], 0.3)[0]
+                logits = sampler.runner.token_logits(model.ins_head, hidden[b, i][None], 0.3)[0]
                 torch.testing.assert_close(
                     torch.log_softmax(logits.double(), -1), torch.log_softmax(expected_logits.double(), -1), rtol=1e-5, atol=1e-5
                 )
@@ -149,9 +149,9 @@ def test_temperature_schedule_reaches_the_token_draws():
     assert _run(model, 5, temperature="0*t") == _run(model, 5, temperature=0.0)
     assert _run(model, 5, temperature=(1.0, 1.0)) == _run(model, 5, temperature=1.0)
     sampler = TauLeapSampler(model, temperature="0.8*t + 1.0*(1-t)")
-    assert sampler.temperature_at(0.0) == 1.0 and math.isclose(sampler.temperature_at(0.5), 0.9)
-    assert sampler.reuse_unchanged_rows  # temperature does not touch the rates: reuse stays on
-    assert not TauLeapSampler(model, guidance_scale=(0.0, 1.0)).reuse_unchanged_rows
+    assert sampler.token_rule.temperature_at(0.0) == 1.0 and math.isclose(sampler.token_rule.temperature_at(0.5), 0.9)
+    assert sampler.runner.reuse_unchanged_rows  # temperature does not touch the rates: reuse stays on
+    assert not TauLeapSampler(model, guidance_scale=(0.0, 1.0)).runner.reuse_unchanged_rows
 
 
 def test_generation_config_carries_and_checks_the_settings():

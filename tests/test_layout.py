@@ -180,7 +180,7 @@ ONE_HOME = {
     "the regime of an example": ("editflow_hf/path/collator.py", ["regime"]),
     "edit kinds": ("modeling/edits_editflow.py", ["EditKind"]),
     "decode record": ("modeling/edits_editflow.py", ["DecodeTrace", "TraceStep"]),
-    "rows of a padded batch": ("modeling/sampling_editflow.py", ["unpadded_rows"]),
+    "rows of a padded batch": ("modeling/applying_editflow.py", ["unpadded_rows"]),
     "the tie-break check": ("editflow_hf/path/alignment.py", ["check_tie_break", "TIE_BREAKS"]),
     "the collator's tie-breaks (auto, per regime)": ("editflow_hf/path/collator.py", ["TIE_BREAK_CHOICES", "AUTO_TIE_BREAK"]),
     "a CLI error as one line": ("editflow_hf/errors.py", ["EditFlowError", "run_cli"]),
@@ -278,10 +278,10 @@ def test_suppress_token_ids_come_from_one_function(nodes):
 # --- sizes --------------------------------------------------------------------------------------------------------
 
 # At most this many lines per file, per class, per function (a module, a class or a function longer than this holds
-# more than one concern: split it by concern). EDITFLOW_HF_SIZE_ROOTS: the trees held to it (editflow_hf/ without
-# its modeling symlink, whose files are modeling/'s).
+# more than one concern: split it by concern). SIZE_ROOTS: the trees held to it (editflow_hf/ without its modeling
+# symlink, whose files are modeling/'s, and the remote code itself); to hold another tree to the limits, add it here.
 MAX_FILE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 600, 250, 80
-EDITFLOW_HF_SIZE_ROOTS = (PACKAGE,)
+SIZE_ROOTS = (PACKAGE, MODELING)
 
 
 def oversized(paths) -> list[str]:
@@ -301,8 +301,23 @@ def oversized(paths) -> list[str]:
     return found
 
 
-def test_editflow_hf_files_classes_and_functions_are_not_oversized():
-    paths = [path for root in EDITFLOW_HF_SIZE_ROOTS for path in sorted(root.rglob("*.py"))
+def test_files_classes_and_functions_are_not_oversized():
+    paths = [path for root in SIZE_ROOTS for path in sorted(root.rglob("*.py"))
              if not path.is_relative_to(PACKAGE / "modeling")]  # fmt: skip
     assert len(paths) > 40  # the scan sees the package (not only the symlink's files, nor nothing)
+    assert {"sampling_editflow.py", "pipeline_editflow.py"} <= {path.name for path in paths}  # and the remote code
     assert not oversized(paths), "\n".join(oversized(paths))
+
+
+def test_the_size_check_reports_a_file_a_class_and_a_function_one_line_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "REPO_ROOT", tmp_path)
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES - 2))
+    (tmp_path / "within.py").write_text(f"def f():\n{body}    return 0\n")
+    (tmp_path / "function.py").write_text(f"def f():\n{body}    x = 0\n    return 0\n")
+    methods = "".join(f"    def m{i}(self):\n        return {i}\n\n" for i in range(MAX_CLASS_LINES // 3 + 1))
+    (tmp_path / "klass.py").write_text(f"class C:\n{methods}")
+    (tmp_path / "file.py").write_text("x = 0\n" * (MAX_FILE_LINES + 1))
+    assert oversized([tmp_path / "within.py"]) == []
+    assert oversized([tmp_path / "function.py"]) == [f"function.py: f {MAX_FUNCTION_LINES + 1} lines (at most {MAX_FUNCTION_LINES})"]
+    assert [problem.split(":")[1].split()[0] for problem in oversized([tmp_path / "klass.py"])] == ["C"]
+    assert oversized([tmp_path / "file.py"]) == [f"file.py: {MAX_FILE_LINES + 1} lines (at most {MAX_FILE_LINES})"]

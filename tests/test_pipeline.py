@@ -93,12 +93,10 @@ def test_compile_keyword_reaches_the_sampler_and_flag_reaches_the_pipeline(pipe,
     """`compile=True` runs the model through the bucketed compiled step (here with the compiler replaced by the
     eager function, so the test compiles nothing): same output as eager; `--compile` on the CLIs passes it on."""
     from editflow_hf.sampling_flags import build_parser, sampling_kwargs
-    from editflow_hf.modeling.sampling_editflow import CompiledEditRates
-
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     kwargs = dict(tau=0.2, mask_length=5, seed=3, return_trace=True, **QUIET)
     assert pipe(["one", "two words"], compile=True, **kwargs) == pipe(["one", "two words"], **kwargs)
-    assert CompiledEditRates.for_model(pipe.model).shapes  # the compiled path ran
+    assert pipe.model.compiled_edit_rates().shapes  # the compiled path ran
     with pytest.raises(ValueError, match="compile"):
         pipe("hi", compile="yes")
     parser = build_parser()
@@ -301,11 +299,11 @@ def test_do_sample_false_equals_temperature_zero(pipe):
 
 
 def test_top_k_reaches_the_token_sampler(pipe, monkeypatch):
-    from editflow_hf.modeling import sampling_editflow
+    from editflow_hf.modeling import tokens_editflow
 
     seen = []
-    original = sampling_editflow.sample_tokens
-    monkeypatch.setattr(sampling_editflow, "sample_tokens", lambda *a, **k: seen.append(a[5]) or original(*a, **k))
+    original = tokens_editflow.sample_tokens
+    monkeypatch.setattr(tokens_editflow, "sample_tokens", lambda *a, **k: seen.append(a[5]) or original(*a, **k))
     pipe("the cat", top_k=3, tau=0.2, mask_length=6, seed=0, **QUIET)
     assert seen and set(seen) == {3}
 

@@ -200,22 +200,22 @@ def test_choose_edits_probabilities_and_kind_split():
     ins = torch.full((1, n), 2.0)
     everywhere = torch.ones((1, n), dtype=torch.bool)
     draws = torch.rand((NUM_DRAWS, 1, n), generator=torch.Generator().manual_seed(0))
-    del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 0.1, draws)
+    del_fire, sub_fire, ins_fire = sampler.firing.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 0.1, draws)
     # P(event) = min(1, 0.1 * 4) = 0.4, split 3:1; P(ins) = 0.2
     assert abs(sub_fire.float().mean().item() - 0.3) < 0.005
     assert abs(del_fire.float().mean().item() - 0.1) < 0.005
     assert abs(ins_fire.float().mean().item() - 0.2) < 0.005
     assert not (sub_fire & del_fire).any()
     # clamped at 1 when the scaled rate exceeds it
-    del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 10.0, draws)
+    del_fire, sub_fire, ins_fire = sampler.firing.choose_edits(sub, dele, ins, everywhere, everywhere, torch.tensor([n]), 10.0, draws)
     assert (sub_fire | del_fire).all() and ins_fire.all()
 
 
 def test_step_weight_linear_last_step_is_finite():
-    sampler = TauLeapSampler(tiny_model(), tau=0.01)
-    assert sampler.step_weight(0.0, 0.01) == pytest.approx(0.01)
-    assert sampler.step_weight(0.99, 1.0) == pytest.approx(1.0)
-    assert math.isfinite(sampler.step_weight(0.999, 1.0))
+    weights = TauLeapSampler(tiny_model(), tau=0.01).firing.step_weights()
+    assert weights[0] == pytest.approx(0.01) and weights[-1] == pytest.approx(1.0)
+    fine = TauLeapSampler(tiny_model(), tau=0.001).firing.step_weights()  # the last step starts at t = 0.999
+    assert all(math.isfinite(w) for w in fine) and fine[-1] == pytest.approx(1.0)
 
 
 def test_strength_starts_at_one_minus_strength_and_weights_the_rest_of_the_path():
@@ -223,7 +223,7 @@ def test_strength_starts_at_one_minus_strength_and_weights_the_rest_of_the_path(
     sampler = TauLeapSampler(model, tau=0.1, strength=0.3, reuse_unchanged_rows=False, seed=0)
     assert sampler.num_steps == 3 and TauLeapSampler(model, tau=0.1).num_steps == 10
     # linear schedule, w = 1 / (1 - t): h * w over 0.7 -> 0.8 -> 0.9 -> 1
-    assert sampler._step_weights() == pytest.approx([0.1 / 0.3, 0.1 / 0.2, 1.0])
+    assert sampler.firing.step_weights() == pytest.approx([0.1 / 0.3, 0.1 / 0.2, 1.0])
     state = sampler.init_state([[BOS, 10, 11, 12]], [[True, False, False, False]], [True])
     assert state.t == pytest.approx(0.7)
     times = [sampler.step(state).t for _ in range(sampler.num_steps)]
@@ -240,11 +240,11 @@ def test_threshold_rule_fires_where_an_edit_is_more_likely_than_not():
     blocked = everywhere.clone()
     blocked[0, 4] = False
     for scale, draws in ((0.01, torch.zeros((NUM_DRAWS, 1, 5))), (100.0, torch.full((NUM_DRAWS, 1, 5), 0.99))):
-        del_fire, sub_fire, ins_fire = sampler.choose_edits(sub, dele, ins, blocked, blocked, torch.tensor([5]), scale, draws)
+        del_fire, sub_fire, ins_fire = sampler.firing.choose_edits(sub, dele, ins, blocked, blocked, torch.tensor([5]), scale, draws)
         assert sub_fire.tolist() == [[False, True, True, False, False]]  # sub + del > 1/2; a tie goes to sub
         assert del_fire.tolist() == [[False] * 5]
         assert ins_fire.tolist() == [[True, False, False, False, False]]
-    del_fire, _, _ = sampler.choose_edits(sub, dele * 8, ins, everywhere, everywhere, torch.tensor([5]), 1.0, draws)
+    del_fire, _, _ = sampler.firing.choose_edits(sub, dele * 8, ins, everywhere, everywhere, torch.tensor([5]), 1.0, draws)
     assert del_fire.tolist() == [[True, True, True, False, True]]
 
 
@@ -276,7 +276,7 @@ def test_gain_rule_fires_the_edits_more_likely_right_than_needless():
     sampler = TauLeapSampler(tiny_model(), tau=0.1, edit_rule="gain", suppress_token_ids=[PAD, BOS, MASK])
     tokens = [BOS, 10, 11, 12, 13, 14]
     state = sampler.init_state([tokens], [[True] + [False] * 5], [True])
-    sampler._refresh_rates(state, 0.0)
+    sampler.runner.refresh(state, 0.0)
     state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
     # per position: sub, del, ins rate
     state.rate_cache = torch.tensor([[[0, 0, 0], [0.5, 0.1, 0.6], [0.5, 0.1, 0], [0.35, 0.35, 0], [0.9, 0, 0], [0.2, 0, 0.9]]])
@@ -304,12 +304,12 @@ def test_gain_rule_fires_the_edits_more_likely_right_than_needless():
             distribution({MASK: 0.15, 32: 0.8, 42: 0.05}),  # 0.9 * 0.8 > 0.1: insert 32 after the last token
         ]),
     }
-    sampler.token_logits = lambda head, hidden, t: hidden @ designed[head]
+    sampler.runner.token_logits = lambda head, hidden, t: hidden @ designed[head]
     rates, permissions = state.rate_cache.clone(), state.permissions
-    sampler.gain_margin = 0.1  # the substitution and the deletion win by 0.05 only; the insertion by 0.62
+    sampler.firing.gain_margin = 0.1  # the substitution and the deletion win by 0.05 only; the insertion by 0.62
     del_fire, sub_fire, ins_fire, _, _ = sampler.gain_edits(state, 0.0)
     assert not sub_fire.any() and not del_fire.any() and ins_fire.tolist() == [[False] * 5 + [True]]
-    sampler.gain_margin = 0.0
+    sampler.firing.gain_margin = 0.0
     del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = sampler.gain_edits(state, 0.0)
     assert sub_fire.tolist() == [[False, True, False, False, False, False]] and sub_tokens[0, 1] == 20
     assert del_fire.tolist() == [[False, False, False, True, False, False]]
@@ -319,7 +319,7 @@ def test_gain_rule_fires_the_edits_more_likely_right_than_needless():
     assert state.tokens[0, : state.lengths[0]].tolist() == [BOS, 20, 11, 13, 14, 32]
     assert step.trace_steps()[0].substituted == [1] and step.trace_steps()[0].deleted == [3]
     threshold = TauLeapSampler(tiny_model(), tau=0.1, edit_rule="threshold")
-    _, threshold_sub, _ = threshold.choose_edits(*rates.unbind(-1), *permissions, torch.tensor([6]), 1.0, torch.zeros((NUM_DRAWS, 1, 6)))
+    _, threshold_sub, _ = threshold.firing.choose_edits(*rates.unbind(-1), *permissions, torch.tensor([6]), 1.0, torch.zeros((NUM_DRAWS, 1, 6)))
     assert threshold_sub.tolist() == [[False, True, True, True, True, False]]
 
 
@@ -606,12 +606,12 @@ def test_bucketed_shapes_give_the_eager_result(monkeypatch):
     compiler replaced by the eager function: same sequences and traces as the eager sampler, at bucketed shapes only."""
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)
     model = tiny_model(rate_bias=0.0)
-    model.__dict__["_editflow_compiled_rates"] = CompiledEditRates(model, bucketed=True)  # as on CUDA
+    model._compiled_edit_rates = CompiledEditRates(model, bucketed=True)  # as on CUDA
     for seed in range(3):
         _, eager = compile_case(False, seed, [0, 1, 2], model)
         bucketed, padded = compile_case(True, seed, [0, 1, 2], model)
         assert padded.sequences == eager.sequences and padded.traces == eager.traces
-    shapes = CompiledEditRates.for_model(model).shapes
+    shapes = model.compiled_edit_rates().shapes
     assert shapes and all(rows in (1, 2, 4) and width == 16 for rows, width in shapes)
     assert (4, 16) in shapes  # three rows ran as four
 
@@ -631,7 +631,7 @@ def test_compiled_step_equals_eager_for_the_same_seed():
         if seed > 0:
             assert sampler.compile_seconds == 0.0  # the graph is reused across samplers of the same model
     assert first > 0.0
-    compiled_rates = CompiledEditRates.for_model(model)
+    compiled_rates = model.compiled_edit_rates()
     assert len({width for _, width in compiled_rates.shapes}) > 1 and all(rows == 1 for rows, _ in compiled_rates.shapes)
     if hasattr(torch.compile(lambda x: x), "aot_compile"):  # torch >= 2.9: ahead of time, no guards per call
         assert compiled_rates.ahead_of_time and len(compiled_rates.graphs) == 1 and compiled_rates.compilations == 1
@@ -658,19 +658,19 @@ def test_compile_falls_back_to_plain_torch_compile_where_ahead_of_time_fails(mon
     _, eager = compile_case(False, 0, [1], model)
     _, compiled = compile_case(True, 0, [1], model)
     assert compiled.sequences == eager.sequences and compiled.traces == eager.traces
-    rates = CompiledEditRates.for_model(model)
+    rates = model.compiled_edit_rates()
     assert len(attempts) == 1 and not rates.ahead_of_time and not rates.graphs and len(rates.shapes) > 1
 
 
 def test_a_model_that_sampled_compiled_still_copies_and_pickles():
-    """The compiled graphs live in the model's __dict__ but do not travel: deepcopy and pickle give a model that
-    compiles its own."""
+    """The compiled graphs stay with the model (`compiled_edit_rates`) but do not travel: deepcopy and pickle give a
+    model that compiles its own."""
     model = tiny_model(rate_bias=0.0)
     compile_case(True, 0, [1], model)
-    assert model.__dict__["_editflow_compiled_rates"].shapes
+    assert model.compiled_edit_rates().shapes
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert twin.__dict__.get("_editflow_compiled_rates") is None
-        assert CompiledEditRates.for_model(twin).model is twin
+        assert twin.__dict__.get("_compiled_edit_rates") is None
+        assert twin.compiled_edit_rates().model is twin
 
 
 def test_project_tokens_equals_the_head_and_follows_its_weights():
@@ -687,6 +687,9 @@ def test_project_tokens_equals_the_head_and_follows_its_weights():
         torch.testing.assert_close(project_tokens(head, hidden), head(hidden))
         many = torch.randn(40, head.decoder.in_features)
         torch.testing.assert_close(project_tokens(head, many), head(many))
+    # the transposed copy is the head's own and does not travel with a copy of it
+    assert "_transposed_decoder" in head.__dict__
+    assert all("_transposed_decoder" not in twin.__dict__ for twin in (copy.deepcopy(head), pickle.loads(pickle.dumps(head))))
 
 
 def test_bad_sampler_arguments_raise_value_error():
@@ -721,7 +724,7 @@ def test_ahead_of_time_guards_leave_out_type_checks_on_classes_made_inside_funct
     failed, so every call went through torch.compile's guard check again. Such guards are left out; the rest kept."""
     from torch._dynamo.types import GuardFilterEntry
 
-    from editflow_hf.modeling.sampling_editflow import _serialisable_guards
+    from editflow_hf.modeling.compiling_editflow import _serialisable_guards
 
     def make_local():
         class Func(torch.nn.Module):
@@ -746,7 +749,7 @@ def test_plain_torch_compile_counts_only_the_calls_that_compiled(monkeypatch):
     compiled a graph (its own counter), not every new width (the second width makes the graph dynamic, the rest
     reuse it)."""
     model = tiny_model(rate_bias=0.0)
-    rates = CompiledEditRates.for_model(model)
+    rates = model.compiled_edit_rates()
     rates.ahead_of_time = False
     samplers = [compile_case(True, seed, [1], model)[0] for seed in range(3)]
     assert samplers[0].compile_seconds > 0
@@ -756,7 +759,7 @@ def test_plain_torch_compile_counts_only_the_calls_that_compiled(monkeypatch):
 
 def plain_uniform(row_key: int, step: int, draw: int, position: int) -> float:
     """The number of `counter_uniforms` from Python integers: SplitMix64 twice, the top 24 bits."""
-    from editflow_hf.modeling.sampling_editflow import _splitmix64
+    from editflow_hf.modeling.firing_editflow import _splitmix64
 
     mask = (1 << 64) - 1
     base = _splitmix64((row_key + step * 0x9E3779B97F4A7C15) & mask)

@@ -49,14 +49,14 @@ def test_sampler_fired_substitutions_use_the_shifted_logits(guidance_scale):
     sampler = TauLeapSampler(model, tau=1.0, temperature=0.0, fixed_length=True, seed=0, guidance_scale=guidance_scale,
                              suppress_token_ids=[PAD, BOS, MASK], write_order="parallel")  # every mask at once  # fmt: skip
     seen = []
-    token_logits = sampler.token_logits
+    token_logits = sampler.runner.token_logits
 
     def spy(head, hidden, t):
         logits = token_logits(head, hidden, t)
         seen.append((head, logits.clone()))  # the draw suppresses ids in place
         return logits
 
-    sampler.token_logits = spy
+    sampler.runner.token_logits = spy
     sampler.step(sampler.init_state(sequences, protected, [False, False]))
     sub_logits = [logits for head, logits in seen if head is model.sub_head]
     assert len(sub_logits) == 1

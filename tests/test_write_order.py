@@ -74,7 +74,7 @@ def test_frontier_writes_each_run_of_masks_from_its_left_end_and_settles_after_t
     _, parallel = run(model, "parallel")
     assert len(parallel.traces[0].steps) == 1 and MASK not in parallel.sequences[0]
     sampler, frontier = run(model, "frontier")
-    assert sampler.write_order == "frontier" and sampler.num_steps == 4
+    assert sampler.firing.write_order == "frontier" and sampler.num_steps == 4
     steps = frontier.traces[0].steps
     assert len(steps) == 6 and MASK not in frontier.sequences[0]
     before = [BOS, 11] + [MASK] * 6
@@ -88,8 +88,8 @@ def test_frontier_writes_each_run_of_masks_from_its_left_end_and_settles_after_t
 def test_frontier_is_the_default_for_a_shifted_head_only():
     assert default_write_order(certain_model(shifted=True).config) == "frontier"
     assert default_write_order(certain_model(shifted=False).config) == "parallel"
-    assert TauLeapSampler(certain_model(shifted=True)).write_order == "frontier"
-    assert TauLeapSampler(certain_model(shifted=False)).write_order == "parallel"
+    assert TauLeapSampler(certain_model(shifted=True)).firing.write_order == "frontier"
+    assert TauLeapSampler(certain_model(shifted=False)).firing.write_order == "parallel"
     # without a shift the substitution head reads the mask itself: nothing waits, the run is the parallel one
     model = certain_model(shifted=False)
     assert run(model, "frontier")[1].sequences == run(model, "parallel")[1].sequences
@@ -102,7 +102,7 @@ def test_write_order_reaches_the_sampler_from_generate_and_bad_values_are_refuse
 
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        seen.append(self.write_order)
+        seen.append(self.firing.write_order)
 
     TauLeapSampler.__init__ = spy
     try:
