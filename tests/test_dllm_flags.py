@@ -1,5 +1,5 @@
 """Every flag of the seed's commands and of dLLM's Edit Flow README / scripts either works here or is refused in
-one line naming the equivalent (the list is README.md's "Flags from dLLM")."""
+one line naming the equivalent (the list is docs/dllm-flags.md)."""
 
 import shlex
 

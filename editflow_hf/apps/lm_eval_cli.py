@@ -40,7 +40,7 @@ commands (lm-eval's; with none, `run` is meant):
   trust_remote_code  accepted for symmetry with lm-eval's hf model (the model class is ours)
   dtype              float32, bfloat16 or float16 (default float32)
 
-How each request type is answered: editflow_hf/lm_eval/__init__.py, and the README's lm-evaluation-harness section.
+How each request type is answered: editflow_hf/lm_eval/__init__.py, and docs/evaluation.md (lm-evaluation-harness).
 """
 
 

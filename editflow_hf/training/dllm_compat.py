@@ -1,7 +1,7 @@
 """dLLM's training flags that this project accepts for compatibility but implements one way only: the value that
 matches this project's behaviour is accepted, the other is refused in one line naming the equivalent.
 
-The full list of dLLM's and the seed's flags and what each does here is in README.md ("Flags from dLLM")."""
+The full list of dLLM's and the seed's flags and what each does here is in docs/dllm-flags.md."""
 
 # flag -> (accepted value, message for any other value)
 SUPPORTED_VALUES = {
