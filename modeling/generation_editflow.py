@@ -194,6 +194,10 @@ class EditFlowGenerationConfig(GenerationConfig):
             state waits until that mask is written, so each run of masks is written from its left end; masks left at
             t = 1 get a few more steps). None (default): the model's own, `"frontier"` for a converted decoder's
             shifted substitution head (`sub_head_shift`), where parallel writes repeated words.
+        no_repeat_adjacent (`bool`, *optional*):
+            A written token never equals a token beside it (as `no_repeat_ngram_size` bans repeated n-grams in
+            `generate()`). None (default): the model's own, on for a shifted substitution head, whose insertion
+            head (a decoder's LM head) writes the word that already follows.
         infill (`str`, *optional*, defaults to `"free"`):
             What a mask means: `"free"` lets the Edit Flow grow or shrink the masked spans (insertions and
             deletions anywhere editable); `"fixed"` turns each mask into exactly one token (substitutions only,
@@ -218,6 +222,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         "edit_rule": "sample",
         "gain_margin": 0.0,
         "write_order": None,
+        "no_repeat_adjacent": None,
         "seed": None,
         "compile": False,
         "output_history": False,
@@ -298,7 +303,7 @@ class EditFlowGenerationConfig(GenerationConfig):
             if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
                 bound = where if name in ("max_length", "max_new_tokens") else ""
                 raise ValueError(f"`{name}` must be an integer from {minimum} to {maximum:,}{bound}; got {value!r}.")
-        for name in ("do_sample", "chat_template", "edit_prompt", "compile", "output_history"):
+        for name in ("do_sample", "chat_template", "edit_prompt", "compile", "output_history", "no_repeat_adjacent"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False; got {value!r}.")
@@ -471,6 +476,7 @@ def sampler_for(model, generation_config: EditFlowGenerationConfig, *, max_lengt
         edit_rule=generation_config.edit_rule,
         gain_margin=generation_config.gain_margin,
         write_order=generation_config.write_order,
+        no_repeat_adjacent=generation_config.no_repeat_adjacent,
         compile=generation_config.compile,
     )
 

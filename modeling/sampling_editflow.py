@@ -49,7 +49,7 @@ from .firing_editflow import (
 from .guidance_editflow import TimeSchedule
 from .rates_editflow import EditRateRunner
 from .scheduling_editflow import get_scheduler
-from .tokens_editflow import TokenRule, project_tokens, sample_tokens
+from .tokens_editflow import TokenRule, default_no_repeat_adjacent, project_tokens, sample_tokens
 
 
 @dataclass
@@ -223,6 +223,8 @@ class TauLeapSampler:
         write_order: "parallel" (every drawn edit fires) or "frontier" ([`frontier_edits`]: a write whose token head
             would read a mask's state waits for that mask; masks left at t = 1 get settle steps at the last step's
             time and scale until one changes nothing). None: the model's default ([`default_write_order`]).
+        no_repeat_adjacent: a written token never equals a token beside it ([`TokenRule`]). None: the model's
+            default ([`default_no_repeat_adjacent`]: on for a shifted substitution head).
     """
 
     def __init__(
@@ -246,8 +248,11 @@ class TauLeapSampler:
         edit_rule: str = "sample",
         gain_margin: float = 0.0,
         write_order: str | None = None,
+        no_repeat_adjacent: bool | None = None,
     ):
-        self.token_rule = TokenRule(temperature, top_p, top_k, suppress_token_ids)
+        if no_repeat_adjacent is None:
+            no_repeat_adjacent = default_no_repeat_adjacent(model.config)
+        self.token_rule = TokenRule(temperature, top_p, top_k, suppress_token_ids, no_repeat_adjacent)
         guidance = TimeSchedule(guidance_scale, "guidance_scale")
         check_sampling_params(tau, self.token_rule.temperature_at(0.0), top_p, top_k)
         check_edit_params(strength, edit_rule, gain_margin, fixed_length, write_order)
@@ -350,7 +355,10 @@ class TauLeapSampler:
             if count
         ]
         if fired:
-            logits = [self.runner.head_logits(state, where, head, t) for where, head, _, _ in fired]
+            logits = [
+                self.token_rule.without_repeats(self.runner.head_logits(state, where, head, t), state, where, head is self.model.sub_head)
+                for where, head, _, _ in fired
+            ]
             uniforms = [draws[stream][where] for where, _, stream, _ in fired]
             drawn = self.token_rule.draw(torch.cat(logits) if len(logits) > 1 else logits[0], t, torch.cat(uniforms))
             for (where, _, _, tokens), part in zip(fired, drawn.split([len(part) for part in logits])):
@@ -376,6 +384,7 @@ class TauLeapSampler:
                 continue
             log_q = self.runner.head_logits(state, where, head, t).float().log_softmax(-1)
             log_q.index_fill_(1, suppress, float("-inf"))
+            self.token_rule.without_repeats(log_q, state, where, head is self.model.sub_head)
             if head is self.model.sub_head:  # a substitution changes the token
                 log_q.scatter_(1, state.tokens[where][:, None], float("-inf"))
             best, tokens[where] = log_q.max(dim=-1)
@@ -451,6 +460,7 @@ __all__ = [
     "check_edit_params",
     "check_sampling_params",
     "counter_uniforms",
+    "default_no_repeat_adjacent",
     "default_write_order",
     "edit_permissions",
     "frontier_edits",

@@ -66,6 +66,35 @@ def sample_tokens(
     return choice.squeeze(-1)
 
 
+def neighbour_tokens(tokens: torch.LongTensor, lengths: torch.LongTensor, where: tuple[torch.Tensor, torch.Tensor],
+                     substitution: bool) -> torch.LongTensor:  # fmt: skip
+    """`[m, 2]`: the tokens beside each fired write at `where` (rows, columns) of the padded batch `tokens`: for a
+    substitution at j those at j - 1 and j + 1, for an insertion after j those at j and j + 1; -1 where the row
+    has no such token."""
+    rows, columns = where
+    left = columns - 1 if substitution else columns
+    right = columns + 1
+    inside = right < lengths[rows]
+    right_tokens = tokens[rows, right.clamp(max=tokens.shape[1] - 1)].masked_fill(~inside, -1)
+    return torch.stack([tokens[rows, left.clamp(min=0)], right_tokens], dim=1)
+
+
+def ban_neighbours(logits: torch.Tensor, neighbours: torch.LongTensor) -> torch.Tensor:
+    """`logits` `[m, V]` (changed in place) with each row's neighbour tokens (`[m, 2]` from [`neighbour_tokens`],
+    -1 for none) at -inf: a write never repeats the token beside it (`no_repeat_adjacent`)."""
+    present = neighbours >= 0
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None].expand_as(neighbours)
+    logits[rows[present], neighbours[present]] = float("-inf")
+    return logits
+
+
+def default_no_repeat_adjacent(config) -> bool:
+    """True for a model whose substitution head reads its left neighbour (`sub_head_shift`, a converted decoder):
+    its insertion head is the decoder's LM head, which predicts the token that already follows, and the converted
+    SmolLM2 wrote "Germany is is Tokyo" in a quarter of its answers; False otherwise."""
+    return bool(getattr(config, "sub_head_shift", False))
+
+
 def project_tokens(head, hidden: torch.Tensor) -> torch.Tensor:
     """`head(hidden)` for a few rows of hidden states `[m, H]` (the fired positions of a step): the head's own
     `project_rows` where it has one (an [`EditFlowTokenHead`]: on CPU, from a transposed copy of its vocabulary
@@ -84,9 +113,15 @@ class TokenRule:
         top_p: nucleus mass in (0, 1].
         top_k: keep the k most likely tokens before top_p (None or 0: all).
         suppress_token_ids: ids never produced by a substitution or insertion (mask, BOS, padding).
+        no_repeat_adjacent: a written token never equals a token beside it: for a substitution at j the tokens at
+            j - 1 and j + 1, for an insertion after j those at j and j + 1 ([`ban_neighbours`]).
     """
 
-    def __init__(self, temperature=1.0, top_p: float = 1.0, top_k: int | None = None, suppress_token_ids: Sequence[int] = ()):
+    def __init__(self, temperature=1.0, top_p: float = 1.0, top_k: int | None = None, suppress_token_ids: Sequence[int] = (),
+                 no_repeat_adjacent: bool = False):  # fmt: skip
+        if not isinstance(no_repeat_adjacent, bool):
+            raise ValueError(f"`no_repeat_adjacent` must be True or False; got {no_repeat_adjacent!r}.")
+        self.no_repeat_adjacent = no_repeat_adjacent
         self.temperature_schedule = TimeSchedule(temperature, "temperature")
         self.top_p = float(top_p)
         self.top_k = top_k
@@ -104,6 +139,13 @@ class TokenRule:
             cached = self._suppress_tensor = torch.tensor(self.suppress_token_ids, dtype=torch.long, device=device)
         return cached
 
+    def without_repeats(self, logits: torch.Tensor, state, where: tuple[torch.Tensor, torch.Tensor], substitution: bool) -> torch.Tensor:
+        """`logits` (or log-probabilities) `[m, V]` of the writes at `where` in `state` (its padded `tokens` and
+        `lengths`), changed in place: with `no_repeat_adjacent`, each write's neighbour tokens at -inf."""
+        if self.no_repeat_adjacent:
+            ban_neighbours(logits, neighbour_tokens(state.tokens, state.lengths, where, substitution))
+        return logits
+
     def draw(self, logits: torch.Tensor, t: float, uniforms: torch.Tensor) -> torch.LongTensor:
         """One token per row of `logits` `[N, V]` (the step's own temporary, worked on in place) at time `t`, row n
         drawn with `uniforms[n]`."""
@@ -113,4 +155,4 @@ class TokenRule:
         )  # fmt: skip
 
 
-__all__ = ["TokenRule", "project_tokens", "sample_tokens"]
+__all__ = ["TokenRule", "ban_neighbours", "default_no_repeat_adjacent", "neighbour_tokens", "project_tokens", "sample_tokens"]
