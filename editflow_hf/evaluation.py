@@ -14,12 +14,12 @@ from transformers import AutoTokenizer
 
 from .checkpoints.gate import check_model_folder, loading_errors
 from .data.files import scan_dataset_files
-from .causal_lm import ReferenceLM, check_gguf_source
+from .causal_lm import ReferenceLM, check_gguf_source, describe_scale
 from .errors import EditFlowError
 from .flags import MAX_LENGTH_RULE, NumberRule, check_finite, seed_rule
 from .modeling.generation_editflow import EditFlowGenerationConfig, sampler_for
 from .modeling.modeling_editflow import EditFlowForEditing
-from .modeling.sampling_editflow import default_write_order
+from .modeling.sampling_editflow import default_no_repeat_adjacent, default_write_order
 from .objective.bound import edit_flow_bound
 from .path.alignment import check_tie_break
 from .path.collator import TIE_BREAK_CHOICES, EditFlowCollator
@@ -45,6 +45,21 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def reference_texts(tokenizer, features: list[dict], task: str) -> list[str]:
+    """The held-out texts the samples are judged against: each x1 after its prompt (pt: after BOS), up to EOS."""
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id != tokenizer.bos_token_id else None
+    return [tokenizer.decode(_cut(f["input_ids"][f.get("prompt_len", 1) :], eos), skip_special_tokens=True).strip()
+            for f in features]  # fmt: skip
+
+
+def judge_scale(texts: list[str], references: list[str], ref_model: str, device: str = "cpu", gguf_file: str | None = None,
+                seed: int = 0) -> dict:  # fmt: skip
+    """The judge's length-matched scale of the samples (`ReferenceLM.length_matched_scale`): real held-out windows
+    and their shuffled words of each sample's own token length, where the samples sit between them, in words."""
+    scale = ReferenceLM.load(str(ref_model), gguf_file, device).length_matched_scale(texts, references, seed=seed)
+    return {**scale, "in_words": describe_scale(scale)}
 
 
 def _ngrams(ids: list[int], n: int) -> list[tuple[int, ...]]:
@@ -116,7 +131,8 @@ EVAL_RULES = (
 )
 
 
-def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler, ref_model, ref_gguf_file=None, **numbers) -> None:
+def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler, ref_model, ref_gguf_file=None,
+                      task: str | None = None, text_field: str = "text", **numbers) -> None:  # fmt: skip
     """Everything `evaluate` can check before it loads a model or the data: the numbers (`EVAL_RULES`), the
     coupling and tie-break, the model and --ref_model folders, the local data files. EditFlowError (one line)."""
     for rule in EVAL_RULES:
@@ -142,7 +158,7 @@ def check_eval_inputs(model_name_or_path, dataset_args, *, tie_break, x0_sampler
             check_gguf_source(ref_model, ref_gguf_file, what="--ref_model")  # a GGUF folder has no config.json
         else:
             check_model_folder(ref_model, what="--ref_model")
-    scan_dataset_files(dataset_args)
+    scan_dataset_files(dataset_args, task, text_field)  # rows checked for meaning as training checks them
 
 
 def _generation(model, tokenizer, features: list[dict], sampling, *, task: str, num_samples: int, num_examples: int,
@@ -163,6 +179,8 @@ def _generation(model, tokenizer, features: list[dict], sampling, *, task: str, 
     generation = generation_metrics(generated, mask)
     generation["repeated_word_rate"] = float(np.mean([repeats_a_word(text) for text in texts])) if texts else 0.0
     generation["write_order"] = sampling.write_order or default_write_order(config)
+    repeats = sampling.no_repeat_adjacent
+    generation["no_repeat_adjacent"] = default_no_repeat_adjacent(config) if repeats is None else repeats
     if task == "sft":
         references = [
             tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
@@ -193,6 +211,7 @@ def evaluate(
     temperature: float | None = None,
     write_order: str | None = None,
     top_k: int | None = None,
+    no_repeat_adjacent: bool | None = None,
     corrupt_p: float = 0.2,
     tie_break: str | None = None,
     x0_sampler: str | None = None,
@@ -204,11 +223,12 @@ def evaluate(
     check_eval_inputs(
         model_name_or_path, dataset_args, max_length=max_length, seed=seed, num_t=num_t, max_sequences=max_sequences,
         num_samples=num_samples, batch_size=batch_size, corrupt_p=corrupt_p, tie_break=tie_break, x0_sampler=x0_sampler,
-        ref_model=ref_model, ref_gguf_file=ref_gguf_file,
+        ref_model=ref_model, ref_gguf_file=ref_gguf_file, task=task, text_field=text_field,
     )  # fmt: skip
     register()  # the tokenizer of an Edit Flow checkpoint loads without trust_remote_code
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature, "write_order": write_order, "top_k": top_k}
+    flags = {"tau": tau, "mask_length": mask_length, "temperature": temperature, "write_order": write_order, "top_k": top_k,
+             "no_repeat_adjacent": no_repeat_adjacent}  # fmt: skip
     EditFlowGenerationConfig(**{key: value for key, value in flags.items() if value is not None})  # checked before loading
     torch.manual_seed(seed)
     with loading_errors(model_name_or_path):
@@ -246,6 +266,7 @@ def evaluate(
                                               num_examples=num_examples, max_length=max_length)  # fmt: skip
     if ref_model:
         result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
+        result["judge_scale"] = judge_scale(texts, reference_texts(tokenizer, features, task), ref_model, device, ref_gguf_file, seed)
 
     if corrupt_p > 0:
         result["restoration"] = restoration(model, features[:num_samples], corrupt_p, sampling=sampling,

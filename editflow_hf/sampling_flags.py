@@ -52,6 +52,7 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     # EDIT_RULES: a test keeps them equal (importing the sampler here would load torch before --help)
     parser.add_argument("--edit_rule", choices=("sample", "threshold", "gain"), default=None, help="When an edit fires: sample (tau-leaping), threshold (where the model finds an edit more likely than not) or gain (revising: where an edit, its token included, is more likely right than needless) (default: the checkpoint's generation config).")
     parser.add_argument("--write_order", choices=("parallel", "frontier"), default=None, help="parallel (every drawn edit fires) or frontier (a write whose token head would read a mask waits for that mask to be written: no repeated words from a converted decoder's shifted head) (default: the checkpoint's generation config, else frontier for a shifted head).")
+    parser.add_argument("--no_repeat_adjacent", type=str_to_bool, nargs="?", const=True, default=None, metavar="{True,False}", help="A written token never equals a token beside it (default: the checkpoint's generation config, else on for a converted decoder's shifted head).")
     parser.add_argument("--gain_margin", type=float, default=None, help="With --edit_rule gain: the expected gain (in edits, in [0, 1)) an edit must exceed to fire; a margin guards against a model more confident than right (default: the checkpoint's generation config).")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")
     add_bool_flag(parser, "--no_progress", help="Hide the progress bar.")
@@ -154,6 +155,6 @@ def sampling_kwargs(args) -> dict:
         chat_template=args.chat_template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
         infill=args.infill, seed=args.seed, compile=args.compile or None, guidance_scale=args.guidance_scale,
         temperature_schedule=args.temperature_schedule, strength=args.strength, edit_rule=args.edit_rule,
-        gain_margin=args.gain_margin, write_order=args.write_order,
+        gain_margin=args.gain_margin, write_order=args.write_order, no_repeat_adjacent=args.no_repeat_adjacent,
     )  # fmt: skip
     return {key: value for key, value in values.items() if value is not None}

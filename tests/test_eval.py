@@ -162,6 +162,48 @@ def test_generative_perplexity_with_a_tiny_local_llama(tmp_path, minilm_path):
     assert ppl > len(tokenizer) / 10  # a random LM is near-uniform over the vocabulary
 
 
+def test_eval_judges_the_samples_beside_real_and_shuffled_text_of_their_own_length(tiny_editflow_dir, tmp_path, minilm_path):
+    """With --ref_model, editflow-eval's `judge_scale` scores real held-out windows and their shuffled words of each
+    sample's own token length under the same judge (a tiny random Llama here), and says where the samples sit."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from editflow_hf.causal_lm import ReferenceLM, place_on_scale
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.bos_token = tokenizer.cls_token
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))  # fmt: skip
+    llama.save_pretrained(tmp_path / "judge")
+    tokenizer.save_pretrained(tmp_path / "judge")
+    data = tmp_path / "heldout.txt"
+    data.write_text("\n\n".join(["the king is dead and the queen is gone to the north", "a horse a horse my kingdom for a horse",
+                                   "to be or not to be that is the question", "now is the winter of our discontent"]))  # fmt: skip
+    seen = []
+    original = ReferenceLM.length_matched_scale
+
+    def spy(self, samples, references, seed=0):
+        seen.append((list(samples), list(references)))
+        return original(self, samples, references, seed)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ReferenceLM, "length_matched_scale", spy)
+        result = evaluation.evaluate(str(tiny_editflow_dir), str(data), max_length=32, num_t=1, num_samples=3, num_examples=3,
+                                     mask_length=6, tau=0.2, corrupt_p=0, ref_model=str(tmp_path / "judge"))  # fmt: skip
+    scale, texts = result["judge_scale"], result["generation"]["examples"]
+    (samples, references), = seen
+    assert samples == texts  # the samples themselves, judged against the held-out text they were asked beside
+    held_out_words = set(data.read_text().split())
+    assert references and all(set(text.split()) <= held_out_words for text in references)
+    judge = ReferenceLM.load(str(tmp_path / "judge"))
+    scored = [text for text in texts if judge.token_length(text) >= 2]
+    assert scale["texts"] == len(scored) and scale["tokens"] == sum(judge.token_length(text) for text in scored)
+    assert scale["samples"] == pytest.approx(judge.perplexity(scored))
+    assert scale["real"] == pytest.approx(judge.perplexity(judge.real_windows(references, [judge.token_length(t) for t in scored])))
+    assert scale["place"] == pytest.approx(place_on_scale(scale["samples"], scale["real"], scale["shuffled"]), nan_ok=True)
+    assert f"samples {scale['samples']:.0f}" in scale["in_words"] and "shuffled" in scale["in_words"]
+
+
 def test_push_puts_eval_results_in_model_index(tiny_editflow_dir, tmp_path):
     checkpoint = tmp_path / "ckpt"
     shutil.copytree(tiny_editflow_dir, checkpoint)
@@ -268,6 +310,19 @@ def test_eval_samples_with_every_setting_of_the_checkpoints_generation_config(ti
     config_file.write_text(json.dumps({**config, "top_k": 1}))
     assert examples()[0] != before
     assert examples(write_order="frontier")[1]["write_order"] == "frontier"
+    assert generation["no_repeat_adjacent"] is False  # the default of a head without a shift
+    assert examples(no_repeat_adjacent=True)[1]["no_repeat_adjacent"] is True
+
+
+def test_sampling_flags_reach_the_pipeline_arguments():
+    """editflow-sample / editflow-chat: --write_order and --no_repeat_adjacent become pipeline arguments; unset,
+    they are left out so the checkpoint's generation config decides."""
+    from editflow_hf.sampling_flags import build_parser, sampling_kwargs
+
+    parse = lambda *flags: sampling_kwargs(build_parser("editflow-sample").parse_args(["--model_name_or_path", "m", *flags]))
+    assert "no_repeat_adjacent" not in parse() and "write_order" not in parse()
+    assert parse("--no_repeat_adjacent")["no_repeat_adjacent"] is True
+    assert parse("--no_repeat_adjacent", "False", "--write_order", "frontier") == {"no_repeat_adjacent": False, "write_order": "frontier"}
 
 
 def test_repeated_words_are_counted_case_and_punctuation_aside():

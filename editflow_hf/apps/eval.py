@@ -17,9 +17,10 @@ one JSON object:
   SQuAD does: lowercase, punctuation and the articles a/an/the removed, whitespace collapsed, words compared.
 - `generative_perplexity` (with `--ref_model`, any local causal LM, or with `--ref_gguf_file` a GGUF file in
   that folder): exp of the reference model's mean negative log-likelihood per token of the generated texts (as
-  MDLM and SEDD report it). For a scale, `benchmarks/quality.py` scores real held-out text and the same words
-  shuffled under the same judge (SmolLM2-135M-Instruct, 16 held-out tiny-shakespeare lines scored one by one:
-  561 real, 5360 shuffled).
+  MDLM and SEDD report it), and `judge_scale`, what that figure means: the judge's perplexity of real held-out
+  text and of the same words shuffled, in windows of each sample's own token length (perplexity falls as texts
+  grow, so a scale of other lengths flatters or wrongs the samples), `place` (0 at real text, 1 at shuffled words,
+  in log perplexity) and `in_words`.
 - `restoration` (`--corrupt_p` > 0): the held-out texts corrupted as `corrupt[p:P]` does (the prompt kept for
   sft), revised by the model in edit mode (only BOS and the sft prompt protected; the checkpoint's `strength` and
   `edit_rule`); the mean token edit distance to the clean text before and after, and the model's recorded
@@ -35,7 +36,7 @@ import os
 from pathlib import Path
 
 from ..errors import EditFlowError, run_cli
-from ..flags import check_device
+from ..flags import check_device, str_to_bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--temperature", type=float, default=None, help="Sampling temperature; 0 = greedy (default: the checkpoint's generation config).")
     parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens (1 = argmax, also with --temperature 0) (default: the checkpoint's generation config).")
     parser.add_argument("--write_order", choices=("parallel", "frontier"), default=None, help="Which drawn writes fire: parallel (all) or frontier (a write whose head would read a mask waits for it) (default: the checkpoint's generation config).")
+    parser.add_argument("--no_repeat_adjacent", type=str_to_bool, nargs="?", const=True, default=None, metavar="{True,False}", help="A written token never equals a token beside it (default: the checkpoint's generation config, else on for a shifted head).")
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
     parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")
     parser.add_argument("--x0_sampler", default=None, help="Coupling of the bound (default: the model's, else masks[length:64]).")
