@@ -157,7 +157,8 @@ def log_perplexity_se(nlls: list[tuple[float, int]], resamples: int = 1000, seed
 def judged_figures(checkpoint: str, data: Path, mask_length: int, judge: tuple[str, str | None], *, tau: float = 0.02,
                    num_samples: int = 16) -> dict:  # fmt: skip
     """The quickstart's judged figure: editflow-eval's bound and samples of `checkpoint`, the samples' generative
-    perplexity under the judge (with a bootstrap standard error of its log) and the judge's real/shuffled scale."""
+    perplexity under the judge (with a bootstrap standard error of its log) and editflow-eval's length-matched
+    scale: real tiny-shakespeare and its shuffled words in windows of each sample's own token length."""
     from editflow_hf.causal_lm import ReferenceLM
     from editflow_hf.evaluation import evaluate
 
@@ -167,11 +168,11 @@ def judged_figures(checkpoint: str, data: Path, mask_length: int, judge: tuple[s
                       num_examples=num_samples)  # fmt: skip
     reference = ReferenceLM.load(ref_model, ref_gguf_file, "cpu")
     nlls = [reference.nll([text]) for text in result["generation"]["examples"]]
-    scale = reference.scale(heldout_lines(data))
+    scale = result["judge_scale"]
     return {"generative_perplexity": result["generative_perplexity"],
             "log_perplexity_se": log_perplexity_se([n for n in nlls if n[1]]) if any(c for _, c in nlls) else None,
-            "real_text": scale["real"], "shuffled_text": scale["shuffled"], "bound": result["bound"]["per_token"],
-            "generation": result["generation"]}  # fmt: skip
+            "real_text": scale["real"], "shuffled_text": scale["shuffled"], "place": scale["place"],
+            "in_words": scale["in_words"], "bound": result["bound"]["per_token"], "generation": result["generation"]}  # fmt: skip
 
 
 def judged_once(row: dict, data: Path, judge: tuple[str, str | None]) -> dict:
@@ -236,9 +237,7 @@ def judge_one(args) -> None:
         return
     figures = judged_figures(args.judge, Path(args.data), args.mask_length, judge)
     examples = figures["generation"].pop("examples")  # all 16 go to the benchmark's record, two to the screen
-    print(f"quickstart: judged by {Path(judge[1] or judge[0]).name} (perplexity, lower is better): samples "
-          f"{figures['generative_perplexity']:.0f}, real text {figures['real_text']:.0f}, "
-          f"shuffled text {figures['shuffled_text']:.0f}")  # fmt: skip
+    print(f"quickstart: judged by {Path(judge[1] or judge[0]).name}: {figures['in_words']}")
     print(json.dumps({**figures, "examples": examples[:2]}))
 
 

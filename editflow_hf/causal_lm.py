@@ -152,7 +152,7 @@ class ReferenceLM:
         window with its words shuffled (seed `seed + i`). Perplexity falls as texts grow longer (more context per
         token), so a scale of other lengths flatters or wrongs the samples; this one does neither.
         `place` says where the samples sit, in log perplexity: 0 at real text, 1 at shuffled words."""
-        scored = [text for text in samples if self.token_length(text) >= 2]  # as `nll`: one token scores nothing
+        scored = [text for text in samples if self.token_length(text) >= 1]  # empty texts have nothing to match
         lengths = [self.token_length(text) for text in scored]
         real = self.real_windows(reference_texts, lengths, seed)
         shuffled = []

