@@ -299,6 +299,23 @@ def test_bad_data_is_one_line_naming_file_and_line(call, model_dir, tmp_path, ta
 
 
 @pytest.mark.parametrize(
+    "task, name, content, needles",
+    [
+        ("pt", "number.jsonl", _rows({"text": "some words"}, {"text": 5}), ["number.jsonl line 2", "'text' is 5, not text"]),
+        ("sft", "wizard.jsonl", _rows(_chat(("user", "hi"), ("assistant", "hello")), _chat(("wizard", "hi"), ("assistant", "hello"))), ["wizard.jsonl line 2", 'turn 1 has role "wizard"']),
+    ],
+    ids=["pt-number", "sft-wizard"],
+)
+def test_eval_checks_its_rows_for_meaning_as_training_does(call, model_dir, tmp_path, task, name, content, needles):
+    """editflow-eval reads held-out data with training's grammar, so it refuses the rows training refuses, by file
+    and line, before the model loads (it checked their shape only)."""
+    data = tmp_path / name
+    data.write_text(content, encoding="utf-8")
+    proc = call("eval", "--model_name_or_path", model_dir, "--dataset_args", data, "--task", task, "--max_length", 32)
+    assert_refused(proc, *needles)
+
+
+@pytest.mark.parametrize(
     "files, needles",
     [
         ({"a.jsonl": _rows({"instruction": "a", "output": "b"}), "sub/b.jsonl": _rows({"instruction": "c", "output": "d"}, '{"instruction": "e", "output": }')},
@@ -1073,8 +1090,8 @@ REFUSALS = [
     Refusal("eval: --ref_model folder missing", ("eval",), ("--ref_model", "gpt2-dir"), "--ref_model gpt2-dir: no such folder"),
     Refusal("eval: --output in a missing folder", ("eval",), ("--output", "{tmp}/no/such/eval.json"), "its folder does not exist"),
     # sample: the run's own needs, before the model loads
-    Refusal("sample: `--device banana`", ("sample",), ("--device", "banana"), "--device banana: not a torch device; use cpu, cuda, cuda:N or mps"),
-    Refusal("sample: `--device cuda:99` (on a CPU-only torch: no CUDA; else no such GPU)", ("sample",), ("--device", "cuda:99"), "--device cuda:99: "),
+    Refusal("sample, eval: `--device banana`", ("sample", "eval"), ("--device", "banana"), "--device banana: not a torch device; use cpu, cuda, cuda:N or mps"),
+    Refusal("sample, eval: `--device cuda:99` (on a CPU-only torch: no CUDA; else no such GPU)", ("sample", "eval"), ("--device", "cuda:99"), "--device cuda:99: "),
     Refusal("sample: `--make_gif --gif_path` into a missing folder (failed after sampling)", ("sample",), ("--make_gif", "--gif_path", "{tmp}/no/such/trace.gif"), "its folder {tmp}/no/such does not exist"),
     Refusal("sample: `--seed -1` (was the same seed as 18446744073709551615)", ("sample",), ("--seed", "-1"), "`--seed` must be a whole number from 0 to 2**64 - 1"),
     Refusal("sample: `--seed 18446744073709551616`", ("sample",), ("--seed", "18446744073709551616"), "`--seed` must be a whole number from 0 to 2**64 - 1"),
@@ -1103,6 +1120,7 @@ FAULTS = [
     ("--output_dir holding an earlier run", "pt.py", "2", "already holds checkpoint-final …; continue it with --resume_from_checkpoint True, replace it with --overwrite_output_dir", "test_training_twice_into_one_folder_needs_overwrite"),
     ("x_t longer than the encoder's positions (pt, sft, corrupt)", "pt.py, sft.py", "2", "x_t can reach 520 tokens … lower --max_length to 512", "test_bad_training_flags_fail_before_anything_is_written"),
     ("data file: empty, not UTF-8, blank lines, broken JSON line, JSON list, lone surrogate, rows without output/text, wrong field", "pt.py, sft.py", "2", "<file> line <n>: … (each names the file and line)", "test_bad_data_is_one_line_naming_file_and_line"),
+    ("held-out data rows that do not mean text (`{\"text\": 5}`, role `wizard`; were checked for shape only)", "eval", "2", "<file> line <n>: 'text' is 5, not text / turn 1 has role \"wizard\" (as training says it)", "test_eval_checks_its_rows_for_meaning_as_training_does"),
     ("folder of data files with a bad file", "sft.py", "2", "<folder>/sub/b.jsonl line 2: not valid JSON …", "test_a_folder_of_data_files_is_checked_file_by_file"),
     ("data rows that do not mean text: `{\"text\": 5}`, an SFT role outside system/user/assistant (`wizard`), an empty turn, a row without a user or an assistant turn, an empty alpaca instruction or output", "pt.py, sft.py", "2", "<file> line <n>: 'text' is 5, not text / turn 1 has role \"wizard\"; the roles are … / turn 2 (assistant) is empty / no user turn / 'output' is empty", "test_bad_data_is_one_line_naming_file_and_line"),
     ("folder mixing data formats (a .txt beside a malformed .jsonl: 3 tracebacks)", "sft.py", "2", "each file checked (<folder>/b.jsonl line 1: not valid JSON …), then … mixes data formats (json, text …); put each format in its own folder", "test_a_folder_of_data_files_is_checked_file_by_file"),
