@@ -5,8 +5,6 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from huggingface_hub.errors import StrictDataclassError
-from safetensors import SafetensorError
 
 from ..errors import EditFlowError
 from .config_checks import config_problem, size_problem
@@ -70,6 +68,10 @@ def hub_config_check(repo_id: str) -> None:
 def loading_errors(model_name_or_path, what: str = "model"):
     """Turn what from_pretrained raises on a broken folder (bad config values, mismatched or corrupted weights)
     into one EditFlowError line."""
+    # imported here, not at the top: huggingface_hub's errors load its HTTP client, a third of every `--help`
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
+
     try:
         yield
     except EditFlowError:
