@@ -155,6 +155,7 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
                     num_t=args.num_t if "bound" not in result else 1, max_sequences=len(rows), num_samples=len(rows),
                     num_examples=len(rows), mask_length=args.mask_length, temperature=0.0, tau=args.tau,
                     x0_sampler=f"masks[length:{args.mask_length}]", corrupt_p=0, device="cpu", write_order=order, top_k=args.top_k,
+                    no_repeat_adjacent=None if args.no_repeat_adjacent is None else args.no_repeat_adjacent == "True",
                 )  # fmt: skip
                 result.setdefault("bound", metrics["bound"])
                 passes.append(sum(rows_encoded) / len(rows))
@@ -247,6 +248,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--top_k", type=int, default=None, help="1: argmax tokens (temperature 0 alone draws at the paper's 0.8 / top-p 0.5 from a fixed seed).")
     parser.add_argument("--seeds", default="0,1,2", help="Sampling seeds of the held-out answers.")
     parser.add_argument("--write_orders", default="parallel,frontier", help="Write orders to answer with (generate's write_order).")
+    parser.add_argument("--no_repeat_adjacent", default=None, choices=["True", "False"], help="Ban a written token equal to its neighbour (default: the checkpoint's, on for the converted decoder).")
     parser.add_argument("--arms", default="converted-0,converted,random", help="Which arms to run, in this order.")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -293,7 +295,7 @@ def main(argv=None) -> dict:
     summary = {
         "benchmark": "real_backbone", "smoke": args.smoke, "steps": args.steps, "batch_size": args.batch_size,
         "max_length": args.max_length, "mask_length": args.mask_length, "tau": args.tau, "num_t": args.num_t,
-        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "seeds": args.seeds, "write_orders": args.write_orders, "top_k": args.top_k, "threads": os.environ.get("OMP_NUM_THREADS"),
+        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "seeds": args.seeds, "write_orders": args.write_orders, "top_k": args.top_k, "no_repeat_adjacent": args.no_repeat_adjacent, "threads": os.environ.get("OMP_NUM_THREADS"),
         "load_average": [round(x, 2) for x in os.getloadavg()], "results": results,
     }  # fmt: skip
     print(json.dumps({**summary, "provenance": provenance()}))
