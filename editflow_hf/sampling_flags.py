@@ -10,6 +10,7 @@ from .checkpoints.gate import check_model_folder, loading_errors
 from .checkpoints.hub_ids import is_hub_id
 from .errors import EditFlowError
 from .flags import add_bool_flag, str_to_bool
+from .modeling.edits_editflow import EDIT_RULES, INFILL_MODES, WRITE_ORDERS  # the standard library only, no torch
 
 # transformers (and torch) are imported where they are used, so that `--help` starts fast.
 
@@ -44,14 +45,13 @@ def build_parser(prog: str = "editflow-sample", description: str | None = None) 
     )
     parser.add_argument("--max_length", type=int, default=None, help="Cap on the sequence length, BOS and prompt included: the masks are trimmed to fit (default: the model's positions).")
     parser.add_argument("--max_new_tokens", type=int, default=None, help="Cap on the tokens after the prompt.")
-    parser.add_argument("--infill", choices=("free", "fixed"), default=None, help="What a [MASK] in the prompt becomes: free = a span the model may grow or shrink, fixed = exactly one token (default: the checkpoint's generation config).")
+    parser.add_argument("--infill", choices=INFILL_MODES, default=None, help="What a [MASK] in the prompt becomes: free = a span the model may grow or shrink, fixed = exactly one token (default: the checkpoint's generation config).")
     parser.add_argument("--guidance_scale", type=time_schedule_flag, default=None, help="Classifier-free guidance w (the paper's naive rate CFG; 0 = off; a model trained with --prefix_conditioning): a number, 'a,b' (w at t=0 and t=1) or a formula in t such as '0.5*(1-t)' (default: the checkpoint's generation config).")
     parser.add_argument("--temperature_schedule", type=time_schedule_flag, default=None, help="Token temperature as a function of t: 'a,b' (at t=0 and t=1) or a formula such as '0.8*t + 1.0*(1-t)' (default: --temperature throughout).")
     add_bool_flag(parser, "--edit_prompt", help="Let the model edit the prompt too.")
     parser.add_argument("--strength", type=float, default=None, help="How much of the path to run, in (0, 1] (diffusers' img2img strength): the text starts at t = 1 - strength; below 1 for --edit_prompt on a text that is mostly right (default: the checkpoint's generation config).")
-    # EDIT_RULES: a test keeps them equal (importing the sampler here would load torch before --help)
-    parser.add_argument("--edit_rule", choices=("sample", "threshold", "gain"), default=None, help="When an edit fires: sample (tau-leaping), threshold (where the model finds an edit more likely than not) or gain (revising: where an edit, its token included, is more likely right than needless) (default: the checkpoint's generation config).")
-    parser.add_argument("--write_order", choices=("parallel", "frontier"), default=None, help="parallel (every drawn edit fires) or frontier (a write whose token head would read a mask waits for that mask to be written: no repeated words from a converted decoder's shifted head) (default: the checkpoint's generation config, else frontier for a shifted head).")
+    parser.add_argument("--edit_rule", choices=EDIT_RULES, default=None, help="When an edit fires: sample (tau-leaping), threshold (where the model finds an edit more likely than not) or gain (revising: where an edit, its token included, is more likely right than needless) (default: the checkpoint's generation config).")
+    parser.add_argument("--write_order", choices=WRITE_ORDERS, default=None, help="parallel (every drawn edit fires) or frontier (a write whose token head would read a mask waits for that mask to be written: no repeated words from a converted decoder's shifted head) (default: the checkpoint's generation config, else frontier for a shifted head).")
     parser.add_argument("--no_repeat_adjacent", type=str_to_bool, nargs="?", const=True, default=None, metavar="{True,False}", help="A written token never equals a token beside it (default: the checkpoint's generation config, else on for a converted decoder's shifted head).")
     parser.add_argument("--gain_margin", type=float, default=None, help="With --edit_rule gain: the expected gain (in edits, in [0, 1)) an edit must exceed to fire; a margin guards against a model more confident than right (default: the checkpoint's generation config).")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu).")

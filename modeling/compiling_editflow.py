@@ -3,6 +3,8 @@ ahead of time where torch offers it, CUDA graphs at bucketed shapes on a GPU. Re
 
 import torch
 
+from .edits_editflow import pad_token_id_of
+
 
 # Widths a compiled step pads x_t to: the width changes with every insertion or deletion, and a compiled graph (a
 # CUDA graph above all) is specialised to its shapes, so the step runs at the next bucket up and records a new
@@ -94,7 +96,7 @@ class CompiledEditRates:
         self.graph_for: dict[tuple, object] = {}  # input signature -> the graph whose guards accepted it
         # the model's position rule (RoBERTa's offset applied): a bucket never pads past the positions
         self.width_cap = getattr(model.config, "max_sequence_length", None)
-        self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.pad_token_id = pad_token_id_of(model.config)
         self.shapes: set[tuple[int, int]] = set()  # the shapes run so far (padded ones where bucketed)
         self.compilations = 0  # calls that compiled (or may have): ahead-of-time graphs, new shapes or buckets otherwise
 

@@ -1,8 +1,11 @@
 """What an edit is and how a decode is recorded: shared by the loss, the sampler, the pipeline and the trace views.
 
 `EditKind` fixes the integer codes of the three edit operations (training batches, loss and sampler agree on
-them); `TraceStep` / `DecodeTrace` are the record of a decode that the sampler writes, the pipeline returns
-(`to_dict()`) and the trace views draw. Remote code: imports only the standard library.
+them); `EDIT_RULES`, `WRITE_ORDERS` and `INFILL_MODES` are the values of the settings that choose when edits fire,
+which drawn writes fire and what a mask in the prompt becomes (the generation config checks them, the commands offer
+them as flag choices); `TraceStep` / `DecodeTrace` are the record of a decode that the sampler writes, the pipeline
+returns (`to_dict()`) and the trace views draw. Remote code: imports only the standard library, so that a command's
+`--help` can read these without loading torch.
 """
 
 from collections.abc import Sequence
@@ -17,6 +20,18 @@ class EditKind(IntEnum):
     DEL = 1  # delete the token at a position
     INS = 2  # insert a token in the gap after a position
 
+
+# When an edit fires: sample (tau-leaping), threshold (more likely than not) or gain (expected gain of the edit).
+EDIT_RULES = ("sample", "threshold", "gain")
+# Which drawn writes fire: all of them, or those whose token head does not read a mask still to be written.
+WRITE_ORDERS = ("parallel", "frontier")
+# What a [MASK] in the prompt becomes: a span the model may grow or shrink, or exactly one token.
+INFILL_MODES = ("free", "fixed")
+
+
+def pad_token_id_of(config) -> int:
+    """The id that pads a batch of rows of a model with `config`: its `pad_token_id`, else 0."""
+    return config.pad_token_id if config.pad_token_id is not None else 0
 
 
 def unwritable_token_ids(config) -> list[int]:
@@ -92,4 +107,13 @@ class DecodeTrace:
             ) from None
 
 
-__all__ = ["DecodeTrace", "EditKind", "TraceStep", "unwritable_token_ids"]
+__all__ = [
+    "EDIT_RULES",
+    "INFILL_MODES",
+    "WRITE_ORDERS",
+    "DecodeTrace",
+    "EditKind",
+    "TraceStep",
+    "pad_token_id_of",
+    "unwritable_token_ids",
+]

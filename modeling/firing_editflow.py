@@ -25,6 +25,7 @@ import math
 import torch
 
 from .applying_editflow import valid_positions
+from .edits_editflow import EDIT_RULES, WRITE_ORDERS
 
 # The finest step size accepted: tau-leaping takes ceil(1 / tau) steps (one encoder pass each), and below this
 # floor a typo (1e-7 for 1e-2) would mean millions of passes that look like a hang.
@@ -32,14 +33,8 @@ MAX_TAU_STEPS = 10_000
 MIN_TAU = 1.0 / MAX_TAU_STEPS
 
 
-WRITE_ORDERS = ("parallel", "frontier")
-
-
 def _is_number(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-EDIT_RULES = ("sample", "threshold", "gain")
 
 
 def check_edit_params(
@@ -65,26 +60,23 @@ def check_edit_params(
                          '`edit_rule` "sample" or "threshold".')
 
 
-def check_sampling_params(
-    tau: float, temperature: float, top_p: float, top_k: int | None = None, *, flag_prefix: str = ""
-) -> None:
+def check_sampling_params(tau: float, temperature: float, top_p: float, top_k: int | None = None) -> None:
     """ValueError naming the fix for a tau outside [MIN_TAU, 1] (at most MAX_TAU_STEPS = 10,000 steps), a
     temperature that is negative or not finite, a top_p outside (0, 1] or a negative top_k. NaN and infinity are refused
-    everywhere. `flag_prefix="--"` names the command-line flags in the messages."""
-    tau_name, temperature_name, top_p_name = (f"`{flag_prefix}{name}`" for name in ("tau", "temperature", "top_p"))
+    everywhere."""
     if not _is_number(tau) or not 0.0 < tau <= 1.0:  # NaN fails every comparison
-        raise ValueError(f"{tau_name} must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
+        raise ValueError(f"`tau` must be a number in (0, 1]; got {tau!r}. Typical values are 0.01 to 0.05.")
     if tau < MIN_TAU:
         raise ValueError(
-            f"{tau_name} {tau!r} would take {math.ceil(1.0 / tau):,} steps; the sampler allows at most "
+            f"`tau` {tau!r} would take {math.ceil(1.0 / tau):,} steps; the sampler allows at most "
             f"{MAX_TAU_STEPS:,} (tau >= {MIN_TAU:g}). Typical values are 0.01 to 0.05."
         )
     if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"{temperature_name} must be a finite number >= 0 (0 = greedy); got {temperature!r}.")
+        raise ValueError(f"`temperature` must be a finite number >= 0 (0 = greedy); got {temperature!r}.")
     if not _is_number(top_p) or not 0.0 < top_p <= 1.0:
-        raise ValueError(f"{top_p_name} must be a number in (0, 1]; got {top_p!r}.")
+        raise ValueError(f"`top_p` must be a number in (0, 1]; got {top_p!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"`{flag_prefix}top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
+        raise ValueError(f"`top_k` must be an integer >= 0 (0 = no top-k filtering); got {top_k!r}.")
 
 
 def num_tau_steps(tau: float) -> int:
@@ -103,6 +95,13 @@ def _splitmix64(x: int) -> int:
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64
     x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _UINT64
     return x ^ (x >> 31)
+
+
+def check_seed(seed) -> None:
+    """ValueError unless `seed` is None or a whole number from 0 to 2**64 - 1: the one rule of every seed (generation
+    config, sampler, pipeline, commands), so that -1 and 2**64 - 1 (the same 64 bits) are not silently one seed."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _UINT64):
+        raise ValueError(f"`seed` must be a whole number from 0 to 2**64 - 1, or None; got {seed!r}.")
 
 
 def row_seed(seed: int, row: int) -> int:
@@ -393,6 +392,7 @@ __all__ = [
     "WRITE_ORDERS",
     "check_edit_params",
     "check_sampling_params",
+    "check_seed",
     "counter_uniforms",
     "default_write_order",
     "edit_permissions",

@@ -19,9 +19,9 @@ import torch
 from transformers import GenerationConfig
 from transformers.utils import ModelOutput, logging
 
-from .edits_editflow import DecodeTrace, unwritable_token_ids
+from .edits_editflow import INFILL_MODES, DecodeTrace, pad_token_id_of, unwritable_token_ids
 from .guidance_editflow import TimeSchedule
-from .firing_editflow import MAX_TAU_STEPS, MIN_TAU, check_edit_params, check_sampling_params
+from .firing_editflow import MAX_TAU_STEPS, MIN_TAU, check_edit_params, check_sampling_params, check_seed
 from .sampling_editflow import SamplerStep, TauLeapSampler
 
 logger = logging.get_logger(__name__)
@@ -32,7 +32,8 @@ logger = logging.get_logger(__name__)
 MAX_SEQUENCE_TOKENS = 1 << 20
 MAX_RETURN_SEQUENCES = 4096
 MAX_BATCH_SIZE = 1 << 16
-INFILL_MODES = ("free", "fixed")
+# The options of from_pretrained that locate a checkpoint's files on the Hub (its generation_config.json, tokenizer).
+HUB_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
 # GenerationConfig fields that mean nothing to tau-leaping; a value that would change a left-to-right decode is
 # refused rather than silently ignored.
 UNSUPPORTED_FIELDS = {"num_beams": 1, "penalty_alpha": None, "assistant_model": None}
@@ -108,10 +109,11 @@ def generate_inputs(input_ids, kwargs: dict):
     return input_ids, settings
 
 
-def check_size(name: str, value, minimum: int, maximum: int, *, flag_prefix: str = "") -> None:
-    """ValueError naming the setting for a size that is not an integer in [minimum, maximum]."""
+def check_size(name: str, value, minimum: int, maximum: int, *, bound: str = "") -> None:
+    """ValueError naming the setting for a size that is not an integer in [minimum, maximum] (`bound`: what sets
+    the maximum, written after it, e.g. " (the model's 512 positions)")."""
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise ValueError(f"`{flag_prefix}{name}` must be an integer from {minimum} to {maximum:,}; got {value!r}.")
+        raise ValueError(f"`{name}` must be an integer from {minimum} to {maximum:,}{bound}; got {value!r}.")
 
 
 def _is_token_id(value) -> bool:
@@ -297,12 +299,9 @@ class EditFlowGenerationConfig(GenerationConfig):
             ("max_new_tokens", 1, longest - 1),
             ("num_return_sequences", 1, MAX_RETURN_SEQUENCES),
         ):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            if getattr(self, name) is not None:
                 bound = where if name in ("max_length", "max_new_tokens") else ""
-                raise ValueError(f"`{name}` must be an integer from {minimum} to {maximum:,}{bound}; got {value!r}.")
+                check_size(name, getattr(self, name), minimum, maximum, bound=bound)
         for name in ("do_sample", "chat_template", "edit_prompt", "compile", "output_history", "no_repeat_adjacent"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
@@ -310,9 +309,7 @@ class EditFlowGenerationConfig(GenerationConfig):
         check_edit_params(self.strength, self.edit_rule, self.gain_margin, self.infill == "fixed", self.write_order)
         if self.infill not in INFILL_MODES:
             raise ValueError(f"`infill` must be one of {', '.join(map(repr, INFILL_MODES))}; got {self.infill!r}.")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**64):
-            # one rule everywhere (pipeline, CLI, Space): -1 and 2**64 - 1 are not silently the same seed
-            raise ValueError(f"`seed` must be a whole number from 0 to 2**64 - 1, or None; got {self.seed!r}.")
+        check_seed(self.seed)
         tokens = self.suppress_tokens
         if tokens is not None and (isinstance(tokens, (str, bytes)) or not all(_is_token_id(t) for t in tokens)):
             raise ValueError(f"`suppress_tokens` must be a list of token ids; got {tokens!r}.")
@@ -496,7 +493,7 @@ class EditFlowDecode:
                  progress_bar: bool = False, row_offset: int = 0):  # fmt: skip
         config = model.config
         self.generation_config = generation_config
-        self.pad_token_id = config.pad_token_id if config.pad_token_id is not None else 0
+        self.pad_token_id = pad_token_id_of(config)
         self.device = next(model.parameters()).device
         self.rows = start_rows(
             prompts, generation_config, bos_token_id=config.bos_token_id, mask_token_id=config.mask_token_id,
@@ -579,6 +576,7 @@ __all__ = [
     "GREEDY_SEED",
     "GREEDY_TEMPERATURE",
     "GREEDY_TOP_P",
+    "HUB_DOWNLOAD_KWARGS",
     "LEFT_TO_RIGHT_ARGUMENTS",
     "StartRows",
     "TOKENIZER_OUTPUTS",

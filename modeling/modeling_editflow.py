@@ -26,9 +26,13 @@ from transformers.utils import ModelOutput
 
 from .compiling_editflow import CompiledEditRates
 from .configuration_editflow import EditFlowConfig
-from .generation_editflow import EditFlowDecode, EditFlowGenerateOutput, EditFlowGenerationConfig, generate_inputs
-
-HUB_DOWNLOAD_KWARGS = ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+from .generation_editflow import (
+    HUB_DOWNLOAD_KWARGS,
+    EditFlowDecode,
+    EditFlowGenerateOutput,
+    EditFlowGenerationConfig,
+    generate_inputs,
+)
 
 
 @dataclass

@@ -81,17 +81,23 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import Chat
 
 from .edits_editflow import TraceStep
-from .generation_editflow import MAX_BATCH_SIZE, EditFlowGenerationConfig, StartRows, check_size, check_text
+from .generation_editflow import (
+    HUB_DOWNLOAD_KWARGS,
+    MAX_BATCH_SIZE,
+    EditFlowGenerationConfig,
+    StartRows,
+    check_size,
+    check_text,
+)
 from .generation_editflow import start_rows as build_start_rows
 
 logger = logging.get_logger(__name__)
 
 CHAT_ROLES = ("system", "user", "assistant")
 DEFAULT_BATCH_SIZE = 32
-# pipeline() forwards some loading options to the pipeline's constructor: the Hub ones locate the checkpoint's
-# generation_config.json, the others are ignored.
-HUB_KWARGS = ("revision", "token", "local_files_only", "cache_dir")
-LOADING_KWARGS = {*HUB_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
+# pipeline() forwards some loading options to the pipeline's constructor: the Hub ones locate the tokenizer saved
+# beside the model (when none is given), the others are ignored.
+LOADING_KWARGS = {*HUB_DOWNLOAD_KWARGS, "torch_dtype", "dtype", "trust_remote_code", "use_fast", "model_kwargs"}
 PIPELINE_PARAMETERS = ("generation_config", "return_full_text", "return_trace", "progress_bar", "batch_size")
 # The mark of a WordPiece continuation piece ("##unes"): one with nothing before it is a dangling fragment.
 CONTINUATION_MARK = "##"
@@ -219,7 +225,7 @@ class EditFlowGenerationPipeline(Pipeline):
     _load_tokenizer = None
 
     def __init__(self, *args, **kwargs):
-        hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if kwargs.get(key) is not None}
+        hub_kwargs = {key: kwargs[key] for key in HUB_DOWNLOAD_KWARGS if kwargs.get(key) is not None}
         self.generation_config = None  # set below; _sanitize_parameters starts from the model's until then
         super().__init__(*args, **kwargs)
         if self.tokenizer is None:

@@ -16,6 +16,7 @@ import time
 import torch
 
 from .applying_editflow import valid_positions
+from .edits_editflow import pad_token_id_of
 from .guidance_editflow import (
     TimeSchedule,
     condition_lengths,
@@ -55,7 +56,7 @@ class EditRateRunner:
         self.guided = guidance.spec != 0.0
         self.compile = bool(compile)
         self.reuse_unchanged_rows = reuse_unchanged_rows
-        self.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+        self.pad_token_id = pad_token_id_of(model.config)
         self.compile_seconds = 0.0
         self._compiled = None
 

@@ -27,18 +27,17 @@ from transformers.utils.logging import tqdm
 
 from .applying_editflow import AppliedEdits, apply_edits, unpadded_rows, valid_positions
 from .compiling_editflow import COMPILE_WIDTH_BUCKETS, CompiledEditRates, bucket_rows, bucket_width
-from .edits_editflow import DecodeTrace, TraceStep
+from .edits_editflow import EDIT_RULES, WRITE_ORDERS, DecodeTrace, TraceStep
 from .firing_editflow import (
     DRAW_INS_TOKEN,
     DRAW_SUB_TOKEN,
-    EDIT_RULES,
     MAX_TAU_STEPS,
     MIN_TAU,
     NUM_DRAWS,
-    WRITE_ORDERS,
     EditFiring,
     check_edit_params,
     check_sampling_params,
+    check_seed,
     counter_uniforms,
     default_write_order,
     edit_permissions,
@@ -263,8 +262,7 @@ class TauLeapSampler:
             write_order=default_write_order(config) if write_order is None else write_order, max_length=max_length,
         )  # fmt: skip
         self.runner = EditRateRunner(model, guidance, compile=compile, reuse_unchanged_rows=reuse_unchanged_rows)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"`seed` must be an integer or None; got {seed!r}.")
+        check_seed(seed)
         self.model = model
         self.seed = seed
         self.generator = generator

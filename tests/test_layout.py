@@ -179,6 +179,12 @@ ONE_HOME = {
     "x0 spec parsing and default": ("editflow_hf/path/couplings.py", ["parse_x0_sampler", "DEFAULT_X0_SAMPLER"]),
     "the regime of an example": ("editflow_hf/path/collator.py", ["regime"]),
     "edit kinds": ("modeling/edits_editflow.py", ["EditKind"]),
+    # the standard library only: the commands offer them as flag choices and --help loads no torch
+    "the edit rules, write orders and infill modes": ("modeling/edits_editflow.py", ["EDIT_RULES", "WRITE_ORDERS", "INFILL_MODES"]),
+    "the pad id of a batch (pad_token_id, else 0)": ("modeling/edits_editflow.py", ["pad_token_id_of"]),
+    "a seed in range (0 to 2**64 - 1, or None)": ("modeling/firing_editflow.py", ["check_seed"]),
+    "the Hub options of from_pretrained": ("modeling/generation_editflow.py", ["HUB_DOWNLOAD_KWARGS"]),
+    "the pipeline's batch size (also lm-eval's)": ("modeling/pipeline_editflow.py", ["DEFAULT_BATCH_SIZE"]),
     "decode record": ("modeling/edits_editflow.py", ["DecodeTrace", "TraceStep"]),
     "rows of a padded batch": ("modeling/applying_editflow.py", ["unpadded_rows"]),
     "the tie-break check": ("editflow_hf/path/alignment.py", ["check_tie_break", "TIE_BREAKS"]),
@@ -191,7 +197,7 @@ ONE_HOME = {
 ONE_HOME_IN_MODELING = {
     "text a tokenizer can encode (no lone surrogate)": ["check_text"],
     "a size setting in range": ["check_size"],
-    "the edit rules, write orders and infill modes": ["EDIT_RULES", "WRITE_ORDERS", "INFILL_MODES"],
+    "the sampling and edit settings in range": ["check_sampling_params", "check_edit_params"],
 }
 
 
@@ -212,23 +218,10 @@ def test_each_remote_code_fact_has_one_definition_in_modeling(nodes, fact):
         assert len(places) == 1 and places[0].startswith("modeling/"), f"{fact}: {name} defined in {places}, expected once in modeling/"
 
 
-def modeling_constant(nodes, name: str):
-    """The value of the module-level constant `name` of modeling/ (a literal), read from the source."""
-    values = [ast.literal_eval(node.value) for where, node in nodes if where.startswith("modeling/") and isinstance(node, ast.Assign)
-              and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)]  # fmt: skip
-    assert len(values) == 1, (name, values)
-    return values[0]
-
-
-def test_sampling_flag_choices_are_the_remote_codes(nodes):
-    """The commands' --edit_rule, --write_order and --infill offer exactly the remote code's values. They are
-    spelled out in the parser because importing their modules would load torch before --help; this keeps them equal."""
-    from editflow_hf.sampling_flags import build_parser
-
-    choices = {action.dest: tuple(action.choices) for action in build_parser()._actions if action.choices}
-    assert choices["edit_rule"] == tuple(modeling_constant(nodes, "EDIT_RULES"))
-    assert choices["write_order"] == tuple(modeling_constant(nodes, "WRITE_ORDERS"))
-    assert choices["infill"] == tuple(modeling_constant(nodes, "INFILL_MODES"))
+def string_tuples(nodes) -> list[tuple[str, tuple]]:
+    """(file, value) for every tuple literal made only of strings."""
+    return [(where, tuple(e.value for e in node.elts)) for where, node in nodes if isinstance(node, ast.Tuple) and node.elts
+            and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts)]  # fmt: skip
 
 
 # The old second homes, by the shape they had: none may come back.
@@ -249,8 +242,21 @@ def test_no_second_definition_by_shape(nodes):
     tested = [(where, node) for where, node in nodes if isinstance(node, ast.Compare) and isinstance(node.ops[0], (ast.In, ast.NotIn))
               and getattr(node.comparators[0], "id", None) in ("TIE_BREAKS", "TIE_BREAK_CHOICES")]  # fmt: skip
     assert [(where, ast.unparse(node)) for where, node in tested] == [("editflow_hf/path/collator.py", "value in TIE_BREAKS")]
-    # `prog: error: message` printed by hand beside run_cli (the commands in apps/ are the lead's to move onto it)
-    assert {w for w, s in strings if ": error: " in s and not w.startswith("editflow_hf/apps/")} == {"editflow_hf/errors.py"}
+    # `prog: error: message` printed by hand beside run_cli
+    assert {w for w, s in strings if ": error: " in s} == {"editflow_hf/errors.py"}
+    # the edit rules, write orders or infill modes retyped (e.g. as a parser's choices)
+    choices = {("sample", "threshold", "gain"), ("parallel", "frontier"), ("free", "fixed")}
+    assert {w for w, t in string_tuples(nodes) if t in choices} == {"modeling/edits_editflow.py"}
+    # the Hub options of from_pretrained listed twice
+    assert {w for w, t in string_tuples(nodes) if "local_files_only" in t} == {"modeling/generation_editflow.py"}
+    # a size or a seed checked inline beside check_size / check_seed
+    assert {w for w, s in strings if "must be an integer from" in s} == {"modeling/generation_editflow.py"}
+    assert {w for w, s in strings if "`seed` must be" in s} == {"modeling/firing_editflow.py"}
+    # the pad fallback written out beside pad_token_id_of
+    pad_fallbacks = [w for w, node in nodes if isinstance(node, ast.IfExp) and "pad_token_id" in ast.unparse(node.test)]
+    assert pad_fallbacks == ["modeling/edits_editflow.py"], pad_fallbacks
+    # a parameter no caller passes (the check functions name settings, the commands spell them as flags: as_flags)
+    assert not [w for w, node in nodes if isinstance(node, ast.arg) and node.arg == "flag_prefix"]
     # the wrapper of check_text that only retyped its error
     assert not [w for w, n in defined_names(nodes) if n == "check_text" and w.startswith("editflow_hf/")]
     # `sequences()` written once: the sampler's two methods delegate to unpadded_rows

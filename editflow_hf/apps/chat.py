@@ -11,7 +11,7 @@ converted checkpoint, with `--chat_template False` or `--plain`, each line is a 
 
 import sys
 
-from ..errors import run_cli
+from ..errors import EditFlowError, run_cli
 from ..flags import add_bool_flag, check_device, str_to_bool
 from ..sampling_flags import as_flags, build_parser, check_common_args, load_pipeline, quiet_transformers, sampling_kwargs
 
@@ -84,15 +84,15 @@ def main(argv=None) -> int:
     add_bool_flag(parser, "--no_history", help="Send each message without the earlier turns.")
     parser.add_argument("--visualize", type=str_to_bool, default=False, help="dLLM's option; refused (replies only).")
     args = parser.parse_args(argv)
-    if args.visualize:
-        print(
-            "editflow-chat: error: --visualize is not supported in the chat (it prints replies); watch a decode with "
-            "editflow-sample --show_trace or --make_gif.",
-            file=sys.stderr,
-        )
-        return 2
+
+    def body() -> int:
+        if args.visualize:
+            raise EditFlowError("--visualize is not supported in the chat (it prints replies); watch a decode with "
+                                "editflow-sample --show_trace or --make_gif.")  # fmt: skip
+        return run(args)
+
     try:
-        return run_cli(parser.prog, lambda: run(args))
+        return run_cli(parser.prog, body)
     except KeyboardInterrupt:
         return 0
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..errors import EditFlowError, run_cli
 from ..flags import check_device, str_to_bool
+from ..modeling.edits_editflow import WRITE_ORDERS  # the standard library only: --help loads no torch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tau", type=float, default=None, help="Tau-leaping step (default: the checkpoint's generation config).")
     parser.add_argument("--temperature", type=float, default=None, help="Sampling temperature; 0 = greedy (default: the checkpoint's generation config).")
     parser.add_argument("--top_k", type=int, default=None, help="Keep the k most likely tokens (1 = argmax, also with --temperature 0) (default: the checkpoint's generation config).")
-    parser.add_argument("--write_order", choices=("parallel", "frontier"), default=None, help="Which drawn writes fire: parallel (all) or frontier (a write whose head would read a mask waits for it) (default: the checkpoint's generation config).")
+    parser.add_argument("--write_order", choices=WRITE_ORDERS, default=None, help="Which drawn writes fire: parallel (all) or frontier (a write whose head would read a mask waits for it) (default: the checkpoint's generation config).")
     parser.add_argument("--no_repeat_adjacent", type=str_to_bool, nargs="?", const=True, default=None, metavar="{True,False}", help="A written token never equals a token beside it (default: the checkpoint's generation config, else on for a shifted head).")
     parser.add_argument("--corrupt_p", type=float, default=0.2, help="Corruption rate of the restoration test; 0 skips it.")
     parser.add_argument("--tie_break", default=None, help="Alignment tie-break of the bound (default: the model's, else auto).")

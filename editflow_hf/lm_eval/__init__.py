@@ -57,14 +57,12 @@ except ImportError as err:
 
 from ..modeling.generation_editflow import EditFlowGenerationConfig
 from ..modeling.modeling_editflow import EditFlowForEditing
-from ..modeling.pipeline_editflow import EditFlowGenerationPipeline
+from ..modeling.pipeline_editflow import DEFAULT_BATCH_SIZE, EditFlowGenerationPipeline
 from ..objective.bound import sequence_bounds
 from ..path.collator import EditFlowCollator
 from ..path.couplings import parse_x0_sampler
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 32
 
 
 def _as_batch_size(value) -> int:
