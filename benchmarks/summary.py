@@ -33,6 +33,9 @@ HEADLINES = {
     "pipeline_speed": ["current.eager.pipeline_overhead", "current.eager.batching_gain", "current.eager.batch1_cpu_s",
                        "current.compile.batch1_cpu_s", "speedup_batch1_eager", "speedup_batch16_eager"],
     "profile_step": ["ab.batch_1.speedup", "ab.batch_64.speedup"],
+    # the first arm's held-out answers, each figure a [mean, standard error] pair: its mean
+    "real_backbone": [f"results.0.heldout.orders.{order}.{figure}.0" for order in ("parallel", "frontier")
+                      for figure in ("repeated_word", "fact", "token_f1")] + ["results.0.heldout.bound.per_token"],
 }  # fmt: skip
 
 HEADER = """# Benchmark summary
@@ -48,11 +51,15 @@ How each default was chosen, with dated notes: [`RESULTS.md`](RESULTS.md).
 
 
 def lookup(record: dict, dotted: str):
+    """`record`'s value at a dotted path; a number indexes a list (`results.0.fact`); None where there is none."""
     value = record
     for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
             return None
-        value = value[part]
     return value
 
 
