@@ -29,7 +29,7 @@ HEADLINES = {
                 "import_transformers_s", "help_imports_torch"],
     "sample": ["eager.s_per_seq_b1", "eager.seq_per_s_b64", "eager.step_over_encoder", "eager.cpu_s_per_seq_b1",
                "compiled.s_per_seq_b1", "compiled.seq_per_s_b64", "compiled.compile_s"],
-    "train_step": ["ratio", "ratio_paired_median", "ours_s", "mlm_s", "encoder_s"],
+    "train_step": ["ratio", "ratio_to_sparse_mlm", "ours_s", "mlm_s", "mlm_sparse_s", "encoder_s"],
     "pipeline_speed": ["current.eager.pipeline_overhead", "current.eager.batching_gain", "current.eager.batch1_cpu_s",
                        "current.compile.batch1_cpu_s", "speedup_batch1_eager", "speedup_batch16_eager"],
     "profile_step": ["ab.batch_1.speedup", "ab.batch_64.speedup"],
