@@ -30,6 +30,7 @@ import gradio as gr
 from transformers import pipeline
 
 from editflow_hf.checkpoints import check_model_folder
+from editflow_hf.modeling.edits_editflow import INFILL_MODES
 from editflow_hf.visualize import Segment, TokenDisplay, gif_bytes, segments_to_html, sequence_segments, step_segments
 
 try:  # ZeroGPU Spaces provide `spaces`; elsewhere the decorator is a no-op
@@ -52,7 +53,6 @@ MAX_TEMPERATURE = 2.0
 MAX_SEED = 2**31 - 1
 QUEUE_SIZE = 32
 MODES = ("prompt", "infill", "edit")
-INFILL_MODES = ("fixed", "free")
 
 CSS = """
 #live-trace { min-height: 6em; padding: 0.75em; border: 1px solid var(--border-color-primary); border-radius: 8px; }
