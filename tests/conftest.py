@@ -19,6 +19,22 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data"  # shipped with the repository: tiny-shakespeare.txt, qa-tiny.jsonl
+# Measured slow tests (tests/measure_slow.py): marked `slow` here, so `-m "not slow"` is a quick subset.
+SLOW_LIST = Path(__file__).with_name("slow_tests.txt")
+
+
+def listed_slow_tests() -> set[str]:
+    if not SLOW_LIST.exists():
+        return set()
+    lines = SLOW_LIST.read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+def pytest_collection_modifyitems(config, items):
+    slow = listed_slow_tests()
+    for item in items:
+        if item.nodeid in slow:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
