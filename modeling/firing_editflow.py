@@ -182,13 +182,16 @@ def frontier_edits(
     sub_columns: torch.LongTensor,
     ins_columns: torch.LongTensor,
     mask_token_id: int,
-) -> tuple[torch.BoolTensor, torch.BoolTensor]:
+    del_fire: torch.BoolTensor | None = None,
+) -> tuple[torch.BoolTensor, ...]:
     """The frontier write order: `(sub_fire, ins_fire)` without the writes whose token head would read a mask's
     hidden state, or a state a mask's substitution reads. A substitution at j whose head reads another column
     (`sub_columns[j]`, j - 1 for a converted decoder's shifted head) waits while that column holds a mask; an
     insertion after j (its head reads `ins_columns[j]`, j itself) waits while that column holds a mask or is the
     column a mask's substitution reads (with the shift: while j + 1 is a mask, whose word the same state predicts,
-    so the two would write it twice). Deletions never wait.
+    so the two would write it twice). A mask's deletion waits as its substitution does (`del_fire` given): else the
+    masks the waiting writes need are deleted meanwhile and the answer ends short of its last words. Other
+    deletions never wait.
 
     Why: a mask's state encodes the mask, not a word, so a shifted head reading it at j writes the word that belongs
     at j - 1 (a converted SmolLM2 wrote "The capital capital of Germany Germany"). Waiting lets each run of masks
@@ -197,6 +200,7 @@ def frontier_edits(
     Args:
         tokens: `[B, L]` x_t.
         sub_fire, ins_fire: `[B, L]` the edits drawn this step.
+        del_fire: `[B, L]` the deletions drawn this step; when given, `(del_fire, sub_fire, ins_fire)` is returned.
         sub_columns, ins_columns: `[L]` the column each head reads for an edit at each column ([`head_columns`]).
         mask_token_id: the mask's id.
     """
@@ -207,7 +211,9 @@ def frontier_edits(
     read_for_a_mask = torch.zeros(is_mask.shape, dtype=torch.int32, device=tokens.device)
     read_for_a_mask.index_add_(1, sub_columns, is_mask.to(torch.int32))
     ins_waits = is_mask[:, ins_columns] | (read_for_a_mask[:, ins_columns] > 0)
-    return sub_fire & ~sub_waits, ins_fire & ~ins_waits
+    if del_fire is None:
+        return sub_fire & ~sub_waits, ins_fire & ~ins_waits
+    return del_fire & ~(sub_waits & is_mask), sub_fire & ~sub_waits, ins_fire & ~ins_waits
 
 
 def default_write_order(config) -> str:
@@ -320,13 +326,13 @@ class EditFiring:
             del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
         return del_fire, sub_fire, ins_fire
 
-    def in_write_order(self, tokens: torch.LongTensor, sub_fire: torch.BoolTensor, ins_fire: torch.BoolTensor,
-                       head_columns) -> tuple[torch.BoolTensor, torch.BoolTensor]:  # fmt: skip
-        """`(sub_fire, ins_fire)` in the write order: as drawn ("parallel"), or [`frontier_edits`] with the columns the
-        model's token heads read (`head_columns(tokens)` -> `(sub_columns, ins_columns)`, asked only then)."""
+    def in_write_order(self, tokens: torch.LongTensor, del_fire: torch.BoolTensor, sub_fire: torch.BoolTensor,
+                       ins_fire: torch.BoolTensor, head_columns) -> tuple[torch.BoolTensor, ...]:  # fmt: skip
+        """`(del_fire, sub_fire, ins_fire)` in the write order: as drawn ("parallel"), or [`frontier_edits`] with the
+        columns the model's token heads read (`head_columns(tokens)` -> `(sub_columns, ins_columns)`, asked only then)."""
         if self.write_order != "frontier":
-            return sub_fire, ins_fire
-        return frontier_edits(tokens, sub_fire, ins_fire, *head_columns(tokens), self.mask_token_id)
+            return del_fire, sub_fire, ins_fire
+        return frontier_edits(tokens, sub_fire, ins_fire, *head_columns(tokens), self.mask_token_id, del_fire)
 
     def within_max_length(self, ins_fire: torch.BoolTensor, lengths: torch.LongTensor) -> torch.BoolTensor:
         """`ins_fire` without the insertions that would take a row beyond `max_length` (the leftmost ones win)."""

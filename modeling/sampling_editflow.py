@@ -320,7 +320,7 @@ class TauLeapSampler:
             state.permissions = edit_permissions(state.protected, state.lengths, state.open_end)
         if firing.edit_rule == "gain":
             del_fire, sub_fire, ins_fire, sub_tokens, ins_tokens = self.gain_edits(state, t)
-            sub_fire, ins_fire = firing.in_write_order(state.tokens, sub_fire, ins_fire, self.runner.head_columns)
+            del_fire, sub_fire, ins_fire = firing.in_write_order(state.tokens, del_fire, sub_fire, ins_fire, self.runner.head_columns)
             if not (del_fire.any() or sub_fire.any() or ins_fire.any()):
                 return state.advance(AppliedEdits.unchanged(state.tokens, state.lengths, state.protected), t_next)
         else:
@@ -328,7 +328,7 @@ class TauLeapSampler:
             del_fire, sub_fire, ins_fire = firing.sampled_edits(
                 state.rate_cache, state.permissions, state.tokens, state.lengths, state.step, draws
             )
-            sub_fire, ins_fire = firing.in_write_order(state.tokens, sub_fire, ins_fire, self.runner.head_columns)
+            del_fire, sub_fire, ins_fire = firing.in_write_order(state.tokens, del_fire, sub_fire, ins_fire, self.runner.head_columns)
             del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
             if del_count == sub_count == ins_count == 0:
                 return state.advance(AppliedEdits.unchanged(state.tokens, state.lengths, state.protected), t_next)

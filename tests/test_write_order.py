@@ -10,18 +10,21 @@ from editflow_hf.modeling.generation_editflow import EditFlowGenerationConfig
 from editflow_hf.modeling.sampling_editflow import TauLeapSampler, default_write_order, frontier_edits
 
 
-def reference_frontier(tokens, sub_fire, ins_fire, shifted):
-    """Plain loops: a substitution at j waits while j - 1 is a mask (shifted head only; BOS reads itself); an
-    insertion after j waits while j is a mask, and (shifted head) while j + 1 is a mask, whose substitution reads
-    j's state too."""
+def reference_frontier(tokens, sub_fire, ins_fire, shifted, del_fire=None):
+    """Plain loops: a substitution at j waits while j - 1 is a mask (shifted head only; BOS reads itself), and so
+    does the deletion of a mask at j; an insertion after j waits while j is a mask, and (shifted head) while j + 1
+    is a mask, whose substitution reads j's state too."""
     sub_out, ins_out = [row[:] for row in sub_fire], [row[:] for row in ins_fire]
+    del_out = [row[:] for row in del_fire] if del_fire is not None else None
     for b, row in enumerate(tokens):
         for j in range(len(row)):
             if shifted and j > 0 and row[j - 1] == MASK:
                 sub_out[b][j] = False
+                if del_out is not None and row[j] == MASK:
+                    del_out[b][j] = False
             if row[j] == MASK or (shifted and j + 1 < len(row) and row[j + 1] == MASK):
                 ins_out[b][j] = False
-    return sub_out, ins_out
+    return (sub_out, ins_out) if del_out is None else (del_out, sub_out, ins_out)
 
 
 @pytest.mark.parametrize("shifted", [True, False])
@@ -36,6 +39,10 @@ def test_frontier_edits_equal_the_plain_reference(shifted):
         sub, ins = frontier_edits(tokens, sub_fire, ins_fire, sub_columns, columns, MASK)
         expected_sub, expected_ins = reference_frontier(tokens.tolist(), sub_fire.tolist(), ins_fire.tolist(), shifted)
         assert sub.tolist() == expected_sub and ins.tolist() == expected_ins
+        del_fire = torch.rand(tokens.shape, generator=generator) < 0.6
+        got = frontier_edits(tokens, sub_fire, ins_fire, sub_columns, columns, MASK, del_fire)
+        expected = reference_frontier(tokens.tolist(), sub_fire.tolist(), ins_fire.tolist(), shifted, del_fire.tolist())
+        assert [part.tolist() for part in got] == list(expected)
 
 
 def masks_only_rates(model):
