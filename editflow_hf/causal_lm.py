@@ -119,13 +119,8 @@ class ReferenceLM:
 
     def scale(self, texts: list[str], seed: int = 0) -> dict:
         """What a perplexity means under this judge: that of real `texts` and of the same texts with their words
-        shuffled (text `i` with seed `seed + i`): the same words, no language."""
-        shuffled = []
-        for index, text in enumerate(texts):
-            words = text.split()
-            random.Random(seed + index).shuffle(words)
-            shuffled.append(" ".join(words))
-        return {"texts": len(texts), "real": self.perplexity(texts), "shuffled": self.perplexity(shuffled)}
+        shuffled ([`shuffled_words`]): the same words, no language."""
+        return {"texts": len(texts), "real": self.perplexity(texts), "shuffled": self.perplexity(shuffled_words(texts, seed))}
 
     def token_length(self, text: str) -> int:
         """Tokens of `text` the judge scores (its BOS not counted)."""
@@ -152,17 +147,23 @@ class ReferenceLM:
         window with its words shuffled (seed `seed + i`). Perplexity falls as texts grow longer (more context per
         token), so a scale of other lengths flatters or wrongs the samples; this one does neither.
         `place` says where the samples sit, in log perplexity: 0 at real text, 1 at shuffled words."""
-        scored = [text for text in samples if self.token_length(text) >= 1]  # empty texts have nothing to match
-        lengths = [self.token_length(text) for text in scored]
+        measured = [(text, self.token_length(text)) for text in samples]
+        scored = [text for text, length in measured if length >= 1]  # empty texts have nothing to match
+        lengths = [length for _, length in measured if length >= 1]
         real = self.real_windows(reference_texts, lengths, seed)
-        shuffled = []
-        for index, text in enumerate(real):
-            words = text.split()
-            random.Random(seed + index).shuffle(words)
-            shuffled.append(" ".join(words))
         figures = {"texts": len(scored), "tokens": sum(lengths), "samples": self.perplexity(scored),
-                   "real": self.perplexity(real), "shuffled": self.perplexity(shuffled)}  # fmt: skip
+                   "real": self.perplexity(real), "shuffled": self.perplexity(shuffled_words(real, seed))}  # fmt: skip
         return {**figures, "place": place_on_scale(figures["samples"], figures["real"], figures["shuffled"])}
+
+
+def shuffled_words(texts: list[str], seed: int = 0) -> list[str]:
+    """Each text with its words in random order (text `i` shuffled with `random.Random(seed + i)`)."""
+    shuffled = []
+    for index, text in enumerate(texts):
+        words = text.split()
+        random.Random(seed + index).shuffle(words)
+        shuffled.append(" ".join(words))
+    return shuffled
 
 
 def place_on_scale(perplexity: float, real: float, shuffled: float) -> float:
@@ -189,4 +190,4 @@ def describe_scale(scale: dict) -> str:
             f"perplexity, lower is better)")  # fmt: skip
 
 
-__all__ = ["SMOLLM2_GGUF", "ReferenceLM", "check_gguf_source", "describe_scale", "load_causal_lm", "place_on_scale", "smollm2_gguf"]
+__all__ = ["SMOLLM2_GGUF", "ReferenceLM", "check_gguf_source", "describe_scale", "load_causal_lm", "place_on_scale", "shuffled_words", "smollm2_gguf"]

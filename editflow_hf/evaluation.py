@@ -47,10 +47,10 @@ def token_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def reference_texts(tokenizer, features: list[dict], task: str) -> list[str]:
-    """The held-out texts the samples are judged against: each x1 after its prompt (pt: after BOS), up to EOS."""
-    eos = tokenizer.eos_token_id if tokenizer.eos_token_id != tokenizer.bos_token_id else None
-    return [tokenizer.decode(_cut(f["input_ids"][f.get("prompt_len", 1) :], eos), skip_special_tokens=True).strip()
+def reference_texts(tokenizer, features: list[dict], eos_token_id: int | None) -> list[str]:
+    """The held-out texts: each x1 after its prompt (pt: after BOS), up to EOS, as text. The sft answers that exact
+    match and F1 compare with, and the real text the judge's scale is cut from."""
+    return [tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos_token_id), skip_special_tokens=True).strip()
             for f in features]  # fmt: skip
 
 
@@ -182,10 +182,7 @@ def _generation(model, tokenizer, features: list[dict], sampling, *, task: str, 
     repeats = sampling.no_repeat_adjacent
     generation["no_repeat_adjacent"] = default_no_repeat_adjacent(config) if repeats is None else repeats
     if task == "sft":
-        references = [
-            tokenizer.decode(_cut(f["input_ids"][f["prompt_len"] :], eos), skip_special_tokens=True).strip()
-            for f in features
-        ]
+        references = reference_texts(tokenizer, features, eos)
         generation["exact_match"] = float(np.mean([normalize_answer(a) == normalize_answer(r) for a, r in zip(texts, references)]))
         generation["token_f1"] = float(np.mean([token_f1(a, r) for a, r in zip(texts, references)]))
     generation["examples"] = texts[:num_examples]
@@ -265,8 +262,8 @@ def evaluate(
     texts, result["generation"] = _generation(model, tokenizer, features[:num_samples], sampling, task=task, num_samples=num_samples,
                                               num_examples=num_examples, max_length=max_length)  # fmt: skip
     if ref_model:
-        result["generative_perplexity"] = generative_perplexity(texts, ref_model, device, gguf_file=ref_gguf_file)
-        result["judge_scale"] = judge_scale(texts, reference_texts(tokenizer, features, task), ref_model, device, ref_gguf_file, seed)
+        scale = judge_scale(texts, reference_texts(tokenizer, features, config.eos_token_id), ref_model, device, ref_gguf_file, seed)
+        result["judge_scale"], result["generative_perplexity"] = scale, scale["samples"]  # the samples scored once
 
     if corrupt_p > 0:
         result["restoration"] = restoration(model, features[:num_samples], corrupt_p, sampling=sampling,
