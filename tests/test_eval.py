@@ -140,7 +140,8 @@ def test_generation_metrics_against_hand_counts():
     assert metrics["leftover_masks"] == pytest.approx(2 / 8)
 
 
-def test_generative_perplexity_with_a_tiny_local_llama(tmp_path, minilm_path):
+def tiny_llama_judge(folder, minilm_path):
+    """A tiny random Llama over MiniLM's WordPiece vocabulary (its [CLS] as BOS) saved to `folder`: (model, tokenizer)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
@@ -148,8 +149,13 @@ def test_generative_perplexity_with_a_tiny_local_llama(tmp_path, minilm_path):
     torch.manual_seed(0)
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))  # fmt: skip
-    llama.save_pretrained(tmp_path / "llama")
-    tokenizer.save_pretrained(tmp_path / "llama")
+    llama.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return llama, tokenizer
+
+
+def test_generative_perplexity_with_a_tiny_local_llama(tmp_path, minilm_path):
+    llama, tokenizer = tiny_llama_judge(tmp_path / "llama", minilm_path)
     texts = ["to be or not to be", "the cat sat on the mat"]
     ppl = generative_perplexity(texts, str(tmp_path / "llama"))
     nll, count = 0.0, 0
@@ -165,17 +171,9 @@ def test_generative_perplexity_with_a_tiny_local_llama(tmp_path, minilm_path):
 def test_eval_judges_the_samples_beside_real_and_shuffled_text_of_their_own_length(tiny_editflow_dir, tmp_path, minilm_path):
     """With --ref_model, editflow-eval's `judge_scale` scores real held-out windows and their shuffled words of each
     sample's own token length under the same judge (a tiny random Llama here), and says where the samples sit."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from editflow_hf.causal_lm import ReferenceLM, place_on_scale
 
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    tokenizer.bos_token = tokenizer.cls_token
-    torch.manual_seed(0)
-    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))  # fmt: skip
-    llama.save_pretrained(tmp_path / "judge")
-    tokenizer.save_pretrained(tmp_path / "judge")
+    tiny_llama_judge(tmp_path / "judge", minilm_path)
     data = tmp_path / "heldout.txt"
     data.write_text("\n\n".join(["the king is dead and the queen is gone to the north", "a horse a horse my kingdom for a horse",
                                    "to be or not to be that is the question", "now is the winter of our discontent"]))  # fmt: skip

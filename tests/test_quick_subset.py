@@ -3,8 +3,6 @@ names tests that exist, and conftest.py marks them slow."""
 
 import re
 
-import pytest
-
 from conftest import REPO_ROOT, listed_slow_tests
 from measure_slow import choose_slow, measured_times
 
@@ -18,12 +16,20 @@ def test_every_listed_slow_test_exists():
         assert re.search(rf"^\s*def {re.escape(function)}\(", source.read_text(encoding="utf-8"), re.M), nodeid
 
 
-def test_a_listed_test_is_marked_slow(request):
-    listed = sorted(listed_slow_tests())
-    if not listed:
-        pytest.skip("no measured list yet")
-    items = [item for item in request.session.items if item.nodeid in set(listed)]
-    assert all(item.get_closest_marker("slow") for item in items)
+def test_conftest_marks_a_listed_test_slow_and_leaves_the_others(monkeypatch):
+    import conftest
+
+    class Item:
+        def __init__(self, nodeid):
+            self.nodeid, self.markers = nodeid, []
+
+        def add_marker(self, marker):
+            self.markers.append(marker.name)
+
+    monkeypatch.setattr(conftest, "listed_slow_tests", lambda: {"tests/test_a.py::test_big[x]"})
+    listed, other = Item("tests/test_a.py::test_big[x]"), Item("tests/test_a.py::test_big[y]")
+    conftest.pytest_collection_modifyitems(None, [listed, other])
+    assert listed.markers == ["slow"] and other.markers == []
 
 
 def test_the_slowest_are_listed_until_the_rest_fit_the_budget():
