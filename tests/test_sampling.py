@@ -805,3 +805,58 @@ def test_counter_uniforms_are_uniform_and_independent_across_rows_steps_draws_an
     grid = torch.bincount(pairs.flatten(), minlength=64).double()
     chi2 = ((grid - grid.mean()) ** 2 / grid.mean()).sum().item()
     assert chi2 < 120
+
+
+def test_counter_uniforms_ahead_are_each_steps_own_numbers():
+    """The uniforms of K steps computed at once are, step by step, those one step computes alone (bit for bit)."""
+    from editflow_hf.modeling.sampling_editflow import counter_uniforms, counter_uniforms_ahead
+
+    keys = torch.tensor([row_seed(3, row) for row in range(4)])
+    ahead = counter_uniforms_ahead(keys, 7, 5, 11)
+    assert ahead.shape == (NUM_DRAWS, 5, 4, 11)
+    for k in range(5):
+        assert torch.equal(ahead[:, k], counter_uniforms(keys, 7 + k, 11))
+
+
+class StepByStepSampler(TauLeapSampler):
+    """The same counter-based draws through an overriding `draw_uniforms`, which turns planning off: every step
+    draws and fires on its own (the plain reference of a planned run)."""
+
+    def draw_uniforms(self, state):
+        from editflow_hf.modeling.sampling_editflow import counter_uniforms
+
+        return counter_uniforms(state.row_keys, state.step, state.tokens.shape[1])
+
+
+@pytest.mark.parametrize(
+    "rate_bias, rows, shifted, max_length",
+    [(-3.0, [0], False, None), (-1.0, [0, 1, 2], False, 9), (-1.0, [0], True, None), (0.0, [0, 1, 2], True, 12)],
+)
+def test_planned_firing_gives_what_one_step_at_a_time_gives(monkeypatch, rate_bias, rows, shifted, max_length):
+    """Quiet steps are found ahead (`EditFiring.plan` over several steps at once, while the rates stay as they are):
+    the outputs and traces equal those of a run whose every step draws and fires alone, with the parallel and the
+    frontier write order, batch 1 and 3, a length cap; and fewer plans than steps are made."""
+    from editflow_hf.modeling import firing_editflow
+
+    model = tiny_editflow_model(seed=1, rate_bias=rate_bias, vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1)
+    model.config.sub_head_shift = shifted  # the substitution head reads j - 1: frontier by default
+    prompts = [[10, 11], [12], [13, 14, 15]]
+    sequences, protected = start_rows([prompts[i] for i in rows], 6)
+    plans = []
+    real_plan = firing_editflow.EditFiring.plan
+    monkeypatch.setattr(firing_editflow.EditFiring, "plan", lambda self, *a: plans.append(1) or real_plan(self, *a))
+
+    def run(sampler_class):
+        sampler = sampler_class(model, tau=0.02, seed=5, max_length=max_length, suppress_token_ids=[PAD, BOS, MASK])
+        return sampler, sampler.sample(sequences, protected, [True] * len(rows), return_trace=True)
+
+    sampler, planned = run(TauLeapSampler)
+    assert sampler.firing.write_order == ("frontier" if shifted else "parallel")
+    made = len(plans)
+    _, alone = run(StepByStepSampler)
+    assert len(plans) == made  # the reference made none
+    assert planned.sequences == alone.sequences
+    assert [t.to_dict() for t in planned.traces] == [t.to_dict() for t in alone.traces]
+    changing = len({step.step for trace in alone.traces for step in trace.steps})
+    assert 0 < changing < num_tau_steps(0.02)  # some steps fired, some were quiet
+    assert made < num_tau_steps(0.02)
