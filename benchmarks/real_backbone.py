@@ -130,7 +130,7 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
     """The bound (seed 0), then for each write order (`--write_orders`) and seed (`--seeds`): exact answers, SQuAD
     token F1, fact hits and repeated words of greedy answers to `rows` (`evaluate`, task sft), and encoder passes
     per answer (rows the sampler ran through the model / answers). Means over every answer of every seed, each with
-    its standard error over those answers."""
+    its standard error over those answers; `paired`: each later order against the first ([`paired_differences`])."""
     from editflow_hf.evaluation import evaluate, normalize_answer, repeats_a_word, token_f1
     from editflow_hf.modeling.rates_editflow import EditRateRunner
 
@@ -142,7 +142,7 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
         return model_pass(self, input_ids, *rest)
 
     start = time.perf_counter()
-    result = {"orders": {}}
+    result, per_order = {"orders": {}}, {}
     EditRateRunner._model_pass = counting
     try:
         for order in args.write_orders.split(","):
@@ -168,10 +168,26 @@ def ask(checkpoint: Path, rows_file: Path, rows: list[dict], args) -> dict:
             figures = {name: mean_and_se(values) for name, values in per_answer.items()}
             figures["passes_per_answer"] = round(sum(passes) / len(passes), 2)
             result["orders"][order] = {**figures, "answers": answers}
+            per_order[order] = per_answer
     finally:
         EditRateRunner._model_pass = model_pass
+    result["paired"] = paired_differences(per_order)
     result["eval_seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def paired_differences(per_order: dict[str, dict[str, list[float]]]) -> dict:
+    """Each later write order against the first, answer by answer (the same question and seed): `{"frontier -
+    parallel": {metric: [mean difference, its standard error]}}`. The pairs share the question's difficulty, so this
+    standard error is the one to judge a difference by (smaller than either order's own)."""
+    orders = list(per_order)
+    return {
+        f"{order} - {orders[0]}": {
+            name: mean_and_se([x - y for x, y in zip(values, per_order[orders[0]][name])])
+            for name, values in per_order[order].items()
+        }
+        for order in orders[1:]
+    }
 
 
 def mean_and_se(values: list[float]) -> list[float]:
@@ -292,10 +308,12 @@ def main(argv=None) -> dict:
         row["sub_head_at_mask"] = masked_token_probe(checkpoint, HELDOUT_ROWS, args.max_length)
         print(json.dumps(row), flush=True)
         results.append(row)
+    import torch
+
     summary = {
         "benchmark": "real_backbone", "smoke": args.smoke, "steps": args.steps, "batch_size": args.batch_size,
         "max_length": args.max_length, "mask_length": args.mask_length, "tau": args.tau, "num_t": args.num_t,
-        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "seeds": args.seeds, "write_orders": args.write_orders, "top_k": args.top_k, "no_repeat_adjacent": args.no_repeat_adjacent, "threads": os.environ.get("OMP_NUM_THREADS"),
+        "heldout_rows": len(heldout), "heldin_rows": len(heldin), "seeds": args.seeds, "write_orders": args.write_orders, "top_k": args.top_k, "no_repeat_adjacent": args.no_repeat_adjacent, "threads": torch.get_num_threads(),
         "load_average": [round(x, 2) for x in os.getloadavg()], "results": results,
     }  # fmt: skip
     print(json.dumps({**summary, "provenance": provenance()}))

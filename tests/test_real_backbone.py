@@ -37,6 +37,9 @@ def test_real_backbone_smoke_runs_both_arms(tmp_path, capsys):
                 for key in ("exact", "token_f1", "fact", "repeated_word"):
                     mean, se = figures[key]
                     assert 0 <= mean <= 1 and se >= 0
+        for metric, (difference, se) in row["heldout"]["paired"]["frontier - parallel"].items():  # answer by answer
+            orders = row["heldout"]["orders"]
+            assert abs(difference - (orders["frontier"][metric][0] - orders["parallel"][metric][0])) <= 0.002 and se >= 0
         probe = row["sub_head_at_mask"]
         assert probe["positions"] > 16 and all(0 <= probe[key] <= 1 for key in ("in_place", "next_token", "fact_cloze"))
         if name == "converted-0":
@@ -57,3 +60,11 @@ def test_real_backbone_smoke_runs_both_arms(tmp_path, capsys):
     weights = load_file(converted / "model.safetensors"), load_file(random / "model.safetensors")
     assert weights[0].keys() == weights[1].keys()
     assert not torch.equal(weights[0]["encoder.layers.0.self_attn.q_proj.weight"], weights[1]["encoder.layers.0.self_attn.q_proj.weight"])
+
+
+def test_paired_differences_take_each_answer_against_the_same_answer_of_the_first_order():
+    benchmark = load_benchmark("real_backbone")
+    per_order = {"parallel": {"fact": [0.0, 1.0, 0.0, 1.0]}, "frontier": {"fact": [1.0, 1.0, 1.0, 1.0]}}
+    assert benchmark.paired_differences(per_order) == {"frontier - parallel": {"fact": [0.5, 0.289]}}
+    same = {"parallel": {"fact": [0.0, 1.0, 0.0, 1.0]}, "frontier": {"fact": [1.0, 2.0, 1.0, 2.0]}}
+    assert benchmark.paired_differences(same) == {"frontier - parallel": {"fact": [1.0, 0.0]}}  # unpaired SE: 0.289 each
