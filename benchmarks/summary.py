@@ -31,12 +31,15 @@ HEADLINES = {
                "compiled.s_per_seq_b1", "compiled.seq_per_s_b64", "compiled.compile_s"],
     "train_step": ["ratio", "ratio_to_sparse_mlm", "ours_s", "mlm_s", "mlm_sparse_s", "encoder_s"],
     "pipeline_speed": ["current.eager.pipeline_overhead", "current.eager.batching_gain", "current.eager.batch1_cpu_s",
-                       "current.compile.batch1_cpu_s", "speedup_batch1_eager", "speedup_batch16_eager"],
+                       "current.compile.batch1_cpu_s", "speedup_batch1_eager", "speedup_batch16_eager",
+                       "speedup_batch1_compile", "speedup_batch16_compile", "current.compile.batching_gain"],
     "profile_step": ["ab.batch_1.speedup", "ab.batch_64.speedup"],
     "quickstart_defaults": [f"results.{i}.judged.{figure}" for i in range(2) for figure in ("generative_perplexity", "place")],
     # the first arm's held-out answers, each figure a [mean, standard error] pair: its mean
     "real_backbone": [f"results.0.heldout.orders.{order}.{figure}.0" for order in ("parallel", "frontier")
-                      for figure in ("repeated_word", "fact", "token_f1")] + ["results.0.heldout.bound.per_token"],
+                      for figure in ("repeated_word", "fact", "token_f1", "exact")]
+                     + [f"results.0.heldout.orders.{order}.passes_per_answer" for order in ("parallel", "frontier")]
+                     + ["results.0.final_train_loss", "results.0.heldout.bound.per_token"],
 }  # fmt: skip
 
 HEADER = """# Benchmark summary
