@@ -21,7 +21,6 @@ a hash of key, step and position, no generator per row), so its output does not 
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 
@@ -140,17 +139,10 @@ def counter_uniforms(row_keys: torch.LongTensor, step: int, width: int) -> torch
     The hash is SplitMix64's mixer applied twice: once to the row key and step, once to that and the counter
     (d * 2**32 + i); every input bit changes about half of the output bits, so the numbers are uniform and
     independent across rows, steps, draws and positions."""
-    return counter_uniforms_ahead(row_keys, step, 1, width)[:, 0]
-
-
-def counter_uniforms_ahead(row_keys: torch.LongTensor, first_step: int, horizon: int, width: int) -> torch.Tensor:
-    """[`counter_uniforms`] of the `horizon` steps from `first_step` in one computation, `[NUM_DRAWS, horizon, B,
-    width]`: `[:, k]` is `counter_uniforms(row_keys, first_step + k, width)`, the same numbers."""
     device = row_keys.device
-    step_keys = [_as_int64((step * _GOLDEN_GAMMA) & _UINT64) for step in range(first_step, first_step + horizon)]
-    base = splitmix64(torch.tensor(step_keys, dtype=torch.long, device=device)[:, None] + row_keys[None, :])  # [K, B]
+    base = splitmix64(row_keys + _as_int64((step * _GOLDEN_GAMMA) & _UINT64))  # [B]
     counters = (torch.arange(NUM_DRAWS, device=device)[:, None] << 32) | torch.arange(width, device=device)[None, :]
-    bits = splitmix64(base[None, :, :, None] ^ counters[:, None, None, :])
+    bits = splitmix64(base[None, :, None] ^ counters[:, None, :])
     return _shift_right(bits, 40).to(torch.float32) * (2.0**-24)
 
 
@@ -232,41 +224,6 @@ def default_write_order(config) -> str:
 
 
 
-@dataclass
-class FiringPlan:
-    """The sampled edits of the steps `first_step` .. `first_step + horizon - 1` of a batch whose rates stay as they
-    are until an edit fires ([`EditFiring.plan`]): the steps before the first that fires are known to be quiet
-    without a step's work each (at batch 1 about half the steps fire nothing).
-
-    Attributes:
-        first_step: the step of `[:, 0]` / `[0]`.
-        draws: `[NUM_DRAWS, K, B, L]` the steps' uniforms ([`counter_uniforms_ahead`]).
-        fires: `(del_fire, sub_fire, ins_fire)`, each `[K, B, L]`, in the write order.
-        counts: per step, the number of `(deletions, substitutions, insertions)` that fire.
-    """
-
-    first_step: int
-    draws: torch.Tensor
-    fires: tuple[torch.BoolTensor, torch.BoolTensor, torch.BoolTensor]
-    counts: list[list[int]]
-
-    @property
-    def horizon(self) -> int:
-        return len(self.counts)
-
-    def covers(self, step: int) -> bool:
-        return self.first_step <= step < self.first_step + self.horizon
-
-    def first_firing(self) -> int | None:
-        """The offset of the first step in which an edit fires, None if none does."""
-        return next((k for k, counts in enumerate(self.counts) if any(counts)), None)
-
-    def at(self, step: int) -> tuple[torch.Tensor, tuple[torch.BoolTensor, ...], list[int]]:
-        """`(draws [NUM_DRAWS, B, L], (del_fire, sub_fire, ins_fire), counts)` of `step`, as that step alone gives."""
-        k = step - self.first_step
-        return self.draws[:, k], tuple(fire[k] for fire in self.fires), self.counts[k]
-
-
 class EditFiring:
     """When and where the edits of each step fire, from the rates of the step's model pass (per unit of w(t)) and its
     uniforms: the time grid from the start time to t = 1 and the firing rules. It never calls the model.
@@ -327,7 +284,7 @@ class EditFiring:
         can_edit: torch.BoolTensor,
         can_insert: torch.BoolTensor,
         lengths: torch.LongTensor,
-        scale: "float | torch.Tensor",
+        scale: float,
         draws: torch.Tensor,
     ) -> tuple[torch.BoolTensor, torch.BoolTensor, torch.BoolTensor]:
         """Fire edits with this step's uniforms `draws` (`[NUM_DRAWS, B, L]`, of which u0, u1, u2 are used), returning
@@ -338,8 +295,7 @@ class EditFiring:
             del   = event and not sub
             ins   = u2 < min(1, scale * ins)               and can_insert, and at most max_length - len per row
 
-        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.) In a [`plan`], `draws` is `[NUM_DRAWS, K, B,
-        L]` and `scale` `[K, 1, 1]`: the same per step. With `edit_rule="threshold"` the draws
+        (u < min(1, x) is u < x for u in [0, 1), so no clamp is computed.) With `edit_rule="threshold"` the draws
         and `scale` are not used: event = sub + del > 1/2, sub = event and sub >= del, ins = ins > 1/2.
         """
         total = sub_rate + del_rate
@@ -370,58 +326,6 @@ class EditFiring:
             del_fire, ins_fire = torch.zeros_like(del_fire), torch.zeros_like(ins_fire)
         return del_fire, sub_fire, ins_fire
 
-    def plan(self, rates: torch.Tensor, permissions, tokens: torch.LongTensor, lengths: torch.LongTensor,
-             first_step: int, draws: torch.Tensor, head_columns) -> FiringPlan:  # fmt: skip
-        """[`sampled_edits`] then [`in_write_order`] of the steps from `first_step` (the "sample" rule, not
-        `fixed_length`), one per step of `draws` `[NUM_DRAWS, K, B, L]` ([`counter_uniforms_ahead`]), computed at once
-        for rates that do not change meanwhile: step k's edits are those step k alone gives (its h * w(t) as a float32
-        scale, as the step's Python float is in the product)."""
-        horizon = draws.shape[1]
-        weights = self.step_weights()[first_step : first_step + horizon]
-        scale = torch.tensor(weights, dtype=torch.float32, device=rates.device)[:, None, None]
-        fires = self.choose_edits(rates[..., 0], rates[..., 1], rates[..., 2], *permissions, lengths, scale, draws)
-        fires = self.in_write_order(tokens, *fires, head_columns)
-        counts = torch.stack(fires).flatten(2).sum(2).T.tolist()
-        return FiringPlan(first_step, draws, fires, counts)
-
-    def step_edits(self, state, head_columns, draw_uniforms=None, rates_stay: bool = True):
-        """`(draws, (del_fire, sub_fire, ins_fire), counts)` of the step `state.step` of a sampler's state under the
-        "sample" or "threshold" rule, in the write order. From a plan of the next steps ([`planned_edits`], the
-        same numbers as step by step) where the rates stay as they are between steps (`rates_stay`: the sampler
-        reuses them) and the draws are [`counter_uniforms`], before t = 1 and without `fixed_length`; else drawn
-        (`draw_uniforms(state)`, the sampler's override, when given) and fired for this step alone."""
-        if draw_uniforms is None and rates_stay and self.edit_rule == "sample" and not self.fixed_length and state.step < self.num_steps:
-            return self.planned_edits(state, head_columns)
-        draws = draw_uniforms(state) if draw_uniforms is not None else counter_uniforms(state.row_keys, state.step, state.tokens.shape[1])
-        fires = self.sampled_edits(state.rate_cache, state.permissions, state.tokens, state.lengths, state.step, draws)
-        fires = self.in_write_order(state.tokens, *fires, head_columns)
-        return draws, fires, torch.stack(fires).flatten(1).sum(1).tolist()
-
-    # The longest plan, in steps, and the positions (B x L x steps) a plan covers at least: below that its cost is
-    # the number of its tensor operations, not their size, so a short wait is planned as cheaply as one step.
-    MAX_PLAN_HORIZON, CHEAP_PLAN_POSITIONS = 32, 1024
-
-    def planned_edits(self, state, head_columns) -> tuple[torch.Tensor, tuple[torch.BoolTensor, ...], list[int]]:
-        """`(draws, (del_fire, sub_fire, ins_fire), counts)` of the step `state.step` of a sampler's state (its
-        tokens, lengths, rates, permissions, row keys), from `state.plan` ([`plan`]), made when it does not cover
-        the step. A plan lasts until an edit fires (the sampler then drops it: the rates change); its horizon is
-        twice the last wait for a firing step, twice the last plan's when that one ran out quiet, at least
-        `CHEAP_PLAN_POSITIONS` / (B x L) steps and at most `MAX_PLAN_HORIZON`."""
-        plan = state.plan
-        if plan is None or not plan.covers(state.step):
-            if plan is not None:  # a plan that ran out quiet: the next one looks twice as far
-                state.plan_horizon = 2 * plan.horizon
-            cheap = self.CHEAP_PLAN_POSITIONS // state.tokens.numel()
-            horizon = max(1, min(max(state.plan_horizon, cheap), self.MAX_PLAN_HORIZON, self.num_steps - state.step))
-            draws = counter_uniforms_ahead(state.row_keys, state.step, horizon, state.tokens.shape[1])
-            plan = state.plan = self.plan(
-                state.rate_cache, state.permissions, state.tokens, state.lengths, state.step, draws, head_columns
-            )  # fmt: skip
-            fired_at = plan.first_firing()
-            if fired_at is not None:  # the next plan (after this firing) looks twice as far as this one waited
-                state.plan_horizon = 2 * fired_at
-        return plan.at(state.step)
-
     def in_write_order(self, tokens: torch.LongTensor, del_fire: torch.BoolTensor, sub_fire: torch.BoolTensor,
                        ins_fire: torch.BoolTensor, head_columns) -> tuple[torch.BoolTensor, ...]:  # fmt: skip
         """`(del_fire, sub_fire, ins_fire)` in the write order: as drawn ("parallel"), or [`frontier_edits`] with the
@@ -435,7 +339,7 @@ class EditFiring:
         if self.max_length is None:
             return ins_fire
         room = (torch.as_tensor(self.max_length, device=lengths.device) - lengths).clamp_min(0)
-        return ins_fire & (ins_fire.long().cumsum(dim=-1) <= room[:, None])  # [B, L], or [K, B, L] in a plan
+        return ins_fire & (ins_fire.long().cumsum(dim=1) <= room[:, None])
 
     def gain_candidates(self, rates: torch.Tensor, permissions) -> tuple[tuple, tuple]:
         """`edit_rule="gain"`, first half: `(bars, candidates)`. The edits of a step are those expected to shorten the
@@ -488,7 +392,6 @@ __all__ = [
     "DRAW_SUB_TOKEN",
     "EDIT_RULES",
     "EditFiring",
-    "FiringPlan",
     "MAX_TAU_STEPS",
     "MIN_TAU",
     "NUM_DRAWS",
@@ -497,7 +400,6 @@ __all__ = [
     "check_sampling_params",
     "check_seed",
     "counter_uniforms",
-    "counter_uniforms_ahead",
     "default_write_order",
     "edit_permissions",
     "frontier_edits",

@@ -11,9 +11,7 @@ positions):
     tokens_editflow.TokenRule           the tokens of the fired edits (temperature, top_p, top_k, suppressed ids)
     applying_editflow.apply_edits       all fired edits applied at once
 
-The model runs only when some row changed in the last step, and a step in which nothing fires applies nothing;
-while nothing fires the rates stay as they are, so the firing of the next steps is computed at once
-(`firing_editflow.FiringPlan`) and the quiet ones cost no work of their own.
+The model runs only when some row changed in the last step, and a step in which nothing fires applies nothing.
 Each row's random numbers are a hash of the run's seed, the row's index, the step and the position, so a row's output
 does not depend on the batch it is sampled in. With `compile=True` the encoder runs under torch.compile at bucketed
 widths (`compiling_editflow.CompiledEditRates`, reached through `model.compiled_edit_rates()`).
@@ -37,12 +35,10 @@ from .firing_editflow import (
     MIN_TAU,
     NUM_DRAWS,
     EditFiring,
-    FiringPlan,
     check_edit_params,
     check_sampling_params,
     check_seed,
     counter_uniforms,
-    counter_uniforms_ahead,
     default_write_order,
     edit_permissions,
     frontier_edits,
@@ -73,9 +69,6 @@ class SamplerState:
         permissions: `(can_edit, can_insert)` of [`edit_permissions`], recomputed when a row changes.
         row_keys: `[B]` int64, each row's key (`row_seed(seed, row index)`), from which its draws are computed
             ([`counter_uniforms`]).
-        plan: the firing of the next steps while the rates stay as they are ([`FiringPlan`]; None when none is made
-            or an edit fired since).
-        plan_horizon: how many steps the next plan covers at least (twice the last wait for a firing step).
     """
 
     tokens: torch.LongTensor
@@ -89,8 +82,6 @@ class SamplerState:
     stale: torch.BoolTensor | None = None
     permissions: tuple[torch.BoolTensor, torch.BoolTensor] | None = None
     row_keys: torch.LongTensor | None = None
-    plan: FiringPlan | None = None
-    plan_horizon: int = 1
 
     @classmethod
     def start(cls, sequences: Sequence[Sequence[int]], protected: Sequence[Sequence[bool]], open_end: Sequence[bool],
@@ -333,10 +324,12 @@ class TauLeapSampler:
             if not (del_fire.any() or sub_fire.any() or ins_fire.any()):
                 return state.advance(AppliedEdits.unchanged(state.tokens, state.lengths, state.protected), t_next)
         else:
-            own_draws = None if type(self).draw_uniforms is TauLeapSampler.draw_uniforms else self.draw_uniforms
-            draws, (del_fire, sub_fire, ins_fire), (del_count, sub_count, ins_count) = firing.step_edits(
-                state, self.runner.head_columns, own_draws, rates_stay=self.runner.reuse_unchanged_rows
-            )  # fmt: skip
+            draws = self.draw_uniforms(state)
+            del_fire, sub_fire, ins_fire = firing.sampled_edits(
+                state.rate_cache, state.permissions, state.tokens, state.lengths, state.step, draws
+            )
+            del_fire, sub_fire, ins_fire = firing.in_write_order(state.tokens, del_fire, sub_fire, ins_fire, self.runner.head_columns)
+            del_count, sub_count, ins_count = torch.stack([del_fire, sub_fire, ins_fire]).flatten(1).sum(1).tolist()
             if del_count == sub_count == ins_count == 0:
                 return state.advance(AppliedEdits.unchanged(state.tokens, state.lengths, state.protected), t_next)
             sub_tokens, ins_tokens = self._fired_tokens(state, t, draws, (sub_count, sub_fire), (ins_count, ins_fire))
@@ -344,7 +337,6 @@ class TauLeapSampler:
             state.tokens, state.lengths, state.protected, del_fire, sub_fire, sub_tokens, ins_fire, ins_tokens,
             self.pad_token_id,
         )  # fmt: skip
-        state.plan = None  # the rates change with the rows
         return state.advance(edits, t_next)
 
     def _fired_tokens(self, state: SamplerState, t: float, draws: torch.Tensor, sub, ins) -> tuple[torch.LongTensor, ...]:
@@ -451,7 +443,6 @@ __all__ = [
     "EDIT_RULES",
     "EditFiring",
     "EditRateRunner",
-    "FiringPlan",
     "MAX_TAU_STEPS",
     "MIN_TAU",
     "NUM_DRAWS",
@@ -467,7 +458,6 @@ __all__ = [
     "check_edit_params",
     "check_sampling_params",
     "counter_uniforms",
-    "counter_uniforms_ahead",
     "default_no_repeat_adjacent",
     "default_write_order",
     "edit_permissions",
