@@ -189,9 +189,12 @@ def frontier_edits(
     (`sub_columns[j]`, j - 1 for a converted decoder's shifted head) waits while that column holds a mask; an
     insertion after j (its head reads `ins_columns[j]`, j itself) waits while that column holds a mask or is the
     column a mask's substitution reads (with the shift: while j + 1 is a mask, whose word the same state predicts,
-    so the two would write it twice). A mask's deletion waits as its substitution does (`del_fire` given): else the
-    masks the waiting writes need are deleted meanwhile and the answer ends short of its last words. Other
-    deletions never wait.
+    so the two would write it twice). Mask deletions (`del_fire` given): in each run of masks one fires per step,
+    the leftmost drawn. A run's masks are all alike, so which one goes does not matter, but how fast the run
+    shrinks does: with every drawn deletion firing while its writes wait, the masks the writes needed were gone
+    and answers ended short of their last words; with only the run's left end deleting (a mask's deletion waiting
+    as its substitution does) every surplus mask cost a model pass of its own. One per step shrinks a run no
+    faster than its left end is written. Other deletions never wait.
 
     Why: a mask's state encodes the mask, not a word, so a shifted head reading it at j writes the word that belongs
     at j - 1 (a converted SmolLM2 wrote "The capital capital of Germany Germany"). Waiting lets each run of masks
@@ -213,7 +216,18 @@ def frontier_edits(
     ins_waits = is_mask[:, ins_columns] | (read_for_a_mask[:, ins_columns] > 0)
     if del_fire is None:
         return sub_fire & ~sub_waits, ins_fire & ~ins_waits
-    return del_fire & ~(sub_waits & is_mask), sub_fire & ~sub_waits, ins_fire & ~ins_waits
+    return one_deletion_per_run(del_fire, is_mask, sub_waits), sub_fire & ~sub_waits, ins_fire & ~ins_waits
+
+
+def one_deletion_per_run(del_fire: torch.BoolTensor, is_mask: torch.BoolTensor, waits: torch.BoolTensor) -> torch.BoolTensor:
+    """`del_fire` `[B, L]` where, in each run of masks, a mask deletion that `waits` (its write would wait) fires only
+    as the run's first: when no mask deletion left of it in the run fires. With a shifted head only a run's left end
+    does not wait, so each run loses at most its leftmost drawn mask per step; without one, nothing waits."""
+    waiting = del_fire & is_mask & waits
+    drawn = torch.cumsum((del_fire & is_mask).long(), dim=1)  # mask deletions drawn up to and at each column
+    # at a mask, the count at the real token that opens its run (counts never fall, so a running max carries it)
+    before_run = torch.where(is_mask, torch.zeros_like(drawn), drawn).cummax(dim=1).values
+    return (del_fire & ~waiting) | (waiting & (drawn - before_run == 1))
 
 
 def default_write_order(config) -> str:

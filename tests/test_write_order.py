@@ -11,17 +11,24 @@ from editflow_hf.modeling.sampling_editflow import TauLeapSampler, default_write
 
 
 def reference_frontier(tokens, sub_fire, ins_fire, shifted, del_fire=None):
-    """Plain loops: a substitution at j waits while j - 1 is a mask (shifted head only; BOS reads itself), and so
-    does the deletion of a mask at j; an insertion after j waits while j is a mask, and (shifted head) while j + 1
-    is a mask, whose substitution reads j's state too."""
+    """Plain loops: a substitution at j waits while j - 1 is a mask (shifted head only; BOS reads itself); an
+    insertion after j waits while j is a mask, and (shifted head) while j + 1 is a mask, whose substitution reads
+    j's state too. A mask's deletion that would wait as its substitution does fires only when it is the first
+    drawn mask deletion of its run of masks (one per run and step)."""
     sub_out, ins_out = [row[:] for row in sub_fire], [row[:] for row in ins_fire]
     del_out = [row[:] for row in del_fire] if del_fire is not None else None
     for b, row in enumerate(tokens):
+        run_has_a_deletion = False
         for j in range(len(row)):
-            if shifted and j > 0 and row[j - 1] == MASK:
+            if row[j] != MASK:
+                run_has_a_deletion = False  # a real token ends the run of masks before it
+            waits = shifted and j > 0 and row[j - 1] == MASK
+            if waits:
                 sub_out[b][j] = False
-                if del_out is not None and row[j] == MASK:
+            if del_out is not None and row[j] == MASK and del_fire[b][j]:
+                if waits and run_has_a_deletion:
                     del_out[b][j] = False
+                run_has_a_deletion = True
             if row[j] == MASK or (shifted and j + 1 < len(row) and row[j + 1] == MASK):
                 ins_out[b][j] = False
     return (sub_out, ins_out) if del_out is None else (del_out, sub_out, ins_out)
