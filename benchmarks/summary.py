@@ -41,6 +41,7 @@ HEADLINES = {
                      + [f"results.0.heldout.orders.{order}.passes_per_answer" for order in ("parallel", "frontier")]
                      + ["results.0.final_train_loss", "results.0.heldout.bound.per_token"],
 }  # fmt: skip
+HEADLINES["real_backbone-300steps"] = HEADLINES["real_backbone"]  # the longer budget (--steps 300), recorded by that --name
 
 HEADER = """# Benchmark summary
 
