@@ -221,8 +221,8 @@ def frontier_edits(
 
 def one_deletion_per_run(del_fire: torch.BoolTensor, is_mask: torch.BoolTensor, waits: torch.BoolTensor) -> torch.BoolTensor:
     """`del_fire` `[B, L]` where, in each run of masks, a mask deletion that `waits` (its write would wait) fires only
-    as the run's first: when no mask deletion left of it in the run fires. With a shifted head only a run's left end
-    does not wait, so each run loses at most its leftmost drawn mask per step; without one, nothing waits."""
+    when it is the first drawn in its run. With a shifted head only a run's left end does not wait, so each run loses
+    at most one mask per step, its leftmost drawn; without a shift nothing waits and every drawn deletion fires."""
     waiting = del_fire & is_mask & waits
     drawn = torch.cumsum((del_fire & is_mask).long(), dim=1)  # mask deletions drawn up to and at each column
     # at a mask, the count at the real token that opens its run (counts never fall, so a running max carries it)

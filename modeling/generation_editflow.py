@@ -194,8 +194,9 @@ class EditFlowGenerationConfig(GenerationConfig):
         write_order (`str`, *optional*):
             `"parallel"` (every drawn edit fires) or `"frontier"` (a write whose token head would read a mask's
             state waits until that mask is written, so each run of masks is written from its left end and loses at
-            most one mask a step; masks left at t = 1 get a few more steps). None (default): the model's own, `"frontier"` for a converted decoder's
-            shifted substitution head (`sub_head_shift`), where parallel writes repeated words.
+            most one mask a step; masks left at t = 1 get a few more steps). None (default): the model's own,
+            `"frontier"` for a converted decoder's shifted substitution head (`sub_head_shift`), where parallel writes
+            repeated words.
         no_repeat_adjacent (`bool`, *optional*):
             A written token never equals a token beside it (as `no_repeat_ngram_size` bans repeated n-grams in
             `generate()`). None (default): the model's own, on for a shifted substitution head, whose insertion

@@ -84,8 +84,8 @@ def without_timings(value):
 
 def test_real_backbone_twice_from_scratch_gives_the_same_figures(tmp_path):
     """Issue Q, item 2: the same command in two empty work folders (a conversion, a training and the evaluation each
-    from scratch) gives the same figures, every one: nothing is drawn from an unseeded source. (The smoke arm; the
-    SmolLM2 run did the same on two fresh clones, benchmarks/RESULTS.md.)"""
+    from scratch), started from different random states of the process, gives the same figures, every one. (The
+    smoke arm; the SmolLM2 run did the same on two fresh clones, benchmarks/RESULTS.md.)"""
     import random
 
     import numpy as np
