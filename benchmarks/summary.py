@@ -42,6 +42,7 @@ HEADLINES = {
                      + ["results.0.final_train_loss", "results.0.heldout.bound.per_token"],
 }  # fmt: skip
 HEADLINES["real_backbone-300steps"] = HEADLINES["real_backbone"]  # the longer budget (--steps 300), recorded by that --name
+HEADLINES["quickstart_defaults-smollm2-300"] = HEADLINES["quickstart_defaults"]  # one longer configuration, by that --name
 
 HEADER = """# Benchmark summary
 
